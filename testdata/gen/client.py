@@ -1,0 +1,200 @@
+#!/usr/bin/env python3
+"""Drives one recorded scenario as a real client: `client.py SCENARIO CERTFILE`.
+
+Every request carries the planted secrets listed in testdata/README.md so that the scrubber
+has something real to remove.
+"""
+import asyncio
+import os
+import random
+import socket
+import ssl
+import subprocess
+import sys
+import time
+
+# Browsers never follow redirects on a WebSocket handshake; neither does this client.
+# (websockets counts attempts here: 1 means one connection, no redirect followed.)
+os.environ.setdefault("WEBSOCKETS_MAX_REDIRECTS", "1")
+
+from dnslib import DNSRecord
+from websockets.asyncio.client import connect
+
+COOKIE = "session=SECRETcookie-7f3a9c"
+BEARER = "Bearer SECRETtoken-4b21e8"
+QUERY = "token=SECRETquery-91d0c2"
+MESSAGE = "SECRETmessage-hello-5e7a"
+HEADERS = {"Cookie": COOKIE, "Authorization": BEARER}
+
+
+def url(port, path, scheme="ws", host="127.0.0.1"):
+    return f"{scheme}://{host}:{port}{path}?{QUERY}"
+
+
+async def chat(uri, *, messages=3, ping=True, compression=None, **kw):
+    async with connect(uri, additional_headers=HEADERS, ping_interval=None,
+                       compression=compression, **kw) as ws:
+        for i in range(messages):
+            await ws.send(f"{MESSAGE} #{i}")
+            await ws.recv()
+            if ping and i == 0:
+                pong = await ws.ping(b"p1")
+                await pong
+        await ws.close(1000, "bye SECRETclose-reason-0c4d")
+
+
+async def expect_failure(uri, **kw):
+    try:
+        async with connect(uri, additional_headers=HEADERS, ping_interval=None,
+                           open_timeout=8, compression=None, **kw) as ws:
+            await ws.recv()
+    except Exception as e:  # the failure is the point of the scenario
+        print(f"  client saw: {type(e).__name__}: {e}", file=sys.stderr)
+
+
+def dns(name, qtype="A"):
+    q = DNSRecord.question(name, qtype)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(2)
+    s.sendto(q.pack(), ("127.0.0.1", 53))
+    try:
+        return DNSRecord.parse(s.recv(4096))
+    except socket.timeout:
+        return None
+    finally:
+        s.close()
+
+
+def plain_get(port, path="/"):
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: www.unrelated.test\r\nConnection: close\r\n\r\n".encode())
+        while s.recv(4096):
+            pass
+
+
+def tls_h2_get(port, cafile):
+    ctx = ssl.create_default_context(cafile=cafile)
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    with socket.create_connection(("127.0.0.1", port)) as raw:
+        with ctx.wrap_socket(raw, server_hostname="ws.test") as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: ws.test\r\nConnection: close\r\n\r\n")
+            while s.recv(4096):
+                pass
+
+
+def split_request(port):
+    """An upgrade request written in three pieces, so it spans three TCP segments."""
+    req = (
+        f"GET /echo?{QUERY} HTTP/1.1\r\nHost: ws.test:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        f"Cookie: {COOKIE}\r\nAuthorization: {BEARER}\r\n"
+        f"Sec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for a, b in ((0, 20), (20, 90), (90, len(req))):
+            s.sendall(req[a:b])
+            time.sleep(0.05)
+        resp = b""
+        while b"\r\n\r\n" not in resp:
+            resp += s.recv(4096)
+        # one masked text frame, then a close frame 1000
+        payload = MESSAGE.encode()
+        mask = b"\x11\x22\x33\x44"
+        masked = bytes(c ^ mask[i % 4] for i, c in enumerate(payload))
+        s.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + masked)
+        s.recv(4096)
+        close = b"\x03\xe8"
+        s.sendall(bytes([0x88, 0x82]) + mask + bytes(c ^ mask[i] for i, c in enumerate(close)))
+        s.recv(4096)
+
+
+async def run(scenario, cafile):
+    wss_ctx = ssl.create_default_context(cafile=cafile)
+    if scenario == "direct-ok":
+        # permessage-deflate, as browsers negotiate it: frames carry RSV1.
+        await chat(url(18765, "/echo"), compression="deflate")
+    elif scenario == "proxy-ok":
+        await chat(url(18080, "/echo"))
+    elif scenario == "proxy-stripped":
+        await expect_failure(url(18081, "/echo"))
+    elif scenario.startswith("reject-"):
+        code = scenario.split("-")[1]
+        port = 18080 if code in ("403", "404") else 18765
+        await expect_failure(url(port, f"/reject/{code}"))
+    elif scenario == "auth-redirect":
+        await expect_failure(url(18080, "/login"))
+    elif scenario == "proxy-502":
+        await expect_failure(url(18082, "/echo"))
+    elif scenario == "proxy-504":
+        await expect_failure(url(18083, "/echo"))
+    elif scenario == "wss-ok":
+        await chat(url(18443, "/echo", "wss", "ws.test"), ssl=wss_ctx,
+                   host="127.0.0.1", port=18443, server_hostname="ws.test")
+    elif scenario == "wss-aborted":
+        # Python's client does not trust the self-signed certificate and gives up with a bare
+        # FIN: no alert on the wire (TLS 1.2 keeps the rest of the handshake in the clear).
+        strict = ssl.create_default_context()
+        strict.maximum_version = ssl.TLSVersion.TLSv1_2
+        await expect_failure(url(18443, "/echo", "wss", "ws.test"), ssl=strict,
+                             host="127.0.0.1", port=18443, server_hostname="ws.test")
+    elif scenario == "wss-alert":
+        # curl (OpenSSL) rejects the certificate with an unknown_ca alert, in the clear
+        # under TLS 1.2; the upgrade request is never sent.
+        subprocess.run(["curl", "-s", "--tls-max", "1.2", "--resolve", "ws.test:18443:127.0.0.1",
+                        "-H", "Connection: Upgrade", "-H", "Upgrade: websocket",
+                        "-H", "Sec-WebSocket-Version: 13",
+                        "-H", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+                        "-H", f"Cookie: {COOKIE}", f"https://ws.test:18443/echo?{QUERY}"])
+    elif scenario == "reset-after-101":
+        await expect_failure(url(18765, "/reset"))
+    elif scenario == "idle-timeout":
+        async def quiet():
+            async with connect(url(18084, "/quiet"), additional_headers=HEADERS,
+                               ping_interval=None, compression=None) as ws:
+                try:
+                    await ws.recv()
+                except Exception as e:
+                    print(f"  quiet connection ended: {e}", file=sys.stderr)
+        for _ in range(3):
+            await quiet()
+    elif scenario == "ping-survives":
+        async with connect(url(18084, "/quiet"), additional_headers=HEADERS,
+                           ping_interval=1, ping_timeout=5, compression=None) as ws:
+            await asyncio.sleep(6.5)
+            await ws.close(1000)
+    elif scenario == "bulk-mixed":
+        print(f"  dns: {dns('ws.test').rr}", file=sys.stderr)
+        plain_get(18090)
+        tls_h2_get(18443, cafile)
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.sendto(b"unrelated datagram", ("127.0.0.1", 18514))
+        s.close()
+        async with connect(url(18765, "/echo", host="ws.test"), additional_headers=HEADERS,
+                           ping_interval=None, max_size=None, host="127.0.0.1",
+                           port=18765, compression=None) as ws:
+            rnd = random.Random(7)
+            block = bytes(rnd.getrandbits(8) for _ in range(16384))
+            for i in range(64):
+                await ws.send(block)
+                await ws.recv()
+                if i % 16 == 0:
+                    plain_get(18090, f"/page{i}")
+            await ws.close(1000)
+    elif scenario == "bad-accept":
+        await expect_failure(url(18766, "/echo"))
+    elif scenario == "refused":
+        try:
+            socket.create_connection(("127.0.0.1", 18798), timeout=2).close()
+        except OSError as e:
+            print(f"  connect: {e}", file=sys.stderr)
+    elif scenario == "dns-failure":
+        print(f"  dns: {dns('no-such-host.test').header}", file=sys.stderr)
+    elif scenario == "split-request":
+        split_request(18765)
+    else:
+        raise SystemExit(f"unknown scenario {scenario}")
+
+
+if __name__ == "__main__":
+    asyncio.run(run(sys.argv[1], sys.argv[2]))

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Records the test captures in testdata/ from real software on loopback:
+# nginx (reverse proxy and TLS terminator), a python `websockets` server, dnsmasq, tcpdump.
+# Needs root (tcpdump, DNS on port 53, a temporary loopback MTU for the bulk scenario) and
+# Debian's nginx-light, dnsmasq-base, tcpdump, tshark, openssl, plus pip's websockets and dnslib.
+# CI does not run this: the captures it makes are committed. Usage: bash testdata/generate.sh
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+gen="$here/gen"
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -n "${tp:-}" ] && kill -INT "$tp" 2>/dev/null || true
+  wait 2>/dev/null || true
+  ip link set lo mtu 65536 2>/dev/null || true
+  rm -rf "$work"
+  return 0
+}
+trap cleanup EXIT
+
+# A self-signed certificate for ws.test (the wss scenarios).
+openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj /CN=ws.test \
+  -addext subjectAltName=DNS:ws.test -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+mkdir -p "$work/tmp"
+cp "$gen/nginx.conf" "$work/nginx.conf"
+
+dnsmasq --no-daemon --port=53 --listen-address=127.0.0.1 --bind-interfaces --no-resolv \
+  --no-hosts --address=/ws.test/127.0.0.1 --address=/no-such-host.test/ \
+  --pid-file="$work/dnsmasq.pid" 2>"$work/dnsmasq.log" &
+pids+=($!)
+python3 "$gen/servers.py" >"$work/servers.log" 2>&1 &
+pids+=($!)
+nginx -p "$work" -c nginx.conf 2>"$work/nginx.log" &
+pids+=($!)
+sleep 1.5
+
+# record NAME SCENARIO [tcpdump options...]
+record() {
+  local name=$1 scenario=$2
+  shift 2
+  local out="$here/$name"
+  tcpdump -i lo -U -w "$out" "$@" 'port 53 or portrange 18000-18999' 2>/dev/null &
+  tp=$!
+  sleep 1
+  echo "scenario $scenario -> $name" >&2
+  timeout 60 python3 "$gen/client.py" "$scenario" "$work/cert.pem"
+  sleep 1
+  kill -INT "$tp"
+  wait "$tp" 2>/dev/null || true
+  tp=
+}
+
+record ws-direct-ok.pcap direct-ok --time-stamp-precision=nano
+record ws-proxy-ok.pcap proxy-ok
+record ws-proxy-stripped.pcap proxy-stripped
+record ws-reject-403.pcap reject-403
+record ws-reject-404.pcap reject-404
+record ws-reject-426.pcap reject-426
+record ws-reject-500.pcap reject-500
+record ws-auth-redirect.pcap auth-redirect
+record ws-proxy-502.pcap proxy-502
+record ws-proxy-504.pcap proxy-504
+record wss-ok.tmp.pcap wss-ok
+record wss-alert.pcap wss-alert
+record wss-aborted.pcap wss-aborted
+record ws-reset-after-101.pcap reset-after-101
+record ws-idle-timeout.pcap idle-timeout
+record ws-ping-survives.pcap ping-survives
+record ws-bad-accept.tmp.pcap bad-accept
+record tcp-refused.pcap refused
+record dns-failure.pcap dns-failure
+record ws-split-request.pcap split-request
+# A realistic MTU for the bulk run, so that WebSocket frames span TCP segments.
+ip link set lo mtu 1500
+record ws-bulk-mixed.pcap bulk-mixed
+ip link set lo mtu 65536
+
+# Format variety: one pcapng, one gzip-compressed pcapng, one SLL2 capture (`tcpdump -i any`).
+editcap -F pcapng "$here/wss-ok.tmp.pcap" "$here/wss-ok.pcapng"
+editcap -F pcapng "$here/ws-bad-accept.tmp.pcap" "$here/ws-bad-accept.pcapng"
+gzip -9 -n -f "$here/ws-bad-accept.pcapng"
+rm -f "$here/wss-ok.tmp.pcap" "$here/ws-bad-accept.tmp.pcap"
+tcpdump -i any -U -w "$here/ws-proxy-ok-any.pcap" 'port 53 or portrange 18000-18999' 2>/dev/null &
+tp=$!
+sleep 1
+timeout 60 python3 "$gen/client.py" proxy-ok "$work/cert.pem"
+sleep 1
+kill -INT "$tp"
+wait "$tp" 2>/dev/null || true
+
+ls -l "$here"/*.pcap* >&2
