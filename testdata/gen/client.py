@@ -140,8 +140,9 @@ async def run(scenario, cafile):
                              host="127.0.0.1", port=18443, server_hostname="ws.test")
     elif scenario == "wss-alert":
         # curl (OpenSSL) rejects the certificate with an unknown_ca alert, in the clear
-        # under TLS 1.2; the upgrade request is never sent.
-        subprocess.run(["curl", "-s", "--tls-max", "1.2", "--resolve", "ws.test:18443:127.0.0.1",
+        # under TLS 1.2; the upgrade request is never sent. --http1.1 makes it offer ALPN
+        # http/1.1 only, as WebSocket clients do.
+        subprocess.run(["curl", "-s", "--http1.1", "--tls-max", "1.2", "--resolve", "ws.test:18443:127.0.0.1",
                         "-H", "Connection: Upgrade", "-H", "Upgrade: websocket",
                         "-H", "Sec-WebSocket-Version: 13",
                         "-H", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",

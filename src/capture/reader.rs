@@ -1,0 +1,515 @@
+//! Streaming capture reader over any `Read` (a file, a pipe, a gzip stream).
+//!
+//! pcap records are framed here by hand: a 16-byte header is cheaper to read in place than to
+//! turn into pcap-file's `PcapPacket` (which builds a `Duration` and a `Cow` per packet), and
+//! this loop runs for every packet of multi-gigabyte files. pcapng blocks are framed by
+//! pcap-file's `PcapNgParser`, which also tracks section byte order and interfaces; the
+//! packet fields of an Enhanced Packet Block are then read in place.
+
+use std::fs::File;
+use std::io::{self, Cursor, Read};
+use std::path::Path;
+
+use flate2::read::MultiGzDecoder;
+use pcap_file::pcapng::PcapNgParser;
+use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
+use pcap_file::{Endianness, PcapError};
+
+use super::{
+    Format, Interface, MAX_RECORD_BYTES, PCAP_MAGIC_NS, PCAP_MAGIC_US, PCAPNG_SHB, Packet,
+    RecordMeta, block,
+};
+use crate::error::{Error, Result};
+
+const READ_CHUNK_BYTES: usize = 1 << 20;
+
+/// An opened input: the decompressed byte stream and what is known about its size.
+pub struct Input {
+    pub stream: Box<dyn Read + Send>,
+    /// Size on disk of a regular file (compressed size for gzip), for progress.
+    pub size: Option<u64>,
+    pub gzip: bool,
+}
+
+impl Input {
+    /// Opens a path, or standard input for `-`. Gzip is detected by its magic bytes.
+    pub fn open(path: &Path) -> Result<Input> {
+        let (raw, size): (Box<dyn Read + Send>, Option<u64>) = if path.as_os_str() == "-" {
+            (Box::new(io::stdin()), None)
+        } else {
+            let f = File::open(path)?;
+            let size = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+            (Box::new(f), size)
+        };
+        Self::from_reader(raw, size)
+    }
+
+    pub fn from_reader(mut raw: Box<dyn Read + Send>, size: Option<u64>) -> Result<Input> {
+        let mut magic = [0u8; 2];
+        let n = read_full(&mut raw, &mut magic)?;
+        let prefix = Cursor::new(magic[..n].to_vec());
+        let joined: Box<dyn Read + Send> = Box::new(prefix.chain(raw));
+        if n == 2 && magic == [0x1f, 0x8b] {
+            Ok(Input {
+                stream: Box::new(MultiGzDecoder::new(joined)),
+                size,
+                gzip: true,
+            })
+        } else {
+            Ok(Input {
+                stream: joined,
+                size,
+                gzip: false,
+            })
+        }
+    }
+}
+
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// What the reader hands out, in file order.
+pub enum Item<'a> {
+    Packet(Packet<'a>),
+    /// A pcapng block that carries no packet (section header, interface description, name
+    /// resolution, statistics, decryption secrets, custom): `raw` is the whole block.
+    Block {
+        kind: u32,
+        raw: &'a [u8],
+        big_endian: bool,
+    },
+}
+
+/// pcap global header facts needed to write the same format back.
+#[derive(Clone, Debug)]
+pub struct PcapHeader {
+    pub raw: [u8; 24],
+    pub big_endian: bool,
+    pub nanos: bool,
+    pub link_type: u32,
+    pub snaplen: u32,
+}
+
+pub struct Reader {
+    src: Box<dyn Read + Send>,
+    buf: Vec<u8>,
+    pos: usize,
+    end: usize,
+    eof: bool,
+    /// File offset (of the decompressed stream) of `buf[0]`.
+    base_offset: u64,
+    format: Format,
+    pcap: Option<PcapHeader>,
+    ng: Option<PcapNgParser>,
+    ng_big_endian: bool,
+    interfaces: Vec<Interface>,
+    number: u64,
+    bytes_read: u64,
+    /// Records whose captured length exceeds the file's snaplen (accepted, as Wireshark does).
+    pub over_snaplen: u64,
+}
+
+impl Reader {
+    pub fn new(input: Input) -> Result<Reader> {
+        let mut r = Reader {
+            src: input.stream,
+            buf: vec![0; READ_CHUNK_BYTES],
+            pos: 0,
+            end: 0,
+            eof: false,
+            base_offset: 0,
+            format: Format::Pcap,
+            pcap: None,
+            ng: None,
+            ng_big_endian: false,
+            interfaces: Vec::new(),
+            number: 0,
+            bytes_read: 0,
+            over_snaplen: 0,
+        };
+        r.fill(4)?;
+        let avail = r.end - r.pos;
+        if avail == 0 {
+            return Err(Error::Empty);
+        }
+        if avail < 4 {
+            return Err(Error::NotACapture(r.buf[..avail].to_vec()));
+        }
+        let head = &r.buf[r.pos..r.pos + 4];
+        let be = u32::from_be_bytes(head.try_into().expect("4 bytes"));
+        let le = u32::from_le_bytes(head.try_into().expect("4 bytes"));
+        if [PCAP_MAGIC_US, PCAP_MAGIC_NS].contains(&be)
+            || [PCAP_MAGIC_US, PCAP_MAGIC_NS].contains(&le)
+        {
+            r.open_pcap()?;
+        } else if be == PCAPNG_SHB {
+            r.format = Format::PcapNg;
+            r.open_section()?;
+        } else {
+            return Err(Error::NotACapture(head.to_vec()));
+        }
+        Ok(r)
+    }
+
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    pub fn pcap_header(&self) -> Option<&PcapHeader> {
+        self.pcap.as_ref()
+    }
+
+    pub fn interfaces(&self) -> &[Interface] {
+        &self.interfaces
+    }
+
+    /// Byte order of the current pcapng section.
+    pub fn section_big_endian(&self) -> bool {
+        self.ng_big_endian
+    }
+
+    /// Bytes consumed from the (decompressed) stream so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read
+    }
+
+    pub fn packets_read(&self) -> u64 {
+        self.number
+    }
+
+    fn offset(&self) -> u64 {
+        self.base_offset + self.pos as u64
+    }
+
+    /// Makes at least `need` bytes available at `pos`, unless the stream ends first.
+    fn fill(&mut self, need: usize) -> Result<()> {
+        if self.end - self.pos >= need {
+            return Ok(());
+        }
+        if self.pos > 0 {
+            self.buf.copy_within(self.pos..self.end, 0);
+            self.base_offset += self.pos as u64;
+            self.end -= self.pos;
+            self.pos = 0;
+        }
+        if need > self.buf.len() {
+            self.buf.resize(need.max(READ_CHUNK_BYTES), 0);
+        }
+        while self.end < need && !self.eof {
+            match self.src.read(&mut self.buf[self.end..]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    fn open_pcap(&mut self) -> Result<()> {
+        self.fill(24)?;
+        if self.end - self.pos < 24 {
+            return Err(Error::BadHeader("pcap header cut short".into()));
+        }
+        let raw: [u8; 24] = self.buf[self.pos..self.pos + 24]
+            .try_into()
+            .expect("24 bytes");
+        let (_, h) = pcap_file::pcap::PcapHeader::from_slice(&raw)
+            .map_err(|e| Error::BadHeader(e.to_string()))?;
+        let big_endian = h.endianness == Endianness::Big;
+        let nanos = h.ts_resolution == pcap_file::TsResolution::NanoSecond;
+        let link_type = u32::from(h.datalink);
+        self.interfaces.push(Interface {
+            link_type,
+            snaplen: h.snaplen,
+            units_per_sec: if nanos { 1_000_000_000 } else { 1_000_000 },
+            offset_s: 0,
+        });
+        self.pcap = Some(PcapHeader {
+            raw,
+            big_endian,
+            nanos,
+            link_type,
+            snaplen: h.snaplen,
+        });
+        self.pos += 24;
+        self.bytes_read = 24;
+        Ok(())
+    }
+
+    fn open_section(&mut self) -> Result<()> {
+        let len = self.peek_block_len(true)?;
+        self.fill(len)?;
+        let slice = &self.buf[self.pos..self.pos + len];
+        let (_, parser) = PcapNgParser::new(slice).map_err(|e| Error::BadHeader(e.to_string()))?;
+        self.ng_big_endian = parser.section().endianness == Endianness::Big;
+        self.ng = Some(parser);
+        self.interfaces.clear();
+        Ok(())
+    }
+
+    /// Reads the length of the pcapng block at `pos` and checks it before anything is
+    /// allocated for it.
+    fn peek_block_len(&mut self, first: bool) -> Result<usize> {
+        self.fill(12)?;
+        let avail = self.end - self.pos;
+        let packet = self.number + 1;
+        if avail < 12 {
+            return Err(self.bad(packet, "truncated block header"));
+        }
+        let b = &self.buf[self.pos..self.pos + 12];
+        let kind = u32::from_be_bytes(b[0..4].try_into().expect("4 bytes"));
+        let big = if kind == PCAPNG_SHB {
+            match u32::from_be_bytes(b[8..12].try_into().expect("4 bytes")) {
+                0x1a2b_3c4d => true,
+                0x4d3c_2b1a => false,
+                _ => {
+                    return Err(Error::BadHeader(
+                        "pcapng section header with a bad byte-order magic".into(),
+                    ));
+                }
+            }
+        } else {
+            self.ng_big_endian
+        };
+        let len = if big {
+            u32::from_be_bytes(b[4..8].try_into().expect("4 bytes"))
+        } else {
+            u32::from_le_bytes(b[4..8].try_into().expect("4 bytes"))
+        } as usize;
+        if len < 12 || len % 4 != 0 || len > MAX_RECORD_BYTES {
+            let what = format!("impossible pcapng block length {len}");
+            return Err(if first {
+                Error::BadHeader(what)
+            } else {
+                self.bad(packet, &what)
+            });
+        }
+        Ok(len)
+    }
+
+    fn bad(&self, packet: u64, what: &str) -> Error {
+        Error::BadRecord {
+            packet,
+            offset: self.offset(),
+            what: what.to_string(),
+        }
+    }
+
+    /// The next record or block, or `None` at a clean end of file.
+    pub fn next_item(&mut self) -> Result<Option<Item<'_>>> {
+        match self.format {
+            Format::Pcap => self.next_pcap(),
+            Format::PcapNg => self.next_block(),
+        }
+    }
+
+    fn next_pcap(&mut self) -> Result<Option<Item<'_>>> {
+        let h = self.pcap.as_ref().expect("pcap header read in new()");
+        let (big, nanos, snaplen, link_type) = (h.big_endian, h.nanos, h.snaplen, h.link_type);
+        self.fill(16)?;
+        let avail = self.end - self.pos;
+        let packet = self.number + 1;
+        if avail == 0 {
+            return Ok(None);
+        }
+        if avail < 16 {
+            return Err(self.bad(packet, "truncated record header (file cut short)"));
+        }
+        let rd = |i: usize| {
+            let b: [u8; 4] = self.buf[self.pos + i..self.pos + i + 4]
+                .try_into()
+                .expect("4 bytes");
+            if big {
+                u32::from_be_bytes(b)
+            } else {
+                u32::from_le_bytes(b)
+            }
+        };
+        let (sec, frac, incl, orig) = (rd(0), rd(4), rd(8) as usize, rd(12));
+        if incl > MAX_RECORD_BYTES {
+            return Err(self.bad(packet, &format!("impossible captured length {incl}")));
+        }
+        if incl as u32 > snaplen.max(1) && snaplen != 0 {
+            self.over_snaplen += 1;
+        }
+        self.fill(16 + incl)?;
+        if self.end - self.pos < 16 + incl {
+            return Err(self.bad(packet, "truncated record (file cut short)"));
+        }
+        self.number = packet;
+        let start = self.pos;
+        self.pos += 16 + incl;
+        self.bytes_read += 16 + incl as u64;
+        let ts_ns = u64::from(sec) * 1_000_000_000 + u64::from(frac) * if nanos { 1 } else { 1000 };
+        let meta = RecordMeta {
+            number: packet,
+            interface: 0,
+            link_type,
+            ts_ns,
+            orig_len: orig,
+            data_offset: 16,
+            caplen: incl as u32,
+        };
+        Ok(Some(Item::Packet(Packet {
+            meta,
+            raw: &self.buf[start..start + 16 + incl],
+        })))
+    }
+
+    fn next_block(&mut self) -> Result<Option<Item<'_>>> {
+        self.fill(1)?;
+        if self.end == self.pos {
+            return Ok(None);
+        }
+        let len = self.peek_block_len(false)?;
+        self.fill(len)?;
+        let packet = self.number + 1;
+        if self.end - self.pos < len {
+            return Err(self.bad(packet, "truncated block (file cut short)"));
+        }
+        let start = self.pos;
+        let kind_be = u32::from_be_bytes(self.buf[start..start + 4].try_into().expect("4 bytes"));
+        if kind_be == PCAPNG_SHB {
+            self.open_section()?;
+            self.pos += len;
+            self.bytes_read += len as u64;
+            let big_endian = self.ng_big_endian;
+            return Ok(Some(Item::Block {
+                kind: block::SECTION_HEADER,
+                raw: &self.buf[start..start + len],
+                big_endian,
+            }));
+        }
+        let ng = self.ng.as_mut().expect("section opened in new()");
+        let (_, raw_block) =
+            ng.next_raw_block(&self.buf[start..start + len])
+                .map_err(|e| match e {
+                    PcapError::IncompleteBuffer => Error::BadRecord {
+                        packet,
+                        offset: self.base_offset + start as u64,
+                        what: "truncated block".into(),
+                    },
+                    e => Error::BadRecord {
+                        packet,
+                        offset: self.base_offset + start as u64,
+                        what: e.to_string(),
+                    },
+                })?;
+        let kind = raw_block.type_;
+        if kind == block::INTERFACE_DESCRIPTION {
+            let idb = ng
+                .interfaces()
+                .last()
+                .expect("parser recorded the interface");
+            let mut iface = Interface {
+                link_type: u32::from(idb.linktype),
+                snaplen: idb.snaplen,
+                units_per_sec: 1_000_000,
+                offset_s: 0,
+            };
+            for opt in &idb.options {
+                match opt {
+                    InterfaceDescriptionOption::IfTsResol(r) => {
+                        iface.units_per_sec = if r & 0x80 != 0 {
+                            1u64.checked_shl(u32::from(r & 0x7f)).unwrap_or(u64::MAX)
+                        } else {
+                            10u64.checked_pow(u32::from(*r)).unwrap_or(u64::MAX)
+                        }
+                    }
+                    InterfaceDescriptionOption::IfTsOffset(o) => iface.offset_s = *o as i64,
+                    _ => {}
+                }
+            }
+            self.interfaces.push(iface);
+        }
+        self.pos += len;
+        self.bytes_read += len as u64;
+        let raw = &self.buf[start..start + len];
+        let big = self.ng_big_endian;
+        let rd = |i: usize| {
+            let b: [u8; 4] = raw[i..i + 4].try_into().expect("4 bytes");
+            if big {
+                u32::from_be_bytes(b)
+            } else {
+                u32::from_le_bytes(b)
+            }
+        };
+        let packet_fields = match kind {
+            block::ENHANCED_PACKET if len >= 32 => Some((
+                rd(8),
+                (u64::from(rd(12)) << 32) | u64::from(rd(16)),
+                rd(20) as usize,
+                rd(24),
+                28,
+            )),
+            block::SIMPLE_PACKET if len >= 16 => {
+                let orig = rd(8);
+                let snap = self.interfaces.first().map_or(u32::MAX, |i| i.snaplen);
+                let cap =
+                    (orig.min(if snap == 0 { u32::MAX } else { snap }) as usize).min(len - 16);
+                Some((0, 0, cap, orig, 12))
+            }
+            block::OBSOLETE_PACKET if len >= 32 => {
+                let iface = if big {
+                    u32::from(raw[8]) << 8 | u32::from(raw[9])
+                } else {
+                    u32::from(raw[9]) << 8 | u32::from(raw[8])
+                };
+                Some((
+                    iface,
+                    (u64::from(rd(12)) << 32) | u64::from(rd(16)),
+                    rd(20) as usize,
+                    rd(24),
+                    28,
+                ))
+            }
+            _ => None,
+        };
+        let Some((iface_id, ts, caplen, orig_len, data_offset)) = packet_fields else {
+            return Ok(Some(Item::Block {
+                kind,
+                raw,
+                big_endian: big,
+            }));
+        };
+        if data_offset + caplen + 4 > len {
+            return Err(Error::BadRecord {
+                packet,
+                offset: self.base_offset + start as u64,
+                what: format!("captured length {caplen} exceeds its block"),
+            });
+        }
+        let Some(iface) = self.interfaces.get(iface_id as usize) else {
+            return Err(Error::BadRecord {
+                packet,
+                offset: self.base_offset + start as u64,
+                what: format!("packet names interface {iface_id}, which was never described"),
+            });
+        };
+        let ts_ns = (u128::from(ts) * 1_000_000_000 / u128::from(iface.units_per_sec.max(1)))
+            as i128
+            + i128::from(iface.offset_s) * 1_000_000_000;
+        let meta = RecordMeta {
+            number: packet,
+            interface: iface_id,
+            link_type: iface.link_type,
+            ts_ns: ts_ns.clamp(0, i128::from(u64::MAX)) as u64,
+            orig_len,
+            data_offset: data_offset as u32,
+            caplen: caplen as u32,
+        };
+        self.number = packet;
+        Ok(Some(Item::Packet(Packet { meta, raw })))
+    }
+}

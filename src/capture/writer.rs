@@ -1,0 +1,375 @@
+//! Writes kept records. A record that is kept whole in the same format is copied from the
+//! input byte for byte (same byte order, same timestamp, same options); only truncated or
+//! converted records are re-encoded.
+
+use std::io::Write;
+
+use super::reader::PcapHeader;
+use super::{Format, Packet, block};
+use crate::error::{Error, Result};
+
+/// The output format asked for on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutFormat {
+    Pcap,
+    Pcapng,
+}
+
+pub struct Writer<W: Write> {
+    out: W,
+    source: Format,
+    target: Format,
+    /// pcap output: byte order and resolution of the record headers written.
+    pcap_big: bool,
+    pcap_nanos: bool,
+    /// pcapng output converted from pcap: timestamps are written in this many units a second.
+    ng_units_per_sec: u64,
+    /// pcapng passthrough: byte order of the current section.
+    ng_big: bool,
+    /// pcapng→pcap: the single link type a pcap file can have, once known.
+    pcap_link: Option<u32>,
+    header_done: bool,
+    pub bytes_written: u64,
+    pub packets_written: u64,
+    scratch: Vec<u8>,
+}
+
+fn put32(v: &mut Vec<u8>, x: u32, big: bool) {
+    v.extend_from_slice(&if big {
+        x.to_be_bytes()
+    } else {
+        x.to_le_bytes()
+    });
+}
+
+fn pad4(n: usize) -> usize {
+    (n + 3) & !3
+}
+
+impl<W: Write> Writer<W> {
+    pub fn new(out: W, source: Format, target: Option<OutFormat>) -> Self {
+        let target = match target {
+            None => source,
+            Some(OutFormat::Pcap) => Format::Pcap,
+            Some(OutFormat::Pcapng) => Format::PcapNg,
+        };
+        Writer {
+            out,
+            source,
+            target,
+            pcap_big: false,
+            pcap_nanos: false,
+            ng_units_per_sec: 1_000_000,
+            ng_big: false,
+            pcap_link: None,
+            header_done: false,
+            bytes_written: 0,
+            packets_written: 0,
+            scratch: Vec::with_capacity(1 << 16),
+        }
+    }
+
+    pub fn target(&self) -> Format {
+        self.target
+    }
+
+    fn emit(&mut self, bytes: &[u8]) -> Result<()> {
+        self.out.write_all(bytes)?;
+        self.bytes_written += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn emit_scratch(&mut self) -> Result<()> {
+        self.out.write_all(&self.scratch)?;
+        self.bytes_written += self.scratch.len() as u64;
+        Ok(())
+    }
+
+    /// Starts a pcap input: copies its header, or opens a pcapng section for it.
+    pub fn begin_pcap(&mut self, h: &PcapHeader, comment: Option<&str>) -> Result<()> {
+        self.header_done = true;
+        match self.target {
+            Format::Pcap => {
+                self.pcap_big = h.big_endian;
+                self.pcap_nanos = h.nanos;
+                self.pcap_link = Some(h.link_type);
+                self.emit(&h.raw)
+            }
+            Format::PcapNg => {
+                self.ng_units_per_sec = if h.nanos { 1_000_000_000 } else { 1_000_000 };
+                self.write_section_header(comment)?;
+                self.write_interface(h.link_type, h.snaplen, h.nanos)
+            }
+        }
+    }
+
+    /// A section header of our own (little endian), used when converting to pcapng.
+    fn write_section_header(&mut self, comment: Option<&str>) -> Result<()> {
+        let mut opts = Vec::new();
+        if let Some(c) = comment {
+            push_option(&mut opts, 1, c.as_bytes(), false);
+            push_option(&mut opts, 0, &[], false);
+        }
+        let len = 28 + opts.len();
+        let mut v = Vec::with_capacity(len);
+        put32(&mut v, block::SECTION_HEADER, false);
+        put32(&mut v, len as u32, false);
+        put32(&mut v, 0x1a2b_3c4d, false);
+        v.extend_from_slice(&1u16.to_le_bytes());
+        v.extend_from_slice(&0u16.to_le_bytes());
+        v.extend_from_slice(&(-1i64).to_le_bytes());
+        v.extend_from_slice(&opts);
+        put32(&mut v, len as u32, false);
+        self.ng_big = false;
+        self.emit(&v)
+    }
+
+    fn write_interface(&mut self, link_type: u32, snaplen: u32, nanos: bool) -> Result<()> {
+        let mut opts = Vec::new();
+        if nanos {
+            push_option(&mut opts, 9, &[9], false);
+            push_option(&mut opts, 0, &[], false);
+        }
+        let len = 20 + opts.len();
+        let mut v = Vec::with_capacity(len);
+        put32(&mut v, block::INTERFACE_DESCRIPTION, false);
+        put32(&mut v, len as u32, false);
+        v.extend_from_slice(&(link_type as u16).to_le_bytes());
+        v.extend_from_slice(&0u16.to_le_bytes());
+        put32(&mut v, snaplen, false);
+        v.extend_from_slice(&opts);
+        put32(&mut v, len as u32, false);
+        self.emit(&v)
+    }
+
+    /// A pcapng block that is not a packet. Passed through unchanged into pcapng output; for
+    /// pcap output only the interfaces matter (they fix the link type and resolution).
+    pub fn block(&mut self, kind: u32, raw: &[u8], big_endian: bool) -> Result<()> {
+        match self.target {
+            Format::PcapNg => {
+                if kind == block::SECTION_HEADER {
+                    self.ng_big = big_endian;
+                }
+                self.header_done = true;
+                self.emit(raw)
+            }
+            Format::Pcap => {
+                if kind == block::INTERFACE_DESCRIPTION && !self.header_done && raw.len() >= 20 {
+                    let rd16 = |b: [u8; 2]| {
+                        if big_endian {
+                            u16::from_be_bytes(b)
+                        } else {
+                            u16::from_le_bytes(b)
+                        }
+                    };
+                    let rd32 = |b: [u8; 4]| {
+                        if big_endian {
+                            u32::from_be_bytes(b)
+                        } else {
+                            u32::from_le_bytes(b)
+                        }
+                    };
+                    let link_type = u32::from(rd16([raw[8], raw[9]]));
+                    let snaplen = rd32(raw[12..16].try_into().expect("4 bytes"));
+                    // if_tsresol (code 9) of 9 means nanoseconds.
+                    let nanos = find_option(&raw[16..raw.len() - 4], 9, big_endian)
+                        .is_some_and(|v| v.first() == Some(&9));
+                    self.start_pcap(link_type, snaplen, nanos)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn start_pcap(&mut self, link_type: u32, snaplen: u32, nanos: bool) -> Result<()> {
+        self.pcap_big = false;
+        self.pcap_nanos = nanos;
+        self.pcap_link = Some(link_type);
+        self.header_done = true;
+        let mut v = Vec::with_capacity(24);
+        put32(&mut v, if nanos { 0xa1b2_3c4d } else { 0xa1b2_c3d4 }, false);
+        v.extend_from_slice(&2u16.to_le_bytes());
+        v.extend_from_slice(&4u16.to_le_bytes());
+        put32(&mut v, 0, false);
+        put32(&mut v, 0, false);
+        put32(&mut v, if snaplen == 0 { 262_144 } else { snaplen }, false);
+        put32(&mut v, link_type, false);
+        self.emit(&v)
+    }
+
+    /// Writes a packet, whole (`cut == None`) or with its captured bytes cut to `cut`
+    /// (the original length stays in the record, as editcap -s does).
+    pub fn packet(
+        &mut self,
+        p: &Packet<'_>,
+        cut: Option<u32>,
+        comment: Option<&str>,
+    ) -> Result<()> {
+        let m = p.meta;
+        let caplen = cut.map_or(m.caplen, |c| c.min(m.caplen));
+        self.packets_written += 1;
+        let same = self.source == self.target;
+        match self.target {
+            Format::Pcap => {
+                if !self.header_done {
+                    return Err(Error::Usage(
+                        "pcap output needs an interface before the first packet".into(),
+                    ));
+                }
+                if self.pcap_link.is_some_and(|l| l != m.link_type) {
+                    return Err(Error::Usage(format!(
+                        "packet {} has link type {} but the pcap output has {}; write pcapng (--format pcapng)",
+                        m.number,
+                        m.link_type,
+                        self.pcap_link.unwrap_or(0)
+                    )));
+                }
+                if same && caplen == m.caplen {
+                    return self.emit(p.raw);
+                }
+                self.scratch.clear();
+                let big = self.pcap_big;
+                if same {
+                    self.scratch.extend_from_slice(&p.raw[..8]);
+                } else {
+                    let sec = (m.ts_ns / 1_000_000_000) as u32;
+                    let sub = m.ts_ns % 1_000_000_000;
+                    put32(&mut self.scratch, sec, big);
+                    put32(
+                        &mut self.scratch,
+                        if self.pcap_nanos { sub } else { sub / 1000 } as u32,
+                        big,
+                    );
+                }
+                put32(&mut self.scratch, caplen, big);
+                put32(&mut self.scratch, m.orig_len, big);
+                self.scratch.extend_from_slice(&p.data()[..caplen as usize]);
+                self.emit_scratch()
+            }
+            Format::PcapNg => {
+                let kind_bytes: [u8; 4] = p.raw[..4].try_into().expect("block type");
+                let kind = if self.ng_big {
+                    u32::from_be_bytes(kind_bytes)
+                } else {
+                    u32::from_le_bytes(kind_bytes)
+                };
+                let epb_like =
+                    same && matches!(kind, block::ENHANCED_PACKET | block::OBSOLETE_PACKET);
+                if same && caplen == m.caplen && comment.is_none() {
+                    return self.emit(p.raw);
+                }
+                let big = self.ng_big;
+                let options: &[u8] = if epb_like {
+                    let start = 28 + pad4(m.caplen as usize);
+                    &p.raw[start.min(p.raw.len() - 4)..p.raw.len() - 4]
+                } else {
+                    &[]
+                };
+                let mut extra = Vec::new();
+                if let Some(c) = comment {
+                    push_option(&mut extra, 1, c.as_bytes(), big);
+                }
+                // Options end with opt_endofopt; ours go before it.
+                let (opts_body, had_end) = strip_end_of_options(options, big);
+                let end = if had_end || !extra.is_empty() { 4 } else { 0 };
+                let len = 32 + pad4(caplen as usize) + opts_body.len() + extra.len() + end;
+                self.scratch.clear();
+                put32(&mut self.scratch, block::ENHANCED_PACKET, big);
+                put32(&mut self.scratch, len as u32, big);
+                if epb_like {
+                    self.scratch.extend_from_slice(&p.raw[8..20]);
+                } else {
+                    let units = if same {
+                        0
+                    } else {
+                        (u128::from(m.ts_ns) * u128::from(self.ng_units_per_sec) / 1_000_000_000)
+                            as u64
+                    };
+                    put32(&mut self.scratch, m.interface, big);
+                    put32(&mut self.scratch, (units >> 32) as u32, big);
+                    put32(&mut self.scratch, units as u32, big);
+                }
+                put32(&mut self.scratch, caplen, big);
+                put32(&mut self.scratch, m.orig_len, big);
+                self.scratch.extend_from_slice(&p.data()[..caplen as usize]);
+                self.scratch.resize(
+                    self.scratch.len() + pad4(caplen as usize) - caplen as usize,
+                    0,
+                );
+                self.scratch.extend_from_slice(opts_body);
+                self.scratch.extend_from_slice(&extra);
+                if end == 4 {
+                    self.scratch.extend_from_slice(&[0; 4]);
+                }
+                put32(&mut self.scratch, len as u32, big);
+                self.emit_scratch()
+            }
+        }
+    }
+
+    pub fn finish(mut self) -> Result<W> {
+        self.out.flush()?;
+        Ok(self.out)
+    }
+
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.out
+    }
+}
+
+/// The value of the first option with this code.
+fn find_option(opts: &[u8], want: u16, big: bool) -> Option<&[u8]> {
+    let mut i = 0;
+    while i + 4 <= opts.len() {
+        let rd = |j: usize| {
+            let b: [u8; 2] = opts[j..j + 2].try_into().expect("2 bytes");
+            if big {
+                u16::from_be_bytes(b)
+            } else {
+                u16::from_le_bytes(b)
+            }
+        };
+        let (code, len) = (rd(i), rd(i + 2) as usize);
+        if code == 0 {
+            return None;
+        }
+        if code == want {
+            return opts.get(i + 4..i + 4 + len);
+        }
+        i += 4 + pad4(len);
+    }
+    None
+}
+
+/// Returns the options without a trailing opt_endofopt, and whether there was one.
+fn strip_end_of_options(opts: &[u8], big: bool) -> (&[u8], bool) {
+    let mut i = 0;
+    while i + 4 <= opts.len() {
+        let rd = |j: usize| {
+            let b: [u8; 2] = opts[j..j + 2].try_into().expect("2 bytes");
+            if big {
+                u16::from_be_bytes(b)
+            } else {
+                u16::from_le_bytes(b)
+            }
+        };
+        let (code, len) = (rd(i), rd(i + 2) as usize);
+        if code == 0 {
+            return (&opts[..i], true);
+        }
+        i += 4 + pad4(len);
+    }
+    (&opts[..i.min(opts.len())], false)
+}
+
+fn push_option(v: &mut Vec<u8>, code: u16, value: &[u8], big: bool) {
+    let (c, l) = if big {
+        (code.to_be_bytes(), (value.len() as u16).to_be_bytes())
+    } else {
+        (code.to_le_bytes(), (value.len() as u16).to_le_bytes())
+    };
+    v.extend_from_slice(&c);
+    v.extend_from_slice(&l);
+    v.extend_from_slice(value);
+    v.resize(v.len() + pad4(value.len()) - value.len(), 0);
+}

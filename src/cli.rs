@@ -1,0 +1,94 @@
+//! Command-line definitions (clap derive). Kept apart from `main.rs` so that man pages and
+//! completions can be generated from the same definitions.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::capture::OutFormat;
+use crate::policy::Bulk;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "pcap-surgery",
+    version,
+    about = "Trim, scrub and diagnose packet captures of failing WebSocket connections."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Keep the packets that carry a WebSocket diagnosis: DNS, connect, TLS hello and alerts,
+    /// the whole upgrade handshake, control frames and teardown; cut bulk to headers.
+    #[command(
+        after_help = "Examples:\n  pcap-surgery trim big.pcapng -o ticket.pcapng\n  \
+tcpdump -i any -w - port 443 | pcap-surgery trim - -o - | tshark -r -\n  \
+pcap-surgery trim --host chat.example.com --bulk drop capture.pcap.gz -o small.pcap"
+    )]
+    Trim(TrimArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct OutputArgs {
+    /// Output file, or - for standard output.
+    #[arg(short = 'o', long = "output", value_name = "OUT")]
+    pub output: Option<PathBuf>,
+    /// Write each output into DIR as <name>.trimmed.<ext> (for several inputs).
+    #[arg(long, value_name = "DIR", conflicts_with = "output")]
+    pub out_dir: Option<PathBuf>,
+    /// Output format (default: the input's).
+    #[arg(long, value_enum)]
+    pub format: Option<OutFormat>,
+    /// Overwrite an existing output file.
+    #[arg(long)]
+    pub force: bool,
+    /// Print nothing but errors.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Print the per-file summary as one JSON object per line on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TrimArgs {
+    /// Capture files (pcap, pcapng, optionally gzip-compressed), or - for standard input.
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<PathBuf>,
+    #[command(flatten)]
+    pub out: OutputArgs,
+    /// Keep TLS flows whose SNI is HOST (also *.domain), and DNS lookups of HOST. Repeatable.
+    #[arg(long = "host", value_name = "HOST")]
+    pub hosts: Vec<String>,
+    /// Keep every TCP flow to PORT. Repeatable.
+    #[arg(long = "port", value_name = "PORT")]
+    pub ports: Vec<u16>,
+    /// WebSocket data frames (and TLS application-data records) kept whole per direction.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub keep_frames: u32,
+    /// What to do with the other packets of kept flows.
+    #[arg(long, value_enum, default_value_t = Bulk::Headers)]
+    pub bulk: Bulk,
+    /// Per flow, bytes of truncated bulk packets kept before further bulk is dropped
+    /// (suffixes k, M, G).
+    #[arg(long, default_value = "1M", value_parser = parse_size, value_name = "BYTES")]
+    pub bulk_budget: u64,
+}
+
+/// Parses sizes like 1048576, 512k, 1M, 2G (powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&s[..i], 1u64 << 10),
+        Some((i, 'm' | 'M')) => (&s[..i], 1 << 20),
+        Some((i, 'g' | 'G')) => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("'{s}' is not a size (e.g. 1048576, 512k, 1M)"))
+}

@@ -1,0 +1,1135 @@
+//! The keep / truncate / drop decision for every packet (SPEC "What `trim` keeps").
+//!
+//! Each flow is classified from its first payload bytes: an HTTP/1.x request with `Upgrade`
+//! or any `Sec-WebSocket-*` header is a WebSocket attempt; a TLS ClientHello is kept by SNI
+//! (`--host`) or, without `--host`, by ALPN (http/1.1 without h2, or none); a flow to a
+//! `--port` is kept whatever it carries; a connect answered by RST is kept. Everything before
+//! the classification is part of the connect/handshake and is kept whole; after it each
+//! direction goes through phases:
+//!
+//! ```text
+//! client:  Collect(request head) -> AwaitPeer -> Frames (after 101) | Bulk (any other status)
+//! server:  Collect(response head)              -> Frames (after 101) | Bulk
+//! TLS:     Records (handshake, alerts, first application-data records whole)
+//! ```
+//!
+//! Bytes in Collect/AwaitPeer are handshake: kept whole. In Frames and Records a packet is
+//! kept whole when any of its bytes belong to an important unit (control frames, the first
+//! `--keep-frames` data frames, TLS handshake/alert records and the first application-data
+//! records); other packets are bulk: cut to their headers, dropped or kept per `--bulk`,
+//! within `--bulk-budget`. FIN and RST packets of kept flows are always kept whole.
+//!
+//! A packet whose verdict depends on bytes not seen yet (its flow is not classified, its last
+//! bytes are half a frame header, it arrived ahead of a hole) gets `Decision::Wait`; the
+//! verdict arrives later through `Engine::take_resolutions`, or `Engine::force` decides it
+//! when the caller cannot wait any longer.
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::capture::RecordMeta;
+use crate::flow::reassembly::{HeldSegment, Placement, Stream};
+use crate::flow::{FlowKey, FlowTable, PROTO_TCP, PROTO_UDP, Side};
+use crate::proto::units::{Fed, Walker};
+use crate::proto::websocket::{self, Frames};
+use crate::proto::{dns, http, tls};
+use crate::wire::{self, Addr, Decoded, Skip, Transport, tcp_flags};
+
+pub const DNS_PORT: u16 = 53;
+/// TLS 1.3 hides the rest of the handshake (EncryptedExtensions, Certificate, Finished,
+/// session tickets) in application-data records; this many per direction are kept whole on
+/// top of `--keep-frames`, so that the encrypted upgrade request and 101 survive too.
+pub const TLS_HIDDEN_HANDSHAKE_RECORDS: u32 = 8;
+/// A kept WebSocket data frame is kept whole up to this much payload; the rest of a large
+/// message is bulk. The header and the start of a message carry the diagnosis, and a
+/// 16 KiB binary frame would otherwise cost as much as the whole handshake many times over.
+pub const MAX_WHOLE_FRAME_PAYLOAD_BYTES: u64 = 4096;
+/// Payload segments a mid-connection flow may show before it is judged not to be WebSocket.
+const MID_STREAM_CLASSIFY_SEGMENTS: u32 = 8;
+/// Important byte ranges remembered per direction, for judging retransmissions.
+const IMPORTANT_RANGES: usize = 32;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Bulk {
+    /// Drop bulk packets.
+    Drop,
+    /// Cut bulk packets to their link+IP+TCP headers (the TCP timeline survives).
+    Headers,
+    /// Keep bulk packets whole.
+    Keep,
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub hosts: Vec<String>,
+    pub ports: Vec<u16>,
+    pub keep_frames: u32,
+    pub bulk: Bulk,
+    pub bulk_budget: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            hosts: Vec::new(),
+            ports: Vec::new(),
+            keep_frames: 4,
+            bulk: Bulk::Headers,
+            bulk_budget: 1 << 20,
+        }
+    }
+}
+
+impl Options {
+    fn host_matches(&self, name: &str) -> bool {
+        self.hosts.iter().any(|h| {
+            let h = h.to_ascii_lowercase();
+            match h.strip_prefix("*.") {
+                Some(suffix) => name.ends_with(&format!(".{suffix}")) || name == suffix,
+                None => name == h,
+            }
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Keep,
+    /// Keep only this many captured bytes (the original length stays in the record).
+    Truncate(u32),
+    Drop,
+}
+
+/// What a packet waits for when its verdict is not known yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitOn {
+    /// The flow is not classified yet.
+    Classification,
+    /// The packet ended inside a frame or record header of this direction.
+    Unit(Side),
+    /// The packet arrived ahead of a hole in this direction.
+    Reorder(Side),
+    /// A DNS transaction waits for a kept flow to name its host or address.
+    Dns,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Now(Verdict),
+    Wait(WaitOn),
+}
+
+/// Where a waiting packet can be found again.
+#[derive(Clone, Copy, Debug)]
+pub struct Ticket {
+    pub key: FlowKey,
+    pub on: WaitOn,
+}
+
+/// Why a flow was kept, or what it turned out to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    Undecided,
+    WebSocket,
+    Tls,
+    Port,
+    Refused,
+    /// Not kept: plain HTTP, h2 TLS, other protocols.
+    Dropped,
+}
+
+impl Class {
+    pub fn kept(self) -> bool {
+        matches!(
+            self,
+            Class::WebSocket | Class::Tls | Class::Port | Class::Refused
+        )
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Bytes collected for classification or an HTTP head.
+    Collect,
+    /// The client's head is complete; its further bytes wait for the server's answer.
+    AwaitPeer,
+    Frames,
+    Records,
+    Bulk,
+}
+
+/// What a waiting packet needs to get its verdict later.
+#[derive(Clone, Copy, Debug)]
+struct Waiting {
+    packet: u64,
+    cut: u32,
+}
+
+struct Dir {
+    stream: Stream,
+    head: Vec<u8>,
+    /// Stream offset of `head[0]`.
+    head_start: u64,
+    phase: Phase,
+    /// Offset where the HTTP head (and request body) ends: bytes before it are handshake.
+    handshake_end: Option<u64>,
+    frames: Walker<Frames>,
+    records: Walker<tls::Records>,
+    data_units: u32,
+    open: Vec<Waiting>,
+    important: [(u64, u64); IMPORTANT_RANGES],
+    important_next: usize,
+    /// Mid-connection evidence: payload segments that were whole runs of masked / unmasked frames.
+    masked_runs: u32,
+    unmasked_runs: u32,
+}
+
+impl Default for Dir {
+    fn default() -> Self {
+        Dir {
+            stream: Stream::default(),
+            head: Vec::new(),
+            head_start: 0,
+            phase: Phase::Collect,
+            handshake_end: None,
+            frames: Walker::default(),
+            records: Walker::default(),
+            data_units: 0,
+            open: Vec::new(),
+            important: [(0, 0); IMPORTANT_RANGES],
+            important_next: 0,
+            masked_runs: 0,
+            unmasked_runs: 0,
+        }
+    }
+}
+
+impl Dir {
+    fn remember_important(&mut self, from: u64, to: u64) {
+        self.important[self.important_next % IMPORTANT_RANGES] = (from, to);
+        self.important_next += 1;
+    }
+
+    fn was_important(&self, from: u64, to: u64) -> bool {
+        self.handshake_end.is_none_or(|end| from < end)
+            || self
+                .important
+                .iter()
+                .any(|&(a, b)| a < to && from < b && b > a)
+    }
+}
+
+pub struct Flow {
+    pub class: Class,
+    /// The side that opened the connection (SYN), or that sent the request / masked frames.
+    pub client: Option<Side>,
+    syn_seen: bool,
+    synack_seen: bool,
+    payload_segments: u32,
+    dirs: [Dir; 2],
+    /// Packets waiting for the classification.
+    waiting: Vec<Waiting>,
+    bulk_used: u64,
+    pub packets: u64,
+    pub bytes: u64,
+    pub first_ns: u64,
+    pub last_ns: u64,
+    /// Counted once in `Stats::flows_kept` (a DNS flow when its first lookup is kept).
+    counted_kept: bool,
+    closed: bool,
+}
+
+impl Flow {
+    fn new(ts: u64) -> Flow {
+        Flow {
+            class: Class::Undecided,
+            client: None,
+            syn_seen: false,
+            synack_seen: false,
+            payload_segments: 0,
+            dirs: [Dir::default(), Dir::default()],
+            waiting: Vec::new(),
+            bulk_used: 0,
+            packets: 0,
+            bytes: 0,
+            first_ns: ts,
+            last_ns: ts,
+            counted_kept: false,
+            closed: false,
+        }
+    }
+
+    fn has_waiters(&self) -> bool {
+        !self.waiting.is_empty()
+            || self
+                .dirs
+                .iter()
+                .any(|d| !d.open.is_empty() || d.stream.has_held())
+    }
+}
+
+/// A DNS query/response exchange, decided together.
+struct DnsTxn {
+    packets: Vec<u64>,
+    names: Vec<String>,
+    addrs: Vec<Addr>,
+    answered: bool,
+}
+
+#[derive(Default, Clone, Copy, Debug)]
+pub struct Stats {
+    pub flows_seen: u64,
+    pub flows_kept: u64,
+    pub unsupported_link: u64,
+    pub not_tcp_udp: u64,
+    pub flows_evicted: u64,
+}
+
+pub struct Engine {
+    opts: Options,
+    flows: FlowTable<Flow>,
+    kept_names: FxHashSet<String>,
+    kept_addrs: FxHashSet<Addr>,
+    dns: FxHashMap<(FlowKey, u16), DnsTxn>,
+    /// Packet numbers of DNS packets waiting, and their transaction.
+    dns_waiting: FxHashMap<u64, (FlowKey, u16)>,
+    resolved: Vec<(u64, Verdict)>,
+    pub stats: Stats,
+    last_sweep_ns: u64,
+}
+
+/// How long (capture time) a flow may stay idle in the table, by state.
+const CLOSED_LINGER_NS: u64 = 30_000_000_000;
+const DROPPED_IDLE_NS: u64 = 300_000_000_000;
+const OPEN_IDLE_NS: u64 = 3_600_000_000_000;
+const SWEEP_EVERY_NS: u64 = 10_000_000_000;
+
+impl Engine {
+    pub fn new(opts: Options) -> Engine {
+        let kept_names = opts.hosts.iter().map(|h| h.to_ascii_lowercase()).collect();
+        Engine {
+            opts,
+            flows: FlowTable::default(),
+            kept_names,
+            kept_addrs: FxHashSet::default(),
+            dns: FxHashMap::default(),
+            dns_waiting: FxHashMap::default(),
+            resolved: Vec::new(),
+            stats: Stats::default(),
+            last_sweep_ns: 0,
+        }
+    }
+
+    /// Verdicts for packets that were told to wait, decided since the last call.
+    pub fn take_resolutions(&mut self) -> std::vec::Drain<'_, (u64, Verdict)> {
+        self.resolved.drain(..)
+    }
+
+    pub fn flows(&self) -> impl Iterator<Item = (&FlowKey, &Flow)> {
+        self.flows.iter()
+    }
+
+    /// The decision for one packet, with the ticket to find it again if it must wait.
+    pub fn packet(&mut self, meta: &RecordMeta, frame: &[u8]) -> (Decision, Option<Ticket>) {
+        let d = match wire::decode(meta.link_type, frame) {
+            Ok(d) => d,
+            Err(Skip::UnsupportedLink) => {
+                self.stats.unsupported_link += 1;
+                return (Decision::Now(Verdict::Drop), None);
+            }
+            Err(Skip::NotTcpUdp) => {
+                self.stats.not_tcp_udp += 1;
+                return (Decision::Now(Verdict::Drop), None);
+            }
+        };
+        let proto = match d.transport {
+            Transport::Tcp { .. } => PROTO_TCP,
+            Transport::Udp => PROTO_UDP,
+        };
+        let (key, side) = FlowKey::of(d.src, d.sport, d.dst, d.dport, proto);
+        let ts = meta.ts_ns;
+        if ts >= self.last_sweep_ns + SWEEP_EVERY_NS {
+            self.sweep(ts);
+        }
+        let is_new = !self.flows.contains_key(&key);
+        if is_new {
+            self.stats.flows_seen += 1;
+        }
+        let cut = (d.payload_offset as u32).min(meta.caplen);
+        let decision = if proto == PROTO_UDP {
+            if d.sport == DNS_PORT || d.dport == DNS_PORT {
+                self.flows.entry(key).or_insert_with(|| Flow::new(ts));
+                self.dns_packet(key, &d, meta.number)
+            } else {
+                if is_new {
+                    self.flows.insert(key, Flow::new(ts));
+                }
+                Decision::Now(Verdict::Drop)
+            }
+        } else {
+            self.tcp_packet(key, side, &d, meta.number, cut, ts)
+        };
+        if let Some(f) = self.flows.get_mut(&key) {
+            f.packets += 1;
+            f.bytes += u64::from(meta.orig_len);
+            f.last_ns = f.last_ns.max(ts);
+        }
+        let ticket = match decision {
+            Decision::Wait(on) => Some(Ticket { key, on }),
+            Decision::Now(_) => None,
+        };
+        (decision, ticket)
+    }
+
+    // ---------------------------------------------------------------- TCP
+
+    fn tcp_packet(
+        &mut self,
+        key: FlowKey,
+        side: Side,
+        d: &Decoded<'_>,
+        packet: u64,
+        cut: u32,
+        ts: u64,
+    ) -> Decision {
+        let Transport::Tcp { seq, flags, .. } = d.transport else {
+            unreachable!("tcp_packet gets TCP")
+        };
+        let opts_ports = &self.opts.ports;
+        let flow = self.flows.entry(key).or_insert_with(|| Flow::new(ts));
+        if flow.class == Class::Dropped {
+            return Decision::Now(Verdict::Drop);
+        }
+        let syn = flags & tcp_flags::SYN != 0;
+        let ack = flags & tcp_flags::ACK != 0;
+        let fin_rst = flags & (tcp_flags::FIN | tcp_flags::RST) != 0;
+        if syn {
+            flow.dirs[side.index()].stream.syn(seq);
+            if ack {
+                flow.synack_seen = true;
+                flow.client.get_or_insert(side.other());
+            } else {
+                flow.syn_seen = true;
+                flow.client.get_or_insert(side);
+            }
+        }
+        if fin_rst {
+            flow.closed = true;
+        }
+        if flow.class == Class::Undecided {
+            let server_port = match flow.client {
+                Some(c) => Some(key.port(c.other())),
+                None => None,
+            };
+            let port_hit = match server_port {
+                Some(p) => opts_ports.contains(&p),
+                None => opts_ports.contains(&key.port_a) || opts_ports.contains(&key.port_b),
+            };
+            if port_hit {
+                flow.class = Class::Port;
+            } else if flags & tcp_flags::RST != 0
+                && flow.syn_seen
+                && !flow.synack_seen
+                && flow.client == Some(side.other())
+            {
+                // A SYN answered by RST: the whole story of a refused connect.
+                flow.class = Class::Refused;
+            }
+            if flow.class != Class::Undecided {
+                self.on_classified(key);
+            }
+        }
+        let flow = self.flows.get_mut(&key).expect("flow inserted above");
+        let bytes = d.payload;
+        let payload = if d.wire_payload_len > 0 && !syn {
+            flow.payload_segments += 1;
+            let dir = &mut flow.dirs[side.index()];
+            let placement = dir.stream.place(seq, d.wire_payload_len, bytes, packet);
+            Some(placement)
+        } else {
+            None
+        };
+        let mut verdict = match payload {
+            None => None,
+            Some(Placement::Empty) => None,
+            Some(Placement::Held) => return self.wait_reorder(key, side, packet, cut, fin_rst),
+            Some(Placement::Old { offset }) => {
+                let dir = &flow.dirs[side.index()];
+                Some(dir.was_important(offset, offset + u64::from(d.wire_payload_len)))
+            }
+            Some(Placement::Gap) => {
+                let dir = &mut flow.dirs[side.index()];
+                if dir.phase != Phase::Collect {
+                    dir.phase = Phase::Bulk;
+                }
+                Some(false)
+            }
+            Some(Placement::InOrder { skip }) => {
+                let start = flow.dirs[side.index()].stream.delivered()
+                    - u64::from(d.wire_payload_len)
+                    + skip as u64;
+                let new = bytes.get(skip..).unwrap_or(&[]);
+                match self.consume(key, side, start, new, packet, cut) {
+                    Consumed::Important(end) => {
+                        let v = important_verdict(cut, skip, end, bytes.len());
+                        if v != Verdict::Keep && !fin_rst {
+                            self.release_ready(key, side);
+                            return Decision::Now(v);
+                        }
+                        Some(true)
+                    }
+                    Consumed::Bulk => Some(false),
+                    Consumed::Open => {
+                        if fin_rst && self.flows[&key].class.kept() {
+                            Some(true)
+                        } else {
+                            return Decision::Wait(WaitOn::Unit(side));
+                        }
+                    }
+                }
+            }
+        };
+        self.release_ready(key, side);
+        if flow_class(&self.flows, key) == Class::Undecided && payload.is_some() {
+            self.try_classify(key);
+        }
+        let flow = self.flows.get_mut(&key).expect("flow exists");
+        match flow.class {
+            Class::Dropped => Decision::Now(Verdict::Drop),
+            Class::Undecided => {
+                flow.waiting.push(Waiting { packet, cut });
+                Decision::Wait(WaitOn::Classification)
+            }
+            _ => {
+                if fin_rst || syn {
+                    return Decision::Now(Verdict::Keep);
+                }
+                if verdict.is_none() {
+                    // No payload: part of the handshake until both heads are through.
+                    verdict = Some(
+                        flow.dirs
+                            .iter()
+                            .any(|d| matches!(d.phase, Phase::Collect | Phase::AwaitPeer)),
+                    );
+                }
+                if verdict == Some(true) {
+                    Decision::Now(Verdict::Keep)
+                } else {
+                    Decision::Now(bulk_verdict(&self.opts, flow, cut))
+                }
+            }
+        }
+    }
+
+    fn wait_reorder(
+        &mut self,
+        key: FlowKey,
+        side: Side,
+        packet: u64,
+        cut: u32,
+        fin_rst: bool,
+    ) -> Decision {
+        let flow = self.flows.get_mut(&key).expect("flow exists");
+        if fin_rst && flow.class.kept() {
+            return Decision::Now(Verdict::Keep);
+        }
+        flow.dirs[side.index()].open.push(Waiting {
+            packet,
+            cut: cut | REORDER_MARK,
+        });
+        Decision::Wait(WaitOn::Reorder(side))
+    }
+
+    /// Feeds segments that became in order after a hole filled.
+    fn release_ready(&mut self, key: FlowKey, side: Side) {
+        loop {
+            let flow = self.flows.get_mut(&key).expect("flow exists");
+            let Some((seg, skip)) = flow.dirs[side.index()].stream.pop_ready() else {
+                return;
+            };
+            self.replay_held(key, side, seg, skip);
+        }
+    }
+
+    fn replay_held(&mut self, key: FlowKey, side: Side, seg: HeldSegment, skip: usize) {
+        let flow = self.flows.get_mut(&key).expect("flow exists");
+        let dir = &mut flow.dirs[side.index()];
+        let pos = dir
+            .open
+            .iter()
+            .position(|w| w.packet == seg.packet && w.cut & REORDER_MARK != 0);
+        let Some(pos) = pos else { return };
+        let w = dir.open.remove(pos);
+        let cut = w.cut & !REORDER_MARK;
+        let start = seg.offset + skip as u64;
+        let consumed = if skip >= seg.bytes.len() {
+            Consumed::Bulk
+        } else {
+            self.consume(key, side, start, &seg.bytes[skip..], seg.packet, cut)
+        };
+        let flow = self.flows.get_mut(&key).expect("flow exists");
+        match (flow.class, consumed) {
+            (Class::Undecided, _) => flow.waiting.push(Waiting {
+                packet: seg.packet,
+                cut,
+            }),
+            (Class::Dropped, _) => self.resolved.push((seg.packet, Verdict::Drop)),
+            (_, Consumed::Open) => {}
+            (_, Consumed::Important(end)) => self.resolved.push((
+                seg.packet,
+                important_verdict(cut, skip, end, seg.bytes.len()),
+            )),
+            (_, Consumed::Bulk) => {
+                let v = bulk_verdict(&self.opts, flow, cut);
+                self.resolved.push((seg.packet, v));
+            }
+        }
+    }
+
+    /// Runs new in-order bytes of one direction through its phase.
+    fn consume(
+        &mut self,
+        key: FlowKey,
+        side: Side,
+        start: u64,
+        bytes: &[u8],
+        packet: u64,
+        cut: u32,
+    ) -> Consumed {
+        let keep_frames = self.opts.keep_frames;
+        let flow = self.flows.get_mut(&key).expect("flow exists");
+        let class = flow.class;
+        let client = flow.client;
+        let dir = &mut flow.dirs[side.index()];
+        match dir.phase {
+            Phase::Collect | Phase::AwaitPeer => {
+                if dir.head.is_empty() {
+                    dir.head_start = start;
+                }
+                if dir.head.len() < http::MAX_HEAD_BYTES {
+                    let room = http::MAX_HEAD_BYTES - dir.head.len();
+                    dir.head.extend_from_slice(&bytes[..bytes.len().min(room)]);
+                }
+                if class == Class::Undecided && client.is_none() {
+                    match websocket::segment_is_frames(bytes) {
+                        Some(true) => dir.masked_runs += 1,
+                        Some(false) => dir.unmasked_runs += 1,
+                        None => {}
+                    }
+                }
+                if class.kept() {
+                    self.advance_heads(key);
+                }
+                Consumed::Important(usize::MAX)
+            }
+            Phase::Bulk => Consumed::Bulk,
+            Phase::Frames | Phase::Records => {
+                let fed = feed_units(dir, bytes, keep_frames);
+                self.after_feed(key, side, fed, start, bytes.len() as u64, packet, cut)
+            }
+        }
+    }
+
+    /// Records what a walker found: resolves packets that waited on a header it completed,
+    /// and says whether this segment is important, bulk, or itself ends in an open header.
+    #[allow(clippy::too_many_arguments)]
+    fn after_feed(
+        &mut self,
+        key: FlowKey,
+        side: Side,
+        fed: Fed,
+        start: u64,
+        len: u64,
+        packet: u64,
+        cut: u32,
+    ) -> Consumed {
+        let flow = self.flows.get_mut(&key).expect("flow exists");
+        if let Some(important) = fed.completed_open {
+            let open: Vec<Waiting> = {
+                let dir = &mut flow.dirs[side.index()];
+                let (unit, reorder): (Vec<_>, Vec<_>) =
+                    dir.open.drain(..).partition(|w| w.cut & REORDER_MARK == 0);
+                dir.open = reorder;
+                unit
+            };
+            for w in open {
+                let v = if important {
+                    Verdict::Keep
+                } else {
+                    bulk_verdict(&self.opts, flow, w.cut)
+                };
+                self.resolved.push((w.packet, v));
+            }
+        }
+        let dir = &mut flow.dirs[side.index()];
+        if fed.failed {
+            dir.phase = Phase::Bulk;
+        }
+        if fed.important {
+            dir.remember_important(start, start + len);
+            let end = if dir.phase == Phase::Frames && !fed.open_header {
+                fed.important_end
+            } else {
+                usize::MAX
+            };
+            Consumed::Important(end)
+        } else if fed.open_header {
+            dir.open.push(Waiting { packet, cut });
+            Consumed::Open
+        } else {
+            Consumed::Bulk
+        }
+    }
+
+    /// Parses HTTP heads collected so far and moves the directions of a kept flow on.
+    fn advance_heads(&mut self, key: FlowKey) {
+        let keep_frames = self.opts.keep_frames;
+        let flow = self.flows.get_mut(&key).expect("flow exists");
+        let Some(client) = flow.client else { return };
+        let (ci, si) = (client.index(), client.other().index());
+        if flow.class != Class::WebSocket && flow.class != Class::Port {
+            return;
+        }
+        // Client: the request head.
+        if flow.dirs[ci].phase == Phase::Collect && flow.dirs[ci].handshake_end.is_none() {
+            let head = &flow.dirs[ci].head;
+            if let Some(n) = http::head_len(head) {
+                let body = http::parse_request(&head[..n]).map_or(0, |r| r.content_length);
+                let dir = &mut flow.dirs[ci];
+                dir.handshake_end = Some(dir.head_start + n as u64 + body);
+                dir.phase = Phase::AwaitPeer;
+            } else if head.len() >= http::MAX_HEAD_BYTES {
+                flow.dirs[ci].phase = Phase::Bulk;
+            }
+        }
+        // Server: response heads until a final one (skipping 1xx other than 101).
+        loop {
+            let dir = &flow.dirs[si];
+            if dir.phase != Phase::Collect || dir.head.is_empty() {
+                break;
+            }
+            let Some(n) = http::head_len(&dir.head) else {
+                if dir.head.len() >= http::MAX_HEAD_BYTES
+                    || http::looks_like_response(&dir.head) == Some(false)
+                {
+                    flow.dirs[si].phase = Phase::Bulk;
+                    flow.dirs[ci].phase = Phase::Bulk;
+                }
+                break;
+            };
+            let status = http::parse_response(&dir.head[..n]).map_or(0, |r| r.status);
+            let end = dir.head_start + n as u64;
+            if (100..200).contains(&status) && status != 101 {
+                let dir = &mut flow.dirs[si];
+                dir.head.drain(..n);
+                dir.head_start = end;
+                continue;
+            }
+            flow.dirs[si].handshake_end = Some(end);
+            let next = if status == 101 {
+                Phase::Frames
+            } else {
+                Phase::Bulk
+            };
+            for (i, skip_to) in [(si, end), (ci, flow.dirs[ci].handshake_end.unwrap_or(0))] {
+                let dir = &mut flow.dirs[i];
+                if dir.phase == Phase::Bulk {
+                    continue;
+                }
+                dir.phase = next;
+                if dir.handshake_end.is_none() {
+                    dir.handshake_end = Some(skip_to);
+                }
+                if next == Phase::Frames {
+                    // Replay bytes that followed the head into the frame walker.
+                    let from =
+                        (skip_to.saturating_sub(dir.head_start) as usize).min(dir.head.len());
+                    let rest = std::mem::take(&mut dir.head);
+                    let _ = feed_units(dir, &rest[from..], keep_frames);
+                } else {
+                    dir.head = Vec::new();
+                }
+            }
+            break;
+        }
+    }
+
+    /// Classifies an undecided flow from the bytes collected so far.
+    fn try_classify(&mut self, key: FlowKey) {
+        let flow = self.flows.get_mut(&key).expect("flow exists");
+        let order = match flow.client {
+            Some(c) => [c, c.other()],
+            None => [Side::A, Side::B],
+        };
+        let mut class = Class::Undecided;
+        let mut names: Vec<String> = Vec::new();
+        let mut undecided_any = false;
+        for s in order {
+            let head = &flow.dirs[s.index()].head;
+            if head.is_empty() || flow.client.is_some_and(|c| c != s) {
+                continue;
+            }
+            match http::looks_like_request(head) {
+                Some(true) => match http::head_len(head) {
+                    Some(n) => {
+                        let req = http::parse_request(&head[..n]);
+                        flow.client = Some(s);
+                        if let Some(r) = req.filter(|r| r.is_websocket_attempt()) {
+                            class = Class::WebSocket;
+                            names.extend(r.host_name());
+                        } else {
+                            class = Class::Dropped;
+                        }
+                        break;
+                    }
+                    None if head.len() >= http::MAX_HEAD_BYTES => {
+                        class = Class::Dropped;
+                        break;
+                    }
+                    None => {
+                        undecided_any = true;
+                        continue;
+                    }
+                },
+                None => {
+                    undecided_any = true;
+                    continue;
+                }
+                Some(false) => {}
+            }
+            match tls::parse_client_hello(head) {
+                tls::Hello::Parsed(ch) => {
+                    flow.client = Some(s);
+                    let sni = ch.sni.clone().unwrap_or_default();
+                    let keep = if self.opts.hosts.is_empty() {
+                        let h1 = ch.alpn.iter().any(|p| p == "http/1.1");
+                        let h2 = ch.alpn.iter().any(|p| p == "h2");
+                        ch.alpn.is_empty() || (h1 && !h2)
+                    } else {
+                        self.opts.host_matches(&sni)
+                    };
+                    class = if keep { Class::Tls } else { Class::Dropped };
+                    if keep && !sni.is_empty() {
+                        names.push(sni);
+                    }
+                    break;
+                }
+                tls::Hello::NeedMore => {
+                    undecided_any = true;
+                    continue;
+                }
+                tls::Hello::NotTls => {}
+            }
+        }
+        if class == Class::Undecided && flow.client.is_none() {
+            // Met mid-connection: a WebSocket shows masked frames one way, unmasked the other.
+            let (a, b) = (&flow.dirs[0], &flow.dirs[1]);
+            let client = if a.masked_runs >= 2 || (a.masked_runs >= 1 && b.unmasked_runs >= 1) {
+                Some(Side::A)
+            } else if b.masked_runs >= 2 || (b.masked_runs >= 1 && a.unmasked_runs >= 1) {
+                Some(Side::B)
+            } else {
+                None
+            };
+            if let Some(c) = client {
+                flow.client = Some(c);
+                class = Class::WebSocket;
+                for d in &mut flow.dirs {
+                    d.phase = Phase::Frames;
+                    d.handshake_end = Some(d.stream.delivered());
+                    d.head = Vec::new();
+                }
+            }
+        }
+        if class == Class::Undecided && !undecided_any {
+            let limit_hit = flow.payload_segments >= MID_STREAM_CLASSIFY_SEGMENTS
+                || flow.client.is_some()
+                || flow
+                    .dirs
+                    .iter()
+                    .any(|d| d.head.len() >= http::MAX_HEAD_BYTES);
+            if limit_hit {
+                class = Class::Dropped;
+            }
+        }
+        if class == Class::Undecided {
+            return;
+        }
+        flow.class = class;
+        if class == Class::Tls {
+            for d in &mut flow.dirs {
+                d.phase = Phase::Records;
+                let head = std::mem::take(&mut d.head);
+                d.handshake_end = Some(d.head_start);
+                let _ = feed_units(d, &head, self.opts.keep_frames);
+            }
+        }
+        if class == Class::Dropped {
+            for d in &mut flow.dirs {
+                d.head = Vec::new();
+            }
+        }
+        self.kept_names.extend(names);
+        self.on_classified(key);
+        if class == Class::WebSocket {
+            self.advance_heads(key);
+        }
+    }
+
+    /// Resolves the packets that waited for this flow's classification, and DNS lookups
+    /// that named its host or address.
+    fn on_classified(&mut self, key: FlowKey) {
+        let flow = self.flows.get_mut(&key).expect("flow exists");
+        let kept = flow.class.kept();
+        if kept && !flow.counted_kept {
+            flow.counted_kept = true;
+            self.stats.flows_kept += 1;
+        }
+        let v = if kept { Verdict::Keep } else { Verdict::Drop };
+        for w in flow.waiting.drain(..) {
+            self.resolved.push((w.packet, v));
+        }
+        if !kept {
+            return;
+        }
+        if let Some(c) = flow.client {
+            self.kept_addrs.insert(key.addr(c.other()));
+        } else {
+            self.kept_addrs.insert(key.a);
+            self.kept_addrs.insert(key.b);
+        }
+        self.resolve_dns_matches();
+    }
+
+    // ---------------------------------------------------------------- DNS
+
+    fn dns_packet(&mut self, key: FlowKey, d: &Decoded<'_>, packet: u64) -> Decision {
+        let Some(msg) = dns::parse(d.payload) else {
+            return Decision::Now(Verdict::Drop);
+        };
+        let tk = (key, msg.id);
+        let txn = self.dns.entry(tk).or_insert_with(|| DnsTxn {
+            packets: Vec::new(),
+            names: Vec::new(),
+            addrs: Vec::new(),
+            answered: false,
+        });
+        txn.names.extend(msg.names.iter().cloned());
+        txn.addrs.extend(msg.addrs.iter().copied());
+        txn.answered |= msg.response;
+        let matched = msg.is_failure()
+            || txn
+                .names
+                .iter()
+                .any(|n| self.kept_names.contains(n) || self.opts.host_matches(n))
+            || txn.addrs.iter().any(|a| self.kept_addrs.contains(a));
+        if matched {
+            self.count_dns_kept(key);
+            let txn = self.dns.remove(&tk).expect("txn present");
+            for p in txn.packets {
+                self.dns_waiting.remove(&p);
+                self.resolved.push((p, Verdict::Keep));
+            }
+            return Decision::Now(Verdict::Keep);
+        }
+        txn.packets.push(packet);
+        self.dns_waiting.insert(packet, tk);
+        Decision::Wait(WaitOn::Dns)
+    }
+
+    fn count_dns_kept(&mut self, key: FlowKey) {
+        if let Some(f) = self.flows.get_mut(&key) {
+            if !f.counted_kept {
+                f.counted_kept = true;
+                self.stats.flows_kept += 1;
+            }
+        }
+    }
+
+    fn resolve_dns_matches(&mut self) {
+        if self.dns.is_empty() {
+            return;
+        }
+        let hits: Vec<(FlowKey, u16)> = self
+            .dns
+            .iter()
+            .filter(|(_, t)| {
+                t.names.iter().any(|n| self.kept_names.contains(n))
+                    || t.addrs.iter().any(|a| self.kept_addrs.contains(a))
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for tk in hits {
+            self.count_dns_kept(tk.0);
+            if let Some(txn) = self.dns.remove(&tk) {
+                for p in txn.packets {
+                    self.dns_waiting.remove(&p);
+                    self.resolved.push((p, Verdict::Keep));
+                }
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- forcing and sweeping
+
+    /// Decides a waiting packet now: the caller's buffer is full or the packet waited too
+    /// long. Evidence wins over size: an undecided connect is kept if its SYN was seen, a
+    /// half-parsed unit is kept whole, an unanswered DNS query is kept; a DNS lookup for a
+    /// name no kept flow used is dropped.
+    pub fn force(&mut self, packet: u64, ticket: Ticket) -> Verdict {
+        match ticket.on {
+            WaitOn::Dns => {
+                let Some(tk) = self.dns_waiting.remove(&packet) else {
+                    return Verdict::Drop;
+                };
+                let answered = self.dns.get(&tk).is_some_and(|t| t.answered);
+                if let Some(t) = self.dns.get_mut(&tk) {
+                    t.packets.retain(|&p| p != packet);
+                    if t.packets.is_empty() && answered {
+                        self.dns.remove(&tk);
+                    }
+                }
+                if answered {
+                    Verdict::Drop
+                } else {
+                    self.count_dns_kept(tk.0);
+                    Verdict::Keep
+                }
+            }
+            WaitOn::Classification => {
+                let Some(flow) = self.flows.get_mut(&ticket.key) else {
+                    return Verdict::Drop;
+                };
+                flow.waiting.retain(|w| w.packet != packet);
+                if !flow.syn_seen {
+                    return Verdict::Drop;
+                }
+                if !flow.counted_kept {
+                    flow.counted_kept = true;
+                    self.stats.flows_kept += 1;
+                }
+                Verdict::Keep
+            }
+            WaitOn::Unit(side) => {
+                if let Some(flow) = self.flows.get_mut(&ticket.key) {
+                    flow.dirs[side.index()].open.retain(|w| w.packet != packet);
+                }
+                Verdict::Keep
+            }
+            WaitOn::Reorder(side) => {
+                let Some(flow) = self.flows.get_mut(&ticket.key) else {
+                    return Verdict::Keep;
+                };
+                flow.dirs[side.index()].open.retain(|w| w.packet != packet);
+                // Whatever this packet waited for will not come: parse no further in this
+                // direction, and let the rest of what was held go as bulk.
+                let held = flow.dirs[side.index()].stream.skip_hole();
+                let dir = &mut flow.dirs[side.index()];
+                if dir.phase != Phase::Collect {
+                    dir.phase = Phase::Bulk;
+                }
+                for seg in held {
+                    if let Some(pos) = flow.dirs[side.index()]
+                        .open
+                        .iter()
+                        .position(|w| w.packet == seg.packet)
+                    {
+                        let w = flow.dirs[side.index()].open.remove(pos);
+                        let v = if flow.class.kept() {
+                            bulk_verdict(&self.opts, flow, w.cut & !REORDER_MARK)
+                        } else {
+                            Verdict::Drop
+                        };
+                        self.resolved.push((w.packet, v));
+                    }
+                }
+                Verdict::Keep
+            }
+        }
+    }
+
+    /// Forgets flows that ended or went quiet, so the table does not grow with the capture.
+    fn sweep(&mut self, now: u64) {
+        self.last_sweep_ns = now;
+        let before = self.flows.len();
+        self.flows.retain(|_, f| {
+            if f.has_waiters() {
+                return true;
+            }
+            let idle = now.saturating_sub(f.last_ns);
+            let limit = if f.closed {
+                CLOSED_LINGER_NS
+            } else if f.class == Class::Dropped || f.class == Class::Undecided {
+                DROPPED_IDLE_NS
+            } else {
+                OPEN_IDLE_NS
+            };
+            idle < limit
+        });
+        self.stats.flows_evicted += (before - self.flows.len()) as u64;
+    }
+}
+
+/// Marks a waiting entry of `Dir::open` as held for reordering (not for an open header).
+const REORDER_MARK: u32 = 1 << 31;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Consumed {
+    /// Important bytes up to this many bytes into the consumed slice (`usize::MAX`: all).
+    Important(usize),
+    Bulk,
+    Open,
+}
+
+fn flow_class(flows: &FlowTable<Flow>, key: FlowKey) -> Class {
+    flows.get(&key).map_or(Class::Dropped, |f| f.class)
+}
+
+/// Feeds bytes to the direction's frame or record walker, judging importance.
+fn feed_units(dir: &mut Dir, bytes: &[u8], keep_frames: u32) -> Fed {
+    let data_units = &mut dir.data_units;
+    match dir.phase {
+        Phase::Frames => dir.frames.feed(bytes, |h, _| {
+            if h.is_control() {
+                return Some(u64::MAX);
+            }
+            *data_units += 1;
+            (*data_units <= keep_frames).then_some(MAX_WHOLE_FRAME_PAYLOAD_BYTES)
+        }),
+        // Records stay whole: a cut record cannot be decrypted with a key log.
+        Phase::Records => dir.records.feed(bytes, |h, _| {
+            if h.content_type != tls::APPLICATION_DATA {
+                return Some(u64::MAX);
+            }
+            *data_units += 1;
+            (*data_units <= keep_frames + TLS_HIDDEN_HANDSHAKE_RECORDS).then_some(u64::MAX)
+        }),
+        _ => Fed::default(),
+    }
+}
+
+/// A packet whose important bytes end `end` bytes into its new payload (which starts `skip`
+/// bytes into the captured payload at frame offset `cut`): whole, or cut right after them.
+fn important_verdict(cut: u32, skip: usize, end: usize, captured: usize) -> Verdict {
+    let keep_to = skip.saturating_add(end);
+    if keep_to >= captured {
+        Verdict::Keep
+    } else {
+        Verdict::Truncate(cut + keep_to as u32)
+    }
+}
+
+/// The verdict for a bulk packet of a kept flow.
+fn bulk_verdict(opts: &Options, flow: &mut Flow, cut: u32) -> Verdict {
+    match opts.bulk {
+        Bulk::Keep => Verdict::Keep,
+        Bulk::Drop => Verdict::Drop,
+        Bulk::Headers => {
+            if flow.bulk_used + u64::from(cut) > opts.bulk_budget {
+                Verdict::Drop
+            } else {
+                flow.bulk_used += u64::from(cut);
+                Verdict::Truncate(cut)
+            }
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! TLS records (RFC 8446 §5.1) and the ClientHello facts that decide whether a `wss://`
+//! connection is kept: SNI and offered ALPN. The hello is parsed by tls-parser once its
+//! handshake message is whole, which may take several records.
+
+use tls_parser::{TlsExtension, TlsMessage, TlsMessageHandshake};
+
+use super::units::{Header, UnitFormat};
+
+pub const CHANGE_CIPHER_SPEC: u8 = 20;
+pub const ALERT: u8 = 21;
+pub const HANDSHAKE: u8 = 22;
+pub const APPLICATION_DATA: u8 = 23;
+const RECORD_HEADER_BYTES: usize = 5;
+/// A record body may be 2^14 bytes plus expansion (RFC 8446 §5.2 allows 2^14 + 256).
+const MAX_RECORD_BODY: u16 = (1 << 14) + 2048;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordHeader {
+    pub content_type: u8,
+    pub version: u16,
+    pub len: u16,
+}
+
+pub struct Records;
+
+impl UnitFormat for Records {
+    type Header = RecordHeader;
+    const MAX_HEADER_BYTES: usize = RECORD_HEADER_BYTES;
+    fn parse(b: &[u8]) -> Header<RecordHeader> {
+        if b.len() < RECORD_HEADER_BYTES {
+            if !b.is_empty() && !(20..=24).contains(&b[0]) {
+                return Header::Invalid;
+            }
+            return Header::NeedMore;
+        }
+        let h = RecordHeader {
+            content_type: b[0],
+            version: u16::from_be_bytes([b[1], b[2]]),
+            len: u16::from_be_bytes([b[3], b[4]]),
+        };
+        if !(20..=24).contains(&h.content_type) || b[1] != 3 || h.len > MAX_RECORD_BODY {
+            return Header::Invalid;
+        }
+        Header::Complete {
+            header: h,
+            len: RECORD_HEADER_BYTES,
+            body: u64::from(h.len),
+        }
+    }
+}
+
+/// Does this stream start like a TLS handshake? `None` while too short to tell.
+pub fn looks_like_tls(b: &[u8]) -> Option<bool> {
+    match b {
+        [] => None,
+        [HANDSHAKE] => None,
+        [HANDSHAKE, 3] | [HANDSHAKE, 3, _] => None,
+        [HANDSHAKE, 3, minor, ..] => Some(*minor <= 4),
+        _ => Some(false),
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ClientHello {
+    pub sni: Option<String>,
+    pub alpn: Vec<String>,
+    pub random: Vec<u8>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ServerHello {
+    pub alpn: Option<String>,
+}
+
+pub enum Hello<T> {
+    NeedMore,
+    NotTls,
+    Parsed(T),
+}
+
+/// Gathers the first handshake message from the records at the start of `b`.
+fn first_handshake_message(b: &[u8]) -> Hello<Vec<u8>> {
+    let mut msg = Vec::new();
+    let mut rest = b;
+    loop {
+        let Header::Complete { header, len, body } = Records::parse(&rest[..rest.len().min(5)])
+        else {
+            return if rest.len() < 5 && looks_like_tls(b) != Some(false) {
+                Hello::NeedMore
+            } else {
+                Hello::NotTls
+            };
+        };
+        if header.content_type != HANDSHAKE {
+            return Hello::NotTls;
+        }
+        let end = len + body as usize;
+        if rest.len() < end {
+            return Hello::NeedMore;
+        }
+        msg.extend_from_slice(&rest[len..end]);
+        rest = &rest[end..];
+        if msg.len() >= 4 {
+            let need =
+                4 + (usize::from(msg[1]) << 16 | usize::from(msg[2]) << 8 | usize::from(msg[3]));
+            if msg.len() >= need {
+                msg.truncate(need);
+                return Hello::Parsed(msg);
+            }
+        }
+    }
+}
+
+/// Parses the ClientHello at the start of a client's stream.
+pub fn parse_client_hello(b: &[u8]) -> Hello<ClientHello> {
+    let msg = match first_handshake_message(b) {
+        Hello::Parsed(m) => m,
+        Hello::NeedMore => return Hello::NeedMore,
+        Hello::NotTls => return Hello::NotTls,
+    };
+    let Ok((_, TlsMessage::Handshake(TlsMessageHandshake::ClientHello(ch)))) =
+        tls_parser::parse_tls_message_handshake(&msg)
+    else {
+        return Hello::NotTls;
+    };
+    let mut out = ClientHello {
+        random: ch.random.to_vec(),
+        ..Default::default()
+    };
+    if let Some(ext) = ch.ext {
+        if let Ok((_, exts)) = tls_parser::parse_tls_client_hello_extensions(ext) {
+            for e in exts {
+                match e {
+                    TlsExtension::SNI(names) => {
+                        out.sni = names
+                            .first()
+                            .map(|(_, n)| String::from_utf8_lossy(n).to_ascii_lowercase())
+                    }
+                    TlsExtension::ALPN(protos) => {
+                        out.alpn = protos
+                            .iter()
+                            .map(|p| String::from_utf8_lossy(p).into_owned())
+                            .collect()
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    Hello::Parsed(out)
+}
+
+/// Parses the ServerHello at the start of a server's stream (the ALPN it selected).
+pub fn parse_server_hello(b: &[u8]) -> Hello<ServerHello> {
+    let msg = match first_handshake_message(b) {
+        Hello::Parsed(m) => m,
+        Hello::NeedMore => return Hello::NeedMore,
+        Hello::NotTls => return Hello::NotTls,
+    };
+    let Ok((_, TlsMessage::Handshake(TlsMessageHandshake::ServerHello(sh)))) =
+        tls_parser::parse_tls_message_handshake(&msg)
+    else {
+        return Hello::NotTls;
+    };
+    let mut out = ServerHello::default();
+    if let Some(ext) = sh.ext {
+        if let Ok((_, exts)) = tls_parser::parse_tls_server_hello_extensions(ext) {
+            for e in exts {
+                if let TlsExtension::ALPN(p) = e {
+                    out.alpn = p.first().map(|p| String::from_utf8_lossy(p).into_owned());
+                }
+            }
+        }
+    }
+    Hello::Parsed(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A minimal TLS 1.2 ClientHello with SNI "ws.test" and ALPN http/1.1.
+    pub fn client_hello(sni: &str, alpn: &[&str]) -> Vec<u8> {
+        let mut ext = Vec::new();
+        let name = sni.as_bytes();
+        let mut sni_ext = Vec::new();
+        sni_ext.extend_from_slice(&((name.len() + 3) as u16).to_be_bytes());
+        sni_ext.push(0);
+        sni_ext.extend_from_slice(&(name.len() as u16).to_be_bytes());
+        sni_ext.extend_from_slice(name);
+        ext.extend_from_slice(&0u16.to_be_bytes());
+        ext.extend_from_slice(&(sni_ext.len() as u16).to_be_bytes());
+        ext.extend_from_slice(&sni_ext);
+        let mut list = Vec::new();
+        for p in alpn {
+            list.push(p.len() as u8);
+            list.extend_from_slice(p.as_bytes());
+        }
+        ext.extend_from_slice(&16u16.to_be_bytes());
+        ext.extend_from_slice(&((list.len() + 2) as u16).to_be_bytes());
+        ext.extend_from_slice(&(list.len() as u16).to_be_bytes());
+        ext.extend_from_slice(&list);
+        let mut body = vec![3, 3];
+        body.extend_from_slice(&[7; 32]);
+        body.push(0);
+        body.extend_from_slice(&[0, 2, 0x13, 0x01, 1, 0]);
+        body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+        body.extend_from_slice(&ext);
+        let mut hs = vec![1, 0, (body.len() >> 8) as u8, body.len() as u8];
+        hs.extend_from_slice(&body);
+        let mut rec = vec![22, 3, 1, (hs.len() >> 8) as u8, hs.len() as u8];
+        rec.extend_from_slice(&hs);
+        rec
+    }
+
+    #[test]
+    fn sni_and_alpn_are_read() {
+        let rec = client_hello("WS.test", &["http/1.1"]);
+        let Hello::Parsed(ch) = parse_client_hello(&rec) else {
+            panic!()
+        };
+        assert_eq!(ch.sni.as_deref(), Some("ws.test"));
+        assert_eq!(ch.alpn, vec!["http/1.1"]);
+    }
+
+    #[test]
+    fn partial_hello_needs_more_and_garbage_is_not_tls() {
+        let rec = client_hello("a", &["h2"]);
+        for cut in 0..rec.len() {
+            assert!(
+                matches!(parse_client_hello(&rec[..cut]), Hello::NeedMore),
+                "cut {cut}"
+            );
+        }
+        assert!(matches!(
+            parse_client_hello(b"GET / HTTP/1.1\r\n"),
+            Hello::NotTls
+        ));
+    }
+
+    #[test]
+    fn hello_fragmented_over_two_records_is_joined() {
+        let rec = client_hello("split.example", &["http/1.1"]);
+        let hs = &rec[5..];
+        let (a, b) = hs.split_at(10);
+        let mut two = vec![22, 3, 1, 0, a.len() as u8];
+        two.extend_from_slice(a);
+        two.extend_from_slice(&[22, 3, 1, (b.len() >> 8) as u8, b.len() as u8]);
+        two.extend_from_slice(b);
+        let Hello::Parsed(ch) = parse_client_hello(&two) else {
+            panic!()
+        };
+        assert_eq!(ch.sni.as_deref(), Some("split.example"));
+    }
+}

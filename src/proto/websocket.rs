@@ -1,0 +1,177 @@
+//! WebSocket frame headers (RFC 6455 §5.2).
+
+use super::units::{Header, UnitFormat};
+
+pub const OP_CONTINUATION: u8 = 0;
+pub const OP_TEXT: u8 = 1;
+pub const OP_BINARY: u8 = 2;
+pub const OP_CLOSE: u8 = 8;
+pub const OP_PING: u8 = 9;
+pub const OP_PONG: u8 = 10;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameHeader {
+    pub fin: bool,
+    /// RSV1..3 as the top bits of the first byte (RSV1 = permessage-deflate).
+    pub rsv: u8,
+    pub opcode: u8,
+    pub mask: Option<[u8; 4]>,
+    pub payload_len: u64,
+}
+
+impl FrameHeader {
+    pub fn is_control(&self) -> bool {
+        self.opcode >= OP_CLOSE
+    }
+}
+
+pub struct Frames;
+
+impl UnitFormat for Frames {
+    type Header = FrameHeader;
+    const MAX_HEADER_BYTES: usize = 14;
+
+    fn parse(b: &[u8]) -> Header<FrameHeader> {
+        if b.len() < 2 {
+            return Header::NeedMore;
+        }
+        let opcode = b[0] & 0x0f;
+        if !matches!(opcode, 0 | 1 | 2 | 8 | 9 | 10) {
+            return Header::Invalid;
+        }
+        let masked = b[1] & 0x80 != 0;
+        let (len, mut at) = match b[1] & 0x7f {
+            126 => {
+                if b.len() < 4 {
+                    return Header::NeedMore;
+                }
+                (u64::from(u16::from_be_bytes([b[2], b[3]])), 4)
+            }
+            127 => {
+                if b.len() < 10 {
+                    return Header::NeedMore;
+                }
+                let l = u64::from_be_bytes(b[2..10].try_into().expect("8 bytes"));
+                if l >> 63 != 0 {
+                    return Header::Invalid;
+                }
+                (l, 10)
+            }
+            l => (u64::from(l), 2),
+        };
+        let fin = b[0] & 0x80 != 0;
+        if opcode >= OP_CLOSE && (len > 125 || !fin) {
+            return Header::Invalid;
+        }
+        let mask = if masked {
+            if b.len() < at + 4 {
+                return Header::NeedMore;
+            }
+            let m: [u8; 4] = b[at..at + 4].try_into().expect("4 bytes");
+            at += 4;
+            Some(m)
+        } else {
+            None
+        };
+        Header::Complete {
+            header: FrameHeader {
+                fin,
+                rsv: b[0] & 0x70,
+                opcode,
+                mask,
+                payload_len: len,
+            },
+            len: at,
+            body: len,
+        }
+    }
+}
+
+/// The close status code of a close frame body (unmasking it when needed).
+pub fn close_code(h: &FrameHeader, body: &[u8]) -> Option<u16> {
+    if h.opcode != OP_CLOSE || body.len() < 2 {
+        return None;
+    }
+    let m = h.mask.unwrap_or([0; 4]);
+    Some(u16::from_be_bytes([body[0] ^ m[0], body[1] ^ m[1]]))
+}
+
+/// Whether a whole segment parses as a run of frames ending exactly at its end, all with the
+/// same mask bit: the signature of a WebSocket met mid-connection. Returns the mask bit.
+pub fn segment_is_frames(mut b: &[u8]) -> Option<bool> {
+    let mut masked = None;
+    while !b.is_empty() {
+        match Frames::parse(&b[..b.len().min(14)]) {
+            Header::Complete { header, len, body } => {
+                if header.rsv & 0x30 != 0 {
+                    return None;
+                }
+                let m = header.mask.is_some();
+                if *masked.get_or_insert(m) != m {
+                    return None;
+                }
+                let total = len as u64 + body;
+                if total > b.len() as u64 {
+                    return None;
+                }
+                b = &b[total as usize..];
+            }
+            _ => return None,
+        }
+    }
+    masked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masked_close_frame_gives_its_code() {
+        let mask = [1, 2, 3, 4];
+        let frame = [0x88, 0x82, 1, 2, 3, 4, 0x03 ^ 1, 0xe8 ^ 2];
+        let Header::Complete { header, len, body } = Frames::parse(&frame) else {
+            panic!()
+        };
+        assert_eq!(
+            (header.opcode, len, body, header.mask),
+            (OP_CLOSE, 6, 2, Some(mask))
+        );
+        assert_eq!(close_code(&header, &frame[6..]), Some(1000));
+    }
+
+    #[test]
+    fn extended_lengths_need_their_bytes() {
+        assert!(matches!(Frames::parse(&[0x82, 126, 0]), Header::NeedMore));
+        let Header::Complete { body, len, .. } = Frames::parse(&[0x82, 126, 0x40, 0]) else {
+            panic!()
+        };
+        assert_eq!((body, len), (16384, 4));
+        assert!(matches!(
+            Frames::parse(&[0x82, 127, 0x80, 0, 0, 0, 0, 0, 0, 0]),
+            Header::Invalid
+        ));
+    }
+
+    #[test]
+    fn bad_opcodes_and_long_control_frames_are_invalid() {
+        assert!(matches!(Frames::parse(&[0x83, 0]), Header::Invalid));
+        assert!(matches!(
+            Frames::parse(&[0x89, 126, 0, 200]),
+            Header::Invalid
+        ));
+        assert!(matches!(Frames::parse(&[0x09, 0]), Header::Invalid));
+    }
+
+    #[test]
+    fn mid_connection_frames_are_recognised() {
+        let masked_text = [0x81, 0x83, 0, 0, 0, 0, b'a', b'b', b'c'];
+        assert_eq!(segment_is_frames(&masked_text), Some(true));
+        assert_eq!(
+            segment_is_frames(&[0x81, 0x03, b'a', b'b', b'c', 0x8a, 0x00]),
+            Some(false)
+        );
+        assert_eq!(segment_is_frames(b"GET / HTTP/1.1\r\n"), None);
+        assert_eq!(segment_is_frames(&[0x81, 0x05, b'a']), None);
+    }
+}

@@ -1,0 +1,56 @@
+//! Per-file summary: one human line on stderr, or one JSON object for scripts.
+
+use serde::Serialize;
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Summary {
+    pub file: String,
+    pub packets_in: u64,
+    pub packets_out: u64,
+    pub packets_truncated: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub flows_seen: u64,
+    pub flows_kept: u64,
+    pub flows_evicted: u64,
+    pub unsupported_link: u64,
+    pub over_snaplen: u64,
+    pub secrets_blocks_dropped: u64,
+    pub elapsed_s: f64,
+    pub warnings: Vec<String>,
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u + 1 < UNITS.len() {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+impl Summary {
+    pub fn line(&self, verb: &str) -> String {
+        format!(
+            "{verb}: {}: packets {} -> {}, bytes {} -> {}, flows {} -> {} kept, {:.2} s",
+            self.file,
+            self.packets_in,
+            self.packets_out,
+            human_bytes(self.bytes_in),
+            human_bytes(self.bytes_out),
+            self.flows_seen,
+            self.flows_kept,
+            self.elapsed_s
+        )
+    }
+
+    pub fn json(&self) -> String {
+        serde_json::to_string(self).expect("summary serializes")
+    }
+}

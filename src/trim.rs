@@ -1,0 +1,281 @@
+//! The streaming rewriter: one pass over the input, packets out in input order.
+//!
+//! Most packets are decided the moment they are read and, while nothing is waiting, go
+//! straight from the read buffer to the writer. A packet whose flow is not decided yet waits
+//! in a queue, and every packet read after it queues behind it (output order is input order).
+//! The queue is bounded three ways — capture time (`UNDECIDED_WINDOW_NS`), bytes and packets —
+//! and when a bound is hit its oldest waiting packet is decided by `Engine::force`, which keeps
+//! evidence (an unanswered SYN, an unanswered DNS query, a half-seen frame) rather than drop it.
+//! So memory does not grow with the input, and the tool reads from a pipe.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::time::Instant;
+
+use crate::capture::{Input, Item, OutFormat, Packet, Reader, RecordMeta, Writer, block};
+use crate::error::Result;
+use crate::policy::{Decision, Engine, Options, Ticket, Verdict};
+use crate::report::Summary;
+
+/// How long (capture time) a packet may wait for its flow to be classified. Long enough for
+/// DNS → connect → request even over a slow link; a DNS answer waits this long for a kept
+/// flow to name it.
+pub const UNDECIDED_WINDOW_NS: u64 = 10_000_000_000;
+/// Bytes the waiting queue may hold before its oldest packet is forced.
+pub const MAX_QUEUED_BYTES: usize = 24 << 20;
+/// Packets the waiting queue may hold before its oldest packet is forced.
+pub const MAX_QUEUED_PACKETS: usize = 200_000;
+
+#[derive(Clone, Debug, Default)]
+pub struct TrimConfig {
+    pub policy: Options,
+    pub format: Option<OutFormat>,
+}
+
+enum Slot {
+    Waiting(Ticket),
+    Decided(Verdict),
+}
+
+enum Held {
+    Packet {
+        meta: RecordMeta,
+        raw: Vec<u8>,
+    },
+    Block {
+        kind: u32,
+        raw: Vec<u8>,
+        big_endian: bool,
+    },
+}
+
+struct Entry {
+    number: u64,
+    ts_ns: u64,
+    slot: Slot,
+    held: Held,
+}
+
+/// Packets read but not yet written, in input order.
+struct Queue {
+    entries: VecDeque<Entry>,
+    bytes: usize,
+    /// Freed buffers, reused so that queueing does not allocate per packet.
+    pool: Vec<Vec<u8>>,
+    /// Number given to the next queued block (blocks sort between the packets around them).
+    last_number: u64,
+}
+
+impl Queue {
+    fn new() -> Queue {
+        Queue {
+            entries: VecDeque::new(),
+            bytes: 0,
+            pool: Vec::new(),
+            last_number: 0,
+        }
+    }
+
+    fn copy(&mut self, bytes: &[u8]) -> Vec<u8> {
+        let mut v = self.pool.pop().unwrap_or_default();
+        v.clear();
+        v.extend_from_slice(bytes);
+        self.bytes += v.len();
+        v
+    }
+
+    fn push_packet(&mut self, p: &Packet<'_>, slot: Slot) {
+        let raw = self.copy(p.raw);
+        self.last_number = p.meta.number;
+        self.entries.push_back(Entry {
+            number: p.meta.number,
+            ts_ns: p.meta.ts_ns,
+            slot,
+            held: Held::Packet { meta: p.meta, raw },
+        });
+    }
+
+    fn push_block(&mut self, kind: u32, raw: &[u8], big_endian: bool, ts_ns: u64) {
+        let raw = self.copy(raw);
+        self.entries.push_back(Entry {
+            number: self.last_number,
+            ts_ns,
+            slot: Slot::Decided(Verdict::Keep),
+            held: Held::Block {
+                kind,
+                raw,
+                big_endian,
+            },
+        });
+    }
+
+    fn decide(&mut self, number: u64, v: Verdict) {
+        let found = self.entries.binary_search_by_key(&number, |e| e.number);
+        if let Ok(mut i) = found {
+            // Blocks share the number of the packet before them; find the packet itself.
+            while i > 0 && self.entries[i - 1].number == number {
+                i -= 1;
+            }
+            for e in self.entries.range_mut(i..) {
+                if e.number != number {
+                    break;
+                }
+                if let (Slot::Waiting(_), Held::Packet { .. }) = (&e.slot, &e.held) {
+                    e.slot = Slot::Decided(v);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn recycle(&mut self, raw: Vec<u8>) {
+        self.bytes -= raw.len();
+        if self.pool.len() < 1024 {
+            self.pool.push(raw);
+        }
+    }
+}
+
+pub fn trim<W: Write>(input: Input, out: W, cfg: &TrimConfig, summary: &mut Summary) -> Result<W> {
+    let started = Instant::now();
+    let mut reader = Reader::new(input)?;
+    let mut writer = Writer::new(out, reader.format(), cfg.format);
+    if let Some(h) = reader.pcap_header() {
+        writer.begin_pcap(&h.clone(), None)?;
+    }
+    let mut engine = Engine::new(cfg.policy.clone());
+    let mut queue = Queue::new();
+    let mut now_ns = 0u64;
+    loop {
+        let item = match reader.next_item() {
+            Ok(Some(item)) => item,
+            Ok(None) => break,
+            Err(e) if e.is_truncation() => {
+                summary.warnings.push(e.to_string());
+                break;
+            }
+            Err(e) => return Err(e),
+        };
+        match item {
+            Item::Block {
+                kind,
+                raw,
+                big_endian: big,
+            } => {
+                if kind == block::DECRYPTION_SECRETS {
+                    summary.secrets_blocks_dropped += 1;
+                    continue;
+                }
+                if queue.entries.is_empty() {
+                    writer.block(kind, raw, big)?;
+                } else {
+                    queue.push_block(kind, raw, big, now_ns);
+                }
+            }
+            Item::Packet(p) => {
+                summary.packets_in += 1;
+                now_ns = now_ns.max(p.meta.ts_ns);
+                let (decision, ticket) = engine.packet(&p.meta, p.data());
+                match decision {
+                    Decision::Now(v) if queue.entries.is_empty() => {
+                        write(&mut writer, &p, v, summary)?
+                    }
+                    Decision::Now(Verdict::Drop) => {}
+                    Decision::Now(v) => queue.push_packet(&p, Slot::Decided(v)),
+                    Decision::Wait(_) => {
+                        queue.push_packet(&p, Slot::Waiting(ticket.expect("a wait has a ticket")))
+                    }
+                }
+            }
+        }
+        for (n, v) in engine.take_resolutions() {
+            queue.decide(n, v);
+        }
+        drain(&mut queue, &mut engine, &mut writer, summary, |e, q| {
+            q.bytes > MAX_QUEUED_BYTES
+                || q.entries.len() > MAX_QUEUED_PACKETS
+                || e.ts_ns.saturating_add(UNDECIDED_WINDOW_NS) < now_ns
+        })?;
+    }
+    drain(&mut queue, &mut engine, &mut writer, summary, |_, _| true)?;
+    summary.over_snaplen = reader.over_snaplen;
+    let stats = engine.stats;
+    summary.flows_seen = stats.flows_seen;
+    summary.flows_kept = stats.flows_kept;
+    summary.unsupported_link = stats.unsupported_link;
+    summary.flows_evicted = stats.flows_evicted;
+    summary.bytes_in = reader.bytes_read();
+    summary.bytes_out = writer.bytes_written;
+    summary.elapsed_s = started.elapsed().as_secs_f64();
+    if stats.unsupported_link > 0 {
+        summary.warnings.push(format!(
+            "{} packets with an unsupported link type were dropped",
+            stats.unsupported_link
+        ));
+    }
+    writer.finish()
+}
+
+fn write<W: Write>(
+    w: &mut Writer<W>,
+    p: &Packet<'_>,
+    v: Verdict,
+    summary: &mut Summary,
+) -> Result<()> {
+    match v {
+        Verdict::Drop => Ok(()),
+        Verdict::Keep => {
+            summary.packets_out += 1;
+            w.packet(p, None, None)
+        }
+        Verdict::Truncate(n) => {
+            summary.packets_out += 1;
+            summary.packets_truncated += 1;
+            w.packet(p, Some(n), None)
+        }
+    }
+}
+
+/// Writes decided packets from the front of the queue; forces the front when `must_force`
+/// says it has waited long enough.
+fn drain<W: Write>(
+    q: &mut Queue,
+    engine: &mut Engine,
+    writer: &mut Writer<W>,
+    summary: &mut Summary,
+    must_force: impl Fn(&Entry, &Queue) -> bool,
+) -> Result<()> {
+    while let Some(front) = q.entries.front() {
+        if let Slot::Waiting(ticket) = front.slot {
+            if !must_force(front, q) {
+                return Ok(());
+            }
+            let v = engine.force(front.number, ticket);
+            let number = front.number;
+            q.decide(number, v);
+            for (n, v) in engine.take_resolutions() {
+                q.decide(n, v);
+            }
+            continue;
+        }
+        let e = q.entries.pop_front().expect("front exists");
+        let Slot::Decided(v) = e.slot else {
+            unreachable!("front is decided")
+        };
+        match e.held {
+            Held::Packet { meta, raw } => {
+                write(writer, &Packet { meta, raw: &raw }, v, summary)?;
+                q.recycle(raw);
+            }
+            Held::Block {
+                kind,
+                raw,
+                big_endian,
+            } => {
+                writer.block(kind, &raw, big_endian)?;
+                q.recycle(raw);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,270 @@
+//! Zero-copy decoding of one captured frame down to its transport header: which link layer,
+//! which addresses and ports, the TCP fields the flow layer needs, and where the transport
+//! payload starts (the truncation point for bulk packets). Ethernet, VLAN/QinQ and IP are
+//! sliced by etherparse's lax parser, which tolerates snaplen-truncated frames; the few link
+//! headers it does not know (SLL2, BSD loopback) are skipped here by their fixed layouts.
+
+use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, TransportSlice};
+
+/// pcap LINKTYPE_* values this decoder understands.
+pub mod linktype {
+    pub const NULL: u32 = 0;
+    pub const ETHERNET: u32 = 1;
+    pub const RAW_ALT12: u32 = 12;
+    pub const RAW_ALT14: u32 = 14;
+    pub const RAW: u32 = 101;
+    pub const LOOP: u32 = 108;
+    pub const LINUX_SLL: u32 = 113;
+    pub const IPV4: u32 = 228;
+    pub const IPV6: u32 = 229;
+    pub const LINUX_SLL2: u32 = 276;
+}
+
+const SLL_HEADER_BYTES: usize = 16;
+const SLL2_HEADER_BYTES: usize = 20;
+const NULL_HEADER_BYTES: usize = 4;
+
+/// An IPv4 or IPv6 address in one fixed-size form (IPv4 stored in the first four bytes),
+/// so that flow keys hash and compare without branching on the family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Addr {
+    pub bytes: [u8; 16],
+    pub v6: bool,
+}
+
+impl Addr {
+    pub fn v4(b: [u8; 4]) -> Addr {
+        let mut bytes = [0; 16];
+        bytes[..4].copy_from_slice(&b);
+        Addr { bytes, v6: false }
+    }
+    pub fn v6(b: [u8; 16]) -> Addr {
+        Addr { bytes: b, v6: true }
+    }
+    pub fn to_ip(&self) -> std::net::IpAddr {
+        if self.v6 {
+            std::net::IpAddr::from(self.bytes)
+        } else {
+            std::net::IpAddr::from(<[u8; 4]>::try_from(&self.bytes[..4]).expect("4 bytes"))
+        }
+    }
+}
+
+impl std::fmt::Display for Addr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.to_ip().fmt(f)
+    }
+}
+
+/// TCP flag bits as in the header's 13th byte.
+pub mod tcp_flags {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const ACK: u8 = 0x10;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Tcp {
+        seq: u32,
+        ack: u32,
+        flags: u8,
+        window: u16,
+    },
+    Udp,
+}
+
+/// What the flow layer needs to know about one frame.
+#[derive(Clone, Copy, Debug)]
+pub struct Decoded<'a> {
+    pub src: Addr,
+    pub dst: Addr,
+    pub sport: u16,
+    pub dport: u16,
+    pub transport: Transport,
+    /// Offset of the transport payload in the frame: bulk packets are cut here.
+    pub payload_offset: usize,
+    /// The captured transport payload (may be shorter than on the wire).
+    pub payload: &'a [u8],
+    /// Payload length on the wire, from the IP length fields; the sequence space it covers.
+    pub wire_payload_len: u32,
+}
+
+impl Decoded<'_> {
+    pub fn tcp_flags(&self) -> u8 {
+        match self.transport {
+            Transport::Tcp { flags, .. } => flags,
+            Transport::Udp => 0,
+        }
+    }
+}
+
+/// Why a frame could not be attributed to a TCP or UDP flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Skip {
+    /// A link type this decoder does not know.
+    UnsupportedLink,
+    /// ARP, MPLS, other protocols over IP, non-first fragments, or headers cut by snaplen.
+    NotTcpUdp,
+}
+
+/// Decodes a frame of the given link type.
+pub fn decode(link_type: u32, frame: &[u8]) -> Result<Decoded<'_>, Skip> {
+    let sliced = match link_type {
+        linktype::ETHERNET => LaxSlicedPacket::from_ethernet(frame).map_err(|_| Skip::NotTcpUdp)?,
+        linktype::RAW
+        | linktype::RAW_ALT12
+        | linktype::RAW_ALT14
+        | linktype::IPV4
+        | linktype::IPV6 => LaxSlicedPacket::from_ip(frame).map_err(|_| Skip::NotTcpUdp)?,
+        linktype::LINUX_SLL => {
+            let proto = be16(frame, 14).ok_or(Skip::NotTcpUdp)?;
+            LaxSlicedPacket::from_ether_type(EtherType(proto), &frame[SLL_HEADER_BYTES..])
+        }
+        linktype::LINUX_SLL2 => {
+            let proto = be16(frame, 0).ok_or(Skip::NotTcpUdp)?;
+            if frame.len() < SLL2_HEADER_BYTES {
+                return Err(Skip::NotTcpUdp);
+            }
+            LaxSlicedPacket::from_ether_type(EtherType(proto), &frame[SLL2_HEADER_BYTES..])
+        }
+        linktype::NULL | linktype::LOOP => {
+            if frame.len() < NULL_HEADER_BYTES {
+                return Err(Skip::NotTcpUdp);
+            }
+            // BSD loopback: the address family in host order (NULL) or network order (LOOP).
+            // IPv6 has a different AF_INET6 value on each BSD, so sniff the IP version instead.
+            LaxSlicedPacket::from_ip(&frame[NULL_HEADER_BYTES..]).map_err(|_| Skip::NotTcpUdp)?
+        }
+        _ => return Err(Skip::UnsupportedLink),
+    };
+    let net = sliced.net.as_ref().ok_or(Skip::NotTcpUdp)?;
+    let (src, dst, ip_end) = match net {
+        LaxNetSlice::Ipv4(v4) => {
+            let h = v4.header();
+            let start = offset_in(frame, h.slice());
+            (
+                Addr::v4(h.source()),
+                Addr::v4(h.destination()),
+                start + usize::from(h.total_len()),
+            )
+        }
+        LaxNetSlice::Ipv6(v6) => {
+            let h = v6.header();
+            let start = offset_in(frame, h.slice());
+            let plen = usize::from(h.payload_length());
+            let end = if plen == 0 {
+                usize::MAX
+            } else {
+                start + 40 + plen
+            };
+            (Addr::v6(h.source()), Addr::v6(h.destination()), end)
+        }
+        LaxNetSlice::Arp(_) => return Err(Skip::NotTcpUdp),
+    };
+    let (sport, dport, transport, payload) =
+        match sliced.transport.as_ref().ok_or(Skip::NotTcpUdp)? {
+            TransportSlice::Tcp(t) => {
+                let mut flags = 0;
+                for (on, bit) in [
+                    (t.fin(), tcp_flags::FIN),
+                    (t.syn(), tcp_flags::SYN),
+                    (t.rst(), tcp_flags::RST),
+                    (t.ack(), tcp_flags::ACK),
+                ] {
+                    if on {
+                        flags |= bit;
+                    }
+                }
+                let tr = Transport::Tcp {
+                    seq: t.sequence_number(),
+                    ack: t.acknowledgment_number(),
+                    flags,
+                    window: t.window_size(),
+                };
+                (t.source_port(), t.destination_port(), tr, t.payload())
+            }
+            TransportSlice::Udp(u) => (
+                u.source_port(),
+                u.destination_port(),
+                Transport::Udp,
+                u.payload(),
+            ),
+            _ => return Err(Skip::NotTcpUdp),
+        };
+    let payload_offset = offset_in(frame, payload);
+    let wire = if ip_end == usize::MAX {
+        payload.len()
+    } else {
+        ip_end.saturating_sub(payload_offset)
+    };
+    Ok(Decoded {
+        src,
+        dst,
+        sport,
+        dport,
+        transport,
+        payload_offset,
+        payload,
+        wire_payload_len: wire.max(payload.len()) as u32,
+    })
+}
+
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+
+/// Offset of a sub-slice inside the frame it was sliced from.
+fn offset_in(frame: &[u8], part: &[u8]) -> usize {
+    (part.as_ptr() as usize)
+        .saturating_sub(frame.as_ptr() as usize)
+        .min(frame.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp_v4_frame(payload: &[u8]) -> Vec<u8> {
+        let builder = etherparse::PacketBuilder::ethernet2([1; 6], [2; 6])
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .tcp(51000, 8080, 1000, 65535);
+        let mut v = Vec::new();
+        builder.write(&mut v, payload).unwrap();
+        v
+    }
+
+    #[test]
+    fn tcp_over_ethernet_gives_ports_and_payload_offset() {
+        let f = tcp_v4_frame(b"GET / HTTP/1.1\r\n");
+        let d = decode(linktype::ETHERNET, &f).unwrap();
+        assert_eq!((d.sport, d.dport), (51000, 8080));
+        assert_eq!(d.payload_offset, 14 + 20 + 20);
+        assert_eq!(d.payload, b"GET / HTTP/1.1\r\n");
+        assert_eq!(d.wire_payload_len, 16);
+    }
+
+    #[test]
+    fn snaplen_cut_frame_keeps_wire_length() {
+        let f = tcp_v4_frame(&[7u8; 100]);
+        let d = decode(linktype::ETHERNET, &f[..60]).unwrap();
+        assert_eq!(d.payload.len(), 6);
+        assert_eq!(d.wire_payload_len, 100);
+    }
+
+    #[test]
+    fn headers_cut_inside_tcp_are_skipped_not_panics() {
+        let f = tcp_v4_frame(b"x");
+        for n in 0..f.len() {
+            let _ = decode(linktype::ETHERNET, &f[..n]);
+            let _ = decode(linktype::LINUX_SLL2, &f[..n]);
+            let _ = decode(linktype::NULL, &f[..n]);
+        }
+    }
+
+    #[test]
+    fn unknown_link_type_is_reported() {
+        assert_eq!(decode(147, &[0; 60]).unwrap_err(), Skip::UnsupportedLink);
+    }
+}
