@@ -59,10 +59,10 @@ impl UnitFormat for Frames {
             }
             l => (u64::from(l), 2),
         };
+        // A control frame over 125 bytes or fragmented breaks RFC 6455 §5.5, but its length
+        // field still frames the stream; real peers send such frames and the diagnosis
+        // needs them, so they are walked, not treated as loss of sync.
         let fin = b[0] & 0x80 != 0;
-        if opcode >= OP_CLOSE && (len > 125 || !fin) {
-            return Header::Invalid;
-        }
         let mask = if masked {
             if b.len() < at + 4 {
                 return Header::NeedMore;
@@ -154,13 +154,15 @@ mod tests {
     }
 
     #[test]
-    fn bad_opcodes_and_long_control_frames_are_invalid() {
+    fn reserved_opcodes_are_invalid_but_oversized_control_frames_are_walked() {
         assert!(matches!(Frames::parse(&[0x83, 0]), Header::Invalid));
-        assert!(matches!(
-            Frames::parse(&[0x89, 126, 0, 200]),
-            Header::Invalid
-        ));
-        assert!(matches!(Frames::parse(&[0x09, 0]), Header::Invalid));
+        assert!(matches!(Frames::parse(&[0x8b, 0]), Header::Invalid));
+        let Header::Complete { header, body, .. } =
+            Frames::parse(&[0x88, 127, 0, 0, 0, 0, 0, 0, 1, 2])
+        else {
+            panic!()
+        };
+        assert_eq!((header.opcode, body), (OP_CLOSE, 258));
     }
 
     #[test]

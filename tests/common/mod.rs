@@ -1,0 +1,370 @@
+//! Test helpers: run the built binary, read captures independently of the code under test
+//! (pcap-file's own readers), and ask tshark what it dissects. tshark is the oracle: a tool
+//! that trims or scrubs must leave Wireshark seeing the same handshake.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_pcap-surgery"))
+}
+
+pub fn run(args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .output()
+        .expect("run pcap-surgery")
+}
+
+pub fn testdata() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata")
+}
+
+/// Every capture in testdata/.
+pub fn testdata_captures() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(testdata())
+        .expect("testdata/")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().to_string();
+            n.ends_with(".pcap") || n.ends_with(".pcapng") || n.ends_with(".gz")
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// The public corpus in ../shared/corpus/public, when that folder exists (it does in CI).
+pub fn corpus_captures() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/public");
+    let mut v = Vec::new();
+    let Ok(subdirs) = std::fs::read_dir(&dir) else {
+        return v;
+    };
+    for sub in subdirs.flatten() {
+        for f in std::fs::read_dir(sub.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let n = f.file_name().to_string_lossy().to_string();
+            if n.contains(".pcap") {
+                v.push(f.path());
+            }
+        }
+    }
+    v.sort();
+    v
+}
+
+/// Panics, never skips, when tshark is missing: `.ci/run` installs it.
+pub fn require_tshark() {
+    let ok = Command::new("tshark")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    assert!(
+        ok.is_ok_and(|s| s.success()),
+        "tshark is required for the oracle tests; `bash .ci/run` installs it (Debian package tshark)"
+    );
+}
+
+/// The loopback ports the testdata scenarios use, so tshark dissects them as HTTP / TLS.
+const DECODE_AS: &[&str] = &[
+    "-d",
+    "tcp.port==18765,http",
+    "-d",
+    "tcp.port==18766,http",
+    "-d",
+    "tcp.port==18767,http",
+    "-d",
+    "tcp.port==18080,http",
+    "-d",
+    "tcp.port==18081,http",
+    "-d",
+    "tcp.port==18082,http",
+    "-d",
+    "tcp.port==18083,http",
+    "-d",
+    "tcp.port==18084,http",
+    "-d",
+    "tcp.port==18090,http",
+    "-d",
+    "tcp.port==18443,tls",
+];
+
+pub const FIELDS: &[&str] = &[
+    "frame.number",
+    "ip.src",
+    "ipv6.src",
+    "tcp.srcport",
+    "ip.dst",
+    "ipv6.dst",
+    "tcp.dstport",
+    "tcp.flags.syn",
+    "tcp.flags.fin",
+    "tcp.flags.reset",
+    "tcp.len",
+    "http.request.method",
+    "http.request.uri",
+    "http.upgrade",
+    "http.connection",
+    "http.sec_websocket_key",
+    "http.sec_websocket_version",
+    "http.response.code",
+    "http.sec_websocket_accept",
+    "tls.handshake.extensions_server_name",
+    "tls.alert_message.desc",
+    "websocket.opcode",
+    "websocket.payload.close.status_code",
+    "dns.qry.name",
+    "tls.handshake.extensions_alpn_str",
+    "tls.handshake.type",
+    "udp.srcport",
+    "udp.dstport",
+];
+
+/// One row per packet, one column per `FIELDS` entry.
+pub fn tshark_rows(file: &Path) -> Vec<Vec<String>> {
+    let mut cmd = Command::new("tshark");
+    cmd.arg("-r").arg(file).args(DECODE_AS).args([
+        "-T",
+        "fields",
+        "-E",
+        "separator=\t",
+        "-E",
+        "occurrence=a",
+    ]);
+    for f in FIELDS {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd.output().expect("run tshark");
+    assert!(
+        out.status.success(),
+        "tshark failed on {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split('\t').map(str::to_string).collect())
+        .collect()
+}
+
+pub fn col(name: &str) -> usize {
+    FIELDS.iter().position(|f| *f == name).expect("known field")
+}
+
+/// A flow's identity independent of direction and of tshark's stream numbering.
+pub fn flow_of(row: &[String]) -> String {
+    let src = if row[col("ip.src")].is_empty() {
+        &row[col("ipv6.src")]
+    } else {
+        &row[col("ip.src")]
+    };
+    let dst = if row[col("ip.dst")].is_empty() {
+        &row[col("ipv6.dst")]
+    } else {
+        &row[col("ip.dst")]
+    };
+    let (sp, dp) = if row[col("tcp.srcport")].is_empty() {
+        (&row[col("udp.srcport")], &row[col("udp.dstport")])
+    } else {
+        (&row[col("tcp.srcport")], &row[col("tcp.dstport")])
+    };
+    let a = format!("{src}:{sp}");
+    let b = format!("{dst}:{dp}");
+    if a <= b {
+        format!("{a}-{b}")
+    } else {
+        format!("{b}-{a}")
+    }
+}
+
+/// Flows a WebSocket trimmer must keep, judged by tshark on the input: those with an upgrade
+/// request or Sec-WebSocket-* header, TLS hellos that do not offer h2, failed connects.
+pub fn websocket_flows(rows: &[Vec<String>]) -> BTreeSet<String> {
+    let mut by_flow: BTreeMap<String, Vec<&Vec<String>>> = BTreeMap::new();
+    for r in rows {
+        by_flow.entry(flow_of(r)).or_default().push(r);
+    }
+    let mut keep = BTreeSet::new();
+    for (flow, rs) in by_flow {
+        let ws = rs.iter().any(|r| {
+            !r[col("http.request.method")].is_empty()
+                && (!r[col("http.upgrade")].is_empty()
+                    || !r[col("http.sec_websocket_key")].is_empty())
+        });
+        let tls = rs.iter().any(|r| {
+            r[col("tls.handshake.type")].split(',').any(|t| t == "1")
+                && !r[col("tls.handshake.extensions_alpn_str")]
+                    .split(',')
+                    .any(|p| p == "h2")
+        });
+        let refused = rs.iter().any(|r| r[col("tcp.flags.reset")] == "1")
+            && rs
+                .iter()
+                .all(|r| r[col("tcp.len")] == "0" || r[col("tcp.len")].is_empty())
+            && rs.len() <= 4;
+        if ws || tls || refused {
+            keep.insert(flow);
+        }
+    }
+    keep
+}
+
+/// The handshake facts of the given flows: (flow, field, value) with multiplicity.
+pub fn facts(
+    rows: &[Vec<String>],
+    flows: &BTreeSet<String>,
+) -> BTreeMap<(String, String, String), usize> {
+    const FACT_FIELDS: &[&str] = &[
+        "http.request.method",
+        "http.request.uri",
+        "http.upgrade",
+        "http.connection",
+        "http.sec_websocket_key",
+        "http.sec_websocket_version",
+        "http.response.code",
+        "http.sec_websocket_accept",
+        "tls.handshake.extensions_server_name",
+        "tls.alert_message.desc",
+        "websocket.payload.close.status_code",
+    ];
+    let mut m = BTreeMap::new();
+    for r in rows {
+        let flow = flow_of(r);
+        if !flows.contains(&flow) {
+            continue;
+        }
+        for f in FACT_FIELDS {
+            let v = &r[col(f)];
+            if !v.is_empty() {
+                *m.entry((flow.clone(), f.to_string(), v.clone()))
+                    .or_insert(0) += 1;
+            }
+        }
+        for f in ["tcp.flags.fin", "tcp.flags.reset"] {
+            if r[col(f)] == "1" {
+                *m.entry((flow.clone(), f.to_string(), "1".into()))
+                    .or_insert(0) += 1;
+            }
+        }
+        // Control frames (close, ping, pong): opcode >= 8.
+        for op in r[col("websocket.opcode")]
+            .split(',')
+            .filter(|o| o.parse::<u8>().is_ok_and(|o| o >= 8))
+        {
+            *m.entry((flow.clone(), "websocket.opcode".into(), op.to_string()))
+                .or_insert(0) += 1;
+        }
+    }
+    m
+}
+
+/// Frame numbers tshark flags as malformed or with error-level expert info.
+pub fn expert_errors(file: &Path) -> usize {
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(file)
+        .args(DECODE_AS)
+        .args([
+            "-Y",
+            "_ws.malformed || _ws.expert.severity >= 8388608",
+            "-T",
+            "fields",
+            "-e",
+            "frame.number",
+        ])
+        .output()
+        .expect("run tshark");
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+/// A packet as read by pcap-file (not by the code under test).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rec {
+    pub ts_ns: u128,
+    pub orig_len: u32,
+    pub data: Vec<u8>,
+}
+
+pub fn read_packets(file: &Path) -> Vec<Rec> {
+    let mut bytes = std::fs::read(file).expect("read capture");
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut d = Vec::new();
+        flate2::read::MultiGzDecoder::new(&bytes[..])
+            .read_to_end(&mut d)
+            .expect("gunzip");
+        bytes = d;
+    }
+    let mut v = Vec::new();
+    if bytes.starts_with(&[0x0a, 0x0d, 0x0d, 0x0a]) {
+        let mut r = pcap_file::pcapng::PcapNgReader::new(&bytes[..]).expect("pcapng");
+        while let Some(b) = r.next_block() {
+            match b.expect("block") {
+                pcap_file::pcapng::Block::EnhancedPacket(p) => v.push(Rec {
+                    ts_ns: p.timestamp.as_nanos(),
+                    orig_len: p.original_len,
+                    data: p.data.to_vec(),
+                }),
+                pcap_file::pcapng::Block::SimplePacket(p) => v.push(Rec {
+                    ts_ns: 0,
+                    orig_len: p.original_len,
+                    data: p.data.to_vec(),
+                }),
+                _ => {}
+            }
+        }
+    } else {
+        // Raw records: pcap-file's checked reader refuses records longer than the snaplen,
+        // which real captures contain and Wireshark accepts.
+        let mut r = pcap_file::pcap::PcapReader::new(&bytes[..]).expect("pcap");
+        let unit: u128 = if r.header().ts_resolution == pcap_file::TsResolution::NanoSecond {
+            1
+        } else {
+            1000
+        };
+        while let Some(p) = r.next_raw_packet() {
+            let p = p.expect("packet");
+            let ts_ns = u128::from(p.ts_sec) * 1_000_000_000 + u128::from(p.ts_frac) * unit;
+            v.push(Rec {
+                ts_ns,
+                orig_len: p.orig_len,
+                data: p.data.to_vec(),
+            });
+        }
+    }
+    v
+}
+
+/// Every output packet is an input packet, byte-identical or a prefix with the original
+/// length kept, with the input's timestamp, in input order.
+pub fn assert_subsequence(input: &Path, output: &Path) {
+    let ins = read_packets(input);
+    let outs = read_packets(output);
+    let mut i = 0;
+    for (k, o) in outs.iter().enumerate() {
+        loop {
+            assert!(
+                i < ins.len(),
+                "{}: output packet {} is not an input packet in order",
+                output.display(),
+                k + 1
+            );
+            let p = &ins[i];
+            i += 1;
+            if p.ts_ns == o.ts_ns && p.orig_len == o.orig_len && p.data.starts_with(&o.data) {
+                break;
+            }
+        }
+    }
+}
+
+pub fn tmpdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
