@@ -176,7 +176,9 @@ struct Dir {
     records: Walker<tls::Records>,
     data_units: u32,
     open: Vec<Waiting>,
-    important: [(u64, u64); IMPORTANT_RANGES],
+    /// Recent important byte ranges (a ring of `IMPORTANT_RANGES`, allocated on first use:
+    /// most flows are dropped before they have any).
+    important: Vec<(u64, u64)>,
     important_next: usize,
     /// Mid-connection evidence: payload segments that were whole runs of masked / unmasked frames.
     masked_runs: u32,
@@ -195,7 +197,7 @@ impl Default for Dir {
             records: Walker::default(),
             data_units: 0,
             open: Vec::new(),
-            important: [(0, 0); IMPORTANT_RANGES],
+            important: Vec::new(),
             important_next: 0,
             masked_runs: 0,
             unmasked_runs: 0,
@@ -205,7 +207,11 @@ impl Default for Dir {
 
 impl Dir {
     fn remember_important(&mut self, from: u64, to: u64) {
-        self.important[self.important_next % IMPORTANT_RANGES] = (from, to);
+        if self.important.len() < IMPORTANT_RANGES {
+            self.important.push((from, to));
+        } else {
+            self.important[self.important_next % IMPORTANT_RANGES] = (from, to);
+        }
         self.important_next += 1;
     }
 
@@ -236,6 +242,8 @@ pub struct Flow {
     /// Counted once in `Stats::flows_kept` (a DNS flow when its first lookup is kept).
     counted_kept: bool,
     closed: bool,
+    /// UDP has no close; its flows (mostly one DNS exchange each) are forgotten when quiet.
+    udp: bool,
 }
 
 impl Flow {
@@ -255,6 +263,7 @@ impl Flow {
             last_ns: ts,
             counted_kept: false,
             closed: false,
+            udp: false,
         }
     }
 
@@ -356,13 +365,10 @@ impl Engine {
         }
         let cut = (d.payload_offset as u32).min(meta.caplen);
         let decision = if proto == PROTO_UDP {
+            self.flows.entry(key).or_insert_with(|| Flow::new(ts)).udp = true;
             if d.sport == DNS_PORT || d.dport == DNS_PORT {
-                self.flows.entry(key).or_insert_with(|| Flow::new(ts));
                 self.dns_packet(key, &d, meta.number)
             } else {
-                if is_new {
-                    self.flows.insert(key, Flow::new(ts));
-                }
                 Decision::Now(Verdict::Drop)
             }
         } else {
@@ -396,12 +402,15 @@ impl Engine {
         };
         let opts_ports = &self.opts.ports;
         let flow = self.flows.entry(key).or_insert_with(|| Flow::new(ts));
-        if flow.class == Class::Dropped {
-            return Decision::Now(Verdict::Drop);
-        }
         let syn = flags & tcp_flags::SYN != 0;
         let ack = flags & tcp_flags::ACK != 0;
         let fin_rst = flags & (tcp_flags::FIN | tcp_flags::RST) != 0;
+        if fin_rst {
+            flow.closed = true;
+        }
+        if flow.class == Class::Dropped {
+            return Decision::Now(Verdict::Drop);
+        }
         if syn {
             flow.dirs[side.index()].stream.syn(seq);
             if ack {
@@ -411,9 +420,6 @@ impl Engine {
                 flow.syn_seen = true;
                 flow.client.get_or_insert(side);
             }
-        }
-        if fin_rst {
-            flow.closed = true;
         }
         if flow.class == Class::Undecided {
             let server_port = match flow.client {
@@ -1056,7 +1062,7 @@ impl Engine {
                 return true;
             }
             let idle = now.saturating_sub(f.last_ns);
-            let limit = if f.closed {
+            let limit = if f.closed || f.udp {
                 CLOSED_LINGER_NS
             } else if f.class == Class::Dropped || f.class == Class::Undecided {
                 DROPPED_IDLE_NS
@@ -1131,5 +1137,20 @@ fn bulk_verdict(opts: &Options, flow: &mut Flow, cut: u32) -> Verdict {
                 Verdict::Truncate(cut)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flow_state_stays_small() {
+        // The table may hold a million flows (a SYN flood); keep each one cheap.
+        assert!(
+            std::mem::size_of::<Flow>() <= 1024,
+            "Flow is {} bytes",
+            std::mem::size_of::<Flow>()
+        );
     }
 }
