@@ -302,6 +302,8 @@ pub struct Engine {
     /// Packet numbers of DNS packets waiting, and their transaction.
     dns_waiting: FxHashMap<u64, (FlowKey, u16)>,
     resolved: Vec<(u64, Verdict)>,
+    /// Client randoms of TLS flows kept since the last call to `take_kept_tls_randoms`.
+    kept_tls_randoms: Vec<[u8; 32]>,
     pub stats: Stats,
     last_sweep_ns: u64,
 }
@@ -323,6 +325,7 @@ impl Engine {
             dns: FxHashMap::default(),
             dns_waiting: FxHashMap::default(),
             resolved: Vec::new(),
+            kept_tls_randoms: Vec::new(),
             stats: Stats::default(),
             last_sweep_ns: 0,
         }
@@ -331,6 +334,12 @@ impl Engine {
     /// Verdicts for packets that were told to wait, decided since the last call.
     pub fn take_resolutions(&mut self) -> std::vec::Drain<'_, (u64, Verdict)> {
         self.resolved.drain(..)
+    }
+
+    /// Client randoms of the TLS sessions kept since the last call: their key-log lines may
+    /// go into the output.
+    pub fn take_kept_tls_randoms(&mut self) -> std::vec::Drain<'_, [u8; 32]> {
+        self.kept_tls_randoms.drain(..)
     }
 
     pub fn flows(&self) -> impl Iterator<Item = (&FlowKey, &Flow)> {
@@ -816,6 +825,11 @@ impl Engine {
                     class = if keep { Class::Tls } else { Class::Dropped };
                     if keep && !sni.is_empty() {
                         names.push(sni);
+                    }
+                    if keep {
+                        if let Ok(r) = <[u8; 32]>::try_from(ch.random.as_slice()) {
+                            self.kept_tls_randoms.push(r);
+                        }
                     }
                     break;
                 }

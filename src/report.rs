@@ -15,7 +15,8 @@ pub struct Summary {
     pub flows_evicted: u64,
     pub unsupported_link: u64,
     pub over_snaplen: u64,
-    pub secrets_blocks_dropped: u64,
+    /// TLS sessions whose key-log lines were carried into the output.
+    pub tls_sessions_with_keys: u64,
     pub elapsed_s: f64,
     pub warnings: Vec<String>,
 }

@@ -12,9 +12,14 @@ use std::collections::VecDeque;
 use std::io::Write;
 use std::time::Instant;
 
-use crate::capture::{Input, Item, OutFormat, Packet, Reader, RecordMeta, Writer, block};
+use rustc_hash::FxHashMap;
+
+use crate::capture::{
+    Format, Input, Item, OutFormat, Packet, Reader, RecordMeta, Writer, block, secrets,
+};
 use crate::error::Result;
 use crate::policy::{Decision, Engine, Options, Ticket, Verdict};
+use crate::proto::tls;
 use crate::report::Summary;
 
 /// How long (capture time) a packet may wait for its flow to be classified. Long enough for
@@ -25,6 +30,31 @@ pub const UNDECIDED_WINDOW_NS: u64 = 10_000_000_000;
 pub const MAX_QUEUED_BYTES: usize = 24 << 20;
 /// Packets the waiting queue may hold before its oldest packet is forced.
 pub const MAX_QUEUED_PACKETS: usize = 200_000;
+/// TLS key-log bytes held while waiting to see which sessions are kept.
+pub const MAX_KEY_LOG_BYTES: usize = 16 << 20;
+
+/// Key-log lines from the input's Decryption Secrets Blocks, by client random. A trimmed
+/// capture gets the lines of the sessions it keeps (in a new block written just before the
+/// session's packets) and never the keys of sessions it dropped.
+#[derive(Default)]
+struct KeyLog {
+    lines: FxHashMap<[u8; 32], Vec<u8>>,
+    bytes: usize,
+}
+
+impl KeyLog {
+    fn add(&mut self, data: &[u8]) {
+        for (random, line) in tls::key_log_lines(data) {
+            if self.bytes + line.len() + 1 > MAX_KEY_LOG_BYTES {
+                return;
+            }
+            self.bytes += line.len() + 1;
+            let v = self.lines.entry(random).or_default();
+            v.extend_from_slice(line);
+            v.push(b'\n');
+        }
+    }
+}
 
 #[derive(Clone, Debug, Default)]
 pub struct TrimConfig {
@@ -144,8 +174,11 @@ pub fn trim<W: Write>(input: Input, out: W, cfg: &TrimConfig, summary: &mut Summ
         writer.begin_pcap(&h.clone(), None)?;
     }
     let mut engine = Engine::new(cfg.policy.clone());
+    let reader_is_pcapng = reader.format() == Format::PcapNg;
     let mut queue = Queue::new();
     let mut now_ns = 0u64;
+    let mut keys = KeyLog::default();
+    let mut section_big = false;
     loop {
         let item = match reader.next_item() {
             Ok(Some(item)) => item,
@@ -162,8 +195,14 @@ pub fn trim<W: Write>(input: Input, out: W, cfg: &TrimConfig, summary: &mut Summ
                 raw,
                 big_endian: big,
             } => {
+                if kind == block::SECTION_HEADER {
+                    section_big = big;
+                }
                 if kind == block::DECRYPTION_SECRETS {
-                    summary.secrets_blocks_dropped += 1;
+                    // Held back: only the kept sessions' lines are written, later.
+                    if let Some((secrets::TLS_KEY_LOG, data)) = secrets::parse(raw, big) {
+                        keys.add(data);
+                    }
                     continue;
                 }
                 if queue.entries.is_empty() {
@@ -176,6 +215,22 @@ pub fn trim<W: Write>(input: Input, out: W, cfg: &TrimConfig, summary: &mut Summ
                 summary.packets_in += 1;
                 now_ns = now_ns.max(p.meta.ts_ns);
                 let (decision, ticket) = engine.packet(&p.meta, p.data());
+                for random in engine.take_kept_tls_randoms() {
+                    let Some(lines) = keys.lines.remove(&random) else {
+                        continue;
+                    };
+                    if writer.target() != Format::PcapNg {
+                        continue;
+                    }
+                    let big = if reader_is_pcapng { section_big } else { false };
+                    let dsb = secrets::build(secrets::TLS_KEY_LOG, &lines, big);
+                    summary.tls_sessions_with_keys += 1;
+                    if queue.entries.is_empty() {
+                        writer.block(block::DECRYPTION_SECRETS, &dsb, big)?;
+                    } else {
+                        queue.push_block(block::DECRYPTION_SECRETS, &dsb, big, now_ns);
+                    }
+                }
                 match decision {
                     Decision::Now(v) if queue.entries.is_empty() => {
                         write(&mut writer, &p, v, summary)?

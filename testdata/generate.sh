@@ -39,6 +39,8 @@ sleep 1.5
 record() {
   local name=$1 scenario=$2
   shift 2
+  # ONLY="a b" records just those scenarios (the others' committed captures stay as they are).
+  if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $scenario "* ]]; then return 0; fi
   local out="$here/$name"
   tcpdump -i lo -U -w "$out" "$@" 'port 53 or portrange 18000-18999' 2>/dev/null &
   tp=$!
@@ -76,11 +78,24 @@ ip link set lo mtu 1500
 record ws-bulk-mixed.pcap bulk-mixed
 ip link set lo mtu 65536
 
-# Format variety: one pcapng, one gzip-compressed pcapng, one SLL2 capture (`tcpdump -i any`).
-editcap -F pcapng "$here/wss-ok.tmp.pcap" "$here/wss-ok.pcapng"
-editcap -F pcapng "$here/ws-bad-accept.tmp.pcap" "$here/ws-bad-accept.pcapng"
-gzip -9 -n -f "$here/ws-bad-accept.pcapng"
-rm -f "$here/wss-ok.tmp.pcap" "$here/ws-bad-accept.tmp.pcap"
+export SSLKEYLOGFILE="$work/keys.log"
+record wss-keylog.tmp.pcap wss-keylog
+unset SSLKEYLOGFILE
+
+# Format variety: pcapng, gzip-compressed pcapng, pcapng with the TLS key log embedded,
+# pcapng with two interfaces of different link types, SLL2 (`tcpdump -i any`).
+if [ -f "$here/wss-ok.tmp.pcap" ]; then
+  editcap -F pcapng "$here/wss-ok.tmp.pcap" "$here/wss-ok.pcapng"
+fi
+if [ -f "$here/ws-bad-accept.tmp.pcap" ]; then
+  editcap -F pcapng "$here/ws-bad-accept.tmp.pcap" "$here/ws-bad-accept.pcapng"
+  gzip -9 -n -f "$here/ws-bad-accept.pcapng"
+fi
+if [ -f "$here/wss-keylog.tmp.pcap" ]; then
+  editcap -F pcapng --inject-secrets "tls,$work/keys.log" "$here/wss-keylog.tmp.pcap" "$here/wss-keylog.pcapng"
+fi
+rm -f "$here"/*.tmp.pcap
+if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" proxy-ok-any "* ]]; then exit 0; fi
 tcpdump -i any -U -w "$here/ws-proxy-ok-any.pcap" 'port 53 or portrange 18000-18999' 2>/dev/null &
 tp=$!
 sleep 1
@@ -89,4 +104,6 @@ sleep 1
 kill -INT "$tp"
 wait "$tp" 2>/dev/null || true
 
+# Two interfaces with different link types in one pcapng (Ethernet and Linux SLL2).
+mergecap -F pcapng -w "$here/ws-two-links.pcapng" "$here/ws-reject-403.pcap" "$here/ws-proxy-ok-any.pcap"
 ls -l "$here"/*.pcap* >&2

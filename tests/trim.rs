@@ -371,3 +371,207 @@ fn several_inputs_go_to_an_out_dir_and_a_bad_one_does_not_stop_the_others() {
     assert!(outdir.join("wss-ok.trimmed.pcapng").exists());
     assert!(!outdir.join("bad.trimmed.pcap").exists());
 }
+
+/// Decryption Secrets Block lines (as text) in a pcapng file.
+fn dsb_lines(file: &Path) -> Vec<String> {
+    let b = std::fs::read(file).unwrap();
+    let mut i = 0;
+    let mut lines = Vec::new();
+    while i + 8 <= b.len() {
+        let kind = u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
+        let len = u32::from_le_bytes(b[i + 4..i + 8].try_into().unwrap()) as usize;
+        if kind == 0x0a {
+            let n = u32::from_le_bytes(b[i + 12..i + 16].try_into().unwrap()) as usize;
+            lines.extend(
+                String::from_utf8_lossy(&b[i + 16..i + 16 + n])
+                    .lines()
+                    .map(str::to_string),
+            );
+        }
+        i += len.max(12);
+    }
+    lines.retain(|l| !l.starts_with('#') && !l.is_empty());
+    lines
+}
+
+#[test]
+fn key_log_is_kept_only_for_kept_tls_sessions_and_still_decrypts() {
+    require_tshark();
+    let dir = tmpdir();
+    let input = testdata().join("wss-keylog.pcapng");
+    assert_eq!(
+        dsb_lines(&input).len(),
+        2,
+        "the sample holds two sessions' keys"
+    );
+    let out = trim_to(&input, dir.path(), &[]);
+    let kept = dsb_lines(&out);
+    assert_eq!(
+        kept.len(),
+        1,
+        "only the WebSocket session's key survives: {kept:?}"
+    );
+    assert!(dsb_lines(&input).contains(&kept[0]));
+    // tshark decrypts the kept session with the embedded key: the 101 inside TLS is visible
+    // (the other 101 is the plain backend leg).
+    let codes: Vec<String> = tshark_rows(&out)
+        .into_iter()
+        .map(|r| r[col("http.response.code")].clone())
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(codes, vec!["101", "101"], "{codes:?}");
+}
+
+/// Rewrites an Ethernet pcap into another link type by replacing each 14-byte Ethernet
+/// header (and optionally writing the file big-endian).
+fn relink(input: &Path, out: &Path, link_type: u32, header: impl Fn(&[u8]) -> Vec<u8>, big: bool) {
+    let b = std::fs::read(input).unwrap();
+    let rd = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
+    let put = |v: &mut Vec<u8>, x: u32| {
+        v.extend_from_slice(&if big {
+            x.to_be_bytes()
+        } else {
+            x.to_le_bytes()
+        })
+    };
+    let mut v = Vec::new();
+    put(&mut v, rd(0));
+    let minor_major = if big { [0, 2, 0, 4] } else { [2, 0, 4, 0] };
+    v.extend_from_slice(&minor_major);
+    put(&mut v, 0);
+    put(&mut v, 0);
+    put(&mut v, rd(16));
+    put(&mut v, link_type);
+    let mut i = 24;
+    while i + 16 <= b.len() {
+        let incl = rd(i + 8) as usize;
+        let frame = &b[i + 16..i + 16 + incl];
+        let mut data = header(&frame[..14]);
+        data.extend_from_slice(&frame[14..]);
+        put(&mut v, rd(i));
+        put(&mut v, rd(i + 4));
+        put(&mut v, data.len() as u32);
+        put(
+            &mut v,
+            rd(i + 12) - 14 + (data.len() as u32 + 14 - incl as u32),
+        );
+        v.extend_from_slice(&data);
+        i += 16 + incl;
+    }
+    std::fs::write(out, v).unwrap();
+}
+
+#[test]
+fn raw_ip_bsd_loopback_and_big_endian_captures_are_trimmed_alike() {
+    require_tshark();
+    let dir = tmpdir();
+    let src = testdata().join("ws-reject-403.pcap");
+    let cases: Vec<(&str, u32, Box<dyn Fn(&[u8]) -> Vec<u8>>, bool)> = vec![
+        ("raw.pcap", 101, Box::new(|_| Vec::new()), false),
+        (
+            "null.pcap",
+            0,
+            Box::new(|_| 2u32.to_le_bytes().to_vec()),
+            false,
+        ),
+        (
+            "loop.pcap",
+            108,
+            Box::new(|_| 2u32.to_be_bytes().to_vec()),
+            false,
+        ),
+        ("big-endian.pcap", 1, Box::new(|e| e.to_vec()), true),
+    ];
+    for (name, lt, hdr, big) in cases {
+        let input = dir.path().join(name);
+        relink(&src, &input, lt, hdr, big);
+        let out = trim_to(&input, dir.path(), &[]);
+        assert_eq!(
+            read_packets(&out).len(),
+            read_packets(&input).len(),
+            "{name}: every packet of the 403 attempt is kept"
+        );
+        assert_eq!(
+            std::fs::read(&out).unwrap()[..24],
+            std::fs::read(&input).unwrap()[..24],
+            "{name}: header changed"
+        );
+        assert_trim_preserves_handshakes(&input);
+    }
+}
+
+#[test]
+fn pcapng_with_two_link_types_keeps_both_interfaces() {
+    let dir = tmpdir();
+    let out = trim_to(&testdata().join("ws-two-links.pcapng"), dir.path(), &[]);
+    let b = std::fs::read(&out).unwrap();
+    let mut i = 0;
+    let mut links = Vec::new();
+    while i + 8 <= b.len() {
+        let kind = u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
+        if kind == 1 {
+            links.push(u16::from_le_bytes(b[i + 8..i + 10].try_into().unwrap()));
+        }
+        i += u32::from_le_bytes(b[i + 4..i + 8].try_into().unwrap()) as usize;
+    }
+    assert_eq!(links, vec![1, 276]);
+    assert_eq!(read_packets(&out).len(), 60);
+    let r = run(&[
+        "trim",
+        out.to_str().unwrap(),
+        "-o",
+        dir.path().join("x.pcap").to_str().unwrap(),
+        "--format",
+        "pcap",
+    ]);
+    assert_eq!(
+        r.status.code(),
+        Some(2),
+        "two link types cannot go into one pcap"
+    );
+    assert!(String::from_utf8_lossy(&r.stderr).contains("--format pcapng"));
+}
+
+#[test]
+fn websocket_met_mid_connection_is_recognised_by_its_frames() {
+    require_tshark();
+    let dir = tmpdir();
+    // ws-ping-survives without its first 12 packets (connect and upgrade on both legs):
+    // what a capture started after the upgrade looks like.
+    let full = testdata().join("ws-ping-survives.pcap");
+    let mid = dir.path().join("mid.pcap");
+    let st = std::process::Command::new("editcap")
+        .args(["-r"])
+        .arg(&full)
+        .arg(&mid)
+        .arg("13-1000")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = trim_to(&mid, dir.path(), &[]);
+    // Without the upgrade tshark needs to be told these ports carry WebSocket.
+    let pings = |f: &Path| {
+        let out = std::process::Command::new("tshark")
+            .arg("-r")
+            .arg(f)
+            .args([
+                "-d",
+                "tcp.port==18084,websocket",
+                "-d",
+                "tcp.port==18765,websocket",
+            ])
+            .args(["-T", "fields", "-e", "websocket.opcode"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.split(',').any(|o| o == "9" || o == "10"))
+            .count()
+    };
+    assert!(pings(&mid) > 0);
+    assert_eq!(
+        pings(&out),
+        pings(&mid),
+        "ping/pong frames of a flow met mid-connection are kept"
+    );
+}

@@ -5,6 +5,7 @@
 
 mod output;
 mod reader;
+pub mod secrets;
 mod writer;
 
 pub use output::{AtomicOutput, OutputTarget};

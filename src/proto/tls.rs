@@ -175,6 +175,29 @@ pub fn parse_server_hello(b: &[u8]) -> Hello<ServerHello> {
     Hello::Parsed(out)
 }
 
+/// Splits an NSS key log (SSLKEYLOGFILE format) into its lines, each with the 32-byte client
+/// random it belongs to. Comments and malformed lines are skipped.
+pub fn key_log_lines(text: &[u8]) -> impl Iterator<Item = ([u8; 32], &[u8])> {
+    text.split(|&c| c == b'\n').filter_map(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let mut fields = line.split(|&c| c == b' ');
+        let label = fields.next()?;
+        if label.is_empty() || label[0] == b'#' {
+            return None;
+        }
+        let hex = fields.next()?;
+        if hex.len() != 64 {
+            return None;
+        }
+        let mut random = [0u8; 32];
+        for (i, pair) in hex.chunks(2).enumerate() {
+            let s = std::str::from_utf8(pair).ok()?;
+            random[i] = u8::from_str_radix(s, 16).ok()?;
+        }
+        Some((random, line))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,6 +234,15 @@ mod tests {
         let mut rec = vec![22, 3, 1, (hs.len() >> 8) as u8, hs.len() as u8];
         rec.extend_from_slice(&hs);
         rec
+    }
+
+    #[test]
+    fn key_log_lines_carry_their_client_random() {
+        let log = b"# comment\nCLIENT_RANDOM 0102030405060708091011121314151617181920212223242526272829303132 abcd\nbad line\n";
+        let lines: Vec<_> = key_log_lines(log).collect();
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].0[..3], [1, 2, 3]);
+        assert!(lines[0].1.starts_with(b"CLIENT_RANDOM"));
     }
 
     #[test]

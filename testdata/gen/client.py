@@ -131,6 +131,13 @@ async def run(scenario, cafile):
     elif scenario == "wss-ok":
         await chat(url(18443, "/echo", "wss", "ws.test"), ssl=wss_ctx,
                    host="127.0.0.1", port=18443, server_hostname="ws.test")
+    elif scenario == "wss-keylog":
+        # generate.sh sets SSLKEYLOGFILE, so Python's ssl logs both sessions' secrets; the
+        # capture gets them as a Decryption Secrets Block. The second session offers h2 and
+        # is not a WebSocket: trim must drop it and its keys.
+        await chat(url(18443, "/echo", "wss", "ws.test"), ssl=ssl.create_default_context(cafile=cafile),
+                   host="127.0.0.1", port=18443, server_hostname="ws.test")
+        tls_h2_get(18443, cafile)
     elif scenario == "wss-aborted":
         # Python's client does not trust the self-signed certificate and gives up with a bare
         # FIN: no alert on the wire (TLS 1.2 keeps the rest of the handshake in the clear).
