@@ -254,6 +254,12 @@ pub fn trim<W: Write>(input: Input, out: W, cfg: &TrimConfig, summary: &mut Summ
     }
     drain(&mut queue, &mut engine, &mut writer, summary, |_, _| true)?;
     summary.over_snaplen = reader.over_snaplen;
+    if let Some((packet, len, snap)) = reader.first_over_snaplen {
+        summary.warnings.push(format!(
+            "packet {packet}: captured length {len} exceeds the snaplen {snap} ({} such records; kept, as Wireshark does)",
+            reader.over_snaplen
+        ));
+    }
     let stats = engine.stats;
     summary.flows_seen = stats.flows_seen;
     summary.flows_kept = stats.flows_kept;

@@ -575,3 +575,23 @@ fn websocket_met_mid_connection_is_recognised_by_its_frames() {
         "ping/pong frames of a flow met mid-connection are kept"
     );
 }
+
+#[test]
+fn record_longer_than_its_snaplen_is_kept_with_a_warning() {
+    let dir = tmpdir();
+    let mut bytes = std::fs::read(testdata().join("ws-reject-426.pcap")).unwrap();
+    bytes[16..20].copy_from_slice(&100u32.to_le_bytes()); // snaplen 100; most records exceed it
+    let odd = dir.path().join("snap.pcap");
+    std::fs::write(&odd, &bytes).unwrap();
+    let out = dir.path().join("o.pcap");
+    let r = run(&["trim", odd.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains("snap.pcap")
+            && err.contains("packet 4")
+            && err.contains("exceeds the snaplen 100"),
+        "{err}"
+    );
+    assert_eq!(read_packets(&out).len(), 10);
+}

@@ -117,6 +117,8 @@ pub struct Reader {
     bytes_read: u64,
     /// Records whose captured length exceeds the file's snaplen (accepted, as Wireshark does).
     pub over_snaplen: u64,
+    /// The first such record: (packet number, captured length, snaplen).
+    pub first_over_snaplen: Option<(u64, usize, u32)>,
 }
 
 impl Reader {
@@ -136,6 +138,7 @@ impl Reader {
             number: 0,
             bytes_read: 0,
             over_snaplen: 0,
+            first_over_snaplen: None,
         };
         r.fill(4)?;
         let avail = r.end - r.pos;
@@ -340,8 +343,10 @@ impl Reader {
         if incl > MAX_RECORD_BYTES {
             return Err(self.bad(packet, &format!("impossible captured length {incl}")));
         }
-        if incl as u32 > snaplen.max(1) && snaplen != 0 {
+        if snaplen != 0 && incl as u32 > snaplen {
             self.over_snaplen += 1;
+            self.first_over_snaplen
+                .get_or_insert((packet, incl, snaplen));
         }
         self.fill(16 + incl)?;
         if self.end - self.pos < 16 + incl {
