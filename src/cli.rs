@@ -29,6 +29,43 @@ tcpdump -i any -w - port 443 | pcap-surgery trim - -o - | tshark -r -\n  \
 pcap-surgery trim --host chat.example.com --bulk drop capture.pcap.gz -o small.pcap"
     )]
     Trim(TrimArgs),
+    /// Overwrite cookies, tokens, message payloads (and with --pseudonymize addresses and
+    /// names) while keeping the headers that carry the diagnosis. Packet lengths never change.
+    #[command(
+        after_help = "Examples:\n  pcap-surgery scrub capture.pcapng -o safe.pcapng\n  \
+pcap-surgery scrub --pseudonymize --key \"$TEAM_KEY\" a.pcap b.pcap --out-dir safe/\n  \
+pcap-surgery trim --scrub --scrub-report report.json big.pcap -o ticket.pcap"
+    )]
+    Scrub(ScrubCmdArgs),
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct ScrubArgs {
+    /// Keep pcapng packet and section comments.
+    #[arg(long)]
+    pub keep_comments: bool,
+    /// Map IP and MAC addresses (prefix-preserving) and host names (same length) to
+    /// consistent pseudonyms.
+    #[arg(long)]
+    pub pseudonymize: bool,
+    /// Key for --pseudonymize: the same key gives the same pseudonyms across runs and files
+    /// (default: a random key per run).
+    #[arg(long, value_name = "KEY", requires = "pseudonymize")]
+    pub key: Option<String>,
+    /// Write what was overwritten, per rule (bytes and packets), to FILE as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub scrub_report: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ScrubCmdArgs {
+    /// Capture files (pcap, pcapng, optionally gzip-compressed), or - for standard input.
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<PathBuf>,
+    #[command(flatten)]
+    pub out: OutputArgs,
+    #[command(flatten)]
+    pub scrub: ScrubArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -36,7 +73,7 @@ pub struct OutputArgs {
     /// Output file, or - for standard output.
     #[arg(short = 'o', long = "output", value_name = "OUT")]
     pub output: Option<PathBuf>,
-    /// Write each output into DIR as <name>.trimmed.<ext> (for several inputs).
+    /// Write each output into DIR as <name>.trimmed.<ext> (<name>.scrubbed.<ext> for scrub).
     #[arg(long, value_name = "DIR", conflicts_with = "output")]
     pub out_dir: Option<PathBuf>,
     /// Output format (default: the input's).
@@ -76,6 +113,11 @@ pub struct TrimArgs {
     /// (suffixes k, M, G).
     #[arg(long, default_value = "1M", value_parser = parse_size, value_name = "BYTES")]
     pub bulk_budget: u64,
+    /// Scrub what is kept (see `pcap-surgery scrub`).
+    #[arg(long)]
+    pub scrub: bool,
+    #[command(flatten)]
+    pub scrub_opts: ScrubArgs,
 }
 
 /// Parses sizes like 1048576, 512k, 1M, 2G (powers of 1024).

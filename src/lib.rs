@@ -12,6 +12,7 @@ pub mod flow;
 pub mod policy;
 pub mod proto;
 pub mod report;
+pub mod scrub;
 pub mod trim;
 pub mod wire;
 

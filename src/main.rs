@@ -9,9 +9,10 @@ use clap::Parser;
 
 use pcap_surgery::Error;
 use pcap_surgery::capture::{AtomicOutput, Input, OutFormat, OutputTarget};
-use pcap_surgery::cli::{Cli, Command, OutputArgs, TrimArgs};
+use pcap_surgery::cli::{Cli, Command, OutputArgs, ScrubArgs};
 use pcap_surgery::policy::Options;
 use pcap_surgery::report::Summary;
+use pcap_surgery::scrub::ScrubOptions;
 use pcap_surgery::trim::{TrimConfig, trim};
 
 const EXIT_RUNTIME: u8 = 1;
@@ -20,8 +21,115 @@ const EXIT_USAGE: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Trim(args) => run_trim(args),
+        Command::Trim(args) => {
+            if !args.scrub
+                && (args.scrub_opts.pseudonymize
+                    || args.scrub_opts.keep_comments
+                    || args.scrub_opts.scrub_report.is_some())
+            {
+                eprintln!(
+                    "pcap-surgery: --pseudonymize, --keep-comments and --scrub-report go with --scrub"
+                );
+                return ExitCode::from(EXIT_USAGE);
+            }
+            let cfg = TrimConfig {
+                policy: Options {
+                    hosts: args.hosts.clone(),
+                    ports: args.ports.clone(),
+                    keep_frames: args.keep_frames,
+                    bulk: args.bulk,
+                    bulk_budget: args.bulk_budget,
+                    keep_all: false,
+                },
+                format: args.out.format,
+                scrub: args.scrub.then(|| scrub_options(&args.scrub_opts)),
+            };
+            run(
+                Verb::Trim,
+                &args.inputs,
+                &args.out,
+                &cfg,
+                args.scrub_opts.scrub_report.as_deref(),
+            )
+        }
+        Command::Scrub(args) => {
+            let cfg = TrimConfig {
+                policy: Options {
+                    keep_all: true,
+                    ..Options::default()
+                },
+                format: args.out.format,
+                scrub: Some(scrub_options(&args.scrub)),
+            };
+            run(
+                Verb::Scrub,
+                &args.inputs,
+                &args.out,
+                &cfg,
+                args.scrub.scrub_report.as_deref(),
+            )
+        }
     }
+}
+
+#[derive(Clone, Copy)]
+enum Verb {
+    Trim,
+    Scrub,
+}
+
+impl Verb {
+    fn name(self) -> &'static str {
+        match self {
+            Verb::Trim => "trim",
+            Verb::Scrub => "scrub",
+        }
+    }
+    fn suffix(self) -> &'static str {
+        match self {
+            Verb::Trim => "trimmed",
+            Verb::Scrub => "scrubbed",
+        }
+    }
+}
+
+/// The 32-byte pseudonymization key: derived from `--key`, else random for this run.
+fn scrub_options(a: &ScrubArgs) -> ScrubOptions {
+    let key = a.pseudonymize.then(|| match &a.key {
+        Some(k) => derive_key(k.as_bytes()),
+        None => random_key(),
+    });
+    ScrubOptions {
+        keep_comments: a.keep_comments,
+        pseudonymize: key,
+    }
+}
+
+fn derive_key(secret: &[u8]) -> [u8; 32] {
+    use sha1::{Digest, Sha1};
+    let mut out = [0u8; 32];
+    for (i, half) in out.chunks_mut(16).enumerate() {
+        let mut h = Sha1::new();
+        h.update(b"pcap-surgery pseudonymization key ");
+        h.update([i as u8]);
+        h.update(secret);
+        half.copy_from_slice(&h.finalize()[..16]);
+    }
+    out
+}
+
+fn random_key() -> [u8; 32] {
+    let mut k = [0u8; 32];
+    let ok = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut k))
+        .is_ok();
+    if !ok {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        k = derive_key(format!("{t:?}{}", std::process::id()).as_bytes());
+    }
+    k
 }
 
 /// An error and whether it is the user's (exit 2) or the input's / system's (exit 1).
@@ -37,6 +145,7 @@ fn output_for(
     input: &Path,
     out: &OutputArgs,
     ext_from: Option<OutFormat>,
+    verb: Verb,
 ) -> Result<OutputTarget, String> {
     if let Some(dir) = &out.out_dir {
         let name = input
@@ -54,7 +163,7 @@ fn output_for(
             None => ext,
         };
         return Ok(OutputTarget::File(
-            dir.join(format!("{base}.trimmed.{ext}")),
+            dir.join(format!("{base}.{}.{ext}", verb.suffix())),
         ));
     }
     match &out.output {
@@ -64,29 +173,25 @@ fn output_for(
     }
 }
 
-fn run_trim(args: TrimArgs) -> ExitCode {
-    let out = &args.out;
-    if args.inputs.len() > 1 && out.out_dir.is_none() {
+fn run(
+    verb: Verb,
+    inputs: &[PathBuf],
+    out: &OutputArgs,
+    cfg: &TrimConfig,
+    report: Option<&Path>,
+) -> ExitCode {
+    if inputs.len() > 1 && out.out_dir.is_none() {
         eprintln!("pcap-surgery: several inputs need --out-dir DIR (one output per input)");
         return ExitCode::from(EXIT_USAGE);
     }
-    if args.inputs.iter().filter(|p| p.as_os_str() == "-").count() > 1 {
+    if inputs.iter().filter(|p| p.as_os_str() == "-").count() > 1 {
         eprintln!("pcap-surgery: standard input (-) can be read only once");
         return ExitCode::from(EXIT_USAGE);
     }
-    let cfg = TrimConfig {
-        policy: Options {
-            hosts: args.hosts.clone(),
-            ports: args.ports.clone(),
-            keep_frames: args.keep_frames,
-            bulk: args.bulk,
-            bulk_budget: args.bulk_budget,
-        },
-        format: out.format,
-    };
+    let mut reports = Vec::new();
     let mut status = 0u8;
-    for input in &args.inputs {
-        let target = match output_for(input, out, out.format) {
+    for input in inputs {
+        let target = match output_for(input, out, out.format, verb) {
             Ok(t) => t,
             Err(msg) => {
                 eprintln!("pcap-surgery: {msg}");
@@ -94,7 +199,7 @@ fn run_trim(args: TrimArgs) -> ExitCode {
             }
         };
         let to_stdout = matches!(target, OutputTarget::Stdout);
-        match trim_one(input, &target, out.force, &args.inputs, &cfg) {
+        match trim_one(input, &target, out.force, inputs, cfg) {
             Ok(summary) => {
                 for w in &summary.warnings {
                     eprintln!("pcap-surgery: {}: warning: {w}", input.display());
@@ -102,10 +207,22 @@ fn run_trim(args: TrimArgs) -> ExitCode {
                 if out.json && !to_stdout {
                     println!("{}", summary.json());
                 } else if !out.quiet {
-                    eprintln!("{}", summary.line("trim"));
+                    eprintln!("{}", summary.line(verb.name()));
+                }
+                if let Some(r) = &summary.scrub {
+                    let line = serde_json::json!({"file": summary.file, "rules": r.rules});
+                    reports.push(line.to_string());
                 }
             }
             Err(e) => status = status.max(report_error(input, &e)),
+        }
+    }
+    if let Some(path) = report {
+        let mut text = reports.join("\n");
+        text.push('\n');
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("pcap-surgery: {}: {e}", path.display());
+            status = status.max(EXIT_RUNTIME);
         }
     }
     ExitCode::from(status)

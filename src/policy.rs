@@ -65,6 +65,8 @@ pub struct Options {
     pub keep_frames: u32,
     pub bulk: Bulk,
     pub bulk_budget: u64,
+    /// Keep every packet (`scrub` without trimming).
+    pub keep_all: bool,
 }
 
 impl Default for Options {
@@ -75,6 +77,7 @@ impl Default for Options {
             keep_frames: 4,
             bulk: Bulk::Headers,
             bulk_budget: 1 << 20,
+            keep_all: false,
         }
     }
 }
@@ -306,6 +309,8 @@ pub struct Engine {
     kept_tls_randoms: Vec<[u8; 32]>,
     pub stats: Stats,
     last_sweep_ns: u64,
+    /// Whether the last packet's flow was dropped whole (its bytes need no scrubbing).
+    last_flow_dropped: bool,
 }
 
 /// How long (capture time) a flow may stay idle in the table, by state.
@@ -328,6 +333,7 @@ impl Engine {
             kept_tls_randoms: Vec::new(),
             stats: Stats::default(),
             last_sweep_ns: 0,
+            last_flow_dropped: false,
         }
     }
 
@@ -346,8 +352,59 @@ impl Engine {
         self.flows.iter()
     }
 
+    /// True when the last packet given to `packet` belongs to a flow dropped whole.
+    pub fn last_flow_dropped(&self) -> bool {
+        self.last_flow_dropped
+    }
+
     /// The decision for one packet, with the ticket to find it again if it must wait.
     pub fn packet(&mut self, meta: &RecordMeta, frame: &[u8]) -> (Decision, Option<Ticket>) {
+        if self.opts.keep_all {
+            self.count_flow(meta, frame);
+            self.last_flow_dropped = false;
+            return (Decision::Now(Verdict::Keep), None);
+        }
+        let (decision, ticket) = self.decide(meta, frame);
+        self.last_flow_dropped = decision == Decision::Now(Verdict::Drop)
+            && wire::decode(meta.link_type, frame).is_ok_and(|d| {
+                let proto = if matches!(d.transport, Transport::Tcp { .. }) {
+                    PROTO_TCP
+                } else {
+                    PROTO_UDP
+                };
+                let (key, _) = FlowKey::of(d.src, d.sport, d.dst, d.dport, proto);
+                self.flows
+                    .get(&key)
+                    .is_none_or(|f| f.class == Class::Dropped || (f.udp && !f.counted_kept))
+            });
+        (decision, ticket)
+    }
+
+    /// Flow accounting alone, for `scrub` without trimming.
+    fn count_flow(&mut self, meta: &RecordMeta, frame: &[u8]) {
+        let Ok(d) = wire::decode(meta.link_type, frame) else {
+            return;
+        };
+        let proto = if matches!(d.transport, Transport::Tcp { .. }) {
+            PROTO_TCP
+        } else {
+            PROTO_UDP
+        };
+        let (key, _) = FlowKey::of(d.src, d.sport, d.dst, d.dport, proto);
+        if meta.ts_ns >= self.last_sweep_ns + SWEEP_EVERY_NS {
+            self.sweep(meta.ts_ns);
+        }
+        let f = self.flows.entry(key).or_insert_with(|| {
+            self.stats.flows_seen += 1;
+            self.stats.flows_kept += 1;
+            Flow::new(meta.ts_ns)
+        });
+        f.last_ns = f.last_ns.max(meta.ts_ns);
+        f.closed |= d.tcp_flags() & (tcp_flags::FIN | tcp_flags::RST) != 0;
+        f.udp = proto == PROTO_UDP;
+    }
+
+    fn decide(&mut self, meta: &RecordMeta, frame: &[u8]) -> (Decision, Option<Ticket>) {
         let d = match wire::decode(meta.link_type, frame) {
             Ok(d) => d,
             Err(Skip::UnsupportedLink) => {

@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use crate::scrub::ScrubReport;
+
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Summary {
     pub file: String,
@@ -19,6 +21,9 @@ pub struct Summary {
     pub tls_sessions_with_keys: u64,
     pub elapsed_s: f64,
     pub warnings: Vec<String>,
+    /// What scrubbing overwrote, per rule (absent when not scrubbing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scrub: Option<ScrubReport>,
 }
 
 fn human_bytes(n: u64) -> String {

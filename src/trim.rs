@@ -15,12 +15,13 @@ use std::time::Instant;
 use rustc_hash::FxHashMap;
 
 use crate::capture::{
-    Format, Input, Item, OutFormat, Packet, Reader, RecordMeta, Writer, block, secrets,
+    BlockFilter, Format, Input, Item, OutFormat, Packet, Reader, RecordMeta, Writer, block, secrets,
 };
 use crate::error::Result;
 use crate::policy::{Decision, Engine, Options, Ticket, Verdict};
 use crate::proto::tls;
 use crate::report::Summary;
+use crate::scrub::{ScrubOptions, Scrubber};
 
 /// How long (capture time) a packet may wait for its flow to be classified. Long enough for
 /// DNS → connect → request even over a slow link; a DNS answer waits this long for a kept
@@ -60,6 +61,8 @@ impl KeyLog {
 pub struct TrimConfig {
     pub policy: Options,
     pub format: Option<OutFormat>,
+    /// Scrub what is written (`scrub`, or `trim --scrub`).
+    pub scrub: Option<ScrubOptions>,
 }
 
 enum Slot {
@@ -179,6 +182,14 @@ pub fn trim<W: Write>(input: Input, out: W, cfg: &TrimConfig, summary: &mut Summ
     let mut now_ns = 0u64;
     let mut keys = KeyLog::default();
     let mut section_big = false;
+    let mut scrubber = cfg.scrub.as_ref().map(Scrubber::new);
+    let mut scrubbed: Vec<u8> = Vec::new();
+    if let Some(s) = &cfg.scrub {
+        writer.set_filter(BlockFilter {
+            strip_comments: !s.keep_comments,
+            strip_identity: s.pseudonymize.is_some(),
+        });
+    }
     loop {
         let item = match reader.next_item() {
             Ok(Some(item)) => item,
@@ -231,6 +242,22 @@ pub fn trim<W: Write>(input: Input, out: W, cfg: &TrimConfig, summary: &mut Summ
                         queue.push_block(block::DECRYPTION_SECRETS, &dsb, big, now_ns);
                     }
                 }
+                let p = match scrubber.as_mut() {
+                    Some(s) if !engine.last_flow_dropped() => {
+                        scrubbed.clear();
+                        scrubbed.extend_from_slice(p.raw);
+                        let start = p.meta.data_offset as usize;
+                        s.frame(
+                            &p.meta,
+                            &mut scrubbed[start..start + p.meta.caplen as usize],
+                        );
+                        Packet {
+                            meta: p.meta,
+                            raw: &scrubbed,
+                        }
+                    }
+                    _ => p,
+                };
                 match decision {
                     Decision::Now(v) if queue.entries.is_empty() => {
                         write(&mut writer, &p, v, summary)?
@@ -268,6 +295,7 @@ pub fn trim<W: Write>(input: Input, out: W, cfg: &TrimConfig, summary: &mut Summ
     summary.bytes_in = reader.bytes_read();
     summary.bytes_out = writer.bytes_written;
     summary.elapsed_s = started.elapsed().as_secs_f64();
+    summary.scrub = scrubber.map(|s| s.report);
     if stats.unsupported_link > 0 {
         summary.warnings.push(format!(
             "{} packets with an unsupported link type were dropped",

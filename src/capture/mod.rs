@@ -10,7 +10,7 @@ mod writer;
 
 pub use output::{AtomicOutput, OutputTarget};
 pub use reader::{Input, Item, Reader};
-pub use writer::{OutFormat, Writer};
+pub use writer::{BlockFilter, OutFormat, Writer};
 
 /// Largest record or block accepted. tcpdump's own maximum snaplen is 256 KiB; 16 MiB leaves
 /// room for jumbo and reassembled records while turning a corrupt length field into an error

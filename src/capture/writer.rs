@@ -15,8 +15,42 @@ pub enum OutFormat {
     Pcapng,
 }
 
+/// What scrubbing removes from pcapng metadata.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BlockFilter {
+    /// Comments (and custom options, which may carry anything) on every block.
+    pub strip_comments: bool,
+    /// Interface names, descriptions, addresses, hardware, OS and filter; name resolution blocks.
+    pub strip_identity: bool,
+}
+
+impl BlockFilter {
+    fn active(&self) -> bool {
+        self.strip_comments || self.strip_identity
+    }
+
+    /// Whether an option of a block of this kind goes.
+    fn drops(&self, kind: u32, code: u16) -> bool {
+        let comment = matches!(code, 1 | 2988 | 2989 | 19372 | 19373);
+        let identity = kind == block::INTERFACE_DESCRIPTION && matches!(code, 2..=8 | 11 | 12 | 15)
+            || kind == block::SECTION_HEADER && matches!(code, 2..=4);
+        (self.strip_comments && comment) || (self.strip_identity && identity)
+    }
+}
+
+/// Where the options start in a block of this kind (None: unknown layout, or no options).
+fn options_offset(kind: u32) -> Option<usize> {
+    match kind {
+        block::SECTION_HEADER => Some(24),
+        block::INTERFACE_DESCRIPTION => Some(16),
+        block::INTERFACE_STATISTICS => Some(20),
+        _ => None,
+    }
+}
+
 pub struct Writer<W: Write> {
     out: W,
+    filter: BlockFilter,
     source: Format,
     target: Format,
     /// pcap output: byte order and resolution of the record headers written.
@@ -55,6 +89,7 @@ impl<W: Write> Writer<W> {
         };
         Writer {
             out,
+            filter: BlockFilter::default(),
             source,
             target,
             pcap_big: false,
@@ -71,6 +106,34 @@ impl<W: Write> Writer<W> {
 
     pub fn target(&self) -> Format {
         self.target
+    }
+
+    pub fn set_filter(&mut self, filter: BlockFilter) {
+        self.filter = filter;
+    }
+
+    /// A block with the filtered options removed, or None when it is dropped whole.
+    fn filtered_block(&self, kind: u32, raw: &[u8], big: bool) -> Option<Vec<u8>> {
+        if self.filter.strip_identity && kind == block::NAME_RESOLUTION {
+            return None;
+        }
+        if self.filter.strip_comments && kind == block::DECRYPTION_SECRETS {
+            return None;
+        }
+        let Some(start) = options_offset(kind).filter(|&s| s + 4 <= raw.len()) else {
+            return Some(raw.to_vec());
+        };
+        let opts = filter_options(&raw[start..raw.len() - 4], big, |code| {
+            self.filter.drops(kind, code)
+        });
+        let len = start + opts.len() + 4;
+        let mut v = Vec::with_capacity(len);
+        v.extend_from_slice(&raw[..4]);
+        put32(&mut v, len as u32, big);
+        v.extend_from_slice(&raw[8..start]);
+        v.extend_from_slice(&opts);
+        put32(&mut v, len as u32, big);
+        Some(v)
     }
 
     fn emit(&mut self, bytes: &[u8]) -> Result<()> {
@@ -151,6 +214,12 @@ impl<W: Write> Writer<W> {
                     self.ng_big = big_endian;
                 }
                 self.header_done = true;
+                if self.filter.active() {
+                    return match self.filtered_block(kind, raw, big_endian) {
+                        Some(b) => self.emit(&b),
+                        None => Ok(()),
+                    };
+                }
                 self.emit(raw)
             }
             Format::Pcap => {
@@ -255,7 +324,7 @@ impl<W: Write> Writer<W> {
                 };
                 let epb_like =
                     same && matches!(kind, block::ENHANCED_PACKET | block::OBSOLETE_PACKET);
-                if same && caplen == m.caplen && comment.is_none() {
+                if same && caplen == m.caplen && comment.is_none() && !self.filter.strip_comments {
                     return self.emit(p.raw);
                 }
                 let big = self.ng_big;
@@ -270,6 +339,15 @@ impl<W: Write> Writer<W> {
                     push_option(&mut extra, 1, c.as_bytes(), big);
                 }
                 // Options end with opt_endofopt; ours go before it.
+                let kept_opts;
+                let options = if self.filter.strip_comments {
+                    kept_opts = filter_options(options, big, |code| {
+                        self.filter.drops(block::ENHANCED_PACKET, code)
+                    });
+                    &kept_opts[..]
+                } else {
+                    options
+                };
                 let (opts_body, had_end) = strip_end_of_options(options, big);
                 let end = if had_end || !extra.is_empty() { 4 } else { 0 };
                 let len = 32 + pad4(caplen as usize) + opts_body.len() + extra.len() + end;
@@ -315,6 +393,35 @@ impl<W: Write> Writer<W> {
     pub fn get_mut(&mut self) -> &mut W {
         &mut self.out
     }
+}
+
+/// The options without those `drop` names, ending with opt_endofopt when any remain.
+fn filter_options(opts: &[u8], big: bool, drop: impl Fn(u16) -> bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(opts.len());
+    let mut i = 0;
+    while i + 4 <= opts.len() {
+        let rd = |j: usize| {
+            let b: [u8; 2] = opts[j..j + 2].try_into().expect("2 bytes");
+            if big {
+                u16::from_be_bytes(b)
+            } else {
+                u16::from_le_bytes(b)
+            }
+        };
+        let (code, len) = (rd(i), rd(i + 2) as usize);
+        if code == 0 {
+            break;
+        }
+        let end = (i + 4 + pad4(len)).min(opts.len());
+        if !drop(code) {
+            out.extend_from_slice(&opts[i..end]);
+        }
+        i = end;
+    }
+    if !out.is_empty() {
+        out.extend_from_slice(&[0; 4]);
+    }
+    out
 }
 
 /// The value of the first option with this code.

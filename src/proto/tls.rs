@@ -199,11 +199,11 @@ pub fn key_log_lines(text: &[u8]) -> impl Iterator<Item = ([u8; 32], &[u8])> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A minimal TLS 1.2 ClientHello with SNI "ws.test" and ALPN http/1.1.
-    pub fn client_hello(sni: &str, alpn: &[&str]) -> Vec<u8> {
+    pub(crate) fn client_hello(sni: &str, alpn: &[&str]) -> Vec<u8> {
         let mut ext = Vec::new();
         let name = sni.as_bytes();
         let mut sni_ext = Vec::new();

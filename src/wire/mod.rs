@@ -83,6 +83,10 @@ pub struct Decoded<'a> {
     pub sport: u16,
     pub dport: u16,
     pub transport: Transport,
+    /// Offset of the IP header in the frame.
+    pub ip_offset: usize,
+    /// Offset of the TCP or UDP header in the frame.
+    pub transport_offset: usize,
     /// Offset of the transport payload in the frame: bulk packets are cut here.
     pub payload_offset: usize,
     /// The captured transport payload (may be shorter than on the wire).
@@ -112,7 +116,11 @@ pub enum Skip {
 /// Decodes a frame of the given link type.
 pub fn decode(link_type: u32, frame: &[u8]) -> Result<Decoded<'_>, Skip> {
     let sliced = match link_type {
-        linktype::ETHERNET => LaxSlicedPacket::from_ethernet(frame).map_err(|_| Skip::NotTcpUdp)?,
+        linktype::ETHERNET => match mpls_payload_offset(frame) {
+            // etherparse stops at MPLS; the label stack is skipped here.
+            Some(at) => LaxSlicedPacket::from_ip(&frame[at..]).map_err(|_| Skip::NotTcpUdp)?,
+            None => LaxSlicedPacket::from_ethernet(frame).map_err(|_| Skip::NotTcpUdp)?,
+        },
         linktype::RAW
         | linktype::RAW_ALT12
         | linktype::RAW_ALT14
@@ -140,13 +148,14 @@ pub fn decode(link_type: u32, frame: &[u8]) -> Result<Decoded<'_>, Skip> {
         _ => return Err(Skip::UnsupportedLink),
     };
     let net = sliced.net.as_ref().ok_or(Skip::NotTcpUdp)?;
-    let (src, dst, ip_end) = match net {
+    let (src, dst, ip_offset, ip_end) = match net {
         LaxNetSlice::Ipv4(v4) => {
             let h = v4.header();
             let start = offset_in(frame, h.slice());
             (
                 Addr::v4(h.source()),
                 Addr::v4(h.destination()),
+                start,
                 start + usize::from(h.total_len()),
             )
         }
@@ -159,11 +168,11 @@ pub fn decode(link_type: u32, frame: &[u8]) -> Result<Decoded<'_>, Skip> {
             } else {
                 start + 40 + plen
             };
-            (Addr::v6(h.source()), Addr::v6(h.destination()), end)
+            (Addr::v6(h.source()), Addr::v6(h.destination()), start, end)
         }
         LaxNetSlice::Arp(_) => return Err(Skip::NotTcpUdp),
     };
-    let (sport, dport, transport, payload) =
+    let (sport, dport, transport, payload, header) =
         match sliced.transport.as_ref().ok_or(Skip::NotTcpUdp)? {
             TransportSlice::Tcp(t) => {
                 let mut flags = 0;
@@ -183,13 +192,20 @@ pub fn decode(link_type: u32, frame: &[u8]) -> Result<Decoded<'_>, Skip> {
                     flags,
                     window: t.window_size(),
                 };
-                (t.source_port(), t.destination_port(), tr, t.payload())
+                (
+                    t.source_port(),
+                    t.destination_port(),
+                    tr,
+                    t.payload(),
+                    t.header_slice(),
+                )
             }
             TransportSlice::Udp(u) => (
                 u.source_port(),
                 u.destination_port(),
                 Transport::Udp,
                 u.payload(),
+                u.header_slice(),
             ),
             _ => return Err(Skip::NotTcpUdp),
         };
@@ -205,10 +221,86 @@ pub fn decode(link_type: u32, frame: &[u8]) -> Result<Decoded<'_>, Skip> {
         sport,
         dport,
         transport,
+        ip_offset,
+        transport_offset: offset_in(frame, header),
         payload_offset,
         payload,
         wire_payload_len: wire.max(payload.len()) as u32,
     })
+}
+
+/// Offset and version (true: IPv6) of the IP header of a frame of a known link type, found
+/// without parsing further (for frames `decode` does not take: ICMP, fragments, other
+/// protocols over IP).
+pub fn ip_offset(link_type: u32, frame: &[u8]) -> Option<(usize, bool)> {
+    let at = match link_type {
+        linktype::ETHERNET => match mpls_payload_offset(frame) {
+            Some(at) => at,
+            None => match ethertype(frame)? {
+                (0x0800 | 0x86dd, at) => at,
+                _ => return None,
+            },
+        },
+        linktype::LINUX_SLL => SLL_HEADER_BYTES,
+        linktype::LINUX_SLL2 => SLL2_HEADER_BYTES,
+        linktype::NULL | linktype::LOOP => NULL_HEADER_BYTES,
+        linktype::RAW
+        | linktype::RAW_ALT12
+        | linktype::RAW_ALT14
+        | linktype::IPV4
+        | linktype::IPV6 => 0,
+        _ => return None,
+    };
+    match frame.get(at)? >> 4 {
+        4 if frame.len() >= at + 20 => Some((at, false)),
+        6 if frame.len() >= at + 40 => Some((at, true)),
+        _ => None,
+    }
+}
+
+/// Length of the link-layer header of a known link type (Ethernet: up to the payload after
+/// VLAN tags), or None for a link type this decoder does not know.
+pub fn link_header_len(link_type: u32, frame: &[u8]) -> Option<usize> {
+    match link_type {
+        linktype::ETHERNET => Some(ethertype(frame).map_or(frame.len(), |(_, at)| at)),
+        linktype::LINUX_SLL => Some(SLL_HEADER_BYTES),
+        linktype::LINUX_SLL2 => Some(SLL2_HEADER_BYTES),
+        linktype::NULL | linktype::LOOP => Some(NULL_HEADER_BYTES),
+        linktype::RAW
+        | linktype::RAW_ALT12
+        | linktype::RAW_ALT14
+        | linktype::IPV4
+        | linktype::IPV6 => Some(0),
+        _ => None,
+    }
+}
+
+/// The ethertype after any VLAN tags of an Ethernet frame, and where its payload starts.
+pub fn ethertype(frame: &[u8]) -> Option<(u16, usize)> {
+    let mut at = 12;
+    loop {
+        let et = be16(frame, at)?;
+        match et {
+            0x8100 | 0x88a8 | 0x9100 => at += 4,
+            _ => return Some((et, at + 2)),
+        }
+    }
+}
+
+/// Offset of the IP packet inside an MPLS-labelled Ethernet frame (RFC 3032): labels are
+/// four bytes each, the last one has the bottom-of-stack bit.
+fn mpls_payload_offset(frame: &[u8]) -> Option<usize> {
+    let (et, mut at) = ethertype(frame)?;
+    if et != 0x8847 && et != 0x8848 {
+        return None;
+    }
+    loop {
+        let label = frame.get(at..at + 4)?;
+        at += 4;
+        if label[2] & 0x01 != 0 {
+            return Some(at);
+        }
+    }
 }
 
 fn be16(b: &[u8], at: usize) -> Option<u16> {
@@ -261,6 +353,16 @@ mod tests {
             let _ = decode(linktype::LINUX_SLL2, &f[..n]);
             let _ = decode(linktype::NULL, &f[..n]);
         }
+    }
+
+    #[test]
+    fn mpls_labelled_ip_is_decoded() {
+        let f = tcp_v4_frame(b"GET / HTTP/1.1\r\n");
+        let mut m = f[..12].to_vec();
+        m.extend_from_slice(&[0x88, 0x47, 0x00, 0x01, 0x00, 0x40, 0x00, 0x02, 0x01, 0x40]);
+        m.extend_from_slice(&f[14..]);
+        let d = decode(linktype::ETHERNET, &m).unwrap();
+        assert_eq!((d.dport, d.payload_offset), (8080, 14 + 8 + 40));
     }
 
     #[test]

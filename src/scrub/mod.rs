@@ -1,0 +1,852 @@
+//! Length-preserving redaction (SPEC "What scrubbing changes").
+//!
+//! The scrubber sees every packet of every flow that is not dropped, in input order, and
+//! rewrites a copy of it before it is queued or written. Each TCP direction has a cursor that
+//! knows what the next stream byte is: part of an HTTP head (see `http`), an HTTP body, a
+//! WebSocket frame header or payload, a TLS record header or body — or nothing it can vouch
+//! for. It fails closed: bytes it cannot place (unknown protocols, segments after a hole,
+//! retransmitted copies, what follows a parse error) are overwritten, never passed through.
+//! Packet lengths never change; TCP/UDP checksums are updated incrementally (`checksum`).
+
+pub mod checksum;
+pub mod http;
+pub mod pseudonym;
+
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+
+use crate::capture::RecordMeta;
+use crate::flow::reassembly::{Placement, Stream};
+use crate::flow::{FlowKey, PROTO_TCP, PROTO_UDP, Side};
+use crate::proto::tls;
+use crate::proto::units::{Header, UnitFormat};
+use crate::proto::websocket::{self, Frames};
+use crate::wire::{self, Transport, tcp_flags};
+
+use self::http::{Fate, HeadRedactor, Step};
+use self::pseudonym::Pseudonymizer;
+
+/// The byte that replaces secrets: printable, so redacted HTTP stays readable text.
+pub const FILL: u8 = b'x';
+const DNS_PORT: u16 = 53;
+
+#[derive(Clone, Debug, Default)]
+pub struct ScrubOptions {
+    pub keep_comments: bool,
+    /// Key for `--pseudonymize` (None: no pseudonymization).
+    pub pseudonymize: Option<[u8; 32]>,
+}
+
+/// What was overwritten, per rule: bytes and packets (`--scrub-report`).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ScrubReport {
+    pub rules: BTreeMap<&'static str, RuleCount>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct RuleCount {
+    pub bytes: u64,
+    pub packets: u64,
+}
+
+/// The redaction rules, as named in the report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rule {
+    QueryValue,
+    HeaderValue,
+    HttpBody,
+    WebSocketPayload,
+    CloseReason,
+    TlsApplicationData,
+    TlsHandshakeBody,
+    Unparsed,
+    RetransmittedOrReordered,
+    PseudonymizedAddress,
+    PseudonymizedName,
+}
+
+impl Rule {
+    const ALL: [Rule; 11] = [
+        Rule::QueryValue,
+        Rule::HeaderValue,
+        Rule::HttpBody,
+        Rule::WebSocketPayload,
+        Rule::CloseReason,
+        Rule::TlsApplicationData,
+        Rule::TlsHandshakeBody,
+        Rule::Unparsed,
+        Rule::RetransmittedOrReordered,
+        Rule::PseudonymizedAddress,
+        Rule::PseudonymizedName,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::QueryValue => "http-query-value",
+            Rule::HeaderValue => "http-header-value",
+            Rule::HttpBody => "http-body",
+            Rule::WebSocketPayload => "websocket-payload",
+            Rule::CloseReason => "websocket-close-reason",
+            Rule::TlsApplicationData => "tls-application-data",
+            Rule::TlsHandshakeBody => "tls-handshake-body",
+            Rule::Unparsed => "unparsed-payload",
+            Rule::RetransmittedOrReordered => "retransmitted-or-reordered-payload",
+            Rule::PseudonymizedAddress => "pseudonymized-address",
+            Rule::PseudonymizedName => "pseudonymized-name",
+        }
+    }
+}
+
+/// Per-packet tally, folded into the report once per packet.
+#[derive(Default)]
+pub struct Tally {
+    bytes: [u64; Rule::ALL.len()],
+}
+
+impl Tally {
+    pub fn add(&mut self, rule: Rule, n: usize) {
+        self.bytes[rule as usize] += n as u64;
+    }
+
+    fn fold_into(&mut self, report: &mut ScrubReport) {
+        for r in Rule::ALL {
+            let n = std::mem::take(&mut self.bytes[r as usize]);
+            if n > 0 {
+                let e = report.rules.entry(r.name()).or_default();
+                e.bytes += n;
+                e.packets += 1;
+            }
+        }
+    }
+}
+
+/// What the next bytes of one direction are.
+#[derive(Clone, Debug)]
+enum Mode {
+    /// Nothing seen yet: the first bytes say HTTP, TLS, or something else.
+    Start,
+    Head(Box<HeadRedactor>),
+    Body {
+        left: u64,
+        then_response: bool,
+    },
+    /// A chunked body (RFC 9112 §7.1): sizes and line ends stay, chunk data and trailer
+    /// values go.
+    Chunked(ChunkCursor),
+    /// A request head ended; the next bytes are another request, or frames after a 101.
+    AfterRequest,
+    Frames(FrameCursor),
+    Records(RecordCursor),
+    /// DNS over TCP: kept as DNS is (with `--pseudonymize` its messages are filled, since
+    /// their names are not mapped over TCP).
+    Keep,
+    Opaque,
+}
+
+#[derive(Clone, Debug, Default)]
+struct FrameCursor {
+    header: [u8; 14],
+    header_len: usize,
+    left: u64,
+    pos: u64,
+    mask: [u8; 4],
+    close: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+struct ChunkCursor {
+    then_response: bool,
+    at: ChunkAt,
+    size: u64,
+    left: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum ChunkAt {
+    #[default]
+    Size,
+    /// Chunk extensions after `;`, to the end of the size line.
+    Extension,
+    Data,
+    DataEnd,
+    /// After the last chunk: trailer lines until an empty one.
+    TrailerLineStart,
+    Trailer,
+}
+
+#[derive(Clone, Debug, Default)]
+struct RecordCursor {
+    header: [u8; 5],
+    header_len: usize,
+    /// Body bytes left in the current record.
+    left: u64,
+    content_type: u8,
+    /// After this direction's ChangeCipherSpec (TLS 1.2), handshake records are encrypted.
+    encrypted: bool,
+    /// Handshake messages span records: the current one's header and what is left of it.
+    hs_header: [u8; 4],
+    hs_header_len: usize,
+    hs_left: u64,
+    hs_keep: bool,
+}
+
+impl RecordCursor {
+    /// One byte of a handshake record body: message headers stay, the bodies of ClientHello
+    /// and ServerHello stay, the bodies of the others (certificates, key exchanges, tickets)
+    /// are filled. Returns whether the byte stays.
+    fn handshake_byte(&mut self, c: u8) -> bool {
+        if self.encrypted {
+            return false;
+        }
+        if self.hs_left > 0 {
+            self.hs_left -= 1;
+            return self.hs_keep;
+        }
+        self.hs_header[self.hs_header_len] = c;
+        self.hs_header_len += 1;
+        if self.hs_header_len == 4 {
+            let h = self.hs_header;
+            self.hs_header_len = 0;
+            self.hs_left = u64::from(h[1]) << 16 | u64::from(h[2]) << 8 | u64::from(h[3]);
+            self.hs_keep = matches!(h[0], 1 | 2);
+        }
+        true
+    }
+}
+
+struct Direction {
+    stream: Stream,
+    mode: Mode,
+}
+
+impl Default for Direction {
+    fn default() -> Self {
+        Direction {
+            stream: Stream::default(),
+            mode: Mode::Start,
+        }
+    }
+}
+
+#[derive(Default)]
+struct ScrubFlow {
+    dirs: [Direction; 2],
+    last_ns: u64,
+}
+
+/// Tells the other direction what a finished head means for it.
+enum Event {
+    None,
+    Switching,
+}
+
+pub struct Scrubber {
+    flows: FxHashMap<FlowKey, ScrubFlow>,
+    pseudo: Option<Pseudonymizer>,
+    pub report: ScrubReport,
+    tally: Tally,
+    last_sweep_ns: u64,
+}
+
+const SWEEP_EVERY_NS: u64 = 10_000_000_000;
+const IDLE_NS: u64 = 600_000_000_000;
+
+impl Scrubber {
+    pub fn new(opts: &ScrubOptions) -> Scrubber {
+        Scrubber {
+            flows: FxHashMap::default(),
+            pseudo: opts.pseudonymize.map(|k| Pseudonymizer::new(&k)),
+            report: ScrubReport::default(),
+            tally: Tally::default(),
+            last_sweep_ns: 0,
+        }
+    }
+
+    /// Rewrites one frame in place (the packet data of a record).
+    pub fn frame(&mut self, meta: &RecordMeta, frame: &mut [u8]) {
+        let Ok(d) = wire::decode(meta.link_type, frame) else {
+            self.undecodable(meta.link_type, frame);
+            if let Some(p) = &mut self.pseudo {
+                p.link_addresses(meta.link_type, frame, &mut self.tally);
+            }
+            self.tally.fold_into(&mut self.report);
+            return;
+        };
+        let (src, dst, sport, dport) = (d.src, d.dst, d.sport, d.dport);
+        let (ip_off, l4_off, pay_off) = (d.ip_offset, d.transport_offset, d.payload_offset);
+        let wire_len = d.wire_payload_len;
+        let transport = d.transport;
+        let cap_end = pay_off + d.payload.len();
+        let proto = if matches!(transport, Transport::Tcp { .. }) {
+            PROTO_TCP
+        } else {
+            PROTO_UDP
+        };
+        let csum_at = l4_off + if proto == PROTO_TCP { 16 } else { 6 };
+        let old_sum = checksum::sum(&frame[pay_off..cap_end]);
+        match transport {
+            Transport::Udp => {
+                if sport == DNS_PORT || dport == DNS_PORT {
+                    if let Some(p) = &mut self.pseudo {
+                        p.dns_message(&mut frame[pay_off..cap_end], &mut self.tally);
+                    }
+                } else {
+                    let n = cap_end - pay_off;
+                    frame[pay_off..cap_end].fill(FILL);
+                    self.tally.add(Rule::Unparsed, n);
+                }
+            }
+            Transport::Tcp { seq, flags, .. } => {
+                let (key, side) = FlowKey::of(src, sport, dst, dport, PROTO_TCP);
+                if meta.ts_ns >= self.last_sweep_ns + SWEEP_EVERY_NS {
+                    self.sweep(meta.ts_ns);
+                }
+                let flow = self.flows.entry(key).or_default();
+                flow.last_ns = flow.last_ns.max(meta.ts_ns);
+                if flags & tcp_flags::SYN != 0 {
+                    flow.dirs[side.index()].stream.syn(seq);
+                } else if wire_len > 0 {
+                    let dns = sport == DNS_PORT || dport == DNS_PORT;
+                    self.tcp_payload(
+                        key,
+                        side,
+                        seq,
+                        wire_len,
+                        &mut frame[pay_off..cap_end],
+                        meta.number,
+                        dns,
+                    );
+                }
+            }
+        }
+        let new_sum = checksum::sum(&frame[pay_off..cap_end]);
+        if let Some(p) = &mut self.pseudo {
+            p.ip_and_link(
+                meta.link_type,
+                frame,
+                ip_off,
+                l4_off,
+                csum_at,
+                proto,
+                &mut self.tally,
+            );
+        }
+        if new_sum != old_sum && frame.len() >= csum_at + 2 {
+            let hc = u16::from_be_bytes([frame[csum_at], frame[csum_at + 1]]);
+            // A zero UDP checksum means "none" and stays so.
+            if !(proto == PROTO_UDP && hc == 0) {
+                let mut v = checksum::update(hc, old_sum, new_sum);
+                if proto == PROTO_UDP && v == 0 {
+                    v = 0xffff;
+                }
+                frame[csum_at..csum_at + 2].copy_from_slice(&v.to_be_bytes());
+            }
+        }
+        self.tally.fold_into(&mut self.report);
+    }
+
+    /// Frames that are not TCP/UDP over IP, failing closed: an IP packet keeps its IP header
+    /// (and an ICMP header) and loses the rest — a fragment's payload, an ICMP error's quoted
+    /// packet, other protocols; ARP stays; any other payload after a known link header goes;
+    /// a frame of an unknown link type is filled whole.
+    fn undecodable(&mut self, link_type: u32, frame: &mut [u8]) {
+        let keep = match wire::ip_offset(link_type, frame) {
+            Some((ip, v6)) => {
+                let (hlen, proto, first) = if v6 {
+                    (40, frame[ip + 6], true)
+                } else {
+                    let frag = u16::from_be_bytes([frame[ip + 6], frame[ip + 7]]) & 0x1fff;
+                    (usize::from(frame[ip] & 0x0f) * 4, frame[ip + 9], frag == 0)
+                };
+                let l4 = ip + hlen;
+                if first && (proto == 1 || proto == 58) && frame.len() >= l4 + 8 {
+                    let old = checksum::sum(&frame[l4 + 8..]);
+                    let n = frame.len() - (l4 + 8);
+                    frame[l4 + 8..].fill(FILL);
+                    self.tally.add(Rule::Unparsed, n);
+                    let hc = u16::from_be_bytes([frame[l4 + 2], frame[l4 + 3]]);
+                    let v = checksum::update(hc, old, checksum::sum(&frame[l4 + 8..]));
+                    frame[l4 + 2..l4 + 4].copy_from_slice(&v.to_be_bytes());
+                    return;
+                }
+                l4
+            }
+            None => match wire::link_header_len(link_type, frame) {
+                Some(_)
+                    if link_type == wire::linktype::ETHERNET
+                        && wire::ethertype(frame).is_some_and(|(et, _)| et == 0x0806) =>
+                {
+                    return;
+                }
+                Some(n) => n,
+                None => 0,
+            },
+        };
+        if keep < frame.len() {
+            let n = frame.len() - keep;
+            frame[keep..].fill(FILL);
+            self.tally.add(Rule::Unparsed, n);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn tcp_payload(
+        &mut self,
+        key: FlowKey,
+        side: Side,
+        seq: u32,
+        wire_len: u32,
+        payload: &mut [u8],
+        packet: u64,
+        dns: bool,
+    ) {
+        let flow = self.flows.get_mut(&key).expect("flow inserted by caller");
+        let dir = &mut flow.dirs[side.index()];
+        if dns && matches!(dir.mode, Mode::Start) {
+            dir.mode = Mode::Keep;
+        }
+        match dir.stream.place(seq, wire_len, payload, packet) {
+            Placement::InOrder { skip } => {
+                let skip = skip.min(payload.len());
+                let (old, new) = payload.split_at_mut(skip);
+                old.fill(FILL);
+                self.tally.add(Rule::RetransmittedOrReordered, skip);
+                self.redact(key, side, new);
+            }
+            Placement::Old { .. } | Placement::Held => {
+                payload.fill(FILL);
+                self.tally
+                    .add(Rule::RetransmittedOrReordered, payload.len());
+            }
+            Placement::Gap => {
+                payload.fill(FILL);
+                self.tally
+                    .add(Rule::RetransmittedOrReordered, payload.len());
+                flow.dirs[side.index()].mode = Mode::Opaque;
+            }
+            Placement::Empty => {}
+        }
+        // Segments that were ahead of a hole and are now in order advance the cursor; their
+        // packets were already written fully overwritten.
+        loop {
+            let flow = self.flows.get_mut(&key).expect("flow exists");
+            let Some((seg, skip)) = flow.dirs[side.index()].stream.pop_ready() else {
+                break;
+            };
+            let mut bytes = seg.bytes;
+            let mut ignore = Tally::default();
+            std::mem::swap(&mut ignore, &mut self.tally);
+            self.redact(key, side, &mut bytes[skip..]);
+            std::mem::swap(&mut ignore, &mut self.tally);
+        }
+        if flow_gap(&self.flows, key, side) {
+            self.flows.get_mut(&key).expect("flow exists").dirs[side.index()].mode = Mode::Opaque;
+        }
+    }
+
+    /// Runs in-order bytes of one direction through its cursor, rewriting them in place.
+    fn redact(&mut self, key: FlowKey, side: Side, mut b: &mut [u8]) {
+        while !b.is_empty() {
+            let flow = self.flows.get_mut(&key).expect("flow exists");
+            let dir = &mut flow.dirs[side.index()];
+            let (used, event) = step_mode(&mut dir.mode, b, &mut self.tally, self.pseudo.as_mut());
+            if let Event::Switching = event {
+                // A 101: the other direction's bytes after its request are frames now.
+                let other = &mut flow.dirs[side.other().index()];
+                other.mode = match other.mode {
+                    Mode::AfterRequest | Mode::Start => Mode::Frames(FrameCursor::default()),
+                    _ => Mode::Opaque,
+                };
+            }
+            b = &mut b[used..];
+        }
+    }
+
+    fn sweep(&mut self, now: u64) {
+        self.last_sweep_ns = now;
+        self.flows
+            .retain(|_, f| now.saturating_sub(f.last_ns) < IDLE_NS);
+    }
+}
+
+fn flow_gap(flows: &FxHashMap<FlowKey, ScrubFlow>, key: FlowKey, side: Side) -> bool {
+    flows.get(&key).is_some_and(|f| {
+        f.dirs[side.index()].stream.gap && !matches!(f.dirs[side.index()].mode, Mode::Opaque)
+    })
+}
+
+/// Consumes a prefix of `b` in the current mode; returns how many bytes and what the other
+/// direction must learn.
+fn step_mode(
+    mode: &mut Mode,
+    b: &mut [u8],
+    tally: &mut Tally,
+    mut pseudo: Option<&mut Pseudonymizer>,
+) -> (usize, Event) {
+    match mode {
+        Mode::Start | Mode::AfterRequest => {
+            *mode = if b[0] == tls::HANDSHAKE {
+                Mode::Records(RecordCursor::default())
+            } else {
+                Mode::Head(Box::default())
+            };
+            (0, Event::None)
+        }
+        Mode::Keep => {
+            if pseudo.is_some() {
+                b.fill(FILL);
+                tally.add(Rule::Unparsed, b.len());
+            }
+            (b.len(), Event::None)
+        }
+        Mode::Opaque => {
+            b.fill(FILL);
+            tally.add(Rule::Unparsed, b.len());
+            (b.len(), Event::None)
+        }
+        Mode::Head(h) => {
+            let mut i = 0;
+            while i < b.len() {
+                let c = b[i];
+                match h.step(c) {
+                    Step::Byte(Fate::Keep) => {}
+                    Step::Byte(Fate::QueryValue) => {
+                        b[i] = FILL;
+                        tally.add(Rule::QueryValue, 1);
+                    }
+                    Step::Byte(Fate::HeaderValue) => {
+                        b[i] = FILL;
+                        tally.add(Rule::HeaderValue, 1);
+                    }
+                    Step::End(end) => {
+                        let used = i + 1;
+                        if let Some(p) = pseudo.as_deref_mut() {
+                            p.http_head_done(tally);
+                        }
+                        if end.response {
+                            if end.status == 101 {
+                                *mode = Mode::Frames(FrameCursor::default());
+                                return (used, Event::Switching);
+                            }
+                            *mode = if (100..200).contains(&end.status)
+                                || end.status == 204
+                                || end.status == 304
+                            {
+                                Mode::Head(Box::default())
+                            } else if end.chunked {
+                                Mode::Chunked(ChunkCursor {
+                                    then_response: true,
+                                    ..ChunkCursor::default()
+                                })
+                            } else {
+                                match end.content_length {
+                                    Some(0) => Mode::Head(Box::default()),
+                                    Some(n) => Mode::Body {
+                                        left: n,
+                                        then_response: true,
+                                    },
+                                    None => Mode::Opaque,
+                                }
+                            };
+                        } else {
+                            *mode = if end.chunked {
+                                Mode::Chunked(ChunkCursor::default())
+                            } else {
+                                match end.content_length {
+                                    Some(n) if n > 0 => Mode::Body {
+                                        left: n,
+                                        then_response: false,
+                                    },
+                                    _ => Mode::AfterRequest,
+                                }
+                            };
+                        }
+                        return (used, Event::None);
+                    }
+                    Step::NotHttp => {
+                        *mode = Mode::Opaque;
+                        return (i, Event::None);
+                    }
+                }
+                if let Some(p) = pseudo.as_deref_mut() {
+                    p.http_byte(h, &mut b[i], tally);
+                }
+                i += 1;
+            }
+            (b.len(), Event::None)
+        }
+        Mode::Body {
+            left,
+            then_response,
+        } => {
+            let n = (*left).min(b.len() as u64) as usize;
+            b[..n].fill(FILL);
+            tally.add(Rule::HttpBody, n);
+            *left -= n as u64;
+            if *left == 0 {
+                *mode = if *then_response {
+                    Mode::Head(Box::default())
+                } else {
+                    Mode::AfterRequest
+                };
+            }
+            (n, Event::None)
+        }
+        Mode::Chunked(c) => {
+            let byte = b[0];
+            match c.at {
+                ChunkAt::Data => {
+                    let n = c.left.min(b.len() as u64) as usize;
+                    b[..n].fill(FILL);
+                    tally.add(Rule::HttpBody, n);
+                    c.left -= n as u64;
+                    if c.left == 0 {
+                        c.at = ChunkAt::DataEnd;
+                    }
+                    return (n, Event::None);
+                }
+                ChunkAt::Size => match byte {
+                    b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => {
+                        let d = (byte as char).to_digit(16).unwrap_or(0);
+                        c.size = c.size.saturating_mul(16).saturating_add(u64::from(d));
+                    }
+                    b';' => c.at = ChunkAt::Extension,
+                    b'\r' | b' ' | b'\t' => {}
+                    b'\n' => {
+                        c.left = c.size;
+                        c.at = if c.size == 0 {
+                            ChunkAt::TrailerLineStart
+                        } else {
+                            ChunkAt::Data
+                        };
+                        c.size = 0;
+                    }
+                    _ => {
+                        *mode = Mode::Opaque;
+                        return (0, Event::None);
+                    }
+                },
+                ChunkAt::Extension => {
+                    if byte == b'\n' {
+                        c.left = c.size;
+                        c.at = if c.size == 0 {
+                            ChunkAt::TrailerLineStart
+                        } else {
+                            ChunkAt::Data
+                        };
+                        c.size = 0;
+                    } else if byte != b'\r' {
+                        b[0] = FILL;
+                        tally.add(Rule::HttpBody, 1);
+                    }
+                }
+                ChunkAt::DataEnd => {
+                    if byte == b'\n' {
+                        c.at = ChunkAt::Size;
+                    } else if byte != b'\r' {
+                        *mode = Mode::Opaque;
+                        return (0, Event::None);
+                    }
+                }
+                ChunkAt::TrailerLineStart => match byte {
+                    b'\r' => {}
+                    b'\n' => {
+                        *mode = if c.then_response {
+                            Mode::Head(Box::default())
+                        } else {
+                            Mode::AfterRequest
+                        };
+                    }
+                    _ => {
+                        b[0] = FILL;
+                        tally.add(Rule::HeaderValue, 1);
+                        c.at = ChunkAt::Trailer;
+                    }
+                },
+                ChunkAt::Trailer => {
+                    if byte == b'\n' {
+                        c.at = ChunkAt::TrailerLineStart;
+                    } else if byte != b'\r' {
+                        b[0] = FILL;
+                        tally.add(Rule::HeaderValue, 1);
+                    }
+                }
+            }
+            (1, Event::None)
+        }
+        Mode::Frames(f) => {
+            if f.left > 0 {
+                let n = f.left.min(b.len() as u64) as usize;
+                for byte in &mut b[..n] {
+                    if f.close && f.pos < 2 {
+                        // The close status code stays (masked or not, it unmasks to itself).
+                    } else {
+                        *byte = FILL ^ f.mask[(f.pos % 4) as usize];
+                        tally.add(
+                            if f.close {
+                                Rule::CloseReason
+                            } else {
+                                Rule::WebSocketPayload
+                            },
+                            1,
+                        );
+                    }
+                    f.pos += 1;
+                }
+                f.left -= n as u64;
+                return (n, Event::None);
+            }
+            f.header[f.header_len] = b[0];
+            f.header_len += 1;
+            match Frames::parse(&f.header[..f.header_len]) {
+                Header::NeedMore if f.header_len < 14 => {}
+                Header::Complete { header, body, .. } => {
+                    *f = FrameCursor {
+                        left: body,
+                        mask: header.mask.unwrap_or([0; 4]),
+                        close: header.opcode == websocket::OP_CLOSE,
+                        ..FrameCursor::default()
+                    };
+                }
+                _ => {
+                    // Lost sync: this byte and the rest are overwritten.
+                    *mode = Mode::Opaque;
+                    return (0, Event::None);
+                }
+            }
+            (1, Event::None)
+        }
+        Mode::Records(r) => {
+            if r.left > 0 {
+                let n = r.left.min(b.len() as u64) as usize;
+                match r.content_type {
+                    tls::HANDSHAKE => {
+                        if let (Some(p), false) = (pseudo.as_deref_mut(), r.encrypted) {
+                            p.tls_handshake_bytes(&mut b[..n], tally);
+                        }
+                        for byte in &mut b[..n] {
+                            if !r.handshake_byte(*byte) {
+                                *byte = FILL;
+                                tally.add(Rule::TlsHandshakeBody, 1);
+                            }
+                        }
+                    }
+                    tls::CHANGE_CIPHER_SPEC | tls::ALERT => {}
+                    _ => {
+                        b[..n].fill(FILL);
+                        tally.add(Rule::TlsApplicationData, n);
+                    }
+                }
+                r.left -= n as u64;
+                return (n, Event::None);
+            }
+            r.header[r.header_len] = b[0];
+            r.header_len += 1;
+            match tls::Records::parse(&r.header[..r.header_len]) {
+                Header::NeedMore => {}
+                Header::Complete { header, body, .. } => {
+                    r.header_len = 0;
+                    r.left = body;
+                    r.content_type = header.content_type;
+                    if header.content_type == tls::CHANGE_CIPHER_SPEC {
+                        r.encrypted = true;
+                    }
+                    if let Some(p) = pseudo.as_deref_mut() {
+                        p.tls_record_start(header.content_type, body);
+                    }
+                    return (1, Event::None);
+                }
+                Header::Invalid => {
+                    *mode = Mode::Opaque;
+                    return (0, Event::None);
+                }
+            }
+            (1, Event::None)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(mode: &mut Mode, bytes: &[u8]) -> Vec<u8> {
+        let mut b = bytes.to_vec();
+        let mut t = Tally::default();
+        let mut rest = &mut b[..];
+        while !rest.is_empty() {
+            let (n, _) = step_mode(mode, rest, &mut t, None);
+            rest = &mut rest[n..];
+        }
+        b
+    }
+
+    #[test]
+    fn masked_payload_unmasks_to_filler_and_close_code_stays() {
+        let mut m = Mode::Frames(FrameCursor::default());
+        let mask = [0x11, 0x22, 0x33, 0x44];
+        let mut frame = vec![0x81, 0x85];
+        frame.extend_from_slice(&mask);
+        frame.extend(b"hello".iter().enumerate().map(|(i, c)| c ^ mask[i % 4]));
+        frame.extend_from_slice(&[0x88, 0x85]);
+        frame.extend_from_slice(&mask);
+        frame.extend(
+            [0x03, 0xe8, b'b', b'y', b'e']
+                .iter()
+                .enumerate()
+                .map(|(i, c)| c ^ mask[i % 4]),
+        );
+        let out = run(&mut m, &frame);
+        let unmask = |p: &[u8]| {
+            p.iter()
+                .enumerate()
+                .map(|(i, c)| c ^ mask[i % 4])
+                .collect::<Vec<u8>>()
+        };
+        assert_eq!(unmask(&out[6..11]), b"xxxxx");
+        assert_eq!(
+            &out[11..17],
+            &frame[11..17],
+            "close frame header and mask kept"
+        );
+        assert_eq!(unmask(&out[17..22]), [0x03, 0xe8, b'x', b'x', b'x']);
+    }
+
+    #[test]
+    fn chunked_body_keeps_its_framing_and_the_next_response() {
+        let mut m = Mode::Start;
+        let resp = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n";
+        let out = run(&mut m, resp);
+        let s = String::from_utf8(out).unwrap();
+        assert!(
+            s.contains("\r\n5\r\nxxxxx\r\n0\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn unknown_protocol_is_overwritten_whole() {
+        let mut m = Mode::Start;
+        assert_eq!(run(&mut m, b"\x00secret binary"), vec![FILL; 14]);
+    }
+
+    #[test]
+    fn tls_keeps_hellos_and_headers_and_fills_certificates_and_application_data() {
+        let mut m = Mode::Start;
+        // ClientHello (type 1, 2-byte body), then a Certificate (type 11, 3-byte body)
+        // split over two records, then application data.
+        let mut rec = vec![22, 3, 3, 0, 6, 1, 0, 0, 2, 7, 7];
+        rec.extend_from_slice(&[22, 3, 3, 0, 5, 11, 0, 0, 3, 5]);
+        rec.extend_from_slice(&[22, 3, 3, 0, 2, 5, 5]);
+        rec.extend_from_slice(&[23, 3, 3, 0, 3, 9, 9, 9]);
+        let out = run(&mut m, &rec);
+        assert_eq!(&out[..20], &rec[..20], "hello and certificate header kept");
+        assert_eq!(out[20], FILL, "certificate body filled");
+        assert_eq!(&out[21..26], &rec[21..26]);
+        assert_eq!(&out[26..28], &[FILL; 2]);
+        assert_eq!(&out[28..33], &rec[28..33]);
+        assert_eq!(&out[33..], &[FILL; 3]);
+    }
+}

@@ -1,0 +1,690 @@
+//! `--pseudonymize`: consistent, keyed, same-length replacement of addresses and names.
+//!
+//! - IPv4/IPv6 addresses: Crypto-PAn (Xu, Fan, Ammar, Moon 2002), prefix-preserving: two
+//!   addresses sharing k leading bits map to addresses sharing exactly k leading bits, so
+//!   subnets stay recognisable. AES-128 from the `aes` crate is the pseudo-random function.
+//! - MAC addresses: the I/G (multicast) and U/L bits are kept, so are the vendor OUI of
+//!   globally administered addresses and the broadcast address; the rest is keyed.
+//! - Host names (DNS questions and answers, Host, Origin and Location authorities, TLS SNI):
+//!   each character is replaced by one derived from a keyed hash of its label up to and
+//!   including it. That needs only the bytes before it, so a name split over segments maps
+//!   the same way as a whole one, and DNS, HTTP and TLS agree on every name.
+//!
+//! The same key gives the same mapping across runs and files; without `--key` a random key
+//! is drawn per run.
+
+use aes::Aes128;
+use aes::cipher::{BlockCipherEncrypt, KeyInit};
+use rustc_hash::FxHashMap;
+use sha1::{Digest, Sha1};
+
+use super::http::HeadRedactor;
+use super::{FILL, Rule, Tally};
+use crate::flow::PROTO_TCP;
+use crate::proto::tls;
+use crate::wire::{Addr, linktype};
+
+pub struct Pseudonymizer {
+    cipher: Aes128,
+    pad: [u8; 16],
+    key: [u8; 32],
+    cache: FxHashMap<Addr, Addr>,
+    /// Name mapping state for the HTTP value being redacted.
+    http_value: NameCursor,
+    http_value_mode: ValueMode,
+    /// Streaming position inside a TLS handshake record (for SNI).
+    hello: HelloCursor,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ValueMode {
+    None,
+    /// The whole value is a host name (Host).
+    Host,
+    /// A URL: the authority after `://` is a host name (Origin, Location).
+    Url {
+        slashes: u8,
+    },
+    /// Past the host part.
+    Done,
+}
+
+/// Label-prefix state of the name being mapped.
+#[derive(Clone, Default)]
+pub struct NameCursor {
+    label: Vec<u8>,
+}
+
+impl NameCursor {
+    fn reset(&mut self) {
+        self.label.clear();
+    }
+}
+
+impl Pseudonymizer {
+    pub fn new(key: &[u8; 32]) -> Pseudonymizer {
+        let cipher = Aes128::new(&<[u8; 16]>::try_from(&key[..16]).expect("16 bytes").into());
+        let mut pad = aes::Block::from(<[u8; 16]>::try_from(&key[16..]).expect("16 bytes"));
+        cipher.encrypt_block(&mut pad);
+        Pseudonymizer {
+            cipher,
+            pad: pad.into(),
+            key: *key,
+            cache: FxHashMap::default(),
+            http_value: NameCursor::default(),
+            http_value_mode: ValueMode::None,
+            hello: HelloCursor::default(),
+        }
+    }
+
+    // ------------------------------------------------------------ addresses
+
+    /// Crypto-PAn over the first `bits` bits of `addr` (32 or 128).
+    fn cryptopan(&self, addr: &[u8], bits: usize) -> Vec<u8> {
+        let mut out = addr.to_vec();
+        for i in 0..bits {
+            // Input: the first i bits of the original, then the pad's bits.
+            let mut input = self.pad;
+            for b in 0..i {
+                let bit = (addr[b / 8] >> (7 - b % 8)) & 1;
+                let mask = 1 << (7 - b % 8);
+                input[b / 8] = (input[b / 8] & !mask) | (bit << (7 - b % 8));
+            }
+            let mut block = aes::Block::from(input);
+            self.cipher.encrypt_block(&mut block);
+            let flip = block[0] >> 7;
+            out[i / 8] ^= flip << (7 - i % 8);
+        }
+        out
+    }
+
+    pub fn addr(&mut self, a: Addr) -> Addr {
+        if let Some(m) = self.cache.get(&a) {
+            return *m;
+        }
+        let m = if a.v6 {
+            Addr::v6(self.cryptopan(&a.bytes, 128).try_into().expect("16 bytes"))
+        } else {
+            Addr::v4(
+                self.cryptopan(&a.bytes[..4], 32)
+                    .try_into()
+                    .expect("4 bytes"),
+            )
+        };
+        self.cache.insert(a, m);
+        m
+    }
+
+    pub fn mac(&self, m: [u8; 6]) -> [u8; 6] {
+        if m == [0xff; 6] || m == [0; 6] {
+            return m;
+        }
+        let mut block = [0u8; 16];
+        block[..6].copy_from_slice(&m);
+        block[6] = 0x4d; // domain separation from Crypto-PAn inputs
+        let mut b = aes::Block::from(block);
+        self.cipher.encrypt_block(&mut b);
+        let mut out = [0u8; 6];
+        out.copy_from_slice(&b[..6]);
+        let flags = m[0] & 0x03;
+        if flags & 0x02 == 0 {
+            // Globally administered: the OUI names the vendor, which helps a diagnosis.
+            out[..3].copy_from_slice(&m[..3]);
+        } else {
+            out[0] = (out[0] & !0x03) | flags;
+        }
+        out
+    }
+
+    // ------------------------------------------------------------ names
+
+    /// The pseudonym of one name character, given the label so far (which it extends).
+    fn name_char(&self, cur: &mut NameCursor, c: u8) -> u8 {
+        if !c.is_ascii_alphanumeric() {
+            // Separators (dots, hyphens, colons) stay; a dot starts a new label.
+            if c == b'.' {
+                cur.reset();
+            }
+            return c;
+        }
+        cur.label.push(c.to_ascii_lowercase());
+        let mut h = Sha1::new();
+        h.update(self.key);
+        h.update(&cur.label);
+        let d = h.finalize();
+        if c.is_ascii_digit() {
+            b'0' + d[0] % 10
+        } else {
+            b'a' + d[0] % 26
+        }
+    }
+
+    /// Maps a dotted name in place.
+    pub fn name(&self, name: &mut [u8]) {
+        let mut cur = NameCursor::default();
+        for c in name.iter_mut() {
+            *c = self.name_char(&mut cur, *c);
+        }
+    }
+
+    // ------------------------------------------------------------ packets
+
+    fn map_addr_at(&mut self, frame: &mut [u8], at: usize, v6: bool) -> Option<(u16, u16)> {
+        let n = if v6 { 16 } else { 4 };
+        let bytes = frame.get(at..at + n)?;
+        let a = if v6 {
+            Addr::v6(bytes.try_into().ok()?)
+        } else {
+            Addr::v4(bytes.try_into().ok()?)
+        };
+        let old = super::checksum::sum(bytes);
+        let m = self.addr(a);
+        frame[at..at + n].copy_from_slice(&m.bytes[..n]);
+        Some((old, super::checksum::sum(&frame[at..at + n])))
+    }
+
+    fn map_mac_at(&self, frame: &mut [u8], at: usize) {
+        if let Some(b) = frame.get(at..at + 6) {
+            let m = self.mac(b.try_into().expect("6 bytes"));
+            frame[at..at + 6].copy_from_slice(&m);
+        }
+    }
+
+    /// Link-layer addresses of any frame.
+    fn link(&self, link_type: u32, frame: &mut [u8]) {
+        match link_type {
+            linktype::ETHERNET => {
+                self.map_mac_at(frame, 0);
+                self.map_mac_at(frame, 6);
+            }
+            linktype::LINUX_SLL if frame.get(4..6) == Some(&[0, 6]) => self.map_mac_at(frame, 6),
+            linktype::LINUX_SLL2 if frame.get(11) == Some(&6) => self.map_mac_at(frame, 12),
+            _ => {}
+        }
+    }
+
+    /// Frames that are not TCP/UDP over IP: link addresses, ARP, and the IP header of other
+    /// IP protocols (whose payload — an ICMP error quotes the original headers — is filled).
+    pub fn link_addresses(&mut self, link_type: u32, frame: &mut [u8], tally: &mut Tally) {
+        self.link(link_type, frame);
+        let Some((ip, v6)) = crate::wire::ip_offset(link_type, frame) else {
+            if link_type == linktype::ETHERNET
+                && frame.get(12..14) == Some(&[0x08, 0x06])
+                && frame.len() >= 42
+            {
+                // ARP for IPv4 over Ethernet: sender and target hardware and protocol addresses.
+                self.map_mac_at(frame, 22);
+                self.map_addr_at(frame, 28, false);
+                self.map_mac_at(frame, 32);
+                self.map_addr_at(frame, 38, false);
+                tally.add(Rule::PseudonymizedAddress, 8);
+            }
+            return;
+        };
+        // The payload (an ICMP error quotes the original headers) was filled by the caller.
+        let (src, dst) = if v6 {
+            (ip + 8, ip + 24)
+        } else {
+            (ip + 12, ip + 16)
+        };
+        let a = self.map_addr_at(frame, src, v6);
+        let b = self.map_addr_at(frame, dst, v6);
+        if !v6 {
+            fix_checksum(frame, ip + 10, &[a, b]);
+        }
+        tally.add(Rule::PseudonymizedAddress, if v6 { 32 } else { 8 });
+    }
+
+    /// The IP header's addresses and the link addresses of a TCP/UDP frame, with the IPv4
+    /// header checksum and the transport checksum (pseudo-header) updated.
+    #[allow(clippy::too_many_arguments)]
+    pub fn ip_and_link(
+        &mut self,
+        link_type: u32,
+        frame: &mut [u8],
+        ip: usize,
+        _l4: usize,
+        csum_at: usize,
+        proto: u8,
+        tally: &mut Tally,
+    ) {
+        self.link(link_type, frame);
+        let v6 = frame.get(ip).is_some_and(|b| b >> 4 == 6);
+        let (src, dst) = if v6 {
+            (ip + 8, ip + 24)
+        } else {
+            (ip + 12, ip + 16)
+        };
+        let a = self.map_addr_at(frame, src, v6);
+        let b = self.map_addr_at(frame, dst, v6);
+        if !v6 {
+            fix_checksum(frame, ip + 10, &[a, b]);
+        }
+        let udp_none = proto != PROTO_TCP && frame.get(csum_at..csum_at + 2) == Some(&[0, 0]);
+        if !udp_none {
+            fix_checksum(frame, csum_at, &[a, b]);
+        }
+        tally.add(Rule::PseudonymizedAddress, if v6 { 32 } else { 8 });
+    }
+
+    /// A DNS message in place: names, A/AAAA answers; other record data that could carry
+    /// names or addresses is filled.
+    pub fn dns_message(&mut self, msg: &mut [u8], tally: &mut Tally) {
+        if msg.len() < 12 {
+            return;
+        }
+        let count = |i: usize| usize::from(u16::from_be_bytes([msg[i], msg[i + 1]]));
+        let (qd, rrs) = (count(4), count(6) + count(8) + count(10));
+        let mut at = 12;
+        for _ in 0..qd {
+            let Some(end) = self.dns_name(msg, at, tally) else {
+                return;
+            };
+            at = end + 4;
+        }
+        for _ in 0..rrs {
+            let Some(end) = self.dns_name(msg, at, tally) else {
+                return;
+            };
+            if end + 10 > msg.len() {
+                return;
+            }
+            let rtype = u16::from_be_bytes([msg[end], msg[end + 1]]);
+            let rdlen = usize::from(u16::from_be_bytes([msg[end + 8], msg[end + 9]]));
+            let rd = end + 10;
+            if rd + rdlen > msg.len() {
+                return;
+            }
+            match (rtype, rdlen) {
+                (1, 4) => {
+                    let m = self.addr(Addr::v4(msg[rd..rd + 4].try_into().expect("4 bytes")));
+                    msg[rd..rd + 4].copy_from_slice(&m.bytes[..4]);
+                    tally.add(Rule::PseudonymizedAddress, 4);
+                }
+                (28, 16) => {
+                    let m = self.addr(Addr::v6(msg[rd..rd + 16].try_into().expect("16 bytes")));
+                    msg[rd..rd + 16].copy_from_slice(&m.bytes);
+                    tally.add(Rule::PseudonymizedAddress, 16);
+                }
+                // CNAME, NS, PTR, DNAME: a name.
+                (5 | 2 | 12 | 39, _) => {
+                    let _ = self.dns_name(msg, rd, tally);
+                }
+                // OPT (EDNS): options may carry a client subnet; keep the framing only.
+                (41, _) => {}
+                _ => {
+                    msg[rd..rd + rdlen].fill(FILL);
+                    tally.add(Rule::Unparsed, rdlen);
+                }
+            }
+            at = rd + rdlen;
+        }
+    }
+
+    /// Maps the labels of a (possibly compressed) name at `at`; returns where it ends.
+    fn dns_name(&self, msg: &mut [u8], mut at: usize, tally: &mut Tally) -> Option<usize> {
+        loop {
+            let len = usize::from(*msg.get(at)?);
+            if len == 0 {
+                return Some(at + 1);
+            }
+            if len & 0xc0 == 0xc0 {
+                // A pointer to a name mapped where it first appeared.
+                return Some(at + 2);
+            }
+            let label = msg.get_mut(at + 1..at + 1 + len)?;
+            let mut cur = NameCursor::default();
+            for c in label.iter_mut() {
+                *c = self.name_char(&mut cur, *c);
+            }
+            tally.add(Rule::PseudonymizedName, len);
+            at += 1 + len;
+        }
+    }
+
+    /// Called for every head byte that was kept: maps host names in Host, Origin, Location.
+    pub fn http_byte(&mut self, h: &HeadRedactor, byte: &mut u8, tally: &mut Tally) {
+        let Some(name) = h.current_value_name() else {
+            self.http_value_mode = ValueMode::None;
+            self.http_value.reset();
+            return;
+        };
+        if self.http_value_mode == ValueMode::None {
+            self.http_value_mode = match name {
+                b"host" => ValueMode::Host,
+                b"origin" | b"location" => ValueMode::Url { slashes: 0 },
+                _ => ValueMode::Done,
+            };
+        }
+        let c = *byte;
+        if c == b' ' || c == b'\t' || c == b'\r' {
+            return;
+        }
+        match self.http_value_mode {
+            ValueMode::Host => {
+                if c == b':' {
+                    self.http_value_mode = ValueMode::Done;
+                    return;
+                }
+                let mut cur = std::mem::take(&mut self.http_value);
+                *byte = self.name_char(&mut cur, c);
+                self.http_value = cur;
+                tally.add(Rule::PseudonymizedName, 1);
+            }
+            ValueMode::Url { slashes } => {
+                if c == b'/' {
+                    self.http_value_mode = if slashes >= 1 {
+                        ValueMode::Host
+                    } else {
+                        ValueMode::Url {
+                            slashes: slashes + 1,
+                        }
+                    };
+                }
+            }
+            ValueMode::None | ValueMode::Done => {}
+        }
+    }
+
+    pub fn http_head_done(&mut self, _tally: &mut Tally) {
+        self.http_value_mode = ValueMode::None;
+        self.http_value.reset();
+    }
+
+    pub fn tls_record_start(&mut self, content_type: u8, len: u64) {
+        self.hello.record(content_type == tls::HANDSHAKE, len);
+    }
+
+    /// Bytes of a kept TLS handshake record: the ClientHello's server name is mapped.
+    pub fn tls_handshake_bytes(&mut self, b: &mut [u8], tally: &mut Tally) {
+        let mut hello = std::mem::take(&mut self.hello);
+        for c in b.iter_mut() {
+            if hello.step(*c) {
+                *c = self.name_char(&mut hello.name, *c);
+                tally.add(Rule::PseudonymizedName, 1);
+            }
+        }
+        self.hello = hello;
+    }
+}
+
+/// Applies address changes (old sum, new sum) to the checksum at `at`.
+fn fix_checksum(frame: &mut [u8], at: usize, changes: &[Option<(u16, u16)>]) {
+    let Some(field) = frame.get(at..at + 2) else {
+        return;
+    };
+    let mut hc = u16::from_be_bytes([field[0], field[1]]);
+    for (old, new) in changes.iter().flatten() {
+        hc = super::checksum::update(hc, *old, *new);
+    }
+    frame[at..at + 2].copy_from_slice(&hc.to_be_bytes());
+}
+
+/// Walks a TLS handshake record stream far enough to find the ClientHello's server_name
+/// entries (RFC 6066 §3), one byte at a time, across segment boundaries.
+#[derive(Default)]
+struct HelloCursor {
+    /// Remaining bytes of the current handshake record (0: not in a handshake record).
+    record_left: u64,
+    /// Byte position inside the ClientHello handshake message (header included).
+    pos: usize,
+    client_hello: bool,
+    /// Field layout, learned as the bytes go by.
+    buf: [u8; 4],
+    buf_len: usize,
+    field: Field,
+    /// Bytes left in the current field or extension.
+    left: usize,
+    /// Where a skipped field leads.
+    after_skip: Field,
+    name_left: usize,
+    name: NameCursor,
+}
+
+#[derive(Default, Clone, Copy, PartialEq, Eq, Debug)]
+enum Field {
+    #[default]
+    HandshakeHeader,
+    Fixed,
+    SessionIdLen,
+    Skip,
+    CipherLen,
+    CompLen,
+    ExtTotal,
+    ExtHeader,
+    ExtSkip,
+    SniListLen,
+    SniEntryHeader,
+    SniName,
+    Done,
+}
+
+impl HelloCursor {
+    fn record(&mut self, handshake: bool, len: u64) {
+        self.record_left = if handshake { len } else { 0 };
+    }
+
+    /// Advances by one byte; true when the byte is part of a server name.
+    fn step(&mut self, c: u8) -> bool {
+        if self.record_left == 0 {
+            return false;
+        }
+        self.record_left -= 1;
+        self.pos += 1;
+        let take = |this: &mut Self, n: usize| -> Option<[u8; 4]> {
+            this.buf[this.buf_len] = c;
+            this.buf_len += 1;
+            if this.buf_len == n {
+                this.buf_len = 0;
+                Some(this.buf)
+            } else {
+                None
+            }
+        };
+        match self.field {
+            Field::HandshakeHeader => {
+                if let Some(h) = take(self, 4) {
+                    self.client_hello = h[0] == 1;
+                    self.field = if self.client_hello {
+                        Field::Fixed
+                    } else {
+                        Field::Done
+                    };
+                    self.left = 34;
+                }
+            }
+            Field::Fixed => {
+                self.left -= 1;
+                if self.left == 0 {
+                    self.field = Field::SessionIdLen;
+                }
+            }
+            Field::SessionIdLen => {
+                self.left = usize::from(c);
+                self.field = if self.left == 0 {
+                    Field::CipherLen
+                } else {
+                    Field::Skip
+                };
+                self.after_skip = Field::CipherLen;
+            }
+            Field::Skip | Field::ExtSkip => {
+                self.left -= 1;
+                if self.left == 0 {
+                    self.field = self.after_skip;
+                }
+            }
+            Field::CipherLen => {
+                if let Some(b) = take(self, 2) {
+                    self.left = usize::from(u16::from_be_bytes([b[0], b[1]]));
+                    self.after_skip = Field::CompLen;
+                    self.field = if self.left == 0 {
+                        Field::CompLen
+                    } else {
+                        Field::Skip
+                    };
+                }
+            }
+            Field::CompLen => {
+                self.left = usize::from(c);
+                self.after_skip = Field::ExtTotal;
+                self.field = if self.left == 0 {
+                    Field::ExtTotal
+                } else {
+                    Field::Skip
+                };
+            }
+            Field::ExtTotal => {
+                if take(self, 2).is_some() {
+                    self.field = Field::ExtHeader;
+                }
+            }
+            Field::ExtHeader => {
+                if let Some(b) = take(self, 4) {
+                    let kind = u16::from_be_bytes([b[0], b[1]]);
+                    self.left = usize::from(u16::from_be_bytes([b[2], b[3]]));
+                    self.after_skip = Field::ExtHeader;
+                    self.field = match (kind, self.left) {
+                        (_, 0) => Field::ExtHeader,
+                        (0, _) => Field::SniListLen,
+                        _ => Field::ExtSkip,
+                    };
+                }
+            }
+            Field::SniListLen => {
+                if take(self, 2).is_some() {
+                    self.left -= 2;
+                    self.field = if self.left == 0 {
+                        Field::ExtHeader
+                    } else {
+                        Field::SniEntryHeader
+                    };
+                }
+            }
+            Field::SniEntryHeader => {
+                if let Some(b) = take(self, 3) {
+                    self.left -= 3;
+                    self.name_left = usize::from(u16::from_be_bytes([b[1], b[2]]));
+                    self.name.reset();
+                    self.field = if self.name_left == 0 {
+                        Field::SniEntryHeader
+                    } else {
+                        Field::SniName
+                    };
+                }
+            }
+            Field::SniName => {
+                self.left -= 1;
+                self.name_left -= 1;
+                if self.name_left == 0 {
+                    self.field = if self.left == 0 {
+                        Field::ExtHeader
+                    } else {
+                        Field::SniEntryHeader
+                    };
+                }
+                return true;
+            }
+            Field::Done => {}
+        }
+        if self.record_left == 0 && self.field == Field::Done {
+            *self = HelloCursor::default();
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p() -> Pseudonymizer {
+        Pseudonymizer::new(&[7; 32])
+    }
+
+    fn common_prefix(a: &[u8], b: &[u8]) -> u32 {
+        let mut n = 0;
+        for (x, y) in a.iter().zip(b) {
+            let d = (x ^ y).leading_zeros();
+            n += d;
+            if d < 8 {
+                break;
+            }
+        }
+        n
+    }
+
+    #[test]
+    fn cryptopan_preserves_exactly_the_shared_prefix() {
+        let mut p = p();
+        // A deterministic spread of address pairs (a small property test without a crate).
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..300 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let a = (x as u32).to_be_bytes();
+            let k = (x >> 40) as u32 % 33;
+            let flip = if k == 32 { 0 } else { 1u32 << (31 - k) };
+            let b = (u32::from_be_bytes(a) ^ flip ^ (((x >> 8) as u32) & flip.wrapping_sub(1)))
+                .to_be_bytes();
+            let shared = common_prefix(&a, &b);
+            let (ma, mb) = (p.addr(Addr::v4(a)), p.addr(Addr::v4(b)));
+            assert_eq!(
+                common_prefix(&ma.bytes[..4], &mb.bytes[..4]),
+                shared,
+                "{a:?} {b:?}"
+            );
+        }
+        let a6 = Addr::v6([0x20, 0x01, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        let mut b6 = a6;
+        b6.bytes[15] = 2;
+        assert_eq!(common_prefix(&p.addr(a6).bytes, &p.addr(b6).bytes), 126);
+    }
+
+    #[test]
+    fn same_key_same_mapping_other_key_other_mapping() {
+        let a = Addr::v4([10, 1, 2, 3]);
+        assert_eq!(p().addr(a), p().addr(a));
+        assert_ne!(Pseudonymizer::new(&[8; 32]).addr(a), p().addr(a));
+        let mut n1 = *b"ws.example.com";
+        let mut n2 = *b"WS.example.com";
+        p().name(&mut n1);
+        p().name(&mut n2);
+        assert_eq!(n1, n2);
+        assert_ne!(&n1, b"ws.example.com");
+        assert_eq!(n1[2], b'.');
+    }
+
+    #[test]
+    fn mac_keeps_vendor_and_group_bits() {
+        let p = p();
+        let m = p.mac([0x00, 0x1b, 0x21, 0x12, 0x34, 0x56]);
+        assert_eq!(&m[..3], &[0x00, 0x1b, 0x21]);
+        assert_ne!(&m[3..], &[0x12, 0x34, 0x56]);
+        let local = p.mac([0x02, 0, 0, 0, 0, 1]);
+        assert_eq!(local[0] & 3, 2);
+        assert_eq!(p.mac([0xff; 6]), [0xff; 6]);
+    }
+
+    #[test]
+    fn sni_is_found_across_any_split() {
+        let rec = crate::proto::tls::tests::client_hello("ws.test", &["http/1.1"]);
+        let p = p();
+        let _ = p;
+        for split in [1, 7, 60, 100, rec.len() - 3] {
+            let mut p = Pseudonymizer::new(&[7; 32]);
+            let mut body = rec[5..].to_vec();
+            p.tls_record_start(22, body.len() as u64);
+            let mut t = Tally::default();
+            let (a, b) = body.split_at_mut(split.min(rec.len() - 5));
+            p.tls_handshake_bytes(a, &mut t);
+            p.tls_handshake_bytes(b, &mut t);
+            let mut expect = *b"ws.test";
+            Pseudonymizer::new(&[7; 32]).name(&mut expect);
+            let found = body.windows(7).any(|w| w == expect);
+            assert!(found, "split at {split}");
+            assert!(!body.windows(7).any(|w| w == b"ws.test"));
+        }
+    }
+}

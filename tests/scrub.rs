@@ -1,0 +1,447 @@
+//! End-to-end tests of `pcap-surgery scrub` and `trim --scrub`, with tshark as the oracle.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+/// The secrets planted by testdata/generate.sh (testdata/README.md).
+const SECRETS: &[&str] = &[
+    "SECRETcookie-7f3a9c",
+    "SECRETtoken-4b21e8",
+    "SECRETquery-91d0c2",
+    "SECRETmessage-hello-5e7a",
+    "SECRETclose-reason-0c4d",
+    "SECRETsetcookie-2d8e41",
+    "SECRET",
+];
+
+fn scrub_to(input: &Path, dir: &Path, extra: &[&str]) -> PathBuf {
+    let name = input
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .trim_end_matches(".gz")
+        .to_string();
+    let out = dir.join(format!("scrubbed-{name}"));
+    let mut args = vec![
+        "scrub",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "-q",
+        "--force",
+    ];
+    args.extend_from_slice(extra);
+    let r = run(&args);
+    assert!(
+        r.status.success(),
+        "scrub {} failed: {}",
+        input.display(),
+        String::from_utf8_lossy(&r.stderr)
+    );
+    out
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Frames tshark reports with a bad IPv4, TCP or UDP checksum.
+fn bad_checksums(file: &Path) -> BTreeSet<String> {
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(file)
+        .args([
+            "-o",
+            "tcp.check_checksum:TRUE",
+            "-o",
+            "udp.check_checksum:TRUE",
+            "-o",
+            "ip.check_checksum:TRUE",
+        ])
+        .args([
+            "-Y",
+            "tcp.checksum.status == 0 || udp.checksum.status == 0 || ip.checksum.status == 0",
+        ])
+        .args(["-T", "fields", "-e", "frame.number"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// What must survive scrubbing: every fact but the request URI (its query values go).
+fn diagnosis(rows: &[Vec<String>]) -> std::collections::BTreeMap<(String, String, String), usize> {
+    let all: BTreeSet<String> = rows.iter().map(|r| flow_of(r)).collect();
+    let mut f = facts(rows, &all);
+    f.retain(|(_, field, _), _| field != "http.request.uri");
+    f
+}
+
+/// The input with its pcapng Decryption Secrets Blocks removed (little-endian sections, as
+/// the test captures are), or the input itself when it has none.
+fn without_secrets(input: &Path, dir: &Path) -> PathBuf {
+    let b = std::fs::read(input).unwrap();
+    if !b.starts_with(&[0x0a, 0x0d, 0x0d, 0x0a]) {
+        return input.to_path_buf();
+    }
+    let (mut i, mut out, mut dropped) = (0, Vec::new(), false);
+    while i + 8 <= b.len() {
+        let kind = u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
+        let len = u32::from_le_bytes(b[i + 4..i + 8].try_into().unwrap()) as usize;
+        if kind == 0x0a {
+            dropped = true;
+        } else {
+            out.extend_from_slice(&b[i..i + len]);
+        }
+        i += len.max(12);
+    }
+    if !dropped {
+        return input.to_path_buf();
+    }
+    let p = dir.join("no-secrets.pcapng");
+    std::fs::write(&p, out).unwrap();
+    p
+}
+
+fn assert_scrub_is_safe_and_faithful(input: &Path, dir: &Path) {
+    let out = scrub_to(input, dir, &[]);
+    let bytes = std::fs::read(&out).unwrap();
+    for s in SECRETS {
+        assert!(
+            !contains(&bytes, s.as_bytes()),
+            "{}: '{s}' survived scrubbing",
+            input.display()
+        );
+    }
+    let (a, b) = (read_packets(input), read_packets(&out));
+    assert_eq!(
+        a.len(),
+        b.len(),
+        "{}: packet count changed",
+        input.display()
+    );
+    for (k, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert_eq!(
+            (x.data.len(), x.orig_len, x.ts_ns),
+            (y.data.len(), y.orig_len, y.ts_ns),
+            "{}: packet {} changed length",
+            input.display(),
+            k + 1
+        );
+    }
+    let new_bad: Vec<String> = bad_checksums(&out)
+        .difference(&bad_checksums(input))
+        .cloned()
+        .collect();
+    assert!(
+        new_bad.is_empty(),
+        "{}: scrubbing broke checksums of frames {new_bad:?}",
+        input.display()
+    );
+    // Facts tshark could see only by decrypting with the input's embedded keys are not owed:
+    // scrubbing drops the keys. Compare with the input without its secrets.
+    let plain = without_secrets(input, dir);
+    let (before, after) = (
+        diagnosis(&tshark_rows(&plain)),
+        diagnosis(&tshark_rows(&out)),
+    );
+    for (fact, n) in &before {
+        let m = after.get(fact).copied().unwrap_or(0);
+        assert!(
+            m >= *n,
+            "{}: fact {fact:?} seen {n} times before scrubbing, {m} after",
+            input.display()
+        );
+    }
+}
+
+#[test]
+fn testdata_scrubs_remove_every_planted_secret_and_keep_the_diagnosis() {
+    require_tshark();
+    let dir = tmpdir();
+    for f in testdata_captures() {
+        assert_scrub_is_safe_and_faithful(&f, dir.path());
+    }
+}
+
+#[test]
+fn public_corpus_scrubs_keep_lengths_checksums_and_facts() {
+    require_tshark();
+    let dir = tmpdir();
+    for f in corpus_captures() {
+        assert_scrub_is_safe_and_faithful(&f, dir.path());
+    }
+}
+
+#[test]
+fn the_planted_secrets_are_really_in_the_inputs() {
+    let all: Vec<u8> = testdata_captures()
+        .iter()
+        .filter(|f| !f.to_string_lossy().ends_with(".gz"))
+        .flat_map(|f| std::fs::read(f).unwrap())
+        .collect();
+    for s in &SECRETS[..6] {
+        assert!(
+            contains(&all, s.as_bytes()),
+            "'{s}' is not planted in testdata"
+        );
+    }
+}
+
+#[test]
+fn trim_with_scrub_removes_secrets_too() {
+    let dir = tmpdir();
+    let input = testdata().join("ws-proxy-ok.pcap");
+    let out = dir.path().join("t.pcap");
+    let r = run(&[
+        "trim",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--scrub",
+        "-q",
+    ]);
+    assert!(r.status.success());
+    assert!(!contains(&std::fs::read(&out).unwrap(), b"SECRET"));
+    assert_eq!(read_packets(&out).len(), read_packets(&input).len());
+}
+
+/// Rewrites a pcap's records in a new order (indexes into the original, 0-based).
+fn reorder(input: &Path, out: &Path, order: &[usize]) {
+    let b = std::fs::read(input).unwrap();
+    let mut recs = Vec::new();
+    let mut i = 24;
+    while i + 16 <= b.len() {
+        let incl = u32::from_le_bytes(b[i + 8..i + 12].try_into().unwrap()) as usize;
+        recs.push(&b[i..i + 16 + incl]);
+        i += 16 + incl;
+    }
+    let mut v = b[..24].to_vec();
+    for &k in order {
+        v.extend_from_slice(recs[k]);
+    }
+    std::fs::write(out, v).unwrap();
+}
+
+#[test]
+fn retransmitted_and_out_of_order_copies_are_redacted_too() {
+    let dir = tmpdir();
+    // ws-split-request: packets 4, 6, 8 carry the request in three segments; the query value
+    // straddles 4 and 6, the Cookie and Authorization are in 8.
+    let src = testdata().join("ws-split-request.pcap");
+    let n = read_packets(&src).len();
+    let mut dup: Vec<usize> = (0..n).collect();
+    dup.insert(8, 7); // packet 8 again: a retransmission
+    dup.insert(5, 5); // packet 6 again
+    let retrans = dir.path().join("retrans.pcap");
+    reorder(&src, &retrans, &dup);
+    let mut ooo: Vec<usize> = (0..n).collect();
+    ooo.swap(5, 7); // packet 8 before packet 6: out of order
+    let swapped = dir.path().join("ooo.pcap");
+    reorder(&src, &swapped, &ooo);
+    for f in [&retrans, &swapped] {
+        let out = scrub_to(f, dir.path(), &[]);
+        let bytes = std::fs::read(&out).unwrap();
+        assert!(
+            !contains(&bytes, b"SECRET"),
+            "{}: a secret survived",
+            f.display()
+        );
+        assert!(
+            !contains(&bytes, b"dGhlIHNhbXBsZSBub25jZQ") || f == &retrans,
+            "reordered bytes are filled whole"
+        );
+    }
+}
+
+#[test]
+fn comments_and_key_logs_are_dropped_unless_asked() {
+    let dir = tmpdir();
+    let src = testdata().join("wss-ok.pcapng");
+    let commented = dir.path().join("c.pcapng");
+    let st = Command::new("editcap")
+        .args(["-a", "3:SECRETcomment-42"])
+        .arg(&src)
+        .arg(&commented)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = scrub_to(&commented, dir.path(), &[]);
+    assert!(!contains(
+        &std::fs::read(&out).unwrap(),
+        b"SECRETcomment-42"
+    ));
+    let kept = dir.path().join("kept.pcapng");
+    let r = run(&[
+        "scrub",
+        commented.to_str().unwrap(),
+        "-o",
+        kept.to_str().unwrap(),
+        "--keep-comments",
+        "-q",
+    ]);
+    assert!(r.status.success());
+    assert!(contains(
+        &std::fs::read(&kept).unwrap(),
+        b"SECRETcomment-42"
+    ));
+    let keys = scrub_to(&testdata().join("wss-keylog.pcapng"), dir.path(), &[]);
+    assert!(
+        !contains(&std::fs::read(&keys).unwrap(), b"CLIENT_RANDOM"),
+        "scrub must drop key logs"
+    );
+}
+
+#[test]
+fn scrub_report_counts_bytes_per_rule() {
+    let dir = tmpdir();
+    let report = dir.path().join("r.json");
+    scrub_to(
+        &testdata().join("ws-proxy-ok.pcap"),
+        dir.path(),
+        &["--scrub-report", report.to_str().unwrap()],
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&report).unwrap().trim()).unwrap();
+    for rule in [
+        "http-query-value",
+        "http-header-value",
+        "websocket-payload",
+        "websocket-close-reason",
+    ] {
+        assert!(
+            v["rules"][rule]["bytes"].as_u64().unwrap_or(0) > 0,
+            "{rule} missing in {v}"
+        );
+        assert!(v["rules"][rule]["packets"].as_u64().unwrap_or(0) > 0);
+    }
+}
+
+/// IPv4 addresses of a capture, as tshark reads them.
+fn addresses(file: &Path) -> BTreeSet<[u8; 4]> {
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(file)
+        .args(["-T", "fields", "-e", "ip.src", "-e", "ip.dst"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|a| a.parse::<std::net::Ipv4Addr>().ok())
+        .map(|a| a.octets())
+        .collect()
+}
+
+#[test]
+fn pseudonymize_leaves_no_original_address_or_name_and_is_repeatable() {
+    require_tshark();
+    let dir = tmpdir();
+    for name in [
+        "ws-bulk-mixed.pcap",
+        "wss-ok.pcapng",
+        "dns-failure.pcap",
+        "ws-proxy-ok-any.pcap",
+    ] {
+        let input = testdata().join(name);
+        let out = scrub_to(&input, dir.path(), &["--pseudonymize", "--key", "k1"]);
+        let bytes = std::fs::read(&out).unwrap();
+        for a in addresses(&input) {
+            let mut r = a;
+            r.reverse();
+            assert!(
+                !contains(&bytes, &a) && !contains(&bytes, &r),
+                "{name}: address {a:?} survived"
+            );
+        }
+        for host in [&b"ws.test"[..], b"no-such-host", b"unrelated.test"] {
+            assert!(
+                !contains(&bytes, host),
+                "{name}: name {} survived",
+                String::from_utf8_lossy(host)
+            );
+        }
+        assert!(
+            bad_checksums(&out).is_subset(&bad_checksums(&input)),
+            "{name}: checksums broken"
+        );
+        let again = dir.path().join("again");
+        std::fs::create_dir_all(&again).unwrap();
+        let out2 = scrub_to(&input, &again, &["--pseudonymize", "--key", "k1"]);
+        assert_eq!(
+            bytes,
+            std::fs::read(out2).unwrap(),
+            "{name}: same key, different output"
+        );
+    }
+    // Across files with one key, one address has one pseudonym.
+    let a = scrub_to(
+        &testdata().join("ws-reject-403.pcap"),
+        dir.path(),
+        &["--pseudonymize", "--key", "k1"],
+    );
+    let b = scrub_to(
+        &testdata().join("ws-reject-404.pcap"),
+        dir.path(),
+        &["--pseudonymize", "--key", "k1"],
+    );
+    assert_eq!(addresses(&a), addresses(&b));
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let c = scrub_to(
+        &testdata().join("ws-reject-403.pcap"),
+        &other,
+        &["--pseudonymize", "--key", "k2"],
+    );
+    assert_ne!(addresses(&a), addresses(&c));
+}
+
+#[test]
+fn pseudonymized_sni_host_and_dns_name_agree_across_files() {
+    require_tshark();
+    let dir = tmpdir();
+    let key = ["--pseudonymize", "--key", "k1"];
+    let tls = scrub_to(&testdata().join("wss-ok.pcapng"), dir.path(), &key);
+    let sni: BTreeSet<String> = tshark_rows(&tls)
+        .iter()
+        .map(|r| r[col("tls.handshake.extensions_server_name")].clone())
+        .filter(|s| !s.is_empty())
+        .collect();
+    assert_eq!(sni.len(), 1);
+    let name = sni.into_iter().next().unwrap();
+    assert_eq!(name.len(), "ws.test".len());
+    assert_ne!(name, "ws.test");
+    // ws-bulk-mixed looks ws.test up and sends Host: ws.test:18765: the same pseudonym.
+    let bulk = scrub_to(&testdata().join("ws-bulk-mixed.pcap"), dir.path(), &key);
+    let rows = tshark_rows(&bulk);
+    let dns: BTreeSet<String> = rows
+        .iter()
+        .map(|r| r[col("dns.qry.name")].clone())
+        .filter(|s| !s.is_empty())
+        .collect();
+    assert_eq!(dns, BTreeSet::from([name.clone()]));
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(&bulk)
+        .args([
+            "-d",
+            "tcp.port==18765,http",
+            "-T",
+            "fields",
+            "-e",
+            "http.host",
+        ])
+        .output()
+        .unwrap();
+    let hosts = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        hosts.lines().any(|h| h == format!("{name}:18765")),
+        "Host {hosts:?} vs SNI {name}"
+    );
+}
