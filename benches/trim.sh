@@ -41,4 +41,7 @@ for mb in "${sizes[@]}"; do
   measure "cat ${mb}MB >/dev/null" "$f" cat "$f"
   measure "trim ${mb}MB" "$f" "$bin" trim "$f" -o "$dir/out.pcap" --force -q
   ls -l "$f" "$dir/out.pcap" | awk '{print "  " $5 " bytes  " $9}'
+  measure "trim --scrub ${mb}MB" "$f" "$bin" trim --scrub "$f" -o "$dir/out.pcap" --force -q
+  measure "scrub ${mb}MB" "$f" "$bin" scrub "$f" -o "$dir/out.pcap" --force -q
+  measure "scrub --pseudonymize ${mb}MB" "$f" "$bin" scrub --pseudonymize --key k "$f" -o "$dir/out.pcap" --force -q
 done

@@ -23,19 +23,15 @@ pub struct Cli {
 pub enum Command {
     /// Keep the packets that carry a WebSocket diagnosis: DNS, connect, TLS hello and alerts,
     /// the whole upgrade handshake, control frames and teardown; cut bulk to headers.
-    #[command(
-        after_help = "Examples:\n  pcap-surgery trim big.pcapng -o ticket.pcapng\n  \
+    #[command(after_help = "Examples:\n  pcap-surgery trim big.pcapng -o ticket.pcapng\n  \
 tcpdump -i any -w - port 443 | pcap-surgery trim - -o - | tshark -r -\n  \
-pcap-surgery trim --host chat.example.com --bulk drop capture.pcap.gz -o small.pcap"
-    )]
+pcap-surgery trim --host chat.example.com --bulk drop capture.pcap.gz -o small.pcap")]
     Trim(TrimArgs),
     /// Overwrite cookies, tokens, message payloads (and with --pseudonymize addresses and
     /// names) while keeping the headers that carry the diagnosis. Packet lengths never change.
-    #[command(
-        after_help = "Examples:\n  pcap-surgery scrub capture.pcapng -o safe.pcapng\n  \
+    #[command(after_help = "Examples:\n  pcap-surgery scrub capture.pcapng -o safe.pcapng\n  \
 pcap-surgery scrub --pseudonymize --key \"$TEAM_KEY\" a.pcap b.pcap --out-dir safe/\n  \
-pcap-surgery trim --scrub --scrub-report report.json big.pcap -o ticket.pcap"
-    )]
+pcap-surgery trim --scrub --scrub-report report.json big.pcap -o ticket.pcap")]
     Scrub(ScrubCmdArgs),
 }
 

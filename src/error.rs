@@ -13,11 +13,7 @@ pub enum Error {
     #[error("bad capture header: {0}")]
     BadHeader(String),
     #[error("packet {packet} at byte offset {offset}: {what}")]
-    BadRecord {
-        packet: u64,
-        offset: u64,
-        what: String,
-    },
+    BadRecord { packet: u64, offset: u64, what: String },
     #[error("{0}")]
     Io(#[from] io::Error),
     #[error("{0}")]

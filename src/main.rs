@@ -27,9 +27,7 @@ fn main() -> ExitCode {
                     || args.scrub_opts.keep_comments
                     || args.scrub_opts.scrub_report.is_some())
             {
-                eprintln!(
-                    "pcap-surgery: --pseudonymize, --keep-comments and --scrub-report go with --scrub"
-                );
+                eprintln!("pcap-surgery: --pseudonymize, --keep-comments and --scrub-report go with --scrub");
                 return ExitCode::from(EXIT_USAGE);
             }
             let cfg = TrimConfig {
@@ -44,30 +42,15 @@ fn main() -> ExitCode {
                 format: args.out.format,
                 scrub: args.scrub.then(|| scrub_options(&args.scrub_opts)),
             };
-            run(
-                Verb::Trim,
-                &args.inputs,
-                &args.out,
-                &cfg,
-                args.scrub_opts.scrub_report.as_deref(),
-            )
+            run(Verb::Trim, &args.inputs, &args.out, &cfg, args.scrub_opts.scrub_report.as_deref())
         }
         Command::Scrub(args) => {
             let cfg = TrimConfig {
-                policy: Options {
-                    keep_all: true,
-                    ..Options::default()
-                },
+                policy: Options { keep_all: true, ..Options::default() },
                 format: args.out.format,
                 scrub: Some(scrub_options(&args.scrub)),
             };
-            run(
-                Verb::Scrub,
-                &args.inputs,
-                &args.out,
-                &cfg,
-                args.scrub.scrub_report.as_deref(),
-            )
+            run(Verb::Scrub, &args.inputs, &args.out, &cfg, args.scrub.scrub_report.as_deref())
         }
     }
 }
@@ -99,10 +82,7 @@ fn scrub_options(a: &ScrubArgs) -> ScrubOptions {
         Some(k) => derive_key(k.as_bytes()),
         None => random_key(),
     });
-    ScrubOptions {
-        keep_comments: a.keep_comments,
-        pseudonymize: key,
-    }
+    ScrubOptions { keep_comments: a.keep_comments, pseudonymize: key }
 }
 
 fn derive_key(secret: &[u8]) -> [u8; 32] {
@@ -120,13 +100,9 @@ fn derive_key(secret: &[u8]) -> [u8; 32] {
 
 fn random_key() -> [u8; 32] {
     let mut k = [0u8; 32];
-    let ok = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut k))
-        .is_ok();
+    let ok = std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut k)).is_ok();
     if !ok {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         k = derive_key(format!("{t:?}{}", std::process::id()).as_bytes());
     }
     k
@@ -141,17 +117,9 @@ fn report_error(file: &Path, err: &anyhow::Error) -> u8 {
     }
 }
 
-fn output_for(
-    input: &Path,
-    out: &OutputArgs,
-    ext_from: Option<OutFormat>,
-    verb: Verb,
-) -> Result<OutputTarget, String> {
+fn output_for(input: &Path, out: &OutputArgs, ext_from: Option<OutFormat>, verb: Verb) -> Result<OutputTarget, String> {
     if let Some(dir) = &out.out_dir {
-        let name = input
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "stdin".into());
+        let name = input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "stdin".into());
         let stem = name.trim_end_matches(".gz");
         let (base, ext) = match stem.rsplit_once('.') {
             Some((b, e)) => (b.to_string(), e.to_string()),
@@ -162,9 +130,7 @@ fn output_for(
             Some(OutFormat::Pcapng) => "pcapng".to_string(),
             None => ext,
         };
-        return Ok(OutputTarget::File(
-            dir.join(format!("{base}.{}.{ext}", verb.suffix())),
-        ));
+        return Ok(OutputTarget::File(dir.join(format!("{base}.{}.{ext}", verb.suffix()))));
     }
     match &out.output {
         Some(p) if p.as_os_str() == "-" => Ok(OutputTarget::Stdout),
@@ -173,13 +139,7 @@ fn output_for(
     }
 }
 
-fn run(
-    verb: Verb,
-    inputs: &[PathBuf],
-    out: &OutputArgs,
-    cfg: &TrimConfig,
-    report: Option<&Path>,
-) -> ExitCode {
+fn run(verb: Verb, inputs: &[PathBuf], out: &OutputArgs, cfg: &TrimConfig, report: Option<&Path>) -> ExitCode {
     if inputs.len() > 1 && out.out_dir.is_none() {
         eprintln!("pcap-surgery: several inputs need --out-dir DIR (one output per input)");
         return ExitCode::from(EXIT_USAGE);
@@ -238,17 +198,13 @@ fn trim_one(
     if let OutputTarget::File(dir) = target {
         if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
             if !parent.is_dir() {
-                std::fs::create_dir_all(parent)
-                    .with_context(|| format!("creating {}", parent.display()))?;
+                std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
             }
         }
     }
     let opened = Input::open(input)?;
     let sink = AtomicOutput::create(target, force, inputs)?;
-    let mut summary = Summary {
-        file: input.display().to_string(),
-        ..Default::default()
-    };
+    let mut summary = Summary { file: input.display().to_string(), ..Default::default() };
     let sink = trim(opened, sink, cfg, &mut summary)?;
     sink.commit()?;
     Ok(summary)

@@ -142,10 +142,7 @@ pub enum Class {
 
 impl Class {
     pub fn kept(self) -> bool {
-        matches!(
-            self,
-            Class::WebSocket | Class::Tls | Class::Port | Class::Refused
-        )
+        matches!(self, Class::WebSocket | Class::Tls | Class::Port | Class::Refused)
     }
 }
 
@@ -220,10 +217,7 @@ impl Dir {
 
     fn was_important(&self, from: u64, to: u64) -> bool {
         self.handshake_end.is_none_or(|end| from < end)
-            || self
-                .important
-                .iter()
-                .any(|&(a, b)| a < to && from < b && b > a)
+            || self.important.iter().any(|&(a, b)| a < to && from < b && b > a)
     }
 }
 
@@ -271,11 +265,7 @@ impl Flow {
     }
 
     fn has_waiters(&self) -> bool {
-        !self.waiting.is_empty()
-            || self
-                .dirs
-                .iter()
-                .any(|d| !d.open.is_empty() || d.stream.has_held())
+        !self.waiting.is_empty() || self.dirs.iter().any(|d| !d.open.is_empty() || d.stream.has_held())
     }
 }
 
@@ -311,6 +301,8 @@ pub struct Engine {
     last_sweep_ns: u64,
     /// Whether the last packet's flow was dropped whole (its bytes need no scrubbing).
     last_flow_dropped: bool,
+    /// The last packet's flow, if it was TCP or UDP.
+    last_key: Option<FlowKey>,
 }
 
 /// How long (capture time) a flow may stay idle in the table, by state.
@@ -334,6 +326,7 @@ impl Engine {
             stats: Stats::default(),
             last_sweep_ns: 0,
             last_flow_dropped: false,
+            last_key: None,
         }
     }
 
@@ -357,6 +350,11 @@ impl Engine {
         self.last_flow_dropped
     }
 
+    /// The flow of the last packet given to `packet`.
+    pub fn last_key(&self) -> Option<FlowKey> {
+        self.last_key
+    }
+
     /// The decision for one packet, with the ticket to find it again if it must wait.
     pub fn packet(&mut self, meta: &RecordMeta, frame: &[u8]) -> (Decision, Option<Ticket>) {
         if self.opts.keep_all {
@@ -367,15 +365,9 @@ impl Engine {
         let (decision, ticket) = self.decide(meta, frame);
         self.last_flow_dropped = decision == Decision::Now(Verdict::Drop)
             && wire::decode(meta.link_type, frame).is_ok_and(|d| {
-                let proto = if matches!(d.transport, Transport::Tcp { .. }) {
-                    PROTO_TCP
-                } else {
-                    PROTO_UDP
-                };
+                let proto = if matches!(d.transport, Transport::Tcp { .. }) { PROTO_TCP } else { PROTO_UDP };
                 let (key, _) = FlowKey::of(d.src, d.sport, d.dst, d.dport, proto);
-                self.flows
-                    .get(&key)
-                    .is_none_or(|f| f.class == Class::Dropped || (f.udp && !f.counted_kept))
+                self.flows.get(&key).is_none_or(|f| f.class == Class::Dropped || (f.udp && !f.counted_kept))
             });
         (decision, ticket)
     }
@@ -385,11 +377,7 @@ impl Engine {
         let Ok(d) = wire::decode(meta.link_type, frame) else {
             return;
         };
-        let proto = if matches!(d.transport, Transport::Tcp { .. }) {
-            PROTO_TCP
-        } else {
-            PROTO_UDP
-        };
+        let proto = if matches!(d.transport, Transport::Tcp { .. }) { PROTO_TCP } else { PROTO_UDP };
         let (key, _) = FlowKey::of(d.src, d.sport, d.dst, d.dport, proto);
         if meta.ts_ns >= self.last_sweep_ns + SWEEP_EVERY_NS {
             self.sweep(meta.ts_ns);
@@ -421,6 +409,7 @@ impl Engine {
             Transport::Udp => PROTO_UDP,
         };
         let (key, side) = FlowKey::of(d.src, d.sport, d.dst, d.dport, proto);
+        self.last_key = Some(key);
         let ts = meta.ts_ns;
         if ts >= self.last_sweep_ns + SWEEP_EVERY_NS {
             self.sweep(ts);
@@ -454,18 +443,8 @@ impl Engine {
 
     // ---------------------------------------------------------------- TCP
 
-    fn tcp_packet(
-        &mut self,
-        key: FlowKey,
-        side: Side,
-        d: &Decoded<'_>,
-        packet: u64,
-        cut: u32,
-        ts: u64,
-    ) -> Decision {
-        let Transport::Tcp { seq, flags, .. } = d.transport else {
-            unreachable!("tcp_packet gets TCP")
-        };
+    fn tcp_packet(&mut self, key: FlowKey, side: Side, d: &Decoded<'_>, packet: u64, cut: u32, ts: u64) -> Decision {
+        let Transport::Tcp { seq, flags, .. } = d.transport else { unreachable!("tcp_packet gets TCP") };
         let opts_ports = &self.opts.ports;
         let flow = self.flows.entry(key).or_insert_with(|| Flow::new(ts));
         let syn = flags & tcp_flags::SYN != 0;
@@ -536,9 +515,7 @@ impl Engine {
                 Some(false)
             }
             Some(Placement::InOrder { skip }) => {
-                let start = flow.dirs[side.index()].stream.delivered()
-                    - u64::from(d.wire_payload_len)
-                    + skip as u64;
+                let start = flow.dirs[side.index()].stream.delivered() - u64::from(d.wire_payload_len) + skip as u64;
                 let new = bytes.get(skip..).unwrap_or(&[]);
                 match self.consume(key, side, start, new, packet, cut) {
                     Consumed::Important(end) => {
@@ -577,11 +554,7 @@ impl Engine {
                 }
                 if verdict.is_none() {
                     // No payload: part of the handshake until both heads are through.
-                    verdict = Some(
-                        flow.dirs
-                            .iter()
-                            .any(|d| matches!(d.phase, Phase::Collect | Phase::AwaitPeer)),
-                    );
+                    verdict = Some(flow.dirs.iter().any(|d| matches!(d.phase, Phase::Collect | Phase::AwaitPeer)));
                 }
                 if verdict == Some(true) {
                     Decision::Now(Verdict::Keep)
@@ -592,22 +565,12 @@ impl Engine {
         }
     }
 
-    fn wait_reorder(
-        &mut self,
-        key: FlowKey,
-        side: Side,
-        packet: u64,
-        cut: u32,
-        fin_rst: bool,
-    ) -> Decision {
+    fn wait_reorder(&mut self, key: FlowKey, side: Side, packet: u64, cut: u32, fin_rst: bool) -> Decision {
         let flow = self.flows.get_mut(&key).expect("flow exists");
         if fin_rst && flow.class.kept() {
             return Decision::Now(Verdict::Keep);
         }
-        flow.dirs[side.index()].open.push(Waiting {
-            packet,
-            cut: cut | REORDER_MARK,
-        });
+        flow.dirs[side.index()].open.push(Waiting { packet, cut: cut | REORDER_MARK });
         Decision::Wait(WaitOn::Reorder(side))
     }
 
@@ -625,10 +588,7 @@ impl Engine {
     fn replay_held(&mut self, key: FlowKey, side: Side, seg: HeldSegment, skip: usize) {
         let flow = self.flows.get_mut(&key).expect("flow exists");
         let dir = &mut flow.dirs[side.index()];
-        let pos = dir
-            .open
-            .iter()
-            .position(|w| w.packet == seg.packet && w.cut & REORDER_MARK != 0);
+        let pos = dir.open.iter().position(|w| w.packet == seg.packet && w.cut & REORDER_MARK != 0);
         let Some(pos) = pos else { return };
         let w = dir.open.remove(pos);
         let cut = w.cut & !REORDER_MARK;
@@ -640,16 +600,12 @@ impl Engine {
         };
         let flow = self.flows.get_mut(&key).expect("flow exists");
         match (flow.class, consumed) {
-            (Class::Undecided, _) => flow.waiting.push(Waiting {
-                packet: seg.packet,
-                cut,
-            }),
+            (Class::Undecided, _) => flow.waiting.push(Waiting { packet: seg.packet, cut }),
             (Class::Dropped, _) => self.resolved.push((seg.packet, Verdict::Drop)),
             (_, Consumed::Open) => {}
-            (_, Consumed::Important(end)) => self.resolved.push((
-                seg.packet,
-                important_verdict(cut, skip, end, seg.bytes.len()),
-            )),
+            (_, Consumed::Important(end)) => {
+                self.resolved.push((seg.packet, important_verdict(cut, skip, end, seg.bytes.len())))
+            }
             (_, Consumed::Bulk) => {
                 let v = bulk_verdict(&self.opts, flow, cut);
                 self.resolved.push((seg.packet, v));
@@ -658,15 +614,7 @@ impl Engine {
     }
 
     /// Runs new in-order bytes of one direction through its phase.
-    fn consume(
-        &mut self,
-        key: FlowKey,
-        side: Side,
-        start: u64,
-        bytes: &[u8],
-        packet: u64,
-        cut: u32,
-    ) -> Consumed {
+    fn consume(&mut self, key: FlowKey, side: Side, start: u64, bytes: &[u8], packet: u64, cut: u32) -> Consumed {
         let keep_frames = self.opts.keep_frames;
         let flow = self.flows.get_mut(&key).expect("flow exists");
         let class = flow.class;
@@ -718,17 +666,12 @@ impl Engine {
         if let Some(important) = fed.completed_open {
             let open: Vec<Waiting> = {
                 let dir = &mut flow.dirs[side.index()];
-                let (unit, reorder): (Vec<_>, Vec<_>) =
-                    dir.open.drain(..).partition(|w| w.cut & REORDER_MARK == 0);
+                let (unit, reorder): (Vec<_>, Vec<_>) = dir.open.drain(..).partition(|w| w.cut & REORDER_MARK == 0);
                 dir.open = reorder;
                 unit
             };
             for w in open {
-                let v = if important {
-                    Verdict::Keep
-                } else {
-                    bulk_verdict(&self.opts, flow, w.cut)
-                };
+                let v = if important { Verdict::Keep } else { bulk_verdict(&self.opts, flow, w.cut) };
                 self.resolved.push((w.packet, v));
             }
         }
@@ -738,11 +681,7 @@ impl Engine {
         }
         if fed.important {
             dir.remember_important(start, start + len);
-            let end = if dir.phase == Phase::Frames && !fed.open_header {
-                fed.important_end
-            } else {
-                usize::MAX
-            };
+            let end = if dir.phase == Phase::Frames && !fed.open_header { fed.important_end } else { usize::MAX };
             Consumed::Important(end)
         } else if fed.open_header {
             dir.open.push(Waiting { packet, cut });
@@ -780,9 +719,7 @@ impl Engine {
                 break;
             }
             let Some(n) = http::head_len(&dir.head) else {
-                if dir.head.len() >= http::MAX_HEAD_BYTES
-                    || http::looks_like_response(&dir.head) == Some(false)
-                {
+                if dir.head.len() >= http::MAX_HEAD_BYTES || http::looks_like_response(&dir.head) == Some(false) {
                     flow.dirs[si].phase = Phase::Bulk;
                     flow.dirs[ci].phase = Phase::Bulk;
                 }
@@ -797,11 +734,7 @@ impl Engine {
                 continue;
             }
             flow.dirs[si].handshake_end = Some(end);
-            let next = if status == 101 {
-                Phase::Frames
-            } else {
-                Phase::Bulk
-            };
+            let next = if status == 101 { Phase::Frames } else { Phase::Bulk };
             for (i, skip_to) in [(si, end), (ci, flow.dirs[ci].handshake_end.unwrap_or(0))] {
                 let dir = &mut flow.dirs[i];
                 if dir.phase == Phase::Bulk {
@@ -813,8 +746,7 @@ impl Engine {
                 }
                 if next == Phase::Frames {
                     // Replay bytes that followed the head into the frame walker.
-                    let from =
-                        (skip_to.saturating_sub(dir.head_start) as usize).min(dir.head.len());
+                    let from = (skip_to.saturating_sub(dir.head_start) as usize).min(dir.head.len());
                     let rest = std::mem::take(&mut dir.head);
                     let _ = feed_units(dir, &rest[from..], keep_frames);
                 } else {
@@ -920,10 +852,7 @@ impl Engine {
         if class == Class::Undecided && !undecided_any {
             let limit_hit = flow.payload_segments >= MID_STREAM_CLASSIFY_SEGMENTS
                 || flow.client.is_some()
-                || flow
-                    .dirs
-                    .iter()
-                    .any(|d| d.head.len() >= http::MAX_HEAD_BYTES);
+                || flow.dirs.iter().any(|d| d.head.len() >= http::MAX_HEAD_BYTES);
             if limit_hit {
                 class = Class::Dropped;
             }
@@ -994,10 +923,7 @@ impl Engine {
         txn.addrs.extend(msg.addrs.iter().copied());
         txn.answered |= msg.response;
         let matched = msg.is_failure()
-            || txn
-                .names
-                .iter()
-                .any(|n| self.kept_names.contains(n) || self.opts.host_matches(n))
+            || txn.names.iter().any(|n| self.kept_names.contains(n) || self.opts.host_matches(n))
             || txn.addrs.iter().any(|a| self.kept_addrs.contains(a));
         if matched {
             self.count_dns_kept(key);
@@ -1105,11 +1031,7 @@ impl Engine {
                     dir.phase = Phase::Bulk;
                 }
                 for seg in held {
-                    if let Some(pos) = flow.dirs[side.index()]
-                        .open
-                        .iter()
-                        .position(|w| w.packet == seg.packet)
-                    {
+                    if let Some(pos) = flow.dirs[side.index()].open.iter().position(|w| w.packet == seg.packet) {
                         let w = flow.dirs[side.index()].open.remove(pos);
                         let v = if flow.class.kept() {
                             bulk_verdict(&self.opts, flow, w.cut & !REORDER_MARK)
@@ -1188,11 +1110,7 @@ fn feed_units(dir: &mut Dir, bytes: &[u8], keep_frames: u32) -> Fed {
 /// bytes into the captured payload at frame offset `cut`): whole, or cut right after them.
 fn important_verdict(cut: u32, skip: usize, end: usize, captured: usize) -> Verdict {
     let keep_to = skip.saturating_add(end);
-    if keep_to >= captured {
-        Verdict::Keep
-    } else {
-        Verdict::Truncate(cut + keep_to as u32)
-    }
+    if keep_to >= captured { Verdict::Keep } else { Verdict::Truncate(cut + keep_to as u32) }
 }
 
 /// The verdict for a bulk packet of a kept flow.
@@ -1218,10 +1136,6 @@ mod tests {
     #[test]
     fn flow_state_stays_small() {
         // The table may hold a million flows (a SYN flood); keep each one cheap.
-        assert!(
-            std::mem::size_of::<Flow>() <= 1024,
-            "Flow is {} bytes",
-            std::mem::size_of::<Flow>()
-        );
+        assert!(std::mem::size_of::<Flow>() <= 1024, "Flow is {} bytes", std::mem::size_of::<Flow>());
     }
 }

@@ -14,9 +14,7 @@ use std::time::Instant;
 
 use rustc_hash::FxHashMap;
 
-use crate::capture::{
-    BlockFilter, Format, Input, Item, OutFormat, Packet, Reader, RecordMeta, Writer, block, secrets,
-};
+use crate::capture::{BlockFilter, Format, Input, Item, OutFormat, Packet, Reader, RecordMeta, Writer, block, secrets};
 use crate::error::Result;
 use crate::policy::{Decision, Engine, Options, Ticket, Verdict};
 use crate::proto::tls;
@@ -71,15 +69,8 @@ enum Slot {
 }
 
 enum Held {
-    Packet {
-        meta: RecordMeta,
-        raw: Vec<u8>,
-    },
-    Block {
-        kind: u32,
-        raw: Vec<u8>,
-        big_endian: bool,
-    },
+    Packet { meta: RecordMeta, raw: Vec<u8> },
+    Block { kind: u32, raw: Vec<u8>, big_endian: bool },
 }
 
 struct Entry {
@@ -101,12 +92,7 @@ struct Queue {
 
 impl Queue {
     fn new() -> Queue {
-        Queue {
-            entries: VecDeque::new(),
-            bytes: 0,
-            pool: Vec::new(),
-            last_number: 0,
-        }
+        Queue { entries: VecDeque::new(), bytes: 0, pool: Vec::new(), last_number: 0 }
     }
 
     fn copy(&mut self, bytes: &[u8]) -> Vec<u8> {
@@ -134,11 +120,7 @@ impl Queue {
             number: self.last_number,
             ts_ns,
             slot: Slot::Decided(Verdict::Keep),
-            held: Held::Block {
-                kind,
-                raw,
-                big_endian,
-            },
+            held: Held::Block { kind, raw, big_endian },
         });
     }
 
@@ -185,10 +167,7 @@ pub fn trim<W: Write>(input: Input, out: W, cfg: &TrimConfig, summary: &mut Summ
     let mut scrubber = cfg.scrub.as_ref().map(Scrubber::new);
     let mut scrubbed: Vec<u8> = Vec::new();
     if let Some(s) = &cfg.scrub {
-        writer.set_filter(BlockFilter {
-            strip_comments: !s.keep_comments,
-            strip_identity: s.pseudonymize.is_some(),
-        });
+        writer.set_filter(BlockFilter { strip_comments: !s.keep_comments, strip_identity: s.pseudonymize.is_some() });
     }
     loop {
         let item = match reader.next_item() {
@@ -201,11 +180,7 @@ pub fn trim<W: Write>(input: Input, out: W, cfg: &TrimConfig, summary: &mut Summ
             Err(e) => return Err(e),
         };
         match item {
-            Item::Block {
-                kind,
-                raw,
-                big_endian: big,
-            } => {
+            Item::Block { kind, raw, big_endian: big } => {
                 if kind == block::SECTION_HEADER {
                     section_big = big;
                 }
@@ -243,30 +218,26 @@ pub fn trim<W: Write>(input: Input, out: W, cfg: &TrimConfig, summary: &mut Summ
                     }
                 }
                 let p = match scrubber.as_mut() {
-                    Some(s) if !engine.last_flow_dropped() => {
+                    Some(s) if engine.last_flow_dropped() => {
+                        if let Some(key) = engine.last_key() {
+                            s.forget(&key);
+                        }
+                        p
+                    }
+                    Some(s) => {
                         scrubbed.clear();
                         scrubbed.extend_from_slice(p.raw);
                         let start = p.meta.data_offset as usize;
-                        s.frame(
-                            &p.meta,
-                            &mut scrubbed[start..start + p.meta.caplen as usize],
-                        );
-                        Packet {
-                            meta: p.meta,
-                            raw: &scrubbed,
-                        }
+                        s.frame(&p.meta, &mut scrubbed[start..start + p.meta.caplen as usize]);
+                        Packet { meta: p.meta, raw: &scrubbed }
                     }
                     _ => p,
                 };
                 match decision {
-                    Decision::Now(v) if queue.entries.is_empty() => {
-                        write(&mut writer, &p, v, summary)?
-                    }
+                    Decision::Now(v) if queue.entries.is_empty() => write(&mut writer, &p, v, summary)?,
                     Decision::Now(Verdict::Drop) => {}
                     Decision::Now(v) => queue.push_packet(&p, Slot::Decided(v)),
-                    Decision::Wait(_) => {
-                        queue.push_packet(&p, Slot::Waiting(ticket.expect("a wait has a ticket")))
-                    }
+                    Decision::Wait(_) => queue.push_packet(&p, Slot::Waiting(ticket.expect("a wait has a ticket"))),
                 }
             }
         }
@@ -297,20 +268,12 @@ pub fn trim<W: Write>(input: Input, out: W, cfg: &TrimConfig, summary: &mut Summ
     summary.elapsed_s = started.elapsed().as_secs_f64();
     summary.scrub = scrubber.map(|s| s.report);
     if stats.unsupported_link > 0 {
-        summary.warnings.push(format!(
-            "{} packets with an unsupported link type were dropped",
-            stats.unsupported_link
-        ));
+        summary.warnings.push(format!("{} packets with an unsupported link type were dropped", stats.unsupported_link));
     }
     writer.finish()
 }
 
-fn write<W: Write>(
-    w: &mut Writer<W>,
-    p: &Packet<'_>,
-    v: Verdict,
-    summary: &mut Summary,
-) -> Result<()> {
+fn write<W: Write>(w: &mut Writer<W>, p: &Packet<'_>, v: Verdict, summary: &mut Summary) -> Result<()> {
     match v {
         Verdict::Drop => Ok(()),
         Verdict::Keep => {
@@ -348,19 +311,13 @@ fn drain<W: Write>(
             continue;
         }
         let e = q.entries.pop_front().expect("front exists");
-        let Slot::Decided(v) = e.slot else {
-            unreachable!("front is decided")
-        };
+        let Slot::Decided(v) = e.slot else { unreachable!("front is decided") };
         match e.held {
             Held::Packet { meta, raw } => {
                 write(writer, &Packet { meta, raw: &raw }, v, summary)?;
                 q.recycle(raw);
             }
-            Held::Block {
-                kind,
-                raw,
-                big_endian,
-            } => {
+            Held::Block { kind, raw, big_endian } => {
                 writer.block(kind, &raw, big_endian)?;
                 q.recycle(raw);
             }

@@ -20,29 +20,12 @@ const SECRETS: &[&str] = &[
 ];
 
 fn scrub_to(input: &Path, dir: &Path, extra: &[&str]) -> PathBuf {
-    let name = input
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .trim_end_matches(".gz")
-        .to_string();
+    let name = input.file_name().unwrap().to_string_lossy().trim_end_matches(".gz").to_string();
     let out = dir.join(format!("scrubbed-{name}"));
-    let mut args = vec![
-        "scrub",
-        input.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "-q",
-        "--force",
-    ];
+    let mut args = vec!["scrub", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "-q", "--force"];
     args.extend_from_slice(extra);
     let r = run(&args);
-    assert!(
-        r.status.success(),
-        "scrub {} failed: {}",
-        input.display(),
-        String::from_utf8_lossy(&r.stderr)
-    );
+    assert!(r.status.success(), "scrub {} failed: {}", input.display(), String::from_utf8_lossy(&r.stderr));
     out
 }
 
@@ -55,25 +38,12 @@ fn bad_checksums(file: &Path) -> BTreeSet<String> {
     let out = Command::new("tshark")
         .arg("-r")
         .arg(file)
-        .args([
-            "-o",
-            "tcp.check_checksum:TRUE",
-            "-o",
-            "udp.check_checksum:TRUE",
-            "-o",
-            "ip.check_checksum:TRUE",
-        ])
-        .args([
-            "-Y",
-            "tcp.checksum.status == 0 || udp.checksum.status == 0 || ip.checksum.status == 0",
-        ])
+        .args(["-o", "tcp.check_checksum:TRUE", "-o", "udp.check_checksum:TRUE", "-o", "ip.check_checksum:TRUE"])
+        .args(["-Y", "tcp.checksum.status == 0 || udp.checksum.status == 0 || ip.checksum.status == 0"])
         .args(["-T", "fields", "-e", "frame.number"])
         .output()
         .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
 }
 
 /// What must survive scrubbing: every fact but the request URI (its query values go).
@@ -114,19 +84,10 @@ fn assert_scrub_is_safe_and_faithful(input: &Path, dir: &Path) {
     let out = scrub_to(input, dir, &[]);
     let bytes = std::fs::read(&out).unwrap();
     for s in SECRETS {
-        assert!(
-            !contains(&bytes, s.as_bytes()),
-            "{}: '{s}' survived scrubbing",
-            input.display()
-        );
+        assert!(!contains(&bytes, s.as_bytes()), "{}: '{s}' survived scrubbing", input.display());
     }
     let (a, b) = (read_packets(input), read_packets(&out));
-    assert_eq!(
-        a.len(),
-        b.len(),
-        "{}: packet count changed",
-        input.display()
-    );
+    assert_eq!(a.len(), b.len(), "{}: packet count changed", input.display());
     for (k, (x, y)) in a.iter().zip(&b).enumerate() {
         assert_eq!(
             (x.data.len(), x.orig_len, x.ts_ns),
@@ -136,29 +97,15 @@ fn assert_scrub_is_safe_and_faithful(input: &Path, dir: &Path) {
             k + 1
         );
     }
-    let new_bad: Vec<String> = bad_checksums(&out)
-        .difference(&bad_checksums(input))
-        .cloned()
-        .collect();
-    assert!(
-        new_bad.is_empty(),
-        "{}: scrubbing broke checksums of frames {new_bad:?}",
-        input.display()
-    );
+    let new_bad: Vec<String> = bad_checksums(&out).difference(&bad_checksums(input)).cloned().collect();
+    assert!(new_bad.is_empty(), "{}: scrubbing broke checksums of frames {new_bad:?}", input.display());
     // Facts tshark could see only by decrypting with the input's embedded keys are not owed:
     // scrubbing drops the keys. Compare with the input without its secrets.
     let plain = without_secrets(input, dir);
-    let (before, after) = (
-        diagnosis(&tshark_rows(&plain)),
-        diagnosis(&tshark_rows(&out)),
-    );
+    let (before, after) = (diagnosis(&tshark_rows(&plain)), diagnosis(&tshark_rows(&out)));
     for (fact, n) in &before {
         let m = after.get(fact).copied().unwrap_or(0);
-        assert!(
-            m >= *n,
-            "{}: fact {fact:?} seen {n} times before scrubbing, {m} after",
-            input.display()
-        );
+        assert!(m >= *n, "{}: fact {fact:?} seen {n} times before scrubbing, {m} after", input.display());
     }
 }
 
@@ -188,10 +135,7 @@ fn the_planted_secrets_are_really_in_the_inputs() {
         .flat_map(|f| std::fs::read(f).unwrap())
         .collect();
     for s in &SECRETS[..6] {
-        assert!(
-            contains(&all, s.as_bytes()),
-            "'{s}' is not planted in testdata"
-        );
+        assert!(contains(&all, s.as_bytes()), "'{s}' is not planted in testdata");
     }
 }
 
@@ -200,14 +144,7 @@ fn trim_with_scrub_removes_secrets_too() {
     let dir = tmpdir();
     let input = testdata().join("ws-proxy-ok.pcap");
     let out = dir.path().join("t.pcap");
-    let r = run(&[
-        "trim",
-        input.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--scrub",
-        "-q",
-    ]);
+    let r = run(&["trim", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--scrub", "-q"]);
     assert!(r.status.success());
     assert!(!contains(&std::fs::read(&out).unwrap(), b"SECRET"));
     assert_eq!(read_packets(&out).len(), read_packets(&input).len());
@@ -249,15 +186,8 @@ fn retransmitted_and_out_of_order_copies_are_redacted_too() {
     for f in [&retrans, &swapped] {
         let out = scrub_to(f, dir.path(), &[]);
         let bytes = std::fs::read(&out).unwrap();
-        assert!(
-            !contains(&bytes, b"SECRET"),
-            "{}: a secret survived",
-            f.display()
-        );
-        assert!(
-            !contains(&bytes, b"dGhlIHNhbXBsZSBub25jZQ") || f == &retrans,
-            "reordered bytes are filled whole"
-        );
+        assert!(!contains(&bytes, b"SECRET"), "{}: a secret survived", f.display());
+        assert!(!contains(&bytes, b"dGhlIHNhbXBsZSBub25jZQ") || f == &retrans, "reordered bytes are filled whole");
     }
 }
 
@@ -266,60 +196,26 @@ fn comments_and_key_logs_are_dropped_unless_asked() {
     let dir = tmpdir();
     let src = testdata().join("wss-ok.pcapng");
     let commented = dir.path().join("c.pcapng");
-    let st = Command::new("editcap")
-        .args(["-a", "3:SECRETcomment-42"])
-        .arg(&src)
-        .arg(&commented)
-        .status()
-        .unwrap();
+    let st = Command::new("editcap").args(["-a", "3:SECRETcomment-42"]).arg(&src).arg(&commented).status().unwrap();
     assert!(st.success());
     let out = scrub_to(&commented, dir.path(), &[]);
-    assert!(!contains(
-        &std::fs::read(&out).unwrap(),
-        b"SECRETcomment-42"
-    ));
+    assert!(!contains(&std::fs::read(&out).unwrap(), b"SECRETcomment-42"));
     let kept = dir.path().join("kept.pcapng");
-    let r = run(&[
-        "scrub",
-        commented.to_str().unwrap(),
-        "-o",
-        kept.to_str().unwrap(),
-        "--keep-comments",
-        "-q",
-    ]);
+    let r = run(&["scrub", commented.to_str().unwrap(), "-o", kept.to_str().unwrap(), "--keep-comments", "-q"]);
     assert!(r.status.success());
-    assert!(contains(
-        &std::fs::read(&kept).unwrap(),
-        b"SECRETcomment-42"
-    ));
+    assert!(contains(&std::fs::read(&kept).unwrap(), b"SECRETcomment-42"));
     let keys = scrub_to(&testdata().join("wss-keylog.pcapng"), dir.path(), &[]);
-    assert!(
-        !contains(&std::fs::read(&keys).unwrap(), b"CLIENT_RANDOM"),
-        "scrub must drop key logs"
-    );
+    assert!(!contains(&std::fs::read(&keys).unwrap(), b"CLIENT_RANDOM"), "scrub must drop key logs");
 }
 
 #[test]
 fn scrub_report_counts_bytes_per_rule() {
     let dir = tmpdir();
     let report = dir.path().join("r.json");
-    scrub_to(
-        &testdata().join("ws-proxy-ok.pcap"),
-        dir.path(),
-        &["--scrub-report", report.to_str().unwrap()],
-    );
-    let v: serde_json::Value =
-        serde_json::from_str(std::fs::read_to_string(&report).unwrap().trim()).unwrap();
-    for rule in [
-        "http-query-value",
-        "http-header-value",
-        "websocket-payload",
-        "websocket-close-reason",
-    ] {
-        assert!(
-            v["rules"][rule]["bytes"].as_u64().unwrap_or(0) > 0,
-            "{rule} missing in {v}"
-        );
+    scrub_to(&testdata().join("ws-proxy-ok.pcap"), dir.path(), &["--scrub-report", report.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_str(std::fs::read_to_string(&report).unwrap().trim()).unwrap();
+    for rule in ["http-query-value", "http-header-value", "websocket-payload", "websocket-close-reason"] {
+        assert!(v["rules"][rule]["bytes"].as_u64().unwrap_or(0) > 0, "{rule} missing in {v}");
         assert!(v["rules"][rule]["packets"].as_u64().unwrap_or(0) > 0);
     }
 }
@@ -343,62 +239,31 @@ fn addresses(file: &Path) -> BTreeSet<[u8; 4]> {
 fn pseudonymize_leaves_no_original_address_or_name_and_is_repeatable() {
     require_tshark();
     let dir = tmpdir();
-    for name in [
-        "ws-bulk-mixed.pcap",
-        "wss-ok.pcapng",
-        "dns-failure.pcap",
-        "ws-proxy-ok-any.pcap",
-    ] {
+    for name in ["ws-bulk-mixed.pcap", "wss-ok.pcapng", "dns-failure.pcap", "ws-proxy-ok-any.pcap"] {
         let input = testdata().join(name);
         let out = scrub_to(&input, dir.path(), &["--pseudonymize", "--key", "k1"]);
         let bytes = std::fs::read(&out).unwrap();
         for a in addresses(&input) {
             let mut r = a;
             r.reverse();
-            assert!(
-                !contains(&bytes, &a) && !contains(&bytes, &r),
-                "{name}: address {a:?} survived"
-            );
+            assert!(!contains(&bytes, &a) && !contains(&bytes, &r), "{name}: address {a:?} survived");
         }
         for host in [&b"ws.test"[..], b"no-such-host", b"unrelated.test"] {
-            assert!(
-                !contains(&bytes, host),
-                "{name}: name {} survived",
-                String::from_utf8_lossy(host)
-            );
+            assert!(!contains(&bytes, host), "{name}: name {} survived", String::from_utf8_lossy(host));
         }
-        assert!(
-            bad_checksums(&out).is_subset(&bad_checksums(&input)),
-            "{name}: checksums broken"
-        );
+        assert!(bad_checksums(&out).is_subset(&bad_checksums(&input)), "{name}: checksums broken");
         let again = dir.path().join("again");
         std::fs::create_dir_all(&again).unwrap();
         let out2 = scrub_to(&input, &again, &["--pseudonymize", "--key", "k1"]);
-        assert_eq!(
-            bytes,
-            std::fs::read(out2).unwrap(),
-            "{name}: same key, different output"
-        );
+        assert_eq!(bytes, std::fs::read(out2).unwrap(), "{name}: same key, different output");
     }
     // Across files with one key, one address has one pseudonym.
-    let a = scrub_to(
-        &testdata().join("ws-reject-403.pcap"),
-        dir.path(),
-        &["--pseudonymize", "--key", "k1"],
-    );
-    let b = scrub_to(
-        &testdata().join("ws-reject-404.pcap"),
-        dir.path(),
-        &["--pseudonymize", "--key", "k1"],
-    );
+    let a = scrub_to(&testdata().join("ws-reject-403.pcap"), dir.path(), &["--pseudonymize", "--key", "k1"]);
+    let b = scrub_to(&testdata().join("ws-reject-404.pcap"), dir.path(), &["--pseudonymize", "--key", "k1"]);
     assert_eq!(addresses(&a), addresses(&b));
     let other = dir.path().join("other");
     std::fs::create_dir_all(&other).unwrap();
-    let c = scrub_to(
-        &testdata().join("ws-reject-403.pcap"),
-        &other,
-        &["--pseudonymize", "--key", "k2"],
-    );
+    let c = scrub_to(&testdata().join("ws-reject-403.pcap"), &other, &["--pseudonymize", "--key", "k2"]);
     assert_ne!(addresses(&a), addresses(&c));
 }
 
@@ -420,28 +285,96 @@ fn pseudonymized_sni_host_and_dns_name_agree_across_files() {
     // ws-bulk-mixed looks ws.test up and sends Host: ws.test:18765: the same pseudonym.
     let bulk = scrub_to(&testdata().join("ws-bulk-mixed.pcap"), dir.path(), &key);
     let rows = tshark_rows(&bulk);
-    let dns: BTreeSet<String> = rows
-        .iter()
-        .map(|r| r[col("dns.qry.name")].clone())
-        .filter(|s| !s.is_empty())
-        .collect();
+    let dns: BTreeSet<String> = rows.iter().map(|r| r[col("dns.qry.name")].clone()).filter(|s| !s.is_empty()).collect();
     assert_eq!(dns, BTreeSet::from([name.clone()]));
     let out = Command::new("tshark")
         .arg("-r")
         .arg(&bulk)
-        .args([
-            "-d",
-            "tcp.port==18765,http",
-            "-T",
-            "fields",
-            "-e",
-            "http.host",
-        ])
+        .args(["-d", "tcp.port==18765,http", "-T", "fields", "-e", "http.host"])
         .output()
         .unwrap();
     let hosts = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        hosts.lines().any(|h| h == format!("{name}:18765")),
-        "Host {hosts:?} vs SNI {name}"
-    );
+    assert!(hosts.lines().any(|h| h == format!("{name}:18765")), "Host {hosts:?} vs SNI {name}");
+}
+
+/// All packet bytes of a capture, with each TCP header's checksum, urgent pointer and options
+/// (timestamps) replaced by 0xAA. Those fields are arbitrary numbers that spell any four
+/// bytes by chance (a checksum ending in 0x7f, a zero urgent pointer and a NOP option read
+/// as 127.0.0.1); they never carry an address. Everything else is grepped as it is.
+fn packet_bytes_without_tcp_numbers(file: &Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    for rec in read_packets(file) {
+        let mut data = rec.data.clone();
+        let sliced = etherparse::LaxSlicedPacket::from_ethernet(&rec.data)
+            .ok()
+            .filter(|s| s.transport.is_some())
+            .or_else(|| {
+                etherparse::LaxSlicedPacket::from_ip(rec.data.get(20..).unwrap_or(&[]))
+                    .ok()
+                    .filter(|s| s.transport.is_some())
+            })
+            .or_else(|| {
+                etherparse::LaxSlicedPacket::from_ip(rec.data.get(16..).unwrap_or(&[]))
+                    .ok()
+                    .filter(|s| s.transport.is_some())
+            });
+        if let Some(etherparse::TransportSlice::Tcp(tcp)) = sliced.as_ref().and_then(|s| s.transport.as_ref()) {
+            let h = tcp.header_slice();
+            let at = h.as_ptr() as usize - rec.data.as_ptr() as usize;
+            for b in &mut data[at + 16..at + h.len()] {
+                *b = 0xaa;
+            }
+        }
+        all.extend_from_slice(&data);
+    }
+    all
+}
+
+/// Every IPv4 and IPv6 address (as bytes) and host name tshark finds in a capture.
+fn identities(file: &Path) -> (BTreeSet<Vec<u8>>, BTreeSet<String>) {
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(file)
+        .args(["-d", "tcp.port==18765,http", "-d", "tcp.port==18080,http", "-d", "tcp.port==18443,tls"])
+        .args(["-T", "fields", "-E", "separator=,", "-E", "occurrence=a"])
+        .args(["-e", "ip.src", "-e", "ip.dst", "-e", "ipv6.src", "-e", "ipv6.dst", "-e", "dns.a", "-e", "dns.aaaa"])
+        .args(["-e", "dns.qry.name", "-e", "tls.handshake.extensions_server_name", "-e", "http.host"])
+        .output()
+        .unwrap();
+    let (mut addrs, mut names) = (BTreeSet::new(), BTreeSet::new());
+    for tok in String::from_utf8_lossy(&out.stdout).split(|c: char| c == ',' || c.is_whitespace()) {
+        if let Ok(a) = tok.parse::<std::net::IpAddr>() {
+            addrs.insert(match a {
+                std::net::IpAddr::V4(v) => v.octets().to_vec(),
+                std::net::IpAddr::V6(v) => v.octets().to_vec(),
+            });
+        } else if tok.len() >= 4 && tok.contains('.') {
+            let host = tok.split(':').next().unwrap_or(tok);
+            if host.parse::<std::net::IpAddr>().is_err() {
+                names.insert(host.to_ascii_lowercase());
+            }
+        }
+    }
+    (addrs, names)
+}
+
+#[test]
+fn pseudonymize_every_capture_leaves_no_original_address_or_name() {
+    require_tshark();
+    let dir = tmpdir();
+    for input in testdata_captures().into_iter().chain(corpus_captures()) {
+        let out = scrub_to(&input, dir.path(), &["--pseudonymize", "--key", "k1"]);
+        let raw = packet_bytes_without_tcp_numbers(&out);
+        let lower = std::fs::read(&out).unwrap().to_ascii_lowercase();
+        let (addrs, names) = identities(&without_secrets(&input, dir.path()));
+        for a in addrs {
+            let mut r = a.clone();
+            r.reverse();
+            assert!(!contains(&raw, &a) && !contains(&raw, &r), "{}: address {a:?} survived", input.display());
+        }
+        for n in names {
+            assert!(!contains(&lower, n.as_bytes()), "{}: name {n} survived", input.display());
+        }
+        assert!(bad_checksums(&out).is_subset(&bad_checksums(&input)), "{}: checksums broken", input.display());
+    }
 }

@@ -8,28 +8,12 @@ use std::process::{Command, Stdio};
 use common::*;
 
 fn trim_to(input: &Path, dir: &Path, extra: &[&str]) -> std::path::PathBuf {
-    let name = input
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .trim_end_matches(".gz")
-        .to_string();
+    let name = input.file_name().unwrap().to_string_lossy().trim_end_matches(".gz").to_string();
     let out = dir.join(format!("trimmed-{name}"));
-    let mut args = vec![
-        "trim",
-        input.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "-q",
-    ];
+    let mut args = vec!["trim", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "-q"];
     args.extend_from_slice(extra);
     let r = run(&args);
-    assert!(
-        r.status.success(),
-        "trim {} failed: {}",
-        input.display(),
-        String::from_utf8_lossy(&r.stderr)
-    );
+    assert!(r.status.success(), "trim {} failed: {}", input.display(), String::from_utf8_lossy(&r.stderr));
     out
 }
 
@@ -45,11 +29,7 @@ fn assert_trim_preserves_handshakes(input: &Path) {
     let got = facts(&after, &flows);
     for (fact, n) in &want {
         let m = got.get(fact).copied().unwrap_or(0);
-        assert!(
-            m >= *n,
-            "{}: fact {fact:?} seen {n} times in the input, {m} in the output",
-            input.display()
-        );
+        assert!(m >= *n, "{}: fact {fact:?} seen {n} times in the input, {m} in the output", input.display());
     }
     assert!(
         expert_errors(&out) <= expert_errors(input),
@@ -84,11 +64,8 @@ fn dns_lookups_and_failures_are_kept() {
         let input = testdata().join(name);
         let out = trim_to(&input, dir.path(), &[]);
         let q = |f: &Path| {
-            let mut v: Vec<String> = tshark_rows(f)
-                .into_iter()
-                .map(|r| r[col("dns.qry.name")].clone())
-                .filter(|s| !s.is_empty())
-                .collect();
+            let mut v: Vec<String> =
+                tshark_rows(f).into_iter().map(|r| r[col("dns.qry.name")].clone()).filter(|s| !s.is_empty()).collect();
             v.sort();
             v
         };
@@ -105,16 +82,10 @@ fn unrelated_flows_are_dropped() {
     let rows = tshark_rows(&out);
     for r in &rows {
         let flow = flow_of(r);
-        assert!(
-            !flow.contains(":18090"),
-            "plain HTTP page load kept: {flow}"
-        );
+        assert!(!flow.contains(":18090"), "plain HTTP page load kept: {flow}");
         assert!(!flow.contains(":18443"), "h2 TLS flow kept: {flow}");
         assert!(!flow.contains(":18514"), "unrelated UDP kept: {flow}");
-        assert!(
-            r[col("http.response.code")] != "426",
-            "non-upgrade GET / kept"
-        );
+        assert!(r[col("http.response.code")] != "426", "non-upgrade GET / kept");
     }
 }
 
@@ -123,14 +94,8 @@ fn bulk_websocket_capture_shrinks_by_95_percent() {
     let dir = tmpdir();
     let input = testdata().join("ws-bulk-mixed.pcap");
     let out = trim_to(&input, dir.path(), &[]);
-    let (a, b) = (
-        std::fs::metadata(&input).unwrap().len(),
-        std::fs::metadata(&out).unwrap().len(),
-    );
-    assert!(
-        b * 20 <= a,
-        "trimmed {b} of {a} bytes: less than 95% smaller"
-    );
+    let (a, b) = (std::fs::metadata(&input).unwrap().len(), std::fs::metadata(&out).unwrap().len());
+    assert!(b * 20 <= a, "trimmed {b} of {a} bytes: less than 95% smaller");
 }
 
 #[test]
@@ -142,15 +107,8 @@ fn bulk_modes_drop_cut_or_keep() {
         std::fs::create_dir_all(&d).unwrap();
         std::fs::metadata(trim_to(&input, &d, extra)).unwrap().len()
     };
-    let (drop, headers, keep) = (
-        size(&["--bulk", "drop"], "d"),
-        size(&[], "h"),
-        size(&["--bulk", "keep"], "k"),
-    );
-    assert!(
-        drop < headers && headers < keep,
-        "drop {drop} < headers {headers} < keep {keep}"
-    );
+    let (drop, headers, keep) = (size(&["--bulk", "drop"], "d"), size(&[], "h"), size(&["--bulk", "keep"], "k"));
+    assert!(drop < headers && headers < keep, "drop {drop} < headers {headers} < keep {keep}");
     let tiny_budget = size(&["--bulk-budget", "200"], "b");
     assert!(tiny_budget < headers);
 }
@@ -158,11 +116,7 @@ fn bulk_modes_drop_cut_or_keep() {
 #[test]
 fn pipe_in_and_out_gives_the_same_bytes_as_files() {
     let dir = tmpdir();
-    for name in [
-        "ws-bulk-mixed.pcap",
-        "wss-ok.pcapng",
-        "ws-bad-accept.pcapng.gz",
-    ] {
+    for name in ["ws-bulk-mixed.pcap", "wss-ok.pcapng", "ws-bad-accept.pcapng.gz"] {
         let input = testdata().join(name);
         let file_out = trim_to(&input, dir.path(), &[]);
         let piped = Command::new(bin())
@@ -172,11 +126,7 @@ fn pipe_in_and_out_gives_the_same_bytes_as_files() {
             .output()
             .unwrap();
         assert!(piped.status.success());
-        assert_eq!(
-            piped.stdout,
-            std::fs::read(&file_out).unwrap(),
-            "{name}: piped output differs"
-        );
+        assert_eq!(piped.stdout, std::fs::read(&file_out).unwrap(), "{name}: piped output differs");
     }
 }
 
@@ -185,11 +135,7 @@ fn output_keeps_the_input_format_and_resolution() {
     let dir = tmpdir();
     let ns = testdata().join("ws-direct-ok.pcap");
     let out = trim_to(&ns, dir.path(), &[]);
-    assert_eq!(
-        std::fs::read(&out).unwrap()[..24],
-        std::fs::read(&ns).unwrap()[..24],
-        "pcap header changed"
-    );
+    assert_eq!(std::fs::read(&out).unwrap()[..24], std::fs::read(&ns).unwrap()[..24], "pcap header changed");
     let ng = trim_to(&testdata().join("wss-ok.pcapng"), dir.path(), &[]);
     assert_eq!(&std::fs::read(&ng).unwrap()[..4], &[0x0a, 0x0d, 0x0d, 0x0a]);
 }
@@ -200,31 +146,11 @@ fn format_conversion_both_ways_keeps_packets() {
     let a = testdata().join("ws-proxy-ok-any.pcap");
     let ng = dir.path().join("a.pcapng");
     assert!(
-        run(&[
-            "trim",
-            a.to_str().unwrap(),
-            "-o",
-            ng.to_str().unwrap(),
-            "--format",
-            "pcapng",
-            "-q"
-        ])
-        .status
-        .success()
+        run(&["trim", a.to_str().unwrap(), "-o", ng.to_str().unwrap(), "--format", "pcapng", "-q"]).status.success()
     );
     let back = dir.path().join("b.pcap");
     assert!(
-        run(&[
-            "trim",
-            ng.to_str().unwrap(),
-            "-o",
-            back.to_str().unwrap(),
-            "--format",
-            "pcap",
-            "-q"
-        ])
-        .status
-        .success()
+        run(&["trim", ng.to_str().unwrap(), "-o", back.to_str().unwrap(), "--format", "pcap", "-q"]).status.success()
     );
     let (x, y, z) = (read_packets(&a), read_packets(&ng), read_packets(&back));
     assert_eq!(x.len(), y.len());
@@ -240,38 +166,14 @@ fn existing_output_needs_force_and_input_cannot_be_output() {
     let r = run(&["trim", input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
     assert_eq!(r.status.code(), Some(2));
     assert_eq!(std::fs::read(&out).unwrap(), b"precious");
-    assert!(
-        run(&[
-            "trim",
-            input.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "--force",
-            "-q"
-        ])
-        .status
-        .success()
-    );
+    assert!(run(&["trim", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--force", "-q"]).status.success());
     let copy = dir.path().join("in.pcap");
     std::fs::copy(&input, &copy).unwrap();
     let link = dir.path().join("link.pcap");
     std::os::unix::fs::symlink(&copy, &link).unwrap();
-    let r = run(&[
-        "trim",
-        copy.to_str().unwrap(),
-        "-o",
-        link.to_str().unwrap(),
-        "--force",
-    ]);
-    assert_eq!(
-        r.status.code(),
-        Some(2),
-        "writing over the input through a link must be refused"
-    );
-    assert_eq!(
-        std::fs::read(&copy).unwrap(),
-        std::fs::read(&input).unwrap()
-    );
+    let r = run(&["trim", copy.to_str().unwrap(), "-o", link.to_str().unwrap(), "--force"]);
+    assert_eq!(r.status.code(), Some(2), "writing over the input through a link must be refused");
+    assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(&input).unwrap());
 }
 
 #[test]
@@ -284,14 +186,8 @@ fn not_a_capture_is_a_one_line_error_and_leaves_no_output() {
     assert_eq!(r.status.code(), Some(1));
     let err = String::from_utf8_lossy(&r.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(
-        err.contains("notes.txt") && err.contains("not a pcap or pcapng file"),
-        "{err}"
-    );
-    assert!(
-        std::fs::read_dir(dir.path()).unwrap().count() == 1,
-        "partial output left behind"
-    );
+    assert!(err.contains("notes.txt") && err.contains("not a pcap or pcapng file"), "{err}");
+    assert!(std::fs::read_dir(dir.path()).unwrap().count() == 1, "partial output left behind");
 }
 
 #[test]
@@ -304,10 +200,7 @@ fn truncated_last_record_warns_with_packet_number_and_keeps_the_rest() {
     let r = run(&["trim", cut.to_str().unwrap(), "-o", out.to_str().unwrap()]);
     assert_eq!(r.status.code(), Some(0));
     let err = String::from_utf8_lossy(&r.stderr);
-    assert!(
-        err.contains("cut.pcap") && err.contains("packet 20") && err.contains("truncated"),
-        "{err}"
-    );
+    assert!(err.contains("cut.pcap") && err.contains("packet 20") && err.contains("truncated"), "{err}");
     assert_eq!(read_packets(&out).len(), 19);
 }
 
@@ -325,10 +218,7 @@ fn impossible_record_length_is_an_error_naming_packet_and_offset() {
     let r = run(&["trim", bad.to_str().unwrap(), "-o", out.to_str().unwrap()]);
     assert_eq!(r.status.code(), Some(1));
     let err = String::from_utf8_lossy(&r.stderr);
-    assert!(
-        err.contains("bad.pcap") && err.contains("packet 2") && err.contains("offset"),
-        "{err}"
-    );
+    assert!(err.contains("bad.pcap") && err.contains("packet 2") && err.contains("offset"), "{err}");
     assert!(!out.exists());
 }
 
@@ -343,10 +233,7 @@ fn unknown_link_type_is_dropped_with_a_count() {
     let r = run(&["trim", odd.to_str().unwrap(), "-o", out.to_str().unwrap()]);
     assert_eq!(r.status.code(), Some(0));
     let err = String::from_utf8_lossy(&r.stderr);
-    assert!(
-        err.contains("2 packets with an unsupported link type"),
-        "{err}"
-    );
+    assert!(err.contains("2 packets with an unsupported link type"), "{err}");
 }
 
 #[test]
@@ -382,11 +269,7 @@ fn dsb_lines(file: &Path) -> Vec<String> {
         let len = u32::from_le_bytes(b[i + 4..i + 8].try_into().unwrap()) as usize;
         if kind == 0x0a {
             let n = u32::from_le_bytes(b[i + 12..i + 16].try_into().unwrap()) as usize;
-            lines.extend(
-                String::from_utf8_lossy(&b[i + 16..i + 16 + n])
-                    .lines()
-                    .map(str::to_string),
-            );
+            lines.extend(String::from_utf8_lossy(&b[i + 16..i + 16 + n]).lines().map(str::to_string));
         }
         i += len.max(12);
     }
@@ -399,26 +282,15 @@ fn key_log_is_kept_only_for_kept_tls_sessions_and_still_decrypts() {
     require_tshark();
     let dir = tmpdir();
     let input = testdata().join("wss-keylog.pcapng");
-    assert_eq!(
-        dsb_lines(&input).len(),
-        2,
-        "the sample holds two sessions' keys"
-    );
+    assert_eq!(dsb_lines(&input).len(), 2, "the sample holds two sessions' keys");
     let out = trim_to(&input, dir.path(), &[]);
     let kept = dsb_lines(&out);
-    assert_eq!(
-        kept.len(),
-        1,
-        "only the WebSocket session's key survives: {kept:?}"
-    );
+    assert_eq!(kept.len(), 1, "only the WebSocket session's key survives: {kept:?}");
     assert!(dsb_lines(&input).contains(&kept[0]));
     // tshark decrypts the kept session with the embedded key: the 101 inside TLS is visible
     // (the other 101 is the plain backend leg).
-    let codes: Vec<String> = tshark_rows(&out)
-        .into_iter()
-        .map(|r| r[col("http.response.code")].clone())
-        .filter(|c| !c.is_empty())
-        .collect();
+    let codes: Vec<String> =
+        tshark_rows(&out).into_iter().map(|r| r[col("http.response.code")].clone()).filter(|c| !c.is_empty()).collect();
     assert_eq!(codes, vec!["101", "101"], "{codes:?}");
 }
 
@@ -427,13 +299,7 @@ fn key_log_is_kept_only_for_kept_tls_sessions_and_still_decrypts() {
 fn relink(input: &Path, out: &Path, link_type: u32, header: impl Fn(&[u8]) -> Vec<u8>, big: bool) {
     let b = std::fs::read(input).unwrap();
     let rd = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
-    let put = |v: &mut Vec<u8>, x: u32| {
-        v.extend_from_slice(&if big {
-            x.to_be_bytes()
-        } else {
-            x.to_le_bytes()
-        })
-    };
+    let put = |v: &mut Vec<u8>, x: u32| v.extend_from_slice(&if big { x.to_be_bytes() } else { x.to_le_bytes() });
     let mut v = Vec::new();
     put(&mut v, rd(0));
     let minor_major = if big { [0, 2, 0, 4] } else { [2, 0, 4, 0] };
@@ -451,10 +317,7 @@ fn relink(input: &Path, out: &Path, link_type: u32, header: impl Fn(&[u8]) -> Ve
         put(&mut v, rd(i));
         put(&mut v, rd(i + 4));
         put(&mut v, data.len() as u32);
-        put(
-            &mut v,
-            rd(i + 12) - 14 + (data.len() as u32 + 14 - incl as u32),
-        );
+        put(&mut v, rd(i + 12) - 14 + (data.len() as u32 + 14 - incl as u32));
         v.extend_from_slice(&data);
         i += 16 + incl;
     }
@@ -468,18 +331,8 @@ fn raw_ip_bsd_loopback_and_big_endian_captures_are_trimmed_alike() {
     let src = testdata().join("ws-reject-403.pcap");
     let cases: Vec<(&str, u32, Box<dyn Fn(&[u8]) -> Vec<u8>>, bool)> = vec![
         ("raw.pcap", 101, Box::new(|_| Vec::new()), false),
-        (
-            "null.pcap",
-            0,
-            Box::new(|_| 2u32.to_le_bytes().to_vec()),
-            false,
-        ),
-        (
-            "loop.pcap",
-            108,
-            Box::new(|_| 2u32.to_be_bytes().to_vec()),
-            false,
-        ),
+        ("null.pcap", 0, Box::new(|_| 2u32.to_le_bytes().to_vec()), false),
+        ("loop.pcap", 108, Box::new(|_| 2u32.to_be_bytes().to_vec()), false),
         ("big-endian.pcap", 1, Box::new(|e| e.to_vec()), true),
     ];
     for (name, lt, hdr, big) in cases {
@@ -491,11 +344,7 @@ fn raw_ip_bsd_loopback_and_big_endian_captures_are_trimmed_alike() {
             read_packets(&input).len(),
             "{name}: every packet of the 403 attempt is kept"
         );
-        assert_eq!(
-            std::fs::read(&out).unwrap()[..24],
-            std::fs::read(&input).unwrap()[..24],
-            "{name}: header changed"
-        );
+        assert_eq!(std::fs::read(&out).unwrap()[..24], std::fs::read(&input).unwrap()[..24], "{name}: header changed");
         assert_trim_preserves_handshakes(&input);
     }
 }
@@ -516,19 +365,9 @@ fn pcapng_with_two_link_types_keeps_both_interfaces() {
     }
     assert_eq!(links, vec![1, 276]);
     assert_eq!(read_packets(&out).len(), 60);
-    let r = run(&[
-        "trim",
-        out.to_str().unwrap(),
-        "-o",
-        dir.path().join("x.pcap").to_str().unwrap(),
-        "--format",
-        "pcap",
-    ]);
-    assert_eq!(
-        r.status.code(),
-        Some(2),
-        "two link types cannot go into one pcap"
-    );
+    let r =
+        run(&["trim", out.to_str().unwrap(), "-o", dir.path().join("x.pcap").to_str().unwrap(), "--format", "pcap"]);
+    assert_eq!(r.status.code(), Some(2), "two link types cannot go into one pcap");
     assert!(String::from_utf8_lossy(&r.stderr).contains("--format pcapng"));
 }
 
@@ -540,13 +379,7 @@ fn websocket_met_mid_connection_is_recognised_by_its_frames() {
     // what a capture started after the upgrade looks like.
     let full = testdata().join("ws-ping-survives.pcap");
     let mid = dir.path().join("mid.pcap");
-    let st = std::process::Command::new("editcap")
-        .args(["-r"])
-        .arg(&full)
-        .arg(&mid)
-        .arg("13-1000")
-        .status()
-        .unwrap();
+    let st = std::process::Command::new("editcap").args(["-r"]).arg(&full).arg(&mid).arg("13-1000").status().unwrap();
     assert!(st.success());
     let out = trim_to(&mid, dir.path(), &[]);
     // Without the upgrade tshark needs to be told these ports carry WebSocket.
@@ -554,26 +387,14 @@ fn websocket_met_mid_connection_is_recognised_by_its_frames() {
         let out = std::process::Command::new("tshark")
             .arg("-r")
             .arg(f)
-            .args([
-                "-d",
-                "tcp.port==18084,websocket",
-                "-d",
-                "tcp.port==18765,websocket",
-            ])
+            .args(["-d", "tcp.port==18084,websocket", "-d", "tcp.port==18765,websocket"])
             .args(["-T", "fields", "-e", "websocket.opcode"])
             .output()
             .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| l.split(',').any(|o| o == "9" || o == "10"))
-            .count()
+        String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.split(',').any(|o| o == "9" || o == "10")).count()
     };
     assert!(pings(&mid) > 0);
-    assert_eq!(
-        pings(&out),
-        pings(&mid),
-        "ping/pong frames of a flow met mid-connection are kept"
-    );
+    assert_eq!(pings(&out), pings(&mid), "ping/pong frames of a flow met mid-connection are kept");
 }
 
 #[test]
@@ -587,11 +408,6 @@ fn record_longer_than_its_snaplen_is_kept_with_a_warning() {
     let r = run(&["trim", odd.to_str().unwrap(), "-o", out.to_str().unwrap()]);
     assert_eq!(r.status.code(), Some(0));
     let err = String::from_utf8_lossy(&r.stderr);
-    assert!(
-        err.contains("snap.pcap")
-            && err.contains("packet 4")
-            && err.contains("exceeds the snaplen 100"),
-        "{err}"
-    );
+    assert!(err.contains("snap.pcap") && err.contains("packet 4") && err.contains("exceeds the snaplen 100"), "{err}");
     assert_eq!(read_packets(&out).len(), 10);
 }

@@ -27,10 +27,7 @@ impl AtomicOutput {
     pub fn create(target: &OutputTarget, force: bool, inputs: &[PathBuf]) -> Result<Self> {
         match target {
             OutputTarget::Stdout => Ok(AtomicOutput {
-                inner: Some(BufWriter::with_capacity(
-                    WRITE_BUFFER_BYTES,
-                    Box::new(io::stdout()),
-                )),
+                inner: Some(BufWriter::with_capacity(WRITE_BUFFER_BYTES, Box::new(io::stdout()))),
                 tmp: None,
                 target: None,
             }),
@@ -49,14 +46,8 @@ impl AtomicOutput {
                         path.display()
                     )));
                 }
-                let dir = path
-                    .parent()
-                    .filter(|d| !d.as_os_str().is_empty())
-                    .unwrap_or(Path::new("."));
-                let name = path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
+                let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                 let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
                 let f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
                 Ok(AtomicOutput {

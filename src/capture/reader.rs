@@ -15,10 +15,7 @@ use pcap_file::pcapng::PcapNgParser;
 use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
 use pcap_file::{Endianness, PcapError};
 
-use super::{
-    Format, Interface, MAX_RECORD_BYTES, PCAP_MAGIC_NS, PCAP_MAGIC_US, PCAPNG_SHB, Packet,
-    RecordMeta, block,
-};
+use super::{Format, Interface, MAX_RECORD_BYTES, PCAP_MAGIC_NS, PCAP_MAGIC_US, PCAPNG_SHB, Packet, RecordMeta, block};
 use crate::error::{Error, Result};
 
 const READ_CHUNK_BYTES: usize = 1 << 20;
@@ -50,17 +47,9 @@ impl Input {
         let prefix = Cursor::new(magic[..n].to_vec());
         let joined: Box<dyn Read + Send> = Box::new(prefix.chain(raw));
         if n == 2 && magic == [0x1f, 0x8b] {
-            Ok(Input {
-                stream: Box::new(MultiGzDecoder::new(joined)),
-                size,
-                gzip: true,
-            })
+            Ok(Input { stream: Box::new(MultiGzDecoder::new(joined)), size, gzip: true })
         } else {
-            Ok(Input {
-                stream: joined,
-                size,
-                gzip: false,
-            })
+            Ok(Input { stream: joined, size, gzip: false })
         }
     }
 }
@@ -151,9 +140,7 @@ impl Reader {
         let head = &r.buf[r.pos..r.pos + 4];
         let be = u32::from_be_bytes(head.try_into().expect("4 bytes"));
         let le = u32::from_le_bytes(head.try_into().expect("4 bytes"));
-        if [PCAP_MAGIC_US, PCAP_MAGIC_NS].contains(&be)
-            || [PCAP_MAGIC_US, PCAP_MAGIC_NS].contains(&le)
-        {
+        if [PCAP_MAGIC_US, PCAP_MAGIC_NS].contains(&be) || [PCAP_MAGIC_US, PCAP_MAGIC_NS].contains(&le) {
             r.open_pcap()?;
         } else if be == PCAPNG_SHB {
             r.format = Format::PcapNg;
@@ -224,11 +211,8 @@ impl Reader {
         if self.end - self.pos < 24 {
             return Err(Error::BadHeader("pcap header cut short".into()));
         }
-        let raw: [u8; 24] = self.buf[self.pos..self.pos + 24]
-            .try_into()
-            .expect("24 bytes");
-        let (_, h) = pcap_file::pcap::PcapHeader::from_slice(&raw)
-            .map_err(|e| Error::BadHeader(e.to_string()))?;
+        let raw: [u8; 24] = self.buf[self.pos..self.pos + 24].try_into().expect("24 bytes");
+        let (_, h) = pcap_file::pcap::PcapHeader::from_slice(&raw).map_err(|e| Error::BadHeader(e.to_string()))?;
         let big_endian = h.endianness == Endianness::Big;
         let nanos = h.ts_resolution == pcap_file::TsResolution::NanoSecond;
         let link_type = u32::from(h.datalink);
@@ -238,13 +222,7 @@ impl Reader {
             units_per_sec: if nanos { 1_000_000_000 } else { 1_000_000 },
             offset_s: 0,
         });
-        self.pcap = Some(PcapHeader {
-            raw,
-            big_endian,
-            nanos,
-            link_type,
-            snaplen: h.snaplen,
-        });
+        self.pcap = Some(PcapHeader { raw, big_endian, nanos, link_type, snaplen: h.snaplen });
         self.pos += 24;
         self.bytes_read = 24;
         Ok(())
@@ -277,9 +255,7 @@ impl Reader {
                 0x1a2b_3c4d => true,
                 0x4d3c_2b1a => false,
                 _ => {
-                    return Err(Error::BadHeader(
-                        "pcapng section header with a bad byte-order magic".into(),
-                    ));
+                    return Err(Error::BadHeader("pcapng section header with a bad byte-order magic".into()));
                 }
             }
         } else {
@@ -292,21 +268,13 @@ impl Reader {
         } as usize;
         if len < 12 || len % 4 != 0 || len > MAX_RECORD_BYTES {
             let what = format!("impossible pcapng block length {len}");
-            return Err(if first {
-                Error::BadHeader(what)
-            } else {
-                self.bad(packet, &what)
-            });
+            return Err(if first { Error::BadHeader(what) } else { self.bad(packet, &what) });
         }
         Ok(len)
     }
 
     fn bad(&self, packet: u64, what: &str) -> Error {
-        Error::BadRecord {
-            packet,
-            offset: self.offset(),
-            what: what.to_string(),
-        }
+        Error::BadRecord { packet, offset: self.offset(), what: what.to_string() }
     }
 
     /// The next record or block, or `None` at a clean end of file.
@@ -330,14 +298,8 @@ impl Reader {
             return Err(self.bad(packet, "truncated record header (file cut short)"));
         }
         let rd = |i: usize| {
-            let b: [u8; 4] = self.buf[self.pos + i..self.pos + i + 4]
-                .try_into()
-                .expect("4 bytes");
-            if big {
-                u32::from_be_bytes(b)
-            } else {
-                u32::from_le_bytes(b)
-            }
+            let b: [u8; 4] = self.buf[self.pos + i..self.pos + i + 4].try_into().expect("4 bytes");
+            if big { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) }
         };
         let (sec, frac, incl, orig) = (rd(0), rd(4), rd(8) as usize, rd(12));
         if incl > MAX_RECORD_BYTES {
@@ -345,8 +307,7 @@ impl Reader {
         }
         if snaplen != 0 && incl as u32 > snaplen {
             self.over_snaplen += 1;
-            self.first_over_snaplen
-                .get_or_insert((packet, incl, snaplen));
+            self.first_over_snaplen.get_or_insert((packet, incl, snaplen));
         }
         self.fill(16 + incl)?;
         if self.end - self.pos < 16 + incl {
@@ -366,10 +327,7 @@ impl Reader {
             data_offset: 16,
             caplen: incl as u32,
         };
-        Ok(Some(Item::Packet(Packet {
-            meta,
-            raw: &self.buf[start..start + 16 + incl],
-        })))
+        Ok(Some(Item::Packet(Packet { meta, raw: &self.buf[start..start + 16 + incl] })))
     }
 
     fn next_block(&mut self) -> Result<Option<Item<'_>>> {
@@ -397,26 +355,15 @@ impl Reader {
             }));
         }
         let ng = self.ng.as_mut().expect("section opened in new()");
-        let (_, raw_block) =
-            ng.next_raw_block(&self.buf[start..start + len])
-                .map_err(|e| match e {
-                    PcapError::IncompleteBuffer => Error::BadRecord {
-                        packet,
-                        offset: self.base_offset + start as u64,
-                        what: "truncated block".into(),
-                    },
-                    e => Error::BadRecord {
-                        packet,
-                        offset: self.base_offset + start as u64,
-                        what: e.to_string(),
-                    },
-                })?;
+        let (_, raw_block) = ng.next_raw_block(&self.buf[start..start + len]).map_err(|e| match e {
+            PcapError::IncompleteBuffer => {
+                Error::BadRecord { packet, offset: self.base_offset + start as u64, what: "truncated block".into() }
+            }
+            e => Error::BadRecord { packet, offset: self.base_offset + start as u64, what: e.to_string() },
+        })?;
         let kind = raw_block.type_;
         if kind == block::INTERFACE_DESCRIPTION {
-            let idb = ng
-                .interfaces()
-                .last()
-                .expect("parser recorded the interface");
+            let idb = ng.interfaces().last().expect("parser recorded the interface");
             let mut iface = Interface {
                 link_type: u32::from(idb.linktype),
                 snaplen: idb.snaplen,
@@ -444,25 +391,16 @@ impl Reader {
         let big = self.ng_big_endian;
         let rd = |i: usize| {
             let b: [u8; 4] = raw[i..i + 4].try_into().expect("4 bytes");
-            if big {
-                u32::from_be_bytes(b)
-            } else {
-                u32::from_le_bytes(b)
-            }
+            if big { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) }
         };
         let packet_fields = match kind {
-            block::ENHANCED_PACKET if len >= 32 => Some((
-                rd(8),
-                (u64::from(rd(12)) << 32) | u64::from(rd(16)),
-                rd(20) as usize,
-                rd(24),
-                28,
-            )),
+            block::ENHANCED_PACKET if len >= 32 => {
+                Some((rd(8), (u64::from(rd(12)) << 32) | u64::from(rd(16)), rd(20) as usize, rd(24), 28))
+            }
             block::SIMPLE_PACKET if len >= 16 => {
                 let orig = rd(8);
                 let snap = self.interfaces.first().map_or(u32::MAX, |i| i.snaplen);
-                let cap =
-                    (orig.min(if snap == 0 { u32::MAX } else { snap }) as usize).min(len - 16);
+                let cap = (orig.min(if snap == 0 { u32::MAX } else { snap }) as usize).min(len - 16);
                 Some((0, 0, cap, orig, 12))
             }
             block::OBSOLETE_PACKET if len >= 32 => {
@@ -471,22 +409,12 @@ impl Reader {
                 } else {
                     u32::from(raw[9]) << 8 | u32::from(raw[8])
                 };
-                Some((
-                    iface,
-                    (u64::from(rd(12)) << 32) | u64::from(rd(16)),
-                    rd(20) as usize,
-                    rd(24),
-                    28,
-                ))
+                Some((iface, (u64::from(rd(12)) << 32) | u64::from(rd(16)), rd(20) as usize, rd(24), 28))
             }
             _ => None,
         };
         let Some((iface_id, ts, caplen, orig_len, data_offset)) = packet_fields else {
-            return Ok(Some(Item::Block {
-                kind,
-                raw,
-                big_endian: big,
-            }));
+            return Ok(Some(Item::Block { kind, raw, big_endian: big }));
         };
         if data_offset + caplen + 4 > len {
             return Err(Error::BadRecord {
@@ -502,8 +430,7 @@ impl Reader {
                 what: format!("packet names interface {iface_id}, which was never described"),
             });
         };
-        let ts_ns = (u128::from(ts) * 1_000_000_000 / u128::from(iface.units_per_sec.max(1)))
-            as i128
+        let ts_ns = (u128::from(ts) * 1_000_000_000 / u128::from(iface.units_per_sec.max(1))) as i128
             + i128::from(iface.offset_s) * 1_000_000_000;
         let meta = RecordMeta {
             number: packet,

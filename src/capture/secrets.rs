@@ -10,11 +10,7 @@ pub const TLS_KEY_LOG: u32 = 0x544c_534b;
 pub fn parse(raw: &[u8], big: bool) -> Option<(u32, &[u8])> {
     let rd = |i: usize| -> Option<u32> {
         let b: [u8; 4] = raw.get(i..i + 4)?.try_into().ok()?;
-        Some(if big {
-            u32::from_be_bytes(b)
-        } else {
-            u32::from_le_bytes(b)
-        })
+        Some(if big { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) })
     };
     let kind = rd(8)?;
     let len = rd(12)? as usize;
@@ -25,13 +21,7 @@ pub fn parse(raw: &[u8], big: bool) -> Option<(u32, &[u8])> {
 pub fn build(kind: u32, data: &[u8], big: bool) -> Vec<u8> {
     let padded = (data.len() + 3) & !3;
     let total = 16 + padded + 4;
-    let put = |v: &mut Vec<u8>, x: u32| {
-        v.extend_from_slice(&if big {
-            x.to_be_bytes()
-        } else {
-            x.to_le_bytes()
-        })
-    };
+    let put = |v: &mut Vec<u8>, x: u32| v.extend_from_slice(&if big { x.to_be_bytes() } else { x.to_le_bytes() });
     let mut v = Vec::with_capacity(total);
     put(&mut v, block::DECRYPTION_SECRETS);
     put(&mut v, total as u32);
@@ -52,10 +42,7 @@ mod tests {
         for big in [false, true] {
             let b = build(TLS_KEY_LOG, b"CLIENT_RANDOM aa bb\n", big);
             assert_eq!(b.len() % 4, 0);
-            assert_eq!(
-                parse(&b, big),
-                Some((TLS_KEY_LOG, &b"CLIENT_RANDOM aa bb\n"[..]))
-            );
+            assert_eq!(parse(&b, big), Some((TLS_KEY_LOG, &b"CLIENT_RANDOM aa bb\n"[..])));
         }
     }
 }

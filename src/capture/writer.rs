@@ -69,11 +69,7 @@ pub struct Writer<W: Write> {
 }
 
 fn put32(v: &mut Vec<u8>, x: u32, big: bool) {
-    v.extend_from_slice(&if big {
-        x.to_be_bytes()
-    } else {
-        x.to_le_bytes()
-    });
+    v.extend_from_slice(&if big { x.to_be_bytes() } else { x.to_le_bytes() });
 }
 
 fn pad4(n: usize) -> usize {
@@ -123,9 +119,7 @@ impl<W: Write> Writer<W> {
         let Some(start) = options_offset(kind).filter(|&s| s + 4 <= raw.len()) else {
             return Some(raw.to_vec());
         };
-        let opts = filter_options(&raw[start..raw.len() - 4], big, |code| {
-            self.filter.drops(kind, code)
-        });
+        let opts = filter_options(&raw[start..raw.len() - 4], big, |code| self.filter.drops(kind, code));
         let len = start + opts.len() + 4;
         let mut v = Vec::with_capacity(len);
         v.extend_from_slice(&raw[..4]);
@@ -225,24 +219,16 @@ impl<W: Write> Writer<W> {
             Format::Pcap => {
                 if kind == block::INTERFACE_DESCRIPTION && !self.header_done && raw.len() >= 20 {
                     let rd16 = |b: [u8; 2]| {
-                        if big_endian {
-                            u16::from_be_bytes(b)
-                        } else {
-                            u16::from_le_bytes(b)
-                        }
+                        if big_endian { u16::from_be_bytes(b) } else { u16::from_le_bytes(b) }
                     };
                     let rd32 = |b: [u8; 4]| {
-                        if big_endian {
-                            u32::from_be_bytes(b)
-                        } else {
-                            u32::from_le_bytes(b)
-                        }
+                        if big_endian { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) }
                     };
                     let link_type = u32::from(rd16([raw[8], raw[9]]));
                     let snaplen = rd32(raw[12..16].try_into().expect("4 bytes"));
                     // if_tsresol (code 9) of 9 means nanoseconds.
-                    let nanos = find_option(&raw[16..raw.len() - 4], 9, big_endian)
-                        .is_some_and(|v| v.first() == Some(&9));
+                    let nanos =
+                        find_option(&raw[16..raw.len() - 4], 9, big_endian).is_some_and(|v| v.first() == Some(&9));
                     self.start_pcap(link_type, snaplen, nanos)?;
                 }
                 Ok(())
@@ -268,12 +254,7 @@ impl<W: Write> Writer<W> {
 
     /// Writes a packet, whole (`cut == None`) or with its captured bytes cut to `cut`
     /// (the original length stays in the record, as editcap -s does).
-    pub fn packet(
-        &mut self,
-        p: &Packet<'_>,
-        cut: Option<u32>,
-        comment: Option<&str>,
-    ) -> Result<()> {
+    pub fn packet(&mut self, p: &Packet<'_>, cut: Option<u32>, comment: Option<&str>) -> Result<()> {
         let m = p.meta;
         let caplen = cut.map_or(m.caplen, |c| c.min(m.caplen));
         self.packets_written += 1;
@@ -281,9 +262,7 @@ impl<W: Write> Writer<W> {
         match self.target {
             Format::Pcap => {
                 if !self.header_done {
-                    return Err(Error::Usage(
-                        "pcap output needs an interface before the first packet".into(),
-                    ));
+                    return Err(Error::Usage("pcap output needs an interface before the first packet".into()));
                 }
                 if self.pcap_link.is_some_and(|l| l != m.link_type) {
                     return Err(Error::Usage(format!(
@@ -304,11 +283,7 @@ impl<W: Write> Writer<W> {
                     let sec = (m.ts_ns / 1_000_000_000) as u32;
                     let sub = m.ts_ns % 1_000_000_000;
                     put32(&mut self.scratch, sec, big);
-                    put32(
-                        &mut self.scratch,
-                        if self.pcap_nanos { sub } else { sub / 1000 } as u32,
-                        big,
-                    );
+                    put32(&mut self.scratch, if self.pcap_nanos { sub } else { sub / 1000 } as u32, big);
                 }
                 put32(&mut self.scratch, caplen, big);
                 put32(&mut self.scratch, m.orig_len, big);
@@ -317,13 +292,8 @@ impl<W: Write> Writer<W> {
             }
             Format::PcapNg => {
                 let kind_bytes: [u8; 4] = p.raw[..4].try_into().expect("block type");
-                let kind = if self.ng_big {
-                    u32::from_be_bytes(kind_bytes)
-                } else {
-                    u32::from_le_bytes(kind_bytes)
-                };
-                let epb_like =
-                    same && matches!(kind, block::ENHANCED_PACKET | block::OBSOLETE_PACKET);
+                let kind = if self.ng_big { u32::from_be_bytes(kind_bytes) } else { u32::from_le_bytes(kind_bytes) };
+                let epb_like = same && matches!(kind, block::ENHANCED_PACKET | block::OBSOLETE_PACKET);
                 if same && caplen == m.caplen && comment.is_none() && !self.filter.strip_comments {
                     return self.emit(p.raw);
                 }
@@ -341,9 +311,7 @@ impl<W: Write> Writer<W> {
                 // Options end with opt_endofopt; ours go before it.
                 let kept_opts;
                 let options = if self.filter.strip_comments {
-                    kept_opts = filter_options(options, big, |code| {
-                        self.filter.drops(block::ENHANCED_PACKET, code)
-                    });
+                    kept_opts = filter_options(options, big, |code| self.filter.drops(block::ENHANCED_PACKET, code));
                     &kept_opts[..]
                 } else {
                     options
@@ -360,8 +328,7 @@ impl<W: Write> Writer<W> {
                     let units = if same {
                         0
                     } else {
-                        (u128::from(m.ts_ns) * u128::from(self.ng_units_per_sec) / 1_000_000_000)
-                            as u64
+                        (u128::from(m.ts_ns) * u128::from(self.ng_units_per_sec) / 1_000_000_000) as u64
                     };
                     put32(&mut self.scratch, m.interface, big);
                     put32(&mut self.scratch, (units >> 32) as u32, big);
@@ -370,10 +337,7 @@ impl<W: Write> Writer<W> {
                 put32(&mut self.scratch, caplen, big);
                 put32(&mut self.scratch, m.orig_len, big);
                 self.scratch.extend_from_slice(&p.data()[..caplen as usize]);
-                self.scratch.resize(
-                    self.scratch.len() + pad4(caplen as usize) - caplen as usize,
-                    0,
-                );
+                self.scratch.resize(self.scratch.len() + pad4(caplen as usize) - caplen as usize, 0);
                 self.scratch.extend_from_slice(opts_body);
                 self.scratch.extend_from_slice(&extra);
                 if end == 4 {
@@ -402,11 +366,7 @@ fn filter_options(opts: &[u8], big: bool, drop: impl Fn(u16) -> bool) -> Vec<u8>
     while i + 4 <= opts.len() {
         let rd = |j: usize| {
             let b: [u8; 2] = opts[j..j + 2].try_into().expect("2 bytes");
-            if big {
-                u16::from_be_bytes(b)
-            } else {
-                u16::from_le_bytes(b)
-            }
+            if big { u16::from_be_bytes(b) } else { u16::from_le_bytes(b) }
         };
         let (code, len) = (rd(i), rd(i + 2) as usize);
         if code == 0 {
@@ -430,11 +390,7 @@ fn find_option(opts: &[u8], want: u16, big: bool) -> Option<&[u8]> {
     while i + 4 <= opts.len() {
         let rd = |j: usize| {
             let b: [u8; 2] = opts[j..j + 2].try_into().expect("2 bytes");
-            if big {
-                u16::from_be_bytes(b)
-            } else {
-                u16::from_le_bytes(b)
-            }
+            if big { u16::from_be_bytes(b) } else { u16::from_le_bytes(b) }
         };
         let (code, len) = (rd(i), rd(i + 2) as usize);
         if code == 0 {
@@ -454,11 +410,7 @@ fn strip_end_of_options(opts: &[u8], big: bool) -> (&[u8], bool) {
     while i + 4 <= opts.len() {
         let rd = |j: usize| {
             let b: [u8; 2] = opts[j..j + 2].try_into().expect("2 bytes");
-            if big {
-                u16::from_be_bytes(b)
-            } else {
-                u16::from_le_bytes(b)
-            }
+            if big { u16::from_be_bytes(b) } else { u16::from_le_bytes(b) }
         };
         let (code, len) = (rd(i), rd(i + 2) as usize);
         if code == 0 {

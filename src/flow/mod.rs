@@ -44,27 +44,9 @@ impl FlowKey {
     /// The key of a packet and which side sent it.
     pub fn of(src: Addr, sport: u16, dst: Addr, dport: u16, proto: u8) -> (FlowKey, Side) {
         if (src, sport) <= (dst, dport) {
-            (
-                FlowKey {
-                    a: src,
-                    b: dst,
-                    port_a: sport,
-                    port_b: dport,
-                    proto,
-                },
-                Side::A,
-            )
+            (FlowKey { a: src, b: dst, port_a: sport, port_b: dport, proto }, Side::A)
         } else {
-            (
-                FlowKey {
-                    a: dst,
-                    b: src,
-                    port_a: dport,
-                    port_b: sport,
-                    proto,
-                },
-                Side::B,
-            )
+            (FlowKey { a: dst, b: src, port_a: dport, port_b: sport, proto }, Side::B)
         }
     }
 
@@ -84,11 +66,7 @@ impl FlowKey {
 
     pub fn endpoint(&self, s: Side) -> String {
         let a = self.addr(s);
-        if a.v6 {
-            format!("[{a}]:{}", self.port(s))
-        } else {
-            format!("{a}:{}", self.port(s))
-        }
+        if a.v6 { format!("[{a}]:{}", self.port(s)) } else { format!("{a}:{}", self.port(s)) }
     }
 }
 

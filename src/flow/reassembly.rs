@@ -76,9 +76,7 @@ impl Stream {
         let off = self.offset_of(seq);
         let end = off + i64::from(wire_len);
         if end <= self.next as i64 {
-            return Placement::Old {
-                offset: off.max(0) as u64,
-            };
+            return Placement::Old { offset: off.max(0) as u64 };
         }
         if off <= self.next as i64 {
             let skip = (self.next as i64 - off) as usize;
@@ -91,12 +89,7 @@ impl Stream {
         }
         if self.held_bytes + payload.len() <= MAX_HELD_BYTES && self.held.len() < 1024 {
             self.held_bytes += payload.len();
-            self.held.push(HeldSegment {
-                offset: off as u64,
-                bytes: payload.to_vec(),
-                wire_len,
-                packet,
-            });
+            self.held.push(HeldSegment { offset: off as u64, bytes: payload.to_vec(), wire_len, packet });
             return Placement::Held;
         }
         self.next = end as u64;
@@ -174,10 +167,7 @@ mod tests {
     fn sequence_wraparound_is_seamless() {
         let mut s = Stream::default();
         s.syn(u32::MAX - 2);
-        assert_eq!(
-            s.place(u32::MAX - 1, 4, &[0; 4], 1),
-            Placement::InOrder { skip: 0 }
-        );
+        assert_eq!(s.place(u32::MAX - 1, 4, &[0; 4], 1), Placement::InOrder { skip: 0 });
         assert_eq!(s.place(2, 4, &[0; 4], 2), Placement::InOrder { skip: 0 });
         assert_eq!(s.delivered(), 8);
     }

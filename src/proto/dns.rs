@@ -37,12 +37,7 @@ pub fn parse(b: &[u8]) -> Option<Message> {
     let id = u16::from_be_bytes([b[0], b[1]]);
     let response = b[2] & 0x80 != 0;
     let rcode = b[3] & 0x0f;
-    let mut m = Message {
-        id,
-        response,
-        rcode,
-        ..Default::default()
-    };
+    let mut m = Message { id, response, rcode, ..Default::default() };
     // simple-dns rejects some real-world oddities; the header alone still carries the rcode.
     if let Ok(p) = simple_dns::Packet::parse(b) {
         m.names.extend(p.questions.iter().map(|q| name(&q.qname)));

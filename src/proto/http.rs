@@ -37,11 +37,7 @@ pub fn head_len(b: &[u8]) -> Option<usize> {
         if b.get(at + 1) == Some(&b'\n') {
             return Some(at + 2);
         }
-        if at >= 1
-            && b[at - 1] == b'\r'
-            && b.get(at + 1) == Some(&b'\r')
-            && b.get(at + 2) == Some(&b'\n')
-        {
+        if at >= 1 && b[at - 1] == b'\r' && b.get(at + 1) == Some(&b'\r') && b.get(at + 2) == Some(&b'\n') {
             return Some(at + 3);
         }
         i = at + 1;
@@ -93,9 +89,7 @@ pub fn strip_port(host: &str) -> String {
     let name = if let Some(rest) = h.strip_prefix('[') {
         rest.split(']').next().unwrap_or(rest)
     } else {
-        h.rsplit_once(':')
-            .filter(|(_, p)| p.bytes().all(|c| c.is_ascii_digit()))
-            .map_or(h, |(n, _)| n)
+        h.rsplit_once(':').filter(|(_, p)| p.bytes().all(|c| c.is_ascii_digit())).map_or(h, |(n, _)| n)
     };
     name.to_ascii_lowercase()
 }
@@ -138,8 +132,9 @@ pub fn parse_request(b: &[u8]) -> Option<RequestHead> {
             "origin" => r.origin = Some(header_value(h)),
             "content-length" => r.content_length = header_value(h).parse().unwrap_or(0),
             "via" => r.via = Some(header_value(h)),
-            "forwarded" | "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host"
-            | "x-real-ip" => r.forwarded = true,
+            "forwarded" | "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host" | "x-real-ip" => {
+                r.forwarded = true
+            }
             _ => {}
         }
         if name.starts_with("sec-websocket-") {

@@ -41,11 +41,7 @@ impl UnitFormat for Records {
         if !(20..=24).contains(&h.content_type) || b[1] != 3 || h.len > MAX_RECORD_BODY {
             return Header::Invalid;
         }
-        Header::Complete {
-            header: h,
-            len: RECORD_HEADER_BYTES,
-            body: u64::from(h.len),
-        }
+        Header::Complete { header: h, len: RECORD_HEADER_BYTES, body: u64::from(h.len) }
     }
 }
 
@@ -83,13 +79,8 @@ fn first_handshake_message(b: &[u8]) -> Hello<Vec<u8>> {
     let mut msg = Vec::new();
     let mut rest = b;
     loop {
-        let Header::Complete { header, len, body } = Records::parse(&rest[..rest.len().min(5)])
-        else {
-            return if rest.len() < 5 && looks_like_tls(b) != Some(false) {
-                Hello::NeedMore
-            } else {
-                Hello::NotTls
-            };
+        let Header::Complete { header, len, body } = Records::parse(&rest[..rest.len().min(5)]) else {
+            return if rest.len() < 5 && looks_like_tls(b) != Some(false) { Hello::NeedMore } else { Hello::NotTls };
         };
         if header.content_type != HANDSHAKE {
             return Hello::NotTls;
@@ -101,8 +92,7 @@ fn first_handshake_message(b: &[u8]) -> Hello<Vec<u8>> {
         msg.extend_from_slice(&rest[len..end]);
         rest = &rest[end..];
         if msg.len() >= 4 {
-            let need =
-                4 + (usize::from(msg[1]) << 16 | usize::from(msg[2]) << 8 | usize::from(msg[3]));
+            let need = 4 + (usize::from(msg[1]) << 16 | usize::from(msg[2]) << 8 | usize::from(msg[3]));
             if msg.len() >= need {
                 msg.truncate(need);
                 return Hello::Parsed(msg);
@@ -123,24 +113,16 @@ pub fn parse_client_hello(b: &[u8]) -> Hello<ClientHello> {
     else {
         return Hello::NotTls;
     };
-    let mut out = ClientHello {
-        random: ch.random.to_vec(),
-        ..Default::default()
-    };
+    let mut out = ClientHello { random: ch.random.to_vec(), ..Default::default() };
     if let Some(ext) = ch.ext {
         if let Ok((_, exts)) = tls_parser::parse_tls_client_hello_extensions(ext) {
             for e in exts {
                 match e {
                     TlsExtension::SNI(names) => {
-                        out.sni = names
-                            .first()
-                            .map(|(_, n)| String::from_utf8_lossy(n).to_ascii_lowercase())
+                        out.sni = names.first().map(|(_, n)| String::from_utf8_lossy(n).to_ascii_lowercase())
                     }
                     TlsExtension::ALPN(protos) => {
-                        out.alpn = protos
-                            .iter()
-                            .map(|p| String::from_utf8_lossy(p).into_owned())
-                            .collect()
+                        out.alpn = protos.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect()
                     }
                     _ => {}
                 }
@@ -248,9 +230,7 @@ pub(crate) mod tests {
     #[test]
     fn sni_and_alpn_are_read() {
         let rec = client_hello("WS.test", &["http/1.1"]);
-        let Hello::Parsed(ch) = parse_client_hello(&rec) else {
-            panic!()
-        };
+        let Hello::Parsed(ch) = parse_client_hello(&rec) else { panic!() };
         assert_eq!(ch.sni.as_deref(), Some("ws.test"));
         assert_eq!(ch.alpn, vec!["http/1.1"]);
     }
@@ -259,15 +239,9 @@ pub(crate) mod tests {
     fn partial_hello_needs_more_and_garbage_is_not_tls() {
         let rec = client_hello("a", &["h2"]);
         for cut in 0..rec.len() {
-            assert!(
-                matches!(parse_client_hello(&rec[..cut]), Hello::NeedMore),
-                "cut {cut}"
-            );
+            assert!(matches!(parse_client_hello(&rec[..cut]), Hello::NeedMore), "cut {cut}");
         }
-        assert!(matches!(
-            parse_client_hello(b"GET / HTTP/1.1\r\n"),
-            Hello::NotTls
-        ));
+        assert!(matches!(parse_client_hello(b"GET / HTTP/1.1\r\n"), Hello::NotTls));
     }
 
     #[test]
@@ -279,9 +253,7 @@ pub(crate) mod tests {
         two.extend_from_slice(a);
         two.extend_from_slice(&[22, 3, 1, (b.len() >> 8) as u8, b.len() as u8]);
         two.extend_from_slice(b);
-        let Hello::Parsed(ch) = parse_client_hello(&two) else {
-            panic!()
-        };
+        let Hello::Parsed(ch) = parse_client_hello(&two) else { panic!() };
         assert_eq!(ch.sni.as_deref(), Some("split.example"));
     }
 }

@@ -72,11 +72,7 @@ impl<F: UnitFormat> Walker<F> {
     /// Feeds in-order bytes. `on_header` sees each completed header (with the first body
     /// bytes present in this segment) and says whether its unit is important: `None` not at
     /// all, `Some(n)` its header and the first `n` body bytes.
-    pub fn feed(
-        &mut self,
-        b: &[u8],
-        mut on_header: impl FnMut(&F::Header, &[u8]) -> Option<u64>,
-    ) -> Fed {
+    pub fn feed(&mut self, b: &[u8], mut on_header: impl FnMut(&F::Header, &[u8]) -> Option<u64>) -> Fed {
         let total = b.len();
         let mut b = b;
         let mut out = Fed::default();
@@ -124,8 +120,7 @@ impl<F: UnitFormat> Walker<F> {
                 }
                 Header::Complete { header, len, body } => {
                     let used = len - had;
-                    let body_here =
-                        &b[used..(used as u64 + body.min((b.len() - used) as u64)) as usize];
+                    let body_here = &b[used..(used as u64 + body.min((b.len() - used) as u64)) as usize];
                     let verdict = on_header(&header, body_here);
                     let important = verdict.is_some();
                     if had > 0 && resumed_open && out.completed_open.is_none() {
@@ -160,11 +155,7 @@ mod tests {
             match b {
                 [] | [_] => Header::NeedMore,
                 [0xff, ..] => Header::Invalid,
-                [tag, len, ..] => Header::Complete {
-                    header: *tag,
-                    len: 2,
-                    body: u64::from(*len),
-                },
+                [tag, len, ..] => Header::Complete { header: *tag, len: 2, body: u64::from(*len) },
             }
         }
     }
@@ -182,18 +173,9 @@ mod tests {
     #[test]
     fn bodies_spanning_segments_carry_importance() {
         let mut w = Walker::<Toy>::default();
-        assert!(
-            w.feed(&[9, 10, 0, 0], |t, _| (*t == 9).then_some(u64::MAX))
-                .important
-        );
-        assert!(
-            w.feed(&[0; 8], |t, _| (*t == 9).then_some(u64::MAX))
-                .important
-        );
-        assert!(
-            !w.feed(&[1, 1, 0], |t, _| (*t == 9).then_some(u64::MAX))
-                .important
-        );
+        assert!(w.feed(&[9, 10, 0, 0], |t, _| (*t == 9).then_some(u64::MAX)).important);
+        assert!(w.feed(&[0; 8], |t, _| (*t == 9).then_some(u64::MAX)).important);
+        assert!(!w.feed(&[1, 1, 0], |t, _| (*t == 9).then_some(u64::MAX)).important);
         assert!(w.at_boundary());
     }
 

@@ -74,13 +74,7 @@ impl UnitFormat for Frames {
             None
         };
         Header::Complete {
-            header: FrameHeader {
-                fin,
-                rsv: b[0] & 0x70,
-                opcode,
-                mask,
-                payload_len: len,
-            },
+            header: FrameHeader { fin, rsv: b[0] & 0x70, opcode, mask, payload_len: len },
             len: at,
             body: len,
         }
@@ -130,36 +124,24 @@ mod tests {
     fn masked_close_frame_gives_its_code() {
         let mask = [1, 2, 3, 4];
         let frame = [0x88, 0x82, 1, 2, 3, 4, 0x03 ^ 1, 0xe8 ^ 2];
-        let Header::Complete { header, len, body } = Frames::parse(&frame) else {
-            panic!()
-        };
-        assert_eq!(
-            (header.opcode, len, body, header.mask),
-            (OP_CLOSE, 6, 2, Some(mask))
-        );
+        let Header::Complete { header, len, body } = Frames::parse(&frame) else { panic!() };
+        assert_eq!((header.opcode, len, body, header.mask), (OP_CLOSE, 6, 2, Some(mask)));
         assert_eq!(close_code(&header, &frame[6..]), Some(1000));
     }
 
     #[test]
     fn extended_lengths_need_their_bytes() {
         assert!(matches!(Frames::parse(&[0x82, 126, 0]), Header::NeedMore));
-        let Header::Complete { body, len, .. } = Frames::parse(&[0x82, 126, 0x40, 0]) else {
-            panic!()
-        };
+        let Header::Complete { body, len, .. } = Frames::parse(&[0x82, 126, 0x40, 0]) else { panic!() };
         assert_eq!((body, len), (16384, 4));
-        assert!(matches!(
-            Frames::parse(&[0x82, 127, 0x80, 0, 0, 0, 0, 0, 0, 0]),
-            Header::Invalid
-        ));
+        assert!(matches!(Frames::parse(&[0x82, 127, 0x80, 0, 0, 0, 0, 0, 0, 0]), Header::Invalid));
     }
 
     #[test]
     fn reserved_opcodes_are_invalid_but_oversized_control_frames_are_walked() {
         assert!(matches!(Frames::parse(&[0x83, 0]), Header::Invalid));
         assert!(matches!(Frames::parse(&[0x8b, 0]), Header::Invalid));
-        let Header::Complete { header, body, .. } =
-            Frames::parse(&[0x88, 127, 0, 0, 0, 0, 0, 0, 1, 2])
-        else {
+        let Header::Complete { header, body, .. } = Frames::parse(&[0x88, 127, 0, 0, 0, 0, 0, 0, 1, 2]) else {
             panic!()
         };
         assert_eq!((header.opcode, body), (OP_CLOSE, 258));
@@ -169,10 +151,7 @@ mod tests {
     fn mid_connection_frames_are_recognised() {
         let masked_text = [0x81, 0x83, 0, 0, 0, 0, b'a', b'b', b'c'];
         assert_eq!(segment_is_frames(&masked_text), Some(true));
-        assert_eq!(
-            segment_is_frames(&[0x81, 0x03, b'a', b'b', b'c', 0x8a, 0x00]),
-            Some(false)
-        );
+        assert_eq!(segment_is_frames(&[0x81, 0x03, b'a', b'b', b'c', 0x8a, 0x00]), Some(false));
         assert_eq!(segment_is_frames(b"GET / HTTP/1.1\r\n"), None);
         assert_eq!(segment_is_frames(&[0x81, 0x05, b'a']), None);
     }

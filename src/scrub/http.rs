@@ -120,16 +120,12 @@ impl HeadRedactor {
                     if tok.starts_with(b"HTTP/1.") {
                         self.end.response = true;
                         self.at = At::Status;
-                    } else if !tok.is_empty()
-                        && tok.iter().all(|b| b.is_ascii_uppercase() || *b == b'-')
-                    {
+                    } else if !tok.is_empty() && tok.iter().all(|b| b.is_ascii_uppercase() || *b == b'-') {
                         self.at = At::Target;
                     } else {
                         return Step::NotHttp;
                     }
-                } else if self.token_len < self.token.len()
-                    && (c.is_ascii_alphanumeric() || b"/.-_".contains(&c))
-                {
+                } else if self.token_len < self.token.len() && (c.is_ascii_alphanumeric() || b"/.-_".contains(&c)) {
                     self.token[self.token_len] = c;
                     self.token_len += 1;
                 } else {
@@ -190,11 +186,7 @@ impl HeadRedactor {
                 // obs-fold: a continuation of the previous value.
                 b' ' | b'\t' => {
                     self.at = At::Value;
-                    Step::Byte(if self.keep_value {
-                        Fate::Keep
-                    } else {
-                        Fate::HeaderValue
-                    })
+                    Step::Byte(if self.keep_value { Fate::Keep } else { Fate::HeaderValue })
                 }
                 _ => {
                     self.name_len = 0;
@@ -237,19 +229,19 @@ impl HeadRedactor {
                 match self.value_kind {
                     ValueKind::ContentLength if c.is_ascii_digit() => {
                         let v = self.end.content_length.unwrap_or(0);
-                        self.end.content_length =
-                            Some(v.saturating_mul(10).saturating_add(u64::from(c - b'0')));
+                        self.end.content_length = Some(v.saturating_mul(10).saturating_add(u64::from(c - b'0')));
                     }
                     ValueKind::TransferEncoding if c == b'd' => self.end.chunked = true,
                     _ => {}
                 }
-                Step::Byte(if self.keep_value {
-                    Fate::Keep
-                } else {
-                    Fate::HeaderValue
-                })
+                Step::Byte(if self.keep_value { Fate::Keep } else { Fate::HeaderValue })
             }
         }
+    }
+
+    /// True while the request target is being read (an absolute-form target names a host).
+    pub fn in_request_target(&self) -> bool {
+        self.at == At::Target
     }
 
     /// The lower-case name of the header whose value (kept) is being read, if any. The
@@ -289,33 +281,23 @@ mod tests {
 
     #[test]
     fn secrets_go_and_the_diagnosis_stays() {
-        let req =
-            b"GET /chat?token=abc&x=1 HTTP/1.1\r\nHost: ws.example\r\nCookie: session=s3cret\r\n\
+        let req = b"GET /chat?token=abc&x=1 HTTP/1.1\r\nHost: ws.example\r\nCookie: session=s3cret\r\n\
 Authorization: Bearer t0ken\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
         let (out, end) = redact(req);
         let s = String::from_utf8(out).unwrap();
         assert_eq!(end.unwrap().response, false);
-        assert!(
-            s.starts_with("GET /chat?token=xxx&x=x HTTP/1.1\r\nHost: ws.example\r\n"),
-            "{s}"
-        );
-        assert!(
-            s.contains("Cookie: xxxxxxxxxxxxxx\r\n")
-                && s.contains("Authorization: xxxxxxxxxxxx\r\n"),
-            "{s}"
-        );
+        assert!(s.starts_with("GET /chat?token=xxx&x=x HTTP/1.1\r\nHost: ws.example\r\n"), "{s}");
+        assert!(s.contains("Cookie: xxxxxxxxxxxxxx\r\n") && s.contains("Authorization: xxxxxxxxxxxx\r\n"), "{s}");
         assert!(s.contains("Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n"));
         assert_eq!(s.len(), req.len());
     }
 
     #[test]
     fn response_status_and_length_are_read() {
-        let (_, end) = redact(b"HTTP/1.1 302 Found\r\nLocation: /login\r\nContent-Length: 42\r\nSet-Cookie: a=b\r\n\r\n");
+        let (_, end) =
+            redact(b"HTTP/1.1 302 Found\r\nLocation: /login\r\nContent-Length: 42\r\nSet-Cookie: a=b\r\n\r\n");
         let end = end.unwrap();
-        assert_eq!(
-            (end.response, end.status, end.content_length),
-            (true, 302, Some(42))
-        );
+        assert_eq!((end.response, end.status, end.content_length), (true, 302, Some(42)));
     }
 
     #[test]

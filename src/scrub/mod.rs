@@ -190,6 +190,9 @@ struct RecordCursor {
     hs_header_len: usize,
     hs_left: u64,
     hs_keep: bool,
+    hs_type: u8,
+    /// Where the server name is in the ClientHello being read (`--pseudonymize`).
+    sni: pseudonym::SniCursor,
 }
 
 impl RecordCursor {
@@ -211,6 +214,8 @@ impl RecordCursor {
             self.hs_header_len = 0;
             self.hs_left = u64::from(h[1]) << 16 | u64::from(h[2]) << 8 | u64::from(h[3]);
             self.hs_keep = matches!(h[0], 1 | 2);
+            self.hs_type = h[0];
+            self.sni = pseudonym::SniCursor::default();
         }
         true
     }
@@ -223,10 +228,7 @@ struct Direction {
 
 impl Default for Direction {
     fn default() -> Self {
-        Direction {
-            stream: Stream::default(),
-            mode: Mode::Start,
-        }
+        Direction { stream: Stream::default(), mode: Mode::Start }
     }
 }
 
@@ -234,6 +236,8 @@ impl Default for Direction {
 struct ScrubFlow {
     dirs: [Direction; 2],
     last_ns: u64,
+    /// A FIN or RST was seen: only stragglers are still to come.
+    closed: bool,
 }
 
 /// Tells the other direction what a finished head means for it.
@@ -251,7 +255,10 @@ pub struct Scrubber {
 }
 
 const SWEEP_EVERY_NS: u64 = 10_000_000_000;
+/// How long (capture time) a quiet flow's cursors are kept: long for open connections (an
+/// idle WebSocket resumes after minutes), short once a FIN or RST was seen.
 const IDLE_NS: u64 = 600_000_000_000;
+const CLOSED_LINGER_NS: u64 = 30_000_000_000;
 
 impl Scrubber {
     pub fn new(opts: &ScrubOptions) -> Scrubber {
@@ -279,11 +286,7 @@ impl Scrubber {
         let wire_len = d.wire_payload_len;
         let transport = d.transport;
         let cap_end = pay_off + d.payload.len();
-        let proto = if matches!(transport, Transport::Tcp { .. }) {
-            PROTO_TCP
-        } else {
-            PROTO_UDP
-        };
+        let proto = if matches!(transport, Transport::Tcp { .. }) { PROTO_TCP } else { PROTO_UDP };
         let csum_at = l4_off + if proto == PROTO_TCP { 16 } else { 6 };
         let old_sum = checksum::sum(&frame[pay_off..cap_end]);
         match transport {
@@ -305,33 +308,18 @@ impl Scrubber {
                 }
                 let flow = self.flows.entry(key).or_default();
                 flow.last_ns = flow.last_ns.max(meta.ts_ns);
+                flow.closed |= flags & (tcp_flags::FIN | tcp_flags::RST) != 0;
                 if flags & tcp_flags::SYN != 0 {
                     flow.dirs[side.index()].stream.syn(seq);
                 } else if wire_len > 0 {
                     let dns = sport == DNS_PORT || dport == DNS_PORT;
-                    self.tcp_payload(
-                        key,
-                        side,
-                        seq,
-                        wire_len,
-                        &mut frame[pay_off..cap_end],
-                        meta.number,
-                        dns,
-                    );
+                    self.tcp_payload(key, side, seq, wire_len, &mut frame[pay_off..cap_end], meta.number, dns);
                 }
             }
         }
         let new_sum = checksum::sum(&frame[pay_off..cap_end]);
         if let Some(p) = &mut self.pseudo {
-            p.ip_and_link(
-                meta.link_type,
-                frame,
-                ip_off,
-                l4_off,
-                csum_at,
-                proto,
-                &mut self.tally,
-            );
+            p.ip_and_link(meta.link_type, frame, ip_off, l4_off, csum_at, proto, &mut self.tally);
         }
         if new_sum != old_sum && frame.len() >= csum_at + 2 {
             let hc = u16::from_be_bytes([frame[csum_at], frame[csum_at + 1]]);
@@ -417,13 +405,11 @@ impl Scrubber {
             }
             Placement::Old { .. } | Placement::Held => {
                 payload.fill(FILL);
-                self.tally
-                    .add(Rule::RetransmittedOrReordered, payload.len());
+                self.tally.add(Rule::RetransmittedOrReordered, payload.len());
             }
             Placement::Gap => {
                 payload.fill(FILL);
-                self.tally
-                    .add(Rule::RetransmittedOrReordered, payload.len());
+                self.tally.add(Rule::RetransmittedOrReordered, payload.len());
                 flow.dirs[side.index()].mode = Mode::Opaque;
             }
             Placement::Empty => {}
@@ -464,17 +450,23 @@ impl Scrubber {
         }
     }
 
+    /// Forgets a flow that will not be written (trim dropped it).
+    pub fn forget(&mut self, key: &FlowKey) {
+        if !self.flows.is_empty() {
+            self.flows.remove(key);
+        }
+    }
+
     fn sweep(&mut self, now: u64) {
         self.last_sweep_ns = now;
-        self.flows
-            .retain(|_, f| now.saturating_sub(f.last_ns) < IDLE_NS);
+        self.flows.retain(|_, f| now.saturating_sub(f.last_ns) < if f.closed { CLOSED_LINGER_NS } else { IDLE_NS });
     }
 }
 
 fn flow_gap(flows: &FxHashMap<FlowKey, ScrubFlow>, key: FlowKey, side: Side) -> bool {
-    flows.get(&key).is_some_and(|f| {
-        f.dirs[side.index()].stream.gap && !matches!(f.dirs[side.index()].mode, Mode::Opaque)
-    })
+    flows
+        .get(&key)
+        .is_some_and(|f| f.dirs[side.index()].stream.gap && !matches!(f.dirs[side.index()].mode, Mode::Opaque))
 }
 
 /// Consumes a prefix of `b` in the current mode; returns how many bytes and what the other
@@ -530,23 +522,14 @@ fn step_mode(
                                 *mode = Mode::Frames(FrameCursor::default());
                                 return (used, Event::Switching);
                             }
-                            *mode = if (100..200).contains(&end.status)
-                                || end.status == 204
-                                || end.status == 304
-                            {
+                            *mode = if (100..200).contains(&end.status) || end.status == 204 || end.status == 304 {
                                 Mode::Head(Box::default())
                             } else if end.chunked {
-                                Mode::Chunked(ChunkCursor {
-                                    then_response: true,
-                                    ..ChunkCursor::default()
-                                })
+                                Mode::Chunked(ChunkCursor { then_response: true, ..ChunkCursor::default() })
                             } else {
                                 match end.content_length {
                                     Some(0) => Mode::Head(Box::default()),
-                                    Some(n) => Mode::Body {
-                                        left: n,
-                                        then_response: true,
-                                    },
+                                    Some(n) => Mode::Body { left: n, then_response: true },
                                     None => Mode::Opaque,
                                 }
                             };
@@ -555,10 +538,7 @@ fn step_mode(
                                 Mode::Chunked(ChunkCursor::default())
                             } else {
                                 match end.content_length {
-                                    Some(n) if n > 0 => Mode::Body {
-                                        left: n,
-                                        then_response: false,
-                                    },
+                                    Some(n) if n > 0 => Mode::Body { left: n, then_response: false },
                                     _ => Mode::AfterRequest,
                                 }
                             };
@@ -577,20 +557,13 @@ fn step_mode(
             }
             (b.len(), Event::None)
         }
-        Mode::Body {
-            left,
-            then_response,
-        } => {
+        Mode::Body { left, then_response } => {
             let n = (*left).min(b.len() as u64) as usize;
             b[..n].fill(FILL);
             tally.add(Rule::HttpBody, n);
             *left -= n as u64;
             if *left == 0 {
-                *mode = if *then_response {
-                    Mode::Head(Box::default())
-                } else {
-                    Mode::AfterRequest
-                };
+                *mode = if *then_response { Mode::Head(Box::default()) } else { Mode::AfterRequest };
             }
             (n, Event::None)
         }
@@ -616,11 +589,7 @@ fn step_mode(
                     b'\r' | b' ' | b'\t' => {}
                     b'\n' => {
                         c.left = c.size;
-                        c.at = if c.size == 0 {
-                            ChunkAt::TrailerLineStart
-                        } else {
-                            ChunkAt::Data
-                        };
+                        c.at = if c.size == 0 { ChunkAt::TrailerLineStart } else { ChunkAt::Data };
                         c.size = 0;
                     }
                     _ => {
@@ -631,11 +600,7 @@ fn step_mode(
                 ChunkAt::Extension => {
                     if byte == b'\n' {
                         c.left = c.size;
-                        c.at = if c.size == 0 {
-                            ChunkAt::TrailerLineStart
-                        } else {
-                            ChunkAt::Data
-                        };
+                        c.at = if c.size == 0 { ChunkAt::TrailerLineStart } else { ChunkAt::Data };
                         c.size = 0;
                     } else if byte != b'\r' {
                         b[0] = FILL;
@@ -653,11 +618,7 @@ fn step_mode(
                 ChunkAt::TrailerLineStart => match byte {
                     b'\r' => {}
                     b'\n' => {
-                        *mode = if c.then_response {
-                            Mode::Head(Box::default())
-                        } else {
-                            Mode::AfterRequest
-                        };
+                        *mode = if c.then_response { Mode::Head(Box::default()) } else { Mode::AfterRequest };
                     }
                     _ => {
                         b[0] = FILL;
@@ -684,14 +645,7 @@ fn step_mode(
                         // The close status code stays (masked or not, it unmasks to itself).
                     } else {
                         *byte = FILL ^ f.mask[(f.pos % 4) as usize];
-                        tally.add(
-                            if f.close {
-                                Rule::CloseReason
-                            } else {
-                                Rule::WebSocketPayload
-                            },
-                            1,
-                        );
+                        tally.add(if f.close { Rule::CloseReason } else { Rule::WebSocketPayload }, 1);
                     }
                     f.pos += 1;
                 }
@@ -723,10 +677,12 @@ fn step_mode(
                 let n = r.left.min(b.len() as u64) as usize;
                 match r.content_type {
                     tls::HANDSHAKE => {
-                        if let (Some(p), false) = (pseudo.as_deref_mut(), r.encrypted) {
-                            p.tls_handshake_bytes(&mut b[..n], tally);
-                        }
                         for byte in &mut b[..n] {
+                            if let Some(p) = pseudo.as_deref_mut() {
+                                if !r.encrypted && r.hs_left > 0 && r.hs_type == 1 {
+                                    p.client_hello_byte(&mut r.sni, byte, tally);
+                                }
+                            }
                             if !r.handshake_byte(*byte) {
                                 *byte = FILL;
                                 tally.add(Rule::TlsHandshakeBody, 1);
@@ -752,9 +708,6 @@ fn step_mode(
                     r.content_type = header.content_type;
                     if header.content_type == tls::CHANGE_CIPHER_SPEC {
                         r.encrypted = true;
-                    }
-                    if let Some(p) = pseudo.as_deref_mut() {
-                        p.tls_record_start(header.content_type, body);
                     }
                     return (1, Event::None);
                 }
@@ -792,25 +745,11 @@ mod tests {
         frame.extend(b"hello".iter().enumerate().map(|(i, c)| c ^ mask[i % 4]));
         frame.extend_from_slice(&[0x88, 0x85]);
         frame.extend_from_slice(&mask);
-        frame.extend(
-            [0x03, 0xe8, b'b', b'y', b'e']
-                .iter()
-                .enumerate()
-                .map(|(i, c)| c ^ mask[i % 4]),
-        );
+        frame.extend([0x03, 0xe8, b'b', b'y', b'e'].iter().enumerate().map(|(i, c)| c ^ mask[i % 4]));
         let out = run(&mut m, &frame);
-        let unmask = |p: &[u8]| {
-            p.iter()
-                .enumerate()
-                .map(|(i, c)| c ^ mask[i % 4])
-                .collect::<Vec<u8>>()
-        };
+        let unmask = |p: &[u8]| p.iter().enumerate().map(|(i, c)| c ^ mask[i % 4]).collect::<Vec<u8>>();
         assert_eq!(unmask(&out[6..11]), b"xxxxx");
-        assert_eq!(
-            &out[11..17],
-            &frame[11..17],
-            "close frame header and mask kept"
-        );
+        assert_eq!(&out[11..17], &frame[11..17], "close frame header and mask kept");
         assert_eq!(unmask(&out[17..22]), [0x03, 0xe8, b'x', b'x', b'x']);
     }
 
@@ -820,10 +759,7 @@ mod tests {
         let resp = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n";
         let out = run(&mut m, resp);
         let s = String::from_utf8(out).unwrap();
-        assert!(
-            s.contains("\r\n5\r\nxxxxx\r\n0\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n"),
-            "{s}"
-        );
+        assert!(s.contains("\r\n5\r\nxxxxx\r\n0\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n"), "{s}");
     }
 
     #[test]

@@ -21,7 +21,6 @@ use sha1::{Digest, Sha1};
 use super::http::HeadRedactor;
 use super::{FILL, Rule, Tally};
 use crate::flow::PROTO_TCP;
-use crate::proto::tls;
 use crate::wire::{Addr, linktype};
 
 pub struct Pseudonymizer {
@@ -32,8 +31,6 @@ pub struct Pseudonymizer {
     /// Name mapping state for the HTTP value being redacted.
     http_value: NameCursor,
     http_value_mode: ValueMode,
-    /// Streaming position inside a TLS handshake record (for SNI).
-    hello: HelloCursor,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,10 +38,12 @@ enum ValueMode {
     None,
     /// The whole value is a host name (Host).
     Host,
-    /// A URL: the authority after `://` is a host name (Origin, Location).
-    Url {
-        slashes: u8,
-    },
+    /// A URL (Origin, Location, an absolute-form request target): the scheme, then `://`,
+    /// then the authority, a host name.
+    UrlScheme,
+    UrlSlashes(u8),
+    /// Every name-like character of the value (Via).
+    Via,
     /// Past the host part.
     Done,
 }
@@ -73,7 +72,6 @@ impl Pseudonymizer {
             cache: FxHashMap::default(),
             http_value: NameCursor::default(),
             http_value_mode: ValueMode::None,
-            hello: HelloCursor::default(),
         }
     }
 
@@ -105,11 +103,7 @@ impl Pseudonymizer {
         let m = if a.v6 {
             Addr::v6(self.cryptopan(&a.bytes, 128).try_into().expect("16 bytes"))
         } else {
-            Addr::v4(
-                self.cryptopan(&a.bytes[..4], 32)
-                    .try_into()
-                    .expect("4 bytes"),
-            )
+            Addr::v4(self.cryptopan(&a.bytes[..4], 32).try_into().expect("4 bytes"))
         };
         self.cache.insert(a, m);
         m
@@ -152,11 +146,7 @@ impl Pseudonymizer {
         h.update(self.key);
         h.update(&cur.label);
         let d = h.finalize();
-        if c.is_ascii_digit() {
-            b'0' + d[0] % 10
-        } else {
-            b'a' + d[0] % 26
-        }
+        if c.is_ascii_digit() { b'0' + d[0] % 10 } else { b'a' + d[0] % 26 }
     }
 
     /// Maps a dotted name in place.
@@ -172,11 +162,7 @@ impl Pseudonymizer {
     fn map_addr_at(&mut self, frame: &mut [u8], at: usize, v6: bool) -> Option<(u16, u16)> {
         let n = if v6 { 16 } else { 4 };
         let bytes = frame.get(at..at + n)?;
-        let a = if v6 {
-            Addr::v6(bytes.try_into().ok()?)
-        } else {
-            Addr::v4(bytes.try_into().ok()?)
-        };
+        let a = if v6 { Addr::v6(bytes.try_into().ok()?) } else { Addr::v4(bytes.try_into().ok()?) };
         let old = super::checksum::sum(bytes);
         let m = self.addr(a);
         frame[at..at + n].copy_from_slice(&m.bytes[..n]);
@@ -208,10 +194,7 @@ impl Pseudonymizer {
     pub fn link_addresses(&mut self, link_type: u32, frame: &mut [u8], tally: &mut Tally) {
         self.link(link_type, frame);
         let Some((ip, v6)) = crate::wire::ip_offset(link_type, frame) else {
-            if link_type == linktype::ETHERNET
-                && frame.get(12..14) == Some(&[0x08, 0x06])
-                && frame.len() >= 42
-            {
+            if link_type == linktype::ETHERNET && frame.get(12..14) == Some(&[0x08, 0x06]) && frame.len() >= 42 {
                 // ARP for IPv4 over Ethernet: sender and target hardware and protocol addresses.
                 self.map_mac_at(frame, 22);
                 self.map_addr_at(frame, 28, false);
@@ -222,11 +205,7 @@ impl Pseudonymizer {
             return;
         };
         // The payload (an ICMP error quotes the original headers) was filled by the caller.
-        let (src, dst) = if v6 {
-            (ip + 8, ip + 24)
-        } else {
-            (ip + 12, ip + 16)
-        };
+        let (src, dst) = if v6 { (ip + 8, ip + 24) } else { (ip + 12, ip + 16) };
         let a = self.map_addr_at(frame, src, v6);
         let b = self.map_addr_at(frame, dst, v6);
         if !v6 {
@@ -250,11 +229,7 @@ impl Pseudonymizer {
     ) {
         self.link(link_type, frame);
         let v6 = frame.get(ip).is_some_and(|b| b >> 4 == 6);
-        let (src, dst) = if v6 {
-            (ip + 8, ip + 24)
-        } else {
-            (ip + 12, ip + 16)
-        };
+        let (src, dst) = if v6 { (ip + 8, ip + 24) } else { (ip + 12, ip + 16) };
         let a = self.map_addr_at(frame, src, v6);
         let b = self.map_addr_at(frame, dst, v6);
         if !v6 {
@@ -344,7 +319,8 @@ impl Pseudonymizer {
 
     /// Called for every head byte that was kept: maps host names in Host, Origin, Location.
     pub fn http_byte(&mut self, h: &HeadRedactor, byte: &mut u8, tally: &mut Tally) {
-        let Some(name) = h.current_value_name() else {
+        let name = if h.in_request_target() { Some(&b"target"[..]) } else { h.current_value_name() };
+        let Some(name) = name else {
             self.http_value_mode = ValueMode::None;
             self.http_value.reset();
             return;
@@ -352,7 +328,9 @@ impl Pseudonymizer {
         if self.http_value_mode == ValueMode::None {
             self.http_value_mode = match name {
                 b"host" => ValueMode::Host,
-                b"origin" | b"location" => ValueMode::Url { slashes: 0 },
+                // "1.1 proxy.example.net:8080": names (and the protocol version) mapped.
+                b"via" => ValueMode::Via,
+                b"origin" | b"location" | b"target" => ValueMode::UrlScheme,
                 _ => ValueMode::Done,
             };
         }
@@ -362,7 +340,7 @@ impl Pseudonymizer {
         }
         match self.http_value_mode {
             ValueMode::Host => {
-                if c == b':' {
+                if c == b':' || c == b'/' || c == b'?' {
                     self.http_value_mode = ValueMode::Done;
                     return;
                 }
@@ -371,16 +349,30 @@ impl Pseudonymizer {
                 self.http_value = cur;
                 tally.add(Rule::PseudonymizedName, 1);
             }
-            ValueMode::Url { slashes } => {
-                if c == b'/' {
-                    self.http_value_mode = if slashes >= 1 {
-                        ValueMode::Host
-                    } else {
-                        ValueMode::Url {
-                            slashes: slashes + 1,
-                        }
-                    };
+            ValueMode::Via => {
+                let mut cur = std::mem::take(&mut self.http_value);
+                if c == b',' || c == b':' {
+                    cur.reset();
+                } else {
+                    *byte = self.name_char(&mut cur, c);
+                    tally.add(Rule::PseudonymizedName, 1);
                 }
+                self.http_value = cur;
+            }
+            ValueMode::UrlScheme => {
+                if c == b':' {
+                    self.http_value_mode = ValueMode::UrlSlashes(0);
+                } else if !(c.is_ascii_alphanumeric() || b"+-.".contains(&c)) {
+                    // A relative reference ("/login"): no host in it.
+                    self.http_value_mode = ValueMode::Done;
+                }
+            }
+            ValueMode::UrlSlashes(n) => {
+                self.http_value_mode = match (c, n) {
+                    (b'/', 0) => ValueMode::UrlSlashes(1),
+                    (b'/', _) => ValueMode::Host,
+                    _ => ValueMode::Done,
+                };
             }
             ValueMode::None | ValueMode::Done => {}
         }
@@ -391,20 +383,12 @@ impl Pseudonymizer {
         self.http_value.reset();
     }
 
-    pub fn tls_record_start(&mut self, content_type: u8, len: u64) {
-        self.hello.record(content_type == tls::HANDSHAKE, len);
-    }
-
-    /// Bytes of a kept TLS handshake record: the ClientHello's server name is mapped.
-    pub fn tls_handshake_bytes(&mut self, b: &mut [u8], tally: &mut Tally) {
-        let mut hello = std::mem::take(&mut self.hello);
-        for c in b.iter_mut() {
-            if hello.step(*c) {
-                *c = self.name_char(&mut hello.name, *c);
-                tally.add(Rule::PseudonymizedName, 1);
-            }
+    /// One byte of a ClientHello body: the server name's characters are mapped.
+    pub fn client_hello_byte(&self, cur: &mut SniCursor, byte: &mut u8, tally: &mut Tally) {
+        if cur.step(*byte) {
+            *byte = self.name_char(&mut cur.name, *byte);
+            tally.add(Rule::PseudonymizedName, 1);
         }
-        self.hello = hello;
     }
 }
 
@@ -420,16 +404,10 @@ fn fix_checksum(frame: &mut [u8], at: usize, changes: &[Option<(u16, u16)>]) {
     frame[at..at + 2].copy_from_slice(&hc.to_be_bytes());
 }
 
-/// Walks a TLS handshake record stream far enough to find the ClientHello's server_name
-/// entries (RFC 6066 §3), one byte at a time, across segment boundaries.
-#[derive(Default)]
-struct HelloCursor {
-    /// Remaining bytes of the current handshake record (0: not in a handshake record).
-    record_left: u64,
-    /// Byte position inside the ClientHello handshake message (header included).
-    pos: usize,
-    client_hello: bool,
-    /// Field layout, learned as the bytes go by.
+/// Walks a ClientHello body (RFC 8446 §4.1.2) one byte at a time, across record and
+/// segment boundaries, to find the server_name entries (RFC 6066 §3).
+#[derive(Clone, Debug)]
+pub struct SniCursor {
     buf: [u8; 4],
     buf_len: usize,
     field: Field,
@@ -441,10 +419,29 @@ struct HelloCursor {
     name: NameCursor,
 }
 
-#[derive(Default, Clone, Copy, PartialEq, Eq, Debug)]
+impl Default for SniCursor {
+    fn default() -> Self {
+        // legacy_version (2) and random (32) come first.
+        SniCursor {
+            buf: [0; 4],
+            buf_len: 0,
+            field: Field::Fixed,
+            left: 34,
+            after_skip: Field::Done,
+            name_left: 0,
+            name: NameCursor::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for NameCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NameCursor")
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Field {
-    #[default]
-    HandshakeHeader,
     Fixed,
     SessionIdLen,
     Skip,
@@ -459,40 +456,21 @@ enum Field {
     Done,
 }
 
-impl HelloCursor {
-    fn record(&mut self, handshake: bool, len: u64) {
-        self.record_left = if handshake { len } else { 0 };
+impl SniCursor {
+    fn take(&mut self, c: u8, n: usize) -> Option<[u8; 4]> {
+        self.buf[self.buf_len] = c;
+        self.buf_len += 1;
+        if self.buf_len == n {
+            self.buf_len = 0;
+            Some(self.buf)
+        } else {
+            None
+        }
     }
 
-    /// Advances by one byte; true when the byte is part of a server name.
+    /// Advances by one byte of the ClientHello body; true when it is part of a server name.
     fn step(&mut self, c: u8) -> bool {
-        if self.record_left == 0 {
-            return false;
-        }
-        self.record_left -= 1;
-        self.pos += 1;
-        let take = |this: &mut Self, n: usize| -> Option<[u8; 4]> {
-            this.buf[this.buf_len] = c;
-            this.buf_len += 1;
-            if this.buf_len == n {
-                this.buf_len = 0;
-                Some(this.buf)
-            } else {
-                None
-            }
-        };
         match self.field {
-            Field::HandshakeHeader => {
-                if let Some(h) = take(self, 4) {
-                    self.client_hello = h[0] == 1;
-                    self.field = if self.client_hello {
-                        Field::Fixed
-                    } else {
-                        Field::Done
-                    };
-                    self.left = 34;
-                }
-            }
             Field::Fixed => {
                 self.left -= 1;
                 if self.left == 0 {
@@ -501,12 +479,8 @@ impl HelloCursor {
             }
             Field::SessionIdLen => {
                 self.left = usize::from(c);
-                self.field = if self.left == 0 {
-                    Field::CipherLen
-                } else {
-                    Field::Skip
-                };
                 self.after_skip = Field::CipherLen;
+                self.field = if self.left == 0 { Field::CipherLen } else { Field::Skip };
             }
             Field::Skip | Field::ExtSkip => {
                 self.left -= 1;
@@ -515,32 +489,24 @@ impl HelloCursor {
                 }
             }
             Field::CipherLen => {
-                if let Some(b) = take(self, 2) {
+                if let Some(b) = self.take(c, 2) {
                     self.left = usize::from(u16::from_be_bytes([b[0], b[1]]));
                     self.after_skip = Field::CompLen;
-                    self.field = if self.left == 0 {
-                        Field::CompLen
-                    } else {
-                        Field::Skip
-                    };
+                    self.field = if self.left == 0 { Field::CompLen } else { Field::Skip };
                 }
             }
             Field::CompLen => {
                 self.left = usize::from(c);
                 self.after_skip = Field::ExtTotal;
-                self.field = if self.left == 0 {
-                    Field::ExtTotal
-                } else {
-                    Field::Skip
-                };
+                self.field = if self.left == 0 { Field::ExtTotal } else { Field::Skip };
             }
             Field::ExtTotal => {
-                if take(self, 2).is_some() {
+                if self.take(c, 2).is_some() {
                     self.field = Field::ExtHeader;
                 }
             }
             Field::ExtHeader => {
-                if let Some(b) = take(self, 4) {
+                if let Some(b) = self.take(c, 4) {
                     let kind = u16::from_be_bytes([b[0], b[1]]);
                     self.left = usize::from(u16::from_be_bytes([b[2], b[3]]));
                     self.after_skip = Field::ExtHeader;
@@ -552,43 +518,28 @@ impl HelloCursor {
                 }
             }
             Field::SniListLen => {
-                if take(self, 2).is_some() {
-                    self.left -= 2;
-                    self.field = if self.left == 0 {
-                        Field::ExtHeader
-                    } else {
-                        Field::SniEntryHeader
-                    };
+                if self.take(c, 2).is_some() {
+                    self.left = self.left.saturating_sub(2);
+                    self.field = if self.left == 0 { Field::ExtHeader } else { Field::SniEntryHeader };
                 }
             }
             Field::SniEntryHeader => {
-                if let Some(b) = take(self, 3) {
-                    self.left -= 3;
+                if let Some(b) = self.take(c, 3) {
+                    self.left = self.left.saturating_sub(3);
                     self.name_left = usize::from(u16::from_be_bytes([b[1], b[2]]));
                     self.name.reset();
-                    self.field = if self.name_left == 0 {
-                        Field::SniEntryHeader
-                    } else {
-                        Field::SniName
-                    };
+                    self.field = if self.name_left == 0 { Field::SniEntryHeader } else { Field::SniName };
                 }
             }
             Field::SniName => {
-                self.left -= 1;
+                self.left = self.left.saturating_sub(1);
                 self.name_left -= 1;
                 if self.name_left == 0 {
-                    self.field = if self.left == 0 {
-                        Field::ExtHeader
-                    } else {
-                        Field::SniEntryHeader
-                    };
+                    self.field = if self.left == 0 { Field::ExtHeader } else { Field::SniEntryHeader };
                 }
                 return true;
             }
             Field::Done => {}
-        }
-        if self.record_left == 0 && self.field == Field::Done {
-            *self = HelloCursor::default();
         }
         false
     }
@@ -614,32 +565,26 @@ mod tests {
         n
     }
 
-    #[test]
-    fn cryptopan_preserves_exactly_the_shared_prefix() {
-        let mut p = p();
-        // A deterministic spread of address pairs (a small property test without a crate).
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        for _ in 0..300 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let a = (x as u32).to_be_bytes();
-            let k = (x >> 40) as u32 % 33;
-            let flip = if k == 32 { 0 } else { 1u32 << (31 - k) };
-            let b = (u32::from_be_bytes(a) ^ flip ^ (((x >> 8) as u32) & flip.wrapping_sub(1)))
-                .to_be_bytes();
-            let shared = common_prefix(&a, &b);
-            let (ma, mb) = (p.addr(Addr::v4(a)), p.addr(Addr::v4(b)));
-            assert_eq!(
-                common_prefix(&ma.bytes[..4], &mb.bytes[..4]),
-                shared,
-                "{a:?} {b:?}"
-            );
+    proptest::proptest! {
+        /// Two addresses sharing exactly k leading bits map to addresses sharing exactly k.
+        #[test]
+        fn cryptopan_preserves_exactly_the_shared_prefix_v4(a: u32, k in 0u32..32, noise: u32, key: [u8; 32]) {
+            let b = a ^ (1u32 << (31 - k)) ^ (noise & ((1u32 << (31 - k)) - 1));
+            let mut p = Pseudonymizer::new(&key);
+            let (ma, mb) = (p.addr(Addr::v4(a.to_be_bytes())), p.addr(Addr::v4(b.to_be_bytes())));
+            proptest::prop_assert_eq!(common_prefix(&ma.bytes[..4], &mb.bytes[..4]), k);
+            // Determinism: a second mapper with the same key agrees.
+            proptest::prop_assert_eq!(Pseudonymizer::new(&key).addr(Addr::v4(a.to_be_bytes())), ma);
         }
-        let a6 = Addr::v6([0x20, 0x01, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
-        let mut b6 = a6;
-        b6.bytes[15] = 2;
-        assert_eq!(common_prefix(&p.addr(a6).bytes, &p.addr(b6).bytes), 126);
+
+        #[test]
+        fn cryptopan_preserves_exactly_the_shared_prefix_v6(a: u128, k in 0u32..128, noise: u128) {
+            let flip = 1u128 << (127 - k);
+            let b = a ^ flip ^ (noise & (flip - 1));
+            let mut p = Pseudonymizer::new(&[3; 32]);
+            let (ma, mb) = (p.addr(Addr::v6(a.to_be_bytes())), p.addr(Addr::v6(b.to_be_bytes())));
+            proptest::prop_assert_eq!(common_prefix(&ma.bytes, &mb.bytes), k);
+        }
     }
 
     #[test]
@@ -673,13 +618,15 @@ mod tests {
         let p = p();
         let _ = p;
         for split in [1, 7, 60, 100, rec.len() - 3] {
-            let mut p = Pseudonymizer::new(&[7; 32]);
-            let mut body = rec[5..].to_vec();
-            p.tls_record_start(22, body.len() as u64);
+            let p = Pseudonymizer::new(&[7; 32]);
+            // The ClientHello body: after the record header (5) and handshake header (4).
+            let mut body = rec[9..].to_vec();
+            let mut cur = SniCursor::default();
             let mut t = Tally::default();
-            let (a, b) = body.split_at_mut(split.min(rec.len() - 5));
-            p.tls_handshake_bytes(a, &mut t);
-            p.tls_handshake_bytes(b, &mut t);
+            let (a, b) = body.split_at_mut(split.min(rec.len() - 9));
+            for byte in a.iter_mut().chain(b.iter_mut()) {
+                p.client_hello_byte(&mut cur, byte, &mut t);
+            }
             let mut expect = *b"ws.test";
             Pseudonymizer::new(&[7; 32]).name(&mut expect);
             let found = body.windows(7).any(|w| w == expect);

@@ -66,12 +66,7 @@ pub mod tcp_flags {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
-    Tcp {
-        seq: u32,
-        ack: u32,
-        flags: u8,
-        window: u16,
-    },
+    Tcp { seq: u32, ack: u32, flags: u8, window: u16 },
     Udp,
 }
 
@@ -121,11 +116,9 @@ pub fn decode(link_type: u32, frame: &[u8]) -> Result<Decoded<'_>, Skip> {
             Some(at) => LaxSlicedPacket::from_ip(&frame[at..]).map_err(|_| Skip::NotTcpUdp)?,
             None => LaxSlicedPacket::from_ethernet(frame).map_err(|_| Skip::NotTcpUdp)?,
         },
-        linktype::RAW
-        | linktype::RAW_ALT12
-        | linktype::RAW_ALT14
-        | linktype::IPV4
-        | linktype::IPV6 => LaxSlicedPacket::from_ip(frame).map_err(|_| Skip::NotTcpUdp)?,
+        linktype::RAW | linktype::RAW_ALT12 | linktype::RAW_ALT14 | linktype::IPV4 | linktype::IPV6 => {
+            LaxSlicedPacket::from_ip(frame).map_err(|_| Skip::NotTcpUdp)?
+        }
         linktype::LINUX_SLL => {
             let proto = be16(frame, 14).ok_or(Skip::NotTcpUdp)?;
             LaxSlicedPacket::from_ether_type(EtherType(proto), &frame[SLL_HEADER_BYTES..])
@@ -152,69 +145,45 @@ pub fn decode(link_type: u32, frame: &[u8]) -> Result<Decoded<'_>, Skip> {
         LaxNetSlice::Ipv4(v4) => {
             let h = v4.header();
             let start = offset_in(frame, h.slice());
-            (
-                Addr::v4(h.source()),
-                Addr::v4(h.destination()),
-                start,
-                start + usize::from(h.total_len()),
-            )
+            (Addr::v4(h.source()), Addr::v4(h.destination()), start, start + usize::from(h.total_len()))
         }
         LaxNetSlice::Ipv6(v6) => {
             let h = v6.header();
             let start = offset_in(frame, h.slice());
             let plen = usize::from(h.payload_length());
-            let end = if plen == 0 {
-                usize::MAX
-            } else {
-                start + 40 + plen
-            };
+            let end = if plen == 0 { usize::MAX } else { start + 40 + plen };
             (Addr::v6(h.source()), Addr::v6(h.destination()), start, end)
         }
         LaxNetSlice::Arp(_) => return Err(Skip::NotTcpUdp),
     };
-    let (sport, dport, transport, payload, header) =
-        match sliced.transport.as_ref().ok_or(Skip::NotTcpUdp)? {
-            TransportSlice::Tcp(t) => {
-                let mut flags = 0;
-                for (on, bit) in [
-                    (t.fin(), tcp_flags::FIN),
-                    (t.syn(), tcp_flags::SYN),
-                    (t.rst(), tcp_flags::RST),
-                    (t.ack(), tcp_flags::ACK),
-                ] {
-                    if on {
-                        flags |= bit;
-                    }
+    let (sport, dport, transport, payload, header) = match sliced.transport.as_ref().ok_or(Skip::NotTcpUdp)? {
+        TransportSlice::Tcp(t) => {
+            let mut flags = 0;
+            for (on, bit) in [
+                (t.fin(), tcp_flags::FIN),
+                (t.syn(), tcp_flags::SYN),
+                (t.rst(), tcp_flags::RST),
+                (t.ack(), tcp_flags::ACK),
+            ] {
+                if on {
+                    flags |= bit;
                 }
-                let tr = Transport::Tcp {
-                    seq: t.sequence_number(),
-                    ack: t.acknowledgment_number(),
-                    flags,
-                    window: t.window_size(),
-                };
-                (
-                    t.source_port(),
-                    t.destination_port(),
-                    tr,
-                    t.payload(),
-                    t.header_slice(),
-                )
             }
-            TransportSlice::Udp(u) => (
-                u.source_port(),
-                u.destination_port(),
-                Transport::Udp,
-                u.payload(),
-                u.header_slice(),
-            ),
-            _ => return Err(Skip::NotTcpUdp),
-        };
-    let payload_offset = offset_in(frame, payload);
-    let wire = if ip_end == usize::MAX {
-        payload.len()
-    } else {
-        ip_end.saturating_sub(payload_offset)
+            let tr = Transport::Tcp {
+                seq: t.sequence_number(),
+                ack: t.acknowledgment_number(),
+                flags,
+                window: t.window_size(),
+            };
+            (t.source_port(), t.destination_port(), tr, t.payload(), t.header_slice())
+        }
+        TransportSlice::Udp(u) => {
+            (u.source_port(), u.destination_port(), Transport::Udp, u.payload(), u.header_slice())
+        }
+        _ => return Err(Skip::NotTcpUdp),
     };
+    let payload_offset = offset_in(frame, payload);
+    let wire = if ip_end == usize::MAX { payload.len() } else { ip_end.saturating_sub(payload_offset) };
     Ok(Decoded {
         src,
         dst,
@@ -244,11 +213,7 @@ pub fn ip_offset(link_type: u32, frame: &[u8]) -> Option<(usize, bool)> {
         linktype::LINUX_SLL => SLL_HEADER_BYTES,
         linktype::LINUX_SLL2 => SLL2_HEADER_BYTES,
         linktype::NULL | linktype::LOOP => NULL_HEADER_BYTES,
-        linktype::RAW
-        | linktype::RAW_ALT12
-        | linktype::RAW_ALT14
-        | linktype::IPV4
-        | linktype::IPV6 => 0,
+        linktype::RAW | linktype::RAW_ALT12 | linktype::RAW_ALT14 | linktype::IPV4 | linktype::IPV6 => 0,
         _ => return None,
     };
     match frame.get(at)? >> 4 {
@@ -266,11 +231,7 @@ pub fn link_header_len(link_type: u32, frame: &[u8]) -> Option<usize> {
         linktype::LINUX_SLL => Some(SLL_HEADER_BYTES),
         linktype::LINUX_SLL2 => Some(SLL2_HEADER_BYTES),
         linktype::NULL | linktype::LOOP => Some(NULL_HEADER_BYTES),
-        linktype::RAW
-        | linktype::RAW_ALT12
-        | linktype::RAW_ALT14
-        | linktype::IPV4
-        | linktype::IPV6 => Some(0),
+        linktype::RAW | linktype::RAW_ALT12 | linktype::RAW_ALT14 | linktype::IPV4 | linktype::IPV6 => Some(0),
         _ => None,
     }
 }
@@ -309,9 +270,7 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
 
 /// Offset of a sub-slice inside the frame it was sliced from.
 fn offset_in(frame: &[u8], part: &[u8]) -> usize {
-    (part.as_ptr() as usize)
-        .saturating_sub(frame.as_ptr() as usize)
-        .min(frame.len())
+    (part.as_ptr() as usize).saturating_sub(frame.as_ptr() as usize).min(frame.len())
 }
 
 #[cfg(test)]

@@ -13,10 +13,7 @@ pub fn bin() -> PathBuf {
 }
 
 pub fn run(args: &[&str]) -> Output {
-    Command::new(bin())
-        .args(args)
-        .output()
-        .expect("run pcap-surgery")
+    Command::new(bin()).args(args).output().expect("run pcap-surgery")
 }
 
 pub fn testdata() -> PathBuf {
@@ -45,11 +42,7 @@ pub fn corpus_captures() -> Vec<PathBuf> {
         return v;
     };
     for sub in subdirs.flatten() {
-        for f in std::fs::read_dir(sub.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
+        for f in std::fs::read_dir(sub.path()).into_iter().flatten().flatten() {
             let n = f.file_name().to_string_lossy().to_string();
             if n.contains(".pcap") {
                 v.push(f.path());
@@ -62,11 +55,7 @@ pub fn corpus_captures() -> Vec<PathBuf> {
 
 /// Panics, never skips, when tshark is missing: `.ci/run` installs it.
 pub fn require_tshark() {
-    let ok = Command::new("tshark")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+    let ok = Command::new("tshark").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status();
     assert!(
         ok.is_ok_and(|s| s.success()),
         "tshark is required for the oracle tests; `bash .ci/run` installs it (Debian package tshark)"
@@ -131,28 +120,13 @@ pub const FIELDS: &[&str] = &[
 /// One row per packet, one column per `FIELDS` entry.
 pub fn tshark_rows(file: &Path) -> Vec<Vec<String>> {
     let mut cmd = Command::new("tshark");
-    cmd.arg("-r").arg(file).args(DECODE_AS).args([
-        "-T",
-        "fields",
-        "-E",
-        "separator=\t",
-        "-E",
-        "occurrence=a",
-    ]);
+    cmd.arg("-r").arg(file).args(DECODE_AS).args(["-T", "fields", "-E", "separator=\t", "-E", "occurrence=a"]);
     for f in FIELDS {
         cmd.args(["-e", f]);
     }
     let out = cmd.output().expect("run tshark");
-    assert!(
-        out.status.success(),
-        "tshark failed on {}: {}",
-        file.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| l.split('\t').map(str::to_string).collect())
-        .collect()
+    assert!(out.status.success(), "tshark failed on {}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| l.split('\t').map(str::to_string).collect()).collect()
 }
 
 pub fn col(name: &str) -> usize {
@@ -161,16 +135,8 @@ pub fn col(name: &str) -> usize {
 
 /// A flow's identity independent of direction and of tshark's stream numbering.
 pub fn flow_of(row: &[String]) -> String {
-    let src = if row[col("ip.src")].is_empty() {
-        &row[col("ipv6.src")]
-    } else {
-        &row[col("ip.src")]
-    };
-    let dst = if row[col("ip.dst")].is_empty() {
-        &row[col("ipv6.dst")]
-    } else {
-        &row[col("ip.dst")]
-    };
+    let src = if row[col("ip.src")].is_empty() { &row[col("ipv6.src")] } else { &row[col("ip.src")] };
+    let dst = if row[col("ip.dst")].is_empty() { &row[col("ipv6.dst")] } else { &row[col("ip.dst")] };
     let (sp, dp) = if row[col("tcp.srcport")].is_empty() {
         (&row[col("udp.srcport")], &row[col("udp.dstport")])
     } else {
@@ -178,11 +144,7 @@ pub fn flow_of(row: &[String]) -> String {
     };
     let a = format!("{src}:{sp}");
     let b = format!("{dst}:{dp}");
-    if a <= b {
-        format!("{a}-{b}")
-    } else {
-        format!("{b}-{a}")
-    }
+    if a <= b { format!("{a}-{b}") } else { format!("{b}-{a}") }
 }
 
 /// Flows a WebSocket trimmer must keep, judged by tshark on the input: those with an upgrade
@@ -196,19 +158,14 @@ pub fn websocket_flows(rows: &[Vec<String>]) -> BTreeSet<String> {
     for (flow, rs) in by_flow {
         let ws = rs.iter().any(|r| {
             !r[col("http.request.method")].is_empty()
-                && (!r[col("http.upgrade")].is_empty()
-                    || !r[col("http.sec_websocket_key")].is_empty())
+                && (!r[col("http.upgrade")].is_empty() || !r[col("http.sec_websocket_key")].is_empty())
         });
         let tls = rs.iter().any(|r| {
             r[col("tls.handshake.type")].split(',').any(|t| t == "1")
-                && !r[col("tls.handshake.extensions_alpn_str")]
-                    .split(',')
-                    .any(|p| p == "h2")
+                && !r[col("tls.handshake.extensions_alpn_str")].split(',').any(|p| p == "h2")
         });
         let refused = rs.iter().any(|r| r[col("tcp.flags.reset")] == "1")
-            && rs
-                .iter()
-                .all(|r| r[col("tcp.len")] == "0" || r[col("tcp.len")].is_empty())
+            && rs.iter().all(|r| r[col("tcp.len")] == "0" || r[col("tcp.len")].is_empty())
             && rs.len() <= 4;
         if ws || tls || refused {
             keep.insert(flow);
@@ -218,10 +175,7 @@ pub fn websocket_flows(rows: &[Vec<String>]) -> BTreeSet<String> {
 }
 
 /// The handshake facts of the given flows: (flow, field, value) with multiplicity.
-pub fn facts(
-    rows: &[Vec<String>],
-    flows: &BTreeSet<String>,
-) -> BTreeMap<(String, String, String), usize> {
+pub fn facts(rows: &[Vec<String>], flows: &BTreeSet<String>) -> BTreeMap<(String, String, String), usize> {
     const FACT_FIELDS: &[&str] = &[
         "http.request.method",
         "http.request.uri",
@@ -244,23 +198,17 @@ pub fn facts(
         for f in FACT_FIELDS {
             let v = &r[col(f)];
             if !v.is_empty() {
-                *m.entry((flow.clone(), f.to_string(), v.clone()))
-                    .or_insert(0) += 1;
+                *m.entry((flow.clone(), f.to_string(), v.clone())).or_insert(0) += 1;
             }
         }
         for f in ["tcp.flags.fin", "tcp.flags.reset"] {
             if r[col(f)] == "1" {
-                *m.entry((flow.clone(), f.to_string(), "1".into()))
-                    .or_insert(0) += 1;
+                *m.entry((flow.clone(), f.to_string(), "1".into())).or_insert(0) += 1;
             }
         }
         // Control frames (close, ping, pong): opcode >= 8.
-        for op in r[col("websocket.opcode")]
-            .split(',')
-            .filter(|o| o.parse::<u8>().is_ok_and(|o| o >= 8))
-        {
-            *m.entry((flow.clone(), "websocket.opcode".into(), op.to_string()))
-                .or_insert(0) += 1;
+        for op in r[col("websocket.opcode")].split(',').filter(|o| o.parse::<u8>().is_ok_and(|o| o >= 8)) {
+            *m.entry((flow.clone(), "websocket.opcode".into(), op.to_string())).or_insert(0) += 1;
         }
     }
     m
@@ -272,14 +220,7 @@ pub fn expert_errors(file: &Path) -> usize {
         .arg("-r")
         .arg(file)
         .args(DECODE_AS)
-        .args([
-            "-Y",
-            "_ws.malformed || _ws.expert.severity >= 8388608",
-            "-T",
-            "fields",
-            "-e",
-            "frame.number",
-        ])
+        .args(["-Y", "_ws.malformed || _ws.expert.severity >= 8388608", "-T", "fields", "-e", "frame.number"])
         .output()
         .expect("run tshark");
     String::from_utf8_lossy(&out.stdout).lines().count()
@@ -297,9 +238,7 @@ pub fn read_packets(file: &Path) -> Vec<Rec> {
     let mut bytes = std::fs::read(file).expect("read capture");
     if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut d = Vec::new();
-        flate2::read::MultiGzDecoder::new(&bytes[..])
-            .read_to_end(&mut d)
-            .expect("gunzip");
+        flate2::read::MultiGzDecoder::new(&bytes[..]).read_to_end(&mut d).expect("gunzip");
         bytes = d;
     }
     let mut v = Vec::new();
@@ -307,16 +246,12 @@ pub fn read_packets(file: &Path) -> Vec<Rec> {
         let mut r = pcap_file::pcapng::PcapNgReader::new(&bytes[..]).expect("pcapng");
         while let Some(b) = r.next_block() {
             match b.expect("block") {
-                pcap_file::pcapng::Block::EnhancedPacket(p) => v.push(Rec {
-                    ts_ns: p.timestamp.as_nanos(),
-                    orig_len: p.original_len,
-                    data: p.data.to_vec(),
-                }),
-                pcap_file::pcapng::Block::SimplePacket(p) => v.push(Rec {
-                    ts_ns: 0,
-                    orig_len: p.original_len,
-                    data: p.data.to_vec(),
-                }),
+                pcap_file::pcapng::Block::EnhancedPacket(p) => {
+                    v.push(Rec { ts_ns: p.timestamp.as_nanos(), orig_len: p.original_len, data: p.data.to_vec() })
+                }
+                pcap_file::pcapng::Block::SimplePacket(p) => {
+                    v.push(Rec { ts_ns: 0, orig_len: p.original_len, data: p.data.to_vec() })
+                }
                 _ => {}
             }
         }
@@ -324,19 +259,11 @@ pub fn read_packets(file: &Path) -> Vec<Rec> {
         // Raw records: pcap-file's checked reader refuses records longer than the snaplen,
         // which real captures contain and Wireshark accepts.
         let mut r = pcap_file::pcap::PcapReader::new(&bytes[..]).expect("pcap");
-        let unit: u128 = if r.header().ts_resolution == pcap_file::TsResolution::NanoSecond {
-            1
-        } else {
-            1000
-        };
+        let unit: u128 = if r.header().ts_resolution == pcap_file::TsResolution::NanoSecond { 1 } else { 1000 };
         while let Some(p) = r.next_raw_packet() {
             let p = p.expect("packet");
             let ts_ns = u128::from(p.ts_sec) * 1_000_000_000 + u128::from(p.ts_frac) * unit;
-            v.push(Rec {
-                ts_ns,
-                orig_len: p.orig_len,
-                data: p.data.to_vec(),
-            });
+            v.push(Rec { ts_ns, orig_len: p.orig_len, data: p.data.to_vec() });
         }
     }
     v
@@ -350,12 +277,7 @@ pub fn assert_subsequence(input: &Path, output: &Path) {
     let mut i = 0;
     for (k, o) in outs.iter().enumerate() {
         loop {
-            assert!(
-                i < ins.len(),
-                "{}: output packet {} is not an input packet in order",
-                output.display(),
-                k + 1
-            );
+            assert!(i < ins.len(), "{}: output packet {} is not an input packet in order", output.display(), k + 1);
             let p = &ins[i];
             i += 1;
             if p.ts_ns == o.ts_ns && p.orig_len == o.orig_len && p.data.starts_with(&o.data) {
