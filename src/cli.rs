@@ -33,6 +33,35 @@ pcap-surgery trim --host chat.example.com --bulk drop capture.pcap.gz -o small.p
 pcap-surgery scrub --pseudonymize --key \"$TEAM_KEY\" a.pcap b.pcap --out-dir safe/\n  \
 pcap-surgery trim --scrub --scrub-report report.json big.pcap -o ticket.pcap")]
     Scrub(ScrubCmdArgs),
+    /// Name the phase that failed for each WebSocket attempt — DNS, TCP connect, TLS, the
+    /// upgrade request, the response, proxy legs, the connection's lifetime — and the frames
+    /// (numbered as Wireshark numbers them) that prove it.
+    #[command(after_help = "Examples:\n  pcap-surgery diagnose customer.pcapng\n  \
+pcap-surgery diagnose --json *.pcap | jq -c '.findings[] | select(.severity == \"error\")'\n  \
+pcap-surgery diagnose --fail-on error capture.pcap || echo 'broken'")]
+    Diagnose(DiagnoseArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DiagnoseArgs {
+    /// Capture files (pcap, pcapng, optionally gzip-compressed), or - for standard input.
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<PathBuf>,
+    /// One JSON object per input on stdout (JSON Lines).
+    #[arg(long)]
+    pub json: bool,
+    /// Exit with status 3 when a finding reaches this severity.
+    #[arg(long, value_enum, value_name = "SEVERITY")]
+    pub fail_on: Option<crate::diagnose::Severity>,
+    /// Treat TLS flows whose SNI is HOST as WebSocket attempts, whatever their ALPN. Repeatable.
+    #[arg(long = "host", value_name = "HOST")]
+    pub hosts: Vec<String>,
+    /// Treat TCP flows to PORT as WebSocket attempts. Repeatable.
+    #[arg(long = "port", value_name = "PORT")]
+    pub ports: Vec<u16>,
+    /// Print nothing but errors (and the JSON with --json).
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 #[derive(Args, Debug, Clone, Default)]

@@ -7,6 +7,7 @@
 
 pub mod capture;
 pub mod cli;
+pub mod diagnose;
 pub mod error;
 pub mod flow;
 pub mod policy;

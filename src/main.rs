@@ -9,7 +9,10 @@ use clap::Parser;
 
 use pcap_surgery::Error;
 use pcap_surgery::capture::{AtomicOutput, Input, OutFormat, OutputTarget};
-use pcap_surgery::cli::{Cli, Command, OutputArgs, ScrubArgs};
+use std::io::Write;
+
+use pcap_surgery::cli::{Cli, Command, DiagnoseArgs, OutputArgs, ScrubArgs};
+use pcap_surgery::diagnose::{DiagnoseOptions, diagnose, use_color, write_text};
 use pcap_surgery::policy::Options;
 use pcap_surgery::report::Summary;
 use pcap_surgery::scrub::ScrubOptions;
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
             };
             run(Verb::Trim, &args.inputs, &args.out, &cfg, args.scrub_opts.scrub_report.as_deref())
         }
+        Command::Diagnose(args) => run_diagnose(&args),
         Command::Scrub(args) => {
             let cfg = TrimConfig {
                 policy: Options { keep_all: true, ..Options::default() },
@@ -74,6 +78,54 @@ impl Verb {
             Verb::Scrub => "scrubbed",
         }
     }
+}
+
+const EXIT_FINDING: u8 = 3;
+
+fn run_diagnose(args: &DiagnoseArgs) -> ExitCode {
+    let opts = DiagnoseOptions { hosts: args.hosts.clone(), ports: args.ports.clone() };
+    let color = use_color();
+    let mut status = 0u8;
+    let mut worst = None;
+    for input in &args.inputs {
+        let result = Input::open(input).map_err(anyhow::Error::from).and_then(|i| {
+            let mut warnings = Vec::new();
+            let r = diagnose(i, &input.display().to_string(), &opts, &mut warnings)?;
+            Ok((r, warnings))
+        });
+        match result {
+            Ok((r, warnings)) => {
+                for w in warnings {
+                    eprintln!("pcap-surgery: {}: warning: {w}", input.display());
+                }
+                worst = worst.max(r.worst());
+                let mut out = std::io::stdout().lock();
+                let written = if args.json {
+                    serde_json::to_writer(&mut out, &r).map_err(std::io::Error::from).and_then(|_| writeln!(out))
+                } else if !args.quiet {
+                    write_text(&mut out, &r, color)
+                } else {
+                    Ok(())
+                };
+                if let Err(e) = written {
+                    if e.kind() == std::io::ErrorKind::BrokenPipe {
+                        return ExitCode::from(status);
+                    }
+                    eprintln!("pcap-surgery: {e}");
+                    status = status.max(EXIT_RUNTIME);
+                }
+            }
+            Err(e) => status = status.max(report_error(input, &e)),
+        }
+    }
+    if status == 0 {
+        if let (Some(limit), Some(w)) = (args.fail_on, worst) {
+            if w >= limit {
+                return ExitCode::from(EXIT_FINDING);
+            }
+        }
+    }
+    ExitCode::from(status)
 }
 
 /// The 32-byte pseudonymization key: derived from `--key`, else random for this run.

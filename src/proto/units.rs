@@ -64,6 +64,26 @@ impl<F: UnitFormat> Walker<F> {
         self.failed
     }
 
+    /// Passes over `n` bytes that were not captured (cut by the snaplen or by a trim). They
+    /// must lie inside the current unit's body; otherwise a header was lost and the walk stops.
+    pub fn skip(&mut self, n: u64) -> bool {
+        if self.failed {
+            return false;
+        }
+        if self.partial_len == 0 && n <= self.body_left {
+            self.body_left -= n;
+            self.important_left = self.important_left.saturating_sub(n);
+            return true;
+        }
+        self.failed = true;
+        false
+    }
+
+    /// Starts over at a unit boundary (after the caller found one).
+    pub fn resync(&mut self) {
+        *self = Walker::default();
+    }
+
     /// True between units (no header or body in progress).
     pub fn at_boundary(&self) -> bool {
         self.body_left == 0 && self.partial_len == 0
@@ -177,6 +197,18 @@ mod tests {
         assert!(w.feed(&[0; 8], |t, _| (*t == 9).then_some(u64::MAX)).important);
         assert!(!w.feed(&[1, 1, 0], |t, _| (*t == 9).then_some(u64::MAX)).important);
         assert!(w.at_boundary());
+    }
+
+    #[test]
+    fn uncaptured_body_bytes_are_skipped_but_lost_headers_stop_the_walk() {
+        let mut w = Walker::<Toy>::default();
+        w.feed(&[1, 10, 0, 0], |_, _| None);
+        assert!(w.skip(8));
+        assert!(w.at_boundary());
+        assert!(!w.skip(1), "a skipped header loses sync");
+        assert!(w.failed());
+        w.resync();
+        assert!(!w.failed());
     }
 
     #[test]

@@ -1,0 +1,862 @@
+//! `diagnose`: names the phase of each WebSocket attempt that failed and the frames that
+//! prove it (SPEC "What `diagnose` reports").
+//!
+//! `track` collects the facts in one pass; this module turns them into attempts, pairs the
+//! legs of proxied attempts, and walks each attempt in troubleshooting order — DNS, TCP
+//! connect, TLS, the request, the response, then the connection's lifetime — stopping at the
+//! first phase that failed, so headers are never blamed before the path to the server is
+//! proven. Findings across attempts (a fixed idle interval) come last.
+
+mod track;
+
+use std::io::{IsTerminal, Write};
+
+use serde::Serialize;
+use sha1::{Digest, Sha1};
+
+use crate::capture::{Input, Item, Reader};
+use crate::error::Result;
+use crate::flow::Side;
+use crate::proto::http;
+use crate::wire::Addr;
+use track::{At, Conv, Kind, Lookup, Tracker};
+
+/// RFC 6455 §1.3: the server proves it read the key by hashing it with this GUID.
+const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+/// Legs of one proxied attempt start within this much of each other.
+const LEG_PAIRING_NS: u64 = 1_000_000_000;
+/// An idle gap at least this long before a close counts towards an idle-timeout pattern.
+const MIN_IDLE_GAP_NS: u64 = 1_000_000_000;
+/// A connection quiet this long with no ping/pong has no keepalive worth the name.
+const NO_KEEPALIVE_IDLE_NS: u64 = 2_000_000_000;
+/// Closes within this fraction of each other share one idle interval.
+const IDLE_TOLERANCE: f64 = 0.10;
+
+#[derive(Clone, Debug, Default)]
+pub struct DiagnoseOptions {
+    pub hosts: Vec<String>,
+    pub ports: Vec<u16>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Error,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Finding {
+    pub code: &'static str,
+    pub severity: Severity,
+    pub message: String,
+    pub frames: Vec<u64>,
+    /// Index of the attempt it is about (text output groups by it).
+    #[serde(skip)]
+    pub attempt: Option<usize>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DnsFact {
+    pub name: String,
+    pub rcode: Option<u8>,
+    pub answers: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct AlertFact {
+    pub level: Option<u8>,
+    pub description: Option<String>,
+    pub from: &'static str,
+}
+
+/// One WebSocket attempt: the keys of SPEC's example first, then the rest of what the
+/// troubleshooting order looks at.
+#[derive(Clone, Debug, Serialize)]
+pub struct Attempt {
+    pub client: String,
+    pub server: String,
+    pub leg: &'static str,
+    pub sni: Option<String>,
+    pub path: Option<String>,
+    pub status: Option<u16>,
+    pub upgraded: bool,
+    pub closed_by: Option<&'static str>,
+    pub close: Option<&'static str>,
+    pub close_code: Option<u16>,
+    pub idle_before_close_s: Option<f64>,
+    pub frames: Vec<u64>,
+    pub connect: &'static str,
+    pub dns: Option<DnsFact>,
+    pub alpn_offered: Vec<String>,
+    pub alpn: Option<String>,
+    pub tls_alert: Option<AlertFact>,
+    pub host: Option<String>,
+    pub upgrade: Option<String>,
+    pub connection: Option<String>,
+    pub ws_version: Option<String>,
+    pub origin: Option<String>,
+    pub reason: Option<String>,
+    pub location: Option<String>,
+    pub accept_valid: Option<bool>,
+    pub duration_s: f64,
+    pub data_frames_client: u64,
+    pub data_frames_server: u64,
+    pub data_bytes_client: u64,
+    pub data_bytes_server: u64,
+    pub pings: usize,
+    pub pongs: usize,
+    pub ping_interval_s: Option<f64>,
+    pub close_frame_from: Option<&'static str>,
+    pub retransmissions: usize,
+    pub zero_windows: usize,
+    #[serde(skip)]
+    start_ns: u64,
+    #[serde(skip)]
+    conv: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub file: String,
+    pub attempts: Vec<Attempt>,
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    pub fn worst(&self) -> Option<Severity> {
+        self.findings.iter().map(|f| f.severity).max()
+    }
+}
+
+/// Reads a capture and diagnoses it. A truncated last record is a warning in the report.
+pub fn diagnose(input: Input, file: &str, opts: &DiagnoseOptions, warnings: &mut Vec<String>) -> Result<Report> {
+    let mut reader = Reader::new(input)?;
+    let mut tracker = Tracker::default();
+    loop {
+        match reader.next_item() {
+            Ok(Some(Item::Packet(p))) => tracker.packet(&p.meta, p.data()),
+            Ok(Some(Item::Block { .. })) => {}
+            Ok(None) => break,
+            Err(e) if e.is_truncation() => {
+                warnings.push(e.to_string());
+                break;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(analyse(file, &tracker, opts))
+}
+
+fn side_name(c: &Conv, s: Side) -> &'static str {
+    if c.client == Some(s) { "client" } else { "server" }
+}
+
+fn secs(ns: u64) -> f64 {
+    (ns as f64 / 1e6).round() / 1e3
+}
+
+fn expected_accept(key: &str) -> String {
+    use base64::Engine;
+    let digest = Sha1::digest(format!("{}{WEBSOCKET_GUID}", key.trim()).as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(digest)
+}
+
+fn is_attempt(c: &Conv, opts: &DiagnoseOptions) -> bool {
+    let to_port = c.client.is_some_and(|cl| opts.ports.contains(&c.key.port(cl.other())));
+    let failed_connect = !c.syns.is_empty() && c.synack.is_none();
+    match c.kind {
+        Kind::Http => c.request.as_ref().is_some_and(|(r, _)| r.is_websocket_attempt()) || to_port,
+        Kind::Tls => {
+            let Some((ch, _)) = &c.client_hello else { return to_port };
+            let sni = ch.sni.clone().unwrap_or_default();
+            if !opts.hosts.is_empty() {
+                return to_port || opts.hosts.iter().any(|h| h.eq_ignore_ascii_case(&sni));
+            }
+            let h1 = ch.alpn.iter().any(|p| p == "http/1.1");
+            let h2 = ch.alpn.iter().any(|p| p == "h2");
+            to_port || ch.alpn.is_empty() || (h1 && !h2)
+        }
+        Kind::Frames => true,
+        Kind::Unknown | Kind::Other => failed_connect || to_port || c.h2_preface.is_some(),
+    }
+}
+
+fn build_attempt(i: usize, c: &Conv, lookups: &[Lookup]) -> Attempt {
+    let client = c.client.unwrap_or(Side::A);
+    let server = client.other();
+    let req = c.request.as_ref().map(|(r, _)| r);
+    let resp = c.response.as_ref().map(|(r, _)| r);
+    let upgraded = c.upgraded();
+    let upgraded_at = c.response.as_ref().filter(|_| upgraded).map(|(_, at)| at.ts_ns).unwrap_or(0);
+    // The end of the connection: the first FIN or RST (after the 101, if there was one).
+    let fin = c.fins.iter().find(|(_, at, _)| at.ts_ns >= upgraded_at);
+    let rst = c.rsts.iter().find(|(_, at, _)| at.ts_ns >= upgraded_at);
+    let end = match (fin, rst) {
+        (Some(f), Some(r)) => Some(if r.1.frame < f.1.frame { ("rst", r) } else { ("fin", f) }),
+        (Some(f), None) => Some(("fin", f)),
+        (None, Some(r)) => Some(("rst", r)),
+        (None, None) => None,
+    };
+    let first_close = c.closes.first();
+    // The idle gap before the close: from the last payload packet before the first close
+    // frame or the first FIN/RST (whichever came first) to it. Payload activity, not frame
+    // contents, is what a proxy's idle timer sees, and it survives trimming.
+    let close_event = match (first_close, end) {
+        (Some(cf), Some((_, (_, at, before)))) if at.frame < cf.at.frame => Some((*at, *before)),
+        (Some(cf), _) => Some((cf.at, cf.activity_before)),
+        (None, Some((_, (_, at, before)))) => Some((*at, *before)),
+        (None, None) => None,
+    };
+    let idle = match (upgraded, close_event) {
+        (true, Some((at, Some(last)))) if at.ts_ns >= last.ts_ns => Some(secs(at.ts_ns - last.ts_ns)),
+        _ => None,
+    };
+    let connect = if c.syns.is_empty() {
+        "mid-stream"
+    } else if c.synack.is_some() {
+        "established"
+    } else if c.rsts.iter().any(|(s, _, _)| *s == server) {
+        "refused"
+    } else {
+        "timeout"
+    };
+    let names: Vec<String> =
+        [req.and_then(|r| r.host_name()), c.client_hello.as_ref().and_then(|(h, _)| h.sni.clone())]
+            .into_iter()
+            .flatten()
+            .collect();
+    let server_addr = c.key.addr(server);
+    let dns = lookups
+        .iter()
+        .filter(|l| l.query.is_none_or(|q| q.ts_ns <= c.first.ts_ns))
+        .rev()
+        .find(|l| names.contains(&l.name) || l.addrs.contains(&server_addr))
+        .map(|l| DnsFact {
+            name: l.name.clone(),
+            rcode: l.rcode,
+            answers: l.addrs.iter().map(Addr::to_string).collect(),
+        });
+    let alert = c.alerts.iter().find(|a| a.description.is_some()).or(c.alerts.first());
+    let mut frames: Vec<u64> = Vec::new();
+    frames.extend(c.syns.first().map(|a| a.frame));
+    frames.extend(c.client_hello.as_ref().map(|(_, a)| a.frame));
+    frames.extend(alert.map(|a| a.at.frame));
+    frames.extend(c.request.as_ref().map(|(_, a)| a.frame));
+    frames.extend(c.response.as_ref().map(|(_, a)| a.frame));
+    frames.extend(first_close.map(|cf| cf.at.frame));
+    frames.extend(end.map(|(_, (_, a, _))| a.frame));
+    frames.sort_unstable();
+    frames.dedup();
+    let ping_interval = (c.pings.len() >= 2).then(|| {
+        let span = c.pings.last().expect("two pings").ts_ns - c.pings[0].ts_ns;
+        secs(span / (c.pings.len() as u64 - 1))
+    });
+    let cs = &c.dir_stats[client.index()];
+    let ss = &c.dir_stats[server.index()];
+    Attempt {
+        client: c.key.endpoint(client),
+        server: c.key.endpoint(server),
+        leg: "direct",
+        sni: c.client_hello.as_ref().and_then(|(h, _)| h.sni.clone()),
+        path: req.map(|r| r.path.clone()),
+        status: resp.map(|r| r.status),
+        upgraded,
+        closed_by: end.map(|(_, (s, _, _))| side_name(c, *s)),
+        close: end.map(|(k, _)| k),
+        close_code: first_close.and_then(|cf| cf.code),
+        idle_before_close_s: idle,
+        frames,
+        connect,
+        dns,
+        alpn_offered: c.client_hello.as_ref().map(|(h, _)| h.alpn.clone()).unwrap_or_default(),
+        alpn: c.server_alpn.clone().filter(|a| !a.is_empty()),
+        tls_alert: alert.map(|a| AlertFact {
+            level: a.level,
+            description: a.description.map(|d| alert_name(d).to_string()),
+            from: side_name(c, a.from),
+        }),
+        host: req.and_then(|r| r.host.clone()),
+        upgrade: req.and_then(|r| r.upgrade.clone()),
+        connection: req.and_then(|r| r.connection.clone()),
+        ws_version: req.and_then(|r| r.ws_version.clone()),
+        origin: req.and_then(|r| r.origin.clone()),
+        reason: resp.map(|r| r.reason.clone()),
+        location: resp.and_then(|r| r.location.clone()),
+        accept_valid: match (req.and_then(|r| r.ws_key.as_deref()), resp.filter(|r| r.status == 101)) {
+            (Some(k), Some(r)) => Some(r.accept.as_deref().map(str::trim) == Some(expected_accept(k).as_str())),
+            _ => None,
+        },
+        duration_s: secs(c.last.ts_ns.saturating_sub(c.first.ts_ns)),
+        data_frames_client: cs.data_frames,
+        data_frames_server: ss.data_frames,
+        data_bytes_client: cs.data_bytes,
+        data_bytes_server: ss.data_bytes,
+        pings: c.pings.len(),
+        pongs: c.pongs.len(),
+        ping_interval_s: ping_interval,
+        close_frame_from: first_close.map(|cf| side_name(c, cf.from)),
+        retransmissions: c.retransmissions.len(),
+        zero_windows: c.zero_windows.len(),
+        start_ns: c.first.ts_ns,
+        conv: i,
+    }
+}
+
+fn alert_name(d: u8) -> &'static str {
+    match d {
+        0 => "close_notify",
+        10 => "unexpected_message",
+        20 => "bad_record_mac",
+        22 => "record_overflow",
+        40 => "handshake_failure",
+        42 => "bad_certificate",
+        43 => "unsupported_certificate",
+        44 => "certificate_revoked",
+        45 => "certificate_expired",
+        46 => "certificate_unknown",
+        47 => "illegal_parameter",
+        48 => "unknown_ca",
+        49 => "access_denied",
+        50 => "decode_error",
+        51 => "decrypt_error",
+        70 => "protocol_version",
+        71 => "insufficient_security",
+        80 => "internal_error",
+        86 => "inappropriate_fallback",
+        90 => "user_canceled",
+        109 => "missing_extension",
+        110 => "unsupported_extension",
+        112 => "unrecognized_name",
+        116 => "certificate_required",
+        120 => "no_application_protocol",
+        _ => "unknown",
+    }
+}
+
+fn forwarded(c: &Conv) -> bool {
+    c.request.as_ref().is_some_and(|(r, _)| r.forwarded || r.via.is_some())
+}
+
+/// Pairs the legs of proxied attempts; returns, per attempt, its partner on the other leg.
+fn pair_legs(attempts: &mut [Attempt], convs: &[Conv]) -> Vec<Option<usize>> {
+    let mut partner = vec![None; attempts.len()];
+    let key_of = |a: &Attempt| {
+        let c = &convs[a.conv];
+        c.request.as_ref().and_then(|(r, _)| r.ws_key.clone().map(|k| (r.path.clone(), k)))
+    };
+    for i in 0..attempts.len() {
+        if partner[i].is_some() {
+            continue;
+        }
+        let Some(ki) = key_of(&attempts[i]) else { continue };
+        for j in i + 1..attempts.len() {
+            if partner[j].is_some() || attempts[j].start_ns.abs_diff(attempts[i].start_ns) > LEG_PAIRING_NS {
+                continue;
+            }
+            if key_of(&attempts[j]).as_ref() != Some(&ki) {
+                continue;
+            }
+            // The backend leg carries X-Forwarded-* / Via, or else starts second.
+            let (front, back) = match (forwarded(&convs[attempts[i].conv]), forwarded(&convs[attempts[j].conv])) {
+                (true, false) => (j, i),
+                (false, true) => (i, j),
+                _ if attempts[j].start_ns >= attempts[i].start_ns => (i, j),
+                _ => (j, i),
+            };
+            partner[front] = Some(back);
+            partner[back] = Some(front);
+            attempts[front].leg = "client-proxy";
+            attempts[back].leg = "proxy-backend";
+            break;
+        }
+    }
+    // A TLS leg terminated by a proxy: its backend leg starts while it is open, from the
+    // address the TLS leg connected to.
+    for i in 0..attempts.len() {
+        let ci = &convs[attempts[i].conv];
+        if ci.kind != Kind::Tls || partner[i].is_some() {
+            continue;
+        }
+        let proxy = ci.client.map(|cl| ci.key.addr(cl.other()));
+        for j in 0..attempts.len() {
+            let cj = &convs[attempts[j].conv];
+            if partner[j].is_some() || cj.kind != Kind::Http || i == j {
+                continue;
+            }
+            let from = cj.client.map(|cl| cj.key.addr(cl));
+            if from == proxy && cj.first.ts_ns >= ci.first.ts_ns && cj.first.ts_ns <= ci.last.ts_ns {
+                partner[i] = Some(j);
+                partner[j] = Some(i);
+                attempts[i].leg = "client-proxy";
+                attempts[j].leg = "proxy-backend";
+                break;
+            }
+        }
+    }
+    // A proxy's connect to its upstream that never got as far as a request (refused, timed
+    // out): made while a front leg was open, from the address that leg connected to.
+    for j in 0..attempts.len() {
+        let cj = &convs[attempts[j].conv];
+        if partner[j].is_some() || cj.request.is_some() || cj.syns.is_empty() {
+            continue;
+        }
+        let from = cj.client.map(|cl| cj.key.addr(cl));
+        let front = (0..attempts.len()).find(|&i| {
+            let ci = &convs[attempts[i].conv];
+            i != j
+                && partner[i].is_none()
+                && ci.request.is_some()
+                && ci.client.map(|cl| ci.key.addr(cl.other())) == from
+                && cj.first.ts_ns >= ci.first.ts_ns
+                && cj.first.ts_ns <= ci.last.ts_ns
+        });
+        if let Some(i) = front {
+            partner[i] = Some(j);
+            partner[j] = Some(i);
+            attempts[i].leg = "client-proxy";
+            attempts[j].leg = "proxy-backend";
+        }
+    }
+    for (i, a) in attempts.iter_mut().enumerate() {
+        if partner[i].is_none() && forwarded(&convs[a.conv]) {
+            a.leg = "proxy-backend";
+        }
+    }
+    partner
+}
+
+fn finding(
+    code: &'static str,
+    severity: Severity,
+    message: String,
+    frames: Vec<u64>,
+    attempt: Option<usize>,
+) -> Finding {
+    let mut frames = frames;
+    frames.sort_unstable();
+    frames.dedup();
+    Finding { code, severity, message, frames, attempt }
+}
+
+fn analyse(file: &str, t: &Tracker, opts: &DiagnoseOptions) -> Report {
+    let mut attempts: Vec<Attempt> = Vec::new();
+    for (i, c) in t.convs.iter().enumerate() {
+        if is_attempt(c, opts) {
+            attempts.push(build_attempt(i, c, &t.lookups));
+        }
+    }
+    attempts.sort_by_key(|a| (a.start_ns, a.conv));
+    let partner = pair_legs(&mut attempts, &t.convs);
+    let mut findings = Vec::new();
+
+    // DNS first: a failing lookup is often the whole story.
+    for l in &t.lookups {
+        let failed = matches!(l.rcode, Some(2 | 3 | 5));
+        let unanswered = l.response.is_none() && l.query.is_some();
+        if failed || unanswered {
+            let what = match l.rcode {
+                Some(3) => "does not exist (NXDOMAIN)".to_string(),
+                Some(2) => "failed on the server (SERVFAIL)".to_string(),
+                Some(5) => "was refused by the server (REFUSED)".to_string(),
+                _ => "got no answer".to_string(),
+            };
+            findings.push(finding(
+                "dns-failure",
+                Severity::Error,
+                format!("DNS lookup of {} {what}: check the name in the client's URL and the resolver.", l.name),
+                [l.query, l.response].into_iter().flatten().map(|a| a.frame).collect(),
+                None,
+            ));
+        }
+    }
+
+    for (i, a) in attempts.iter().enumerate() {
+        let c = &t.convs[a.conv];
+        let who = format!("{} -> {}", a.client, a.server);
+        // TCP connect.
+        match a.connect {
+            "refused" => {
+                let mut fr: Vec<u64> = c.syns.iter().map(|s| s.frame).collect();
+                fr.extend(c.rsts.first().map(|r| r.1.frame));
+                findings.push(finding(
+                    "tcp-connect-refused",
+                    Severity::Error,
+                    format!("{who}: the connection was refused (SYN answered by RST): nothing listens on that port, or a firewall rejects it."),
+                    fr,
+                    Some(i),
+                ));
+                continue;
+            }
+            "timeout" => {
+                findings.push(finding(
+                    "tcp-connect-timeout",
+                    Severity::Error,
+                    format!("{who}: {} SYN(s) never answered: the server or a firewall drops the connection; check routing and security groups.", c.syns.len()),
+                    c.syns.iter().map(|s| s.frame).collect(),
+                    Some(i),
+                ));
+                continue;
+            }
+            _ => {}
+        }
+        // TLS.
+        if c.kind == Kind::Tls {
+            let app = c.app_data.iter().flatten().map(|x| x.ts_ns).min();
+            if let Some(al) = c.alerts.iter().find(|al| al.level == Some(2) || al.description.is_some_and(|d| d != 0)) {
+                let desc = al.description.map_or("an encrypted alert".to_string(), |d| alert_name(d).to_string());
+                findings.push(finding(
+                    "tls-alert",
+                    Severity::Error,
+                    format!("{who}: the {} sent TLS alert {desc}{}: the handshake failed before any HTTP; check the certificate (trust, name, expiry) and TLS versions.", side_name(c, al.from), a.sni.as_ref().map(|s| format!(" for {s}")).unwrap_or_default()),
+                    vec![al.at.frame],
+                    Some(i),
+                ));
+                continue;
+            }
+            let before_app = |at: &At| app.is_none_or(|t| at.ts_ns < t);
+            if let Some((s, at, _)) = c.rsts.iter().find(|(_, at, _)| before_app(at)) {
+                findings.push(finding(
+                    "tls-reset",
+                    Severity::Error,
+                    format!("{who}: the {} reset the connection during the TLS handshake: look at the TLS terminator's logs (SNI routing, protocol or cipher mismatch).", side_name(c, *s)),
+                    vec![at.frame],
+                    Some(i),
+                ));
+                continue;
+            }
+            if let Some((s, at, _)) = c.fins.iter().find(|(_, at, _)| before_app(at)) {
+                findings.push(finding(
+                    "tls-aborted",
+                    Severity::Error,
+                    format!("{who}: the {} closed the connection during the TLS handshake without an alert: typically a client that does not trust the server's certificate.", side_name(c, *s)),
+                    vec![at.frame],
+                    Some(i),
+                ));
+                continue;
+            }
+            if a.alpn.as_deref() == Some("h2") {
+                findings.push(finding(
+                    "h2-negotiated",
+                    Severity::Error,
+                    format!("{who}: the server selected HTTP/2 (ALPN h2): an RFC 6455 upgrade cannot happen on it unless both sides support RFC 8441; offer only http/1.1 for WebSocket."),
+                    a.frames.clone(),
+                    Some(i),
+                ));
+                continue;
+            }
+        }
+        if let Some(at) = c.h2_preface {
+            findings.push(finding(
+                "h2-negotiated",
+                Severity::Error,
+                format!(
+                    "{who}: the client speaks HTTP/2 (connection preface): no RFC 6455 upgrade on this connection."
+                ),
+                vec![at.frame],
+                Some(i),
+            ));
+            continue;
+        }
+        let Some((req, req_at)) = &c.request else { continue };
+        if req.upgrade.as_deref().is_some_and(|u| u.eq_ignore_ascii_case("h2c")) {
+            findings.push(finding(
+                "h2-negotiated",
+                Severity::Error,
+                format!("{who}: the request asks for Upgrade: h2c (HTTP/2), not websocket."),
+                vec![req_at.frame],
+                Some(i),
+            ));
+            continue;
+        }
+        // The request's headers; a backend leg is judged against its front leg.
+        let has_upgrade = |r: &http::RequestHead| {
+            r.upgrade.as_deref().is_some_and(|u| u.to_ascii_lowercase().contains("websocket"))
+                && r.connection.as_deref().is_some_and(|c| c.to_ascii_lowercase().contains("upgrade"))
+        };
+        if !has_upgrade(req) {
+            let front = partner[i].filter(|_| a.leg == "proxy-backend").map(|p| &t.convs[attempts[p].conv]);
+            match front.and_then(|f| f.request.as_ref()) {
+                Some((fr, fat)) if has_upgrade(fr) => findings.push(finding(
+                    "proxy-stripped-upgrade",
+                    Severity::Error,
+                    format!(
+                        "The proxy forwarded {} to {} without the Upgrade/Connection headers the client sent: configure the proxy to pass them (nginx: proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection \"upgrade\")",
+                        req.path, a.server
+                    ),
+                    vec![fat.frame, req_at.frame],
+                    Some(i),
+                )),
+                _ if a.leg != "proxy-backend" => findings.push(finding(
+                    "upgrade-header-missing",
+                    Severity::Error,
+                    format!("{who}: the request for {} lacks Upgrade: websocket or Connection: Upgrade (Upgrade {:?}, Connection {:?}): the client or something in front of it dropped them.", req.path, req.upgrade, req.connection),
+                    vec![req_at.frame],
+                    Some(i),
+                )),
+                _ => {}
+            }
+        }
+        // The response.
+        let front_reports = a.leg == "proxy-backend" && partner[i].is_some();
+        let Some((resp, resp_at)) = &c.response else {
+            if !front_reports {
+                let end = c.fins.first().or(c.rsts.first()).map(|x| x.1.frame);
+                findings.push(finding(
+                    "upgrade-unanswered",
+                    Severity::Error,
+                    format!("{who}: the upgrade request for {} got no response before the connection {}: the server or a proxy hung; check its timeouts and logs.", req.path, if end.is_some() { "closed" } else { "capture ended" }),
+                    [Some(req_at.frame), end].into_iter().flatten().collect(),
+                    Some(i),
+                ));
+            }
+            continue;
+        };
+        if resp.status != 101 {
+            if front_reports {
+                continue;
+            }
+            let mut frames = vec![req_at.frame, resp_at.frame];
+            let backend = partner[i].map(|p| &t.convs[attempts[p].conv]).and_then(|b| b.response.as_ref());
+            let via = match backend {
+                Some((br, bat)) => {
+                    frames.push(bat.frame);
+                    format!(" (the backend answered {} {})", br.status, br.reason)
+                }
+                None => String::new(),
+            };
+            if (300..400).contains(&resp.status) || resp.status == 401 || resp.status == 407 {
+                findings.push(finding(
+                    "auth-redirect",
+                    Severity::Error,
+                    format!("{who}: {} {} instead of 101{}{via}: the WebSocket endpoint wants authentication (a login redirect); browsers do not follow redirects on a WebSocket handshake; send the session cookie or token the endpoint expects.", resp.status, resp.reason, resp.location.as_ref().map(|l| format!(" to {l}")).unwrap_or_default()),
+                    frames,
+                    Some(i),
+                ));
+            } else {
+                let hint = match resp.status {
+                    400 => {
+                        "the server refused the handshake headers (often a proxy that dropped Upgrade/Connection, or a bad Sec-WebSocket-Version)"
+                    }
+                    403 => "the server forbids it: Origin check or authorization",
+                    404 => "no WebSocket route at that path on the backend",
+                    426 => {
+                        "the server insists on an upgrade it did not get: Upgrade/Connection were missing when the request reached it"
+                    }
+                    502 => "the proxy could not reach its upstream: backend down or wrong proxy_pass address",
+                    503 => "the service is unavailable or overloaded",
+                    504 => "the proxy's upstream did not answer in time: backend hung or proxy timeout too short",
+                    500..=599 => "the server failed: see its logs",
+                    _ => "see the server's logs for why it refused",
+                };
+                findings.push(finding(
+                    "upgrade-rejected",
+                    Severity::Error,
+                    format!(
+                        "{who}: {} {} instead of 101 Switching Protocols for {}{via}: {hint}.",
+                        resp.status, resp.reason, req.path
+                    ),
+                    frames,
+                    Some(i),
+                ));
+            }
+            continue;
+        }
+        if a.accept_valid == Some(false) {
+            findings.push(finding(
+                "bad-accept",
+                Severity::Error,
+                format!("{who}: the 101 carries Sec-WebSocket-Accept {:?}, not the value derived from the request's key: clients reject it; something between client and server rewrote the key or the answer.", resp.accept.as_deref().unwrap_or("")),
+                vec![req_at.frame, resp_at.frame],
+                Some(i),
+            ));
+            continue;
+        }
+        findings.push(finding(
+            "upgrade-ok",
+            Severity::Info,
+            format!("{who}: 101 Switching Protocols for {}.", req.path),
+            vec![req_at.frame, resp_at.frame],
+            Some(i),
+        ));
+        lifetime(&mut findings, i, a, c, &who);
+    }
+    // TLS legs without visible HTTP still get their lifetime checks when they carried data.
+    for (i, a) in attempts.iter().enumerate() {
+        let c = &t.convs[a.conv];
+        if c.kind == Kind::Frames {
+            lifetime(&mut findings, i, a, c, &format!("{} -> {}", a.client, a.server));
+        }
+    }
+    idle_timeouts(&mut findings, &attempts);
+    findings.sort_by_key(|f| (f.frames.first().copied().unwrap_or(u64::MAX), f.code));
+    Report { file: file.to_string(), attempts, findings }
+}
+
+/// After the 101: how the connection ended, keepalive, retransmissions, zero windows.
+fn lifetime(findings: &mut Vec<Finding>, i: usize, a: &Attempt, c: &Conv, who: &str) {
+    let idle = a.idle_before_close_s.map(|s| format!(" after {s:.1} s idle")).unwrap_or_default();
+    let end_frame = a.frames.last().copied().unwrap_or(0);
+    match a.close {
+        Some("rst") => findings.push(finding(
+            "reset-after-upgrade",
+            Severity::Error,
+            format!("{who}: the {} reset the WebSocket{idle}{}: the application aborted it or a middlebox killed it; check the {} side's logs.", a.closed_by.unwrap_or("?"), a.close_code.map(|c| format!(" (close code {c} first)")).unwrap_or_default(), a.closed_by.unwrap_or("closing")),
+            c.rsts.iter().map(|r| r.1.frame).take(1).collect(),
+            Some(i),
+        )),
+        Some("fin") => {
+            let clean = a.close_code.is_some_and(|c| c == 1000 || c == 1001);
+            findings.push(finding(
+                "closed-after-upgrade",
+                if clean { Severity::Info } else { Severity::Warning },
+                match a.close_code {
+                    Some(code) => format!("{who}: the {} closed the WebSocket{idle}, close code {code} from the {}.", a.closed_by.unwrap_or("?"), a.close_frame_from.unwrap_or("?")),
+                    None => format!("{who}: the {} closed the connection{idle} without a WebSocket close frame: an idle timeout or a crash, not a clean close.", a.closed_by.unwrap_or("?")),
+                },
+                vec![end_frame],
+                Some(i),
+            ));
+        }
+        _ => {}
+    }
+    if a.pings + a.pongs == 0 && a.idle_before_close_s.is_some_and(|s| s * 1e9 >= NO_KEEPALIVE_IDLE_NS as f64) {
+        findings.push(finding(
+            "no-keepalive",
+            Severity::Warning,
+            format!(
+                "{who}: idle {idle} with no ping/pong: enable WebSocket pings shorter than the proxies' idle timeouts.",
+                idle = a.idle_before_close_s.map(|s| format!("{s:.1} s")).unwrap_or_default()
+            ),
+            vec![end_frame],
+            Some(i),
+        ));
+    }
+    if !c.retransmissions.is_empty() {
+        findings.push(finding(
+            "retransmissions",
+            Severity::Warning,
+            format!("{who}: {} retransmitted segment(s): packet loss on the path.", c.retransmissions.len()),
+            c.retransmissions.iter().take(8).copied().collect(),
+            Some(i),
+        ));
+    }
+    if !c.zero_windows.is_empty() {
+        findings.push(finding(
+            "zero-window",
+            Severity::Warning,
+            format!(
+                "{who}: {} zero-window advertisement(s): a receiver stopped reading (slow consumer).",
+                c.zero_windows.len()
+            ),
+            c.zero_windows.iter().take(8).copied().collect(),
+            Some(i),
+        ));
+    }
+}
+
+/// Closes after the same idle gap on several connections: a proxy or load-balancer timeout.
+fn idle_timeouts(findings: &mut Vec<Finding>, attempts: &[Attempt]) {
+    let mut gaps: Vec<(f64, u64)> = attempts
+        .iter()
+        .filter(|a| a.leg != "proxy-backend" && a.close.is_some())
+        .filter_map(|a| {
+            a.idle_before_close_s
+                .filter(|s| s * 1e9 >= MIN_IDLE_GAP_NS as f64)
+                .map(|s| (s, a.frames.last().copied().unwrap_or(0)))
+        })
+        .collect();
+    gaps.sort_by(|x, y| x.0.total_cmp(&y.0));
+    let mut best: &[(f64, u64)] = &[];
+    for i in 0..gaps.len() {
+        let j = gaps[i..].iter().take_while(|g| g.0 <= gaps[i].0 * (1.0 + IDLE_TOLERANCE)).count();
+        if j > best.len() {
+            best = &gaps[i..i + j];
+        }
+    }
+    if best.len() >= 2 {
+        let mean = best.iter().map(|g| g.0).sum::<f64>() / best.len() as f64;
+        findings.push(finding(
+            "idle-timeout",
+            Severity::Warning,
+            format!(
+                "closed after {mean:.1} s idle on {} connections: a proxy or load-balancer timeout (e.g. nginx proxy_read_timeout); send pings more often than that or raise the timeout.",
+                best.len()
+            ),
+            best.iter().map(|g| g.1).collect(),
+            None,
+        ));
+    }
+}
+
+/// Text for people: a verdict line per attempt, then the file's findings.
+pub fn write_text(out: &mut dyn Write, r: &Report, color: bool) -> std::io::Result<()> {
+    let paint = |s: Severity, text: &str| -> String {
+        if !color {
+            return text.to_string();
+        }
+        let code = match s {
+            Severity::Error => "31",
+            Severity::Warning => "33",
+            Severity::Info => "32",
+        };
+        format!("\x1b[{code}m{text}\x1b[0m")
+    };
+    writeln!(out, "{}: {} WebSocket attempt(s)", r.file, r.attempts.len())?;
+    for (i, a) in r.attempts.iter().enumerate() {
+        // The first finding of the highest severity: the phase that failed first.
+        let worst = r.findings.iter().filter(|f| f.attempt == Some(i)).fold(None::<&Finding>, |best, f| match best {
+            Some(b) if b.severity >= f.severity => Some(b),
+            _ => Some(f),
+        });
+        let target = a.path.clone().or(a.sni.clone()).unwrap_or_default();
+        let verdict = match worst {
+            Some(f) => paint(f.severity, f.code),
+            None => "no findings".to_string(),
+        };
+        writeln!(out, "  {} -> {} [{}] {}: {}", a.client, a.server, a.leg, target, verdict)?;
+    }
+    for f in &r.findings {
+        if f.severity == Severity::Info && f.code != "upgrade-ok" {
+            continue;
+        }
+        let frames: Vec<String> = f.frames.iter().map(u64::to_string).collect();
+        let sev = format!("{:?}", f.severity).to_lowercase();
+        writeln!(out, "  {} {}", paint(f.severity, &sev), f.code)?;
+        for line in wrap(&f.message, TEXT_WIDTH - 6) {
+            writeln!(out, "      {line}")?;
+        }
+        for line in wrap(&format!("frames {}", frames.join(", ")), TEXT_WIDTH - 6) {
+            writeln!(out, "      {line}")?;
+        }
+    }
+    Ok(())
+}
+
+/// Text output fits an 80-column terminal.
+const TEXT_WIDTH: usize = 80;
+
+/// Breaks text at spaces into lines of at most `width` characters (a longer word stands alone).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+/// Colour only on a terminal, and never with NO_COLOR set.
+pub fn use_color() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}

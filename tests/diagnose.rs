@@ -1,0 +1,310 @@
+//! End-to-end tests of `pcap-surgery diagnose` on the recorded scenarios.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use serde_json::Value;
+
+fn diagnose(file: &Path) -> Value {
+    let r = run(&["diagnose", "--json", file.to_str().unwrap()]);
+    assert!(r.status.success(), "diagnose {} failed: {}", file.display(), String::from_utf8_lossy(&r.stderr));
+    serde_json::from_slice(&r.stdout).unwrap_or_else(|e| panic!("{}: bad JSON: {e}", file.display()))
+}
+
+fn codes(d: &Value) -> Vec<String> {
+    d["findings"].as_array().unwrap().iter().map(|f| f["code"].as_str().unwrap().to_string()).collect()
+}
+
+fn has(d: &Value, code: &str) -> bool {
+    codes(d).iter().any(|c| c == code)
+}
+
+fn attempts(d: &Value) -> &Vec<Value> {
+    d["attempts"].as_array().unwrap()
+}
+
+fn leg<'a>(d: &'a Value, leg: &str) -> &'a Value {
+    attempts(d).iter().find(|a| a["leg"] == leg).unwrap_or_else(|| panic!("no {leg} leg in {d}"))
+}
+
+fn worst_is_below_warning(d: &Value) -> bool {
+    d["findings"].as_array().unwrap().iter().all(|f| f["severity"] == "info")
+}
+
+#[test]
+fn every_scenario_gets_its_finding() {
+    let cases: &[(&str, &[&str])] = &[
+        ("dns-failure.pcap", &["dns-failure"]),
+        ("tcp-refused.pcap", &["tcp-connect-refused"]),
+        ("ws-auth-redirect.pcap", &["auth-redirect"]),
+        ("ws-bad-accept.pcapng.gz", &["bad-accept"]),
+        ("ws-proxy-502.pcap", &["upgrade-rejected", "tcp-connect-refused"]),
+        ("ws-proxy-504.pcap", &["upgrade-rejected"]),
+        ("ws-proxy-stripped.pcap", &["proxy-stripped-upgrade", "upgrade-rejected"]),
+        ("ws-reject-403.pcap", &["upgrade-rejected"]),
+        ("ws-reject-404.pcap", &["upgrade-rejected"]),
+        ("ws-reject-426.pcap", &["upgrade-rejected"]),
+        ("ws-reject-500.pcap", &["upgrade-rejected"]),
+        ("ws-reset-after-101.pcap", &["upgrade-ok", "reset-after-upgrade"]),
+        ("ws-idle-timeout.pcap", &["idle-timeout", "no-keepalive", "closed-after-upgrade"]),
+        ("wss-alert.pcap", &["tls-alert"]),
+        ("wss-aborted.pcap", &["tls-aborted"]),
+        ("ws-two-links.pcapng", &["upgrade-rejected", "upgrade-ok"]),
+    ];
+    for (file, want) in cases {
+        let d = diagnose(&testdata().join(file));
+        for code in *want {
+            assert!(has(&d, code), "{file}: no {code} in {:?}", codes(&d));
+        }
+    }
+}
+
+#[test]
+fn statuses_legs_and_headers_per_leg() {
+    for (file, status) in [
+        ("ws-reject-403.pcap", 403),
+        ("ws-reject-404.pcap", 404),
+        ("ws-auth-redirect.pcap", 302),
+        ("ws-proxy-504.pcap", 504),
+    ] {
+        let d = diagnose(&testdata().join(file));
+        assert_eq!(leg(&d, "client-proxy")["status"], status, "{file}");
+    }
+    for file in ["ws-reject-426.pcap", "ws-reject-500.pcap"] {
+        let d = diagnose(&testdata().join(file));
+        assert_eq!(attempts(&d)[0]["leg"], "direct");
+    }
+    let d = diagnose(&testdata().join("ws-auth-redirect.pcap"));
+    assert_eq!(leg(&d, "client-proxy")["location"], "/login?next=%2Fws");
+    let d = diagnose(&testdata().join("ws-proxy-stripped.pcap"));
+    let (front, back) = (leg(&d, "client-proxy"), leg(&d, "proxy-backend"));
+    assert_eq!((front["upgrade"].as_str(), front["connection"].as_str()), (Some("websocket"), Some("Upgrade")));
+    assert_eq!((back["upgrade"].as_str(), back["connection"].as_str()), (None, Some("close")));
+    assert_eq!((front["status"].as_u64(), back["status"].as_u64()), (Some(426), Some(426)));
+    let d = diagnose(&testdata().join("ws-proxy-502.pcap"));
+    assert_eq!(leg(&d, "client-proxy")["status"], 502);
+    assert_eq!(leg(&d, "proxy-backend")["connect"], "refused");
+}
+
+#[test]
+fn healthy_captures_get_upgrade_ok_and_nothing_worse() {
+    for file in [
+        "ws-direct-ok.pcap",
+        "ws-proxy-ok.pcap",
+        "ws-proxy-ok-any.pcap",
+        "ws-split-request.pcap",
+        "ws-bulk-mixed.pcap",
+        "wss-ok.pcapng",
+    ] {
+        let d = diagnose(&testdata().join(file));
+        assert!(has(&d, "upgrade-ok"), "{file}: {:?}", codes(&d));
+        assert!(worst_is_below_warning(&d), "{file}: {:?}", codes(&d));
+    }
+    let d = diagnose(&testdata().join("ws-direct-ok.pcap"));
+    let a = &attempts(&d)[0];
+    assert_eq!(
+        (a["status"].as_u64(), a["upgraded"].as_bool(), a["accept_valid"].as_bool()),
+        (Some(101), Some(true), Some(true))
+    );
+    assert_eq!((a["close"].as_str(), a["close_code"].as_u64()), (Some("fin"), Some(1000)));
+    assert!(a["pings"].as_u64().unwrap() >= 1 && a["pongs"].as_u64().unwrap() >= 1);
+    let d = diagnose(&testdata().join("ws-bulk-mixed.pcap"));
+    assert_eq!(attempts(&d)[0]["dns"]["name"], "ws.test");
+    assert_eq!(attempts(&d)[0]["data_bytes_client"], 64 * 16384);
+}
+
+#[test]
+fn idle_timeout_names_the_interval_and_who_closed() {
+    let d = diagnose(&testdata().join("ws-idle-timeout.pcap"));
+    let f = d["findings"].as_array().unwrap().iter().find(|f| f["code"] == "idle-timeout").unwrap();
+    assert!(f["message"].as_str().unwrap().contains("on 3 connections"), "{f}");
+    for a in attempts(&d).iter().filter(|a| a["leg"] == "client-proxy") {
+        let idle = a["idle_before_close_s"].as_f64().unwrap();
+        assert!((idle - 3.0).abs() <= 0.3, "idle {idle}");
+        assert_eq!((a["closed_by"].as_str(), a["close"].as_str()), (Some("server"), Some("fin")));
+    }
+    let d = diagnose(&testdata().join("ws-ping-survives.pcap"));
+    assert!(!has(&d, "idle-timeout") && !has(&d, "no-keepalive"), "{:?}", codes(&d));
+    let a = leg(&d, "client-proxy");
+    let interval = a["ping_interval_s"].as_f64().unwrap();
+    assert!((interval - 1.0).abs() < 0.1, "ping interval {interval}");
+    assert_eq!(a["close_code"], 1000);
+}
+
+#[test]
+fn tls_failures_name_sni_and_alert() {
+    let d = diagnose(&testdata().join("wss-alert.pcap"));
+    let a = &attempts(&d)[0];
+    assert_eq!(a["sni"], "ws.test");
+    assert_eq!(a["tls_alert"]["description"], "unknown_ca");
+    assert_eq!(a["tls_alert"]["from"], "client");
+    assert!(!has(&d, "upgrade-rejected"), "no HTTP verdict before the TLS path is proven");
+    let d = diagnose(&testdata().join("wss-ok.pcapng"));
+    assert_eq!(leg(&d, "client-proxy")["sni"], "ws.test");
+    assert_eq!(leg(&d, "proxy-backend")["status"], 101);
+    let d = diagnose(&testdata().join("ws-reset-after-101.pcap"));
+    assert_eq!(
+        (attempts(&d)[0]["closed_by"].as_str(), attempts(&d)[0]["close"].as_str()),
+        (Some("server"), Some("rst"))
+    );
+}
+
+/// The diagnosis without what a trimmed capture cannot have: frame numbers, and data frame
+/// counts (cut bulk packets do not carry the headers of the frames inside them).
+fn comparable(mut d: Value) -> Value {
+    d.as_object_mut().unwrap().remove("file");
+    for a in d["attempts"].as_array_mut().unwrap() {
+        let a = a.as_object_mut().unwrap();
+        for k in ["frames", "data_frames_client", "data_frames_server", "data_bytes_client", "data_bytes_server"] {
+            a.remove(k);
+        }
+    }
+    for f in d["findings"].as_array_mut().unwrap() {
+        f.as_object_mut().unwrap().remove("frames");
+    }
+    d
+}
+
+#[test]
+fn trimming_preserves_the_diagnosis() {
+    let dir = tmpdir();
+    for f in testdata_captures() {
+        let out = dir.path().join("t");
+        let r = run(&["trim", f.to_str().unwrap(), "-o", out.to_str().unwrap(), "--force", "-q"]);
+        assert!(r.status.success());
+        assert_eq!(
+            comparable(diagnose(&f)),
+            comparable(diagnose(&out)),
+            "{}: trimming changed the diagnosis",
+            f.display()
+        );
+    }
+}
+
+#[test]
+fn evidence_frames_point_at_the_right_packets() {
+    require_tshark();
+    let check = |file: &str, code: &str, filter: &str| {
+        let path = testdata().join(file);
+        let d = diagnose(&path);
+        let f = d["findings"].as_array().unwrap().iter().find(|f| f["code"] == code).unwrap().clone();
+        let frames: Vec<u64> = f["frames"].as_array().unwrap().iter().map(|n| n.as_u64().unwrap()).collect();
+        let rows = tshark_rows(&path);
+        let hit = frames.iter().any(|&n| {
+            let r = &rows[n as usize - 1];
+            match filter {
+                "403" => r[col("http.response.code")] == "403",
+                "alert" => !r[col("tls.alert_message.desc")].is_empty(),
+                "rst" => r[col("tcp.flags.reset")] == "1",
+                "nxdomain" => !r[col("dns.qry.name")].is_empty(),
+                "upgrade" => !r[col("http.upgrade")].is_empty() && !r[col("http.request.method")].is_empty(),
+                _ => unreachable!(),
+            }
+        });
+        assert!(hit, "{file}: {code} frames {frames:?} do not show {filter}");
+    };
+    check("ws-reject-403.pcap", "upgrade-rejected", "403");
+    check("wss-alert.pcap", "tls-alert", "alert");
+    check("ws-reset-after-101.pcap", "reset-after-upgrade", "rst");
+    check("tcp-refused.pcap", "tcp-connect-refused", "rst");
+    check("dns-failure.pcap", "dns-failure", "nxdomain");
+    check("ws-proxy-stripped.pcap", "proxy-stripped-upgrade", "upgrade");
+}
+
+#[test]
+fn public_corpus_gets_plausible_verdicts() {
+    for f in corpus_captures() {
+        let d = diagnose(&f);
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        if name.starts_with("websocket_") {
+            assert!(!attempts(&d).is_empty(), "{name}: no WebSocket attempt found");
+            assert!(has(&d, "upgrade-ok") || has(&d, "bad-accept"), "{name}: {:?}", codes(&d));
+        }
+        if name == "websocket_wrong-accept-header.pcap" {
+            assert!(has(&d, "bad-accept"));
+        }
+    }
+}
+
+#[test]
+fn fail_on_sets_exit_status_3_and_several_inputs_give_json_lines() {
+    let bad = testdata().join("ws-reject-403.pcap");
+    let good = testdata().join("ws-direct-ok.pcap");
+    assert_eq!(run(&["diagnose", bad.to_str().unwrap(), "--fail-on", "error", "-q"]).status.code(), Some(3));
+    assert_eq!(run(&["diagnose", good.to_str().unwrap(), "--fail-on", "warning", "-q"]).status.code(), Some(0));
+    assert_eq!(run(&["diagnose", bad.to_str().unwrap()]).status.code(), Some(0));
+    let r = run(&["diagnose", "--json", bad.to_str().unwrap(), good.to_str().unwrap()]);
+    let lines: Vec<Value> =
+        String::from_utf8_lossy(&r.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines[0]["file"].as_str().unwrap().ends_with("ws-reject-403.pcap"));
+}
+
+#[test]
+fn text_output_is_plain_in_a_pipe_and_fits_the_verdicts() {
+    let r = run(&["diagnose", testdata().join("ws-proxy-stripped.pcap").to_str().unwrap()]);
+    let s = String::from_utf8_lossy(&r.stdout);
+    assert!(!s.contains('\x1b'), "no colour in a pipe");
+    assert!(s.contains("proxy-stripped-upgrade") && s.contains("[client-proxy]") && s.contains("frames "), "{s}");
+}
+
+/// Rewrites a pcap's records in a new order (indexes into the original, 0-based).
+fn reorder(input: &Path, out: &Path, order: &[usize]) {
+    let b = std::fs::read(input).unwrap();
+    let mut recs = Vec::new();
+    let mut i = 24;
+    while i + 16 <= b.len() {
+        let incl = u32::from_le_bytes(b[i + 8..i + 12].try_into().unwrap()) as usize;
+        recs.push(&b[i..i + 16 + incl]);
+        i += 16 + incl;
+    }
+    let mut v = b[..24].to_vec();
+    for &k in order {
+        v.extend_from_slice(recs[k]);
+    }
+    std::fs::write(out, v).unwrap();
+}
+
+#[test]
+fn capture_started_mid_connection_still_shows_the_websocket() {
+    let dir = tmpdir();
+    let full = testdata().join("ws-ping-survives.pcap");
+    let n = read_packets(&full).len();
+    let mid = dir.path().join("mid.pcap");
+    reorder(&full, &mid, &(12..n).collect::<Vec<_>>());
+    let d = diagnose(&mid);
+    assert!(!attempts(&d).is_empty(), "{d}");
+    let a = &attempts(&d)[0];
+    assert_eq!(a["connect"], "mid-stream");
+    assert!(a["pings"].as_u64().unwrap() > 0, "{a}");
+    assert_eq!(a["close_code"], 1000);
+}
+
+#[test]
+fn retransmitted_segments_are_counted() {
+    let dir = tmpdir();
+    let src = testdata().join("ws-direct-ok.pcap");
+    let n = read_packets(&src).len();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.insert(8, 7); // the first data frame again
+    let retrans = dir.path().join("retrans.pcap");
+    reorder(&src, &retrans, &order);
+    let d = diagnose(&retrans);
+    assert!(has(&d, "retransmissions"), "{:?}", codes(&d));
+    assert_eq!(attempts(&d)[0]["retransmissions"], 1);
+}
+
+#[test]
+fn text_lines_fit_80_columns() {
+    for f in ["ws-proxy-stripped.pcap", "ws-idle-timeout.pcap", "wss-alert.pcap"] {
+        let r = run(&["diagnose", testdata().join(f).to_str().unwrap()]);
+        for line in String::from_utf8_lossy(&r.stdout).lines().skip(1) {
+            // Attempt lines carry a path that may be long; findings are wrapped.
+            if line.starts_with("      ") {
+                assert!(line.chars().count() <= 80, "{f}: {line}");
+            }
+        }
+    }
+}
