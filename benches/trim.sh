@@ -44,4 +44,5 @@ for mb in "${sizes[@]}"; do
   measure "trim --scrub ${mb}MB" "$f" "$bin" trim --scrub "$f" -o "$dir/out.pcap" --force -q
   measure "scrub ${mb}MB" "$f" "$bin" scrub "$f" -o "$dir/out.pcap" --force -q
   measure "scrub --pseudonymize ${mb}MB" "$f" "$bin" scrub --pseudonymize --key k "$f" -o "$dir/out.pcap" --force -q
+  measure "diagnose ${mb}MB" "$f" "$bin" diagnose --json "$f"
 done

@@ -582,7 +582,7 @@ fn analyse(file: &str, t: &Tracker, opts: &DiagnoseOptions) -> Report {
                     "proxy-stripped-upgrade",
                     Severity::Error,
                     format!(
-                        "The proxy forwarded {} to {} without the Upgrade/Connection headers the client sent: configure the proxy to pass them (nginx: proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection \"upgrade\")",
+                        "The proxy forwarded {} to {} without the Upgrade/Connection headers the client sent: configure the proxy to pass them (nginx: proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection \"upgrade\").",
                         req.path, a.server
                     ),
                     vec![fat.frame, req_at.frame],
