@@ -118,12 +118,11 @@ fn run_diagnose(args: &DiagnoseArgs) -> ExitCode {
             Err(e) => status = status.max(report_error(input, &e)),
         }
     }
-    if status == 0 {
-        if let (Some(limit), Some(w)) = (args.fail_on, worst) {
-            if w >= limit {
-                return ExitCode::from(EXIT_FINDING);
-            }
-        }
+    if status == 0
+        && let (Some(limit), Some(w)) = (args.fail_on, worst)
+        && w >= limit
+    {
+        return ExitCode::from(EXIT_FINDING);
     }
     ExitCode::from(status)
 }
@@ -247,12 +246,11 @@ fn trim_one(
     inputs: &[PathBuf],
     cfg: &TrimConfig,
 ) -> anyhow::Result<Summary> {
-    if let OutputTarget::File(dir) = target {
-        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            if !parent.is_dir() {
-                std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-            }
-        }
+    if let OutputTarget::File(dir) = target
+        && let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty())
+        && !parent.is_dir()
+    {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
     let opened = Input::open(input)?;
     let sink = AtomicOutput::create(target, force, inputs)?;

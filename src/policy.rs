@@ -467,10 +467,7 @@ impl Engine {
             }
         }
         if flow.class == Class::Undecided {
-            let server_port = match flow.client {
-                Some(c) => Some(key.port(c.other())),
-                None => None,
-            };
+            let server_port = flow.client.map(|c| key.port(c.other()));
             let port_hit = match server_port {
                 Some(p) => opts_ports.contains(&p),
                 None => opts_ports.contains(&key.port_a) || opts_ports.contains(&key.port_b),
@@ -815,10 +812,8 @@ impl Engine {
                     if keep && !sni.is_empty() {
                         names.push(sni);
                     }
-                    if keep {
-                        if let Ok(r) = <[u8; 32]>::try_from(ch.random.as_slice()) {
-                            self.kept_tls_randoms.push(r);
-                        }
+                    if keep && let Ok(r) = <[u8; 32]>::try_from(ch.random.as_slice()) {
+                        self.kept_tls_randoms.push(r);
                     }
                     break;
                 }
@@ -940,11 +935,11 @@ impl Engine {
     }
 
     fn count_dns_kept(&mut self, key: FlowKey) {
-        if let Some(f) = self.flows.get_mut(&key) {
-            if !f.counted_kept {
-                f.counted_kept = true;
-                self.stats.flows_kept += 1;
-            }
+        if let Some(f) = self.flows.get_mut(&key)
+            && !f.counted_kept
+        {
+            f.counted_kept = true;
+            self.stats.flows_kept += 1;
         }
     }
 

@@ -266,7 +266,7 @@ impl Reader {
         } else {
             u32::from_le_bytes(b[4..8].try_into().expect("4 bytes"))
         } as usize;
-        if len < 12 || len % 4 != 0 || len > MAX_RECORD_BYTES {
+        if len < 12 || !len.is_multiple_of(4) || len > MAX_RECORD_BYTES {
             let what = format!("impossible pcapng block length {len}");
             return Err(if first { Error::BadHeader(what) } else { self.bad(packet, &what) });
         }

@@ -11,6 +11,7 @@ mod track;
 
 use std::io::{IsTerminal, Write};
 
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 use sha1::{Digest, Sha1};
 
@@ -133,7 +134,7 @@ impl Report {
 /// Reads a capture and diagnoses it. A truncated last record is a warning in the report.
 pub fn diagnose(input: Input, file: &str, opts: &DiagnoseOptions, warnings: &mut Vec<String>) -> Result<Report> {
     let mut reader = Reader::new(input)?;
-    let mut tracker = Tracker::default();
+    let mut tracker = Tracker::new(&opts.hosts, &opts.ports);
     loop {
         match reader.next_item() {
             Ok(Some(Item::Packet(p))) => tracker.packet(&p.meta, p.data()),
@@ -161,26 +162,6 @@ fn expected_accept(key: &str) -> String {
     use base64::Engine;
     let digest = Sha1::digest(format!("{}{WEBSOCKET_GUID}", key.trim()).as_bytes());
     base64::engine::general_purpose::STANDARD.encode(digest)
-}
-
-fn is_attempt(c: &Conv, opts: &DiagnoseOptions) -> bool {
-    let to_port = c.client.is_some_and(|cl| opts.ports.contains(&c.key.port(cl.other())));
-    let failed_connect = !c.syns.is_empty() && c.synack.is_none();
-    match c.kind {
-        Kind::Http => c.request.as_ref().is_some_and(|(r, _)| r.is_websocket_attempt()) || to_port,
-        Kind::Tls => {
-            let Some((ch, _)) = &c.client_hello else { return to_port };
-            let sni = ch.sni.clone().unwrap_or_default();
-            if !opts.hosts.is_empty() {
-                return to_port || opts.hosts.iter().any(|h| h.eq_ignore_ascii_case(&sni));
-            }
-            let h1 = ch.alpn.iter().any(|p| p == "http/1.1");
-            let h2 = ch.alpn.iter().any(|p| p == "h2");
-            to_port || ch.alpn.is_empty() || (h1 && !h2)
-        }
-        Kind::Frames => true,
-        Kind::Unknown | Kind::Other => failed_connect || to_port || c.h2_preface.is_some(),
-    }
 }
 
 fn build_attempt(i: usize, c: &Conv, lookups: &[Lookup]) -> Attempt {
@@ -249,9 +230,9 @@ fn build_attempt(i: usize, c: &Conv, lookups: &[Lookup]) -> Attempt {
     frames.extend(end.map(|(_, (_, a, _))| a.frame));
     frames.sort_unstable();
     frames.dedup();
-    let ping_interval = (c.pings.len() >= 2).then(|| {
-        let span = c.pings.last().expect("two pings").ts_ns - c.pings[0].ts_ns;
-        secs(span / (c.pings.len() as u64 - 1))
+    let ping_interval = (c.pings.count >= 2).then(|| {
+        let (first, last) = (c.pings.first.map_or(0, |a| a.ts_ns), c.pings.last.map_or(0, |a| a.ts_ns));
+        secs(last.saturating_sub(first) / (c.pings.count - 1))
     });
     let cs = &c.dir_stats[client.index()];
     let ss = &c.dir_stats[server.index()];
@@ -293,12 +274,12 @@ fn build_attempt(i: usize, c: &Conv, lookups: &[Lookup]) -> Attempt {
         data_frames_server: ss.data_frames,
         data_bytes_client: cs.data_bytes,
         data_bytes_server: ss.data_bytes,
-        pings: c.pings.len(),
-        pongs: c.pongs.len(),
+        pings: c.pings.count as usize,
+        pongs: c.pongs.count as usize,
         ping_interval_s: ping_interval,
         close_frame_from: first_close.map(|cf| side_name(c, cf.from)),
-        retransmissions: c.retransmissions.len(),
-        zero_windows: c.zero_windows.len(),
+        retransmissions: c.retransmissions.count as usize,
+        zero_windows: c.zero_windows.count as usize,
         start_ns: c.first.ts_ns,
         conv: i,
     }
@@ -340,10 +321,10 @@ fn forwarded(c: &Conv) -> bool {
 }
 
 /// Pairs the legs of proxied attempts; returns, per attempt, its partner on the other leg.
-fn pair_legs(attempts: &mut [Attempt], convs: &[Conv]) -> Vec<Option<usize>> {
+fn pair_legs(attempts: &mut [Attempt], t: &Tracker) -> Vec<Option<usize>> {
     let mut partner = vec![None; attempts.len()];
     let key_of = |a: &Attempt| {
-        let c = &convs[a.conv];
+        let c = t.conv(a.conv);
         c.request.as_ref().and_then(|(r, _)| r.ws_key.clone().map(|k| (r.path.clone(), k)))
     };
     for i in 0..attempts.len() {
@@ -352,14 +333,18 @@ fn pair_legs(attempts: &mut [Attempt], convs: &[Conv]) -> Vec<Option<usize>> {
         }
         let Some(ki) = key_of(&attempts[i]) else { continue };
         for j in i + 1..attempts.len() {
-            if partner[j].is_some() || attempts[j].start_ns.abs_diff(attempts[i].start_ns) > LEG_PAIRING_NS {
+            // Attempts are in order of start.
+            if attempts[j].start_ns.saturating_sub(attempts[i].start_ns) > LEG_PAIRING_NS {
+                break;
+            }
+            if partner[j].is_some() {
                 continue;
             }
             if key_of(&attempts[j]).as_ref() != Some(&ki) {
                 continue;
             }
             // The backend leg carries X-Forwarded-* / Via, or else starts second.
-            let (front, back) = match (forwarded(&convs[attempts[i].conv]), forwarded(&convs[attempts[j].conv])) {
+            let (front, back) = match (forwarded(t.conv(attempts[i].conv)), forwarded(t.conv(attempts[j].conv))) {
                 (true, false) => (j, i),
                 (false, true) => (i, j),
                 _ if attempts[j].start_ns >= attempts[i].start_ns => (i, j),
@@ -373,20 +358,29 @@ fn pair_legs(attempts: &mut [Attempt], convs: &[Conv]) -> Vec<Option<usize>> {
         }
     }
     // A TLS leg terminated by a proxy: its backend leg starts while it is open, from the
-    // address the TLS leg connected to.
+    // address the TLS leg connected to. Indexed by address: a capture may hold many attempts.
+    let mut http_by_client: FxHashMap<Addr, Vec<usize>> = FxHashMap::default();
+    let mut by_server: FxHashMap<Addr, Vec<usize>> = FxHashMap::default();
+    for (j, a) in attempts.iter().enumerate() {
+        let c = t.conv(a.conv);
+        if let Some(cl) = c.client {
+            if c.kind == Kind::Http {
+                http_by_client.entry(c.key.addr(cl)).or_default().push(j);
+            }
+            if c.request.is_some() {
+                by_server.entry(c.key.addr(cl.other())).or_default().push(j);
+            }
+        }
+    }
     for i in 0..attempts.len() {
-        let ci = &convs[attempts[i].conv];
+        let ci = t.conv(attempts[i].conv);
         if ci.kind != Kind::Tls || partner[i].is_some() {
             continue;
         }
-        let proxy = ci.client.map(|cl| ci.key.addr(cl.other()));
-        for j in 0..attempts.len() {
-            let cj = &convs[attempts[j].conv];
-            if partner[j].is_some() || cj.kind != Kind::Http || i == j {
-                continue;
-            }
-            let from = cj.client.map(|cl| cj.key.addr(cl));
-            if from == proxy && cj.first.ts_ns >= ci.first.ts_ns && cj.first.ts_ns <= ci.last.ts_ns {
+        let Some(proxy) = ci.client.map(|cl| ci.key.addr(cl.other())) else { continue };
+        for &j in http_by_client.get(&proxy).into_iter().flatten() {
+            let cj = t.conv(attempts[j].conv);
+            if partner[j].is_none() && i != j && cj.first.ts_ns >= ci.first.ts_ns && cj.first.ts_ns <= ci.last.ts_ns {
                 partner[i] = Some(j);
                 partner[j] = Some(i);
                 attempts[i].leg = "client-proxy";
@@ -398,19 +392,14 @@ fn pair_legs(attempts: &mut [Attempt], convs: &[Conv]) -> Vec<Option<usize>> {
     // A proxy's connect to its upstream that never got as far as a request (refused, timed
     // out): made while a front leg was open, from the address that leg connected to.
     for j in 0..attempts.len() {
-        let cj = &convs[attempts[j].conv];
+        let cj = t.conv(attempts[j].conv);
         if partner[j].is_some() || cj.request.is_some() || cj.syns.is_empty() {
             continue;
         }
-        let from = cj.client.map(|cl| cj.key.addr(cl));
-        let front = (0..attempts.len()).find(|&i| {
-            let ci = &convs[attempts[i].conv];
-            i != j
-                && partner[i].is_none()
-                && ci.request.is_some()
-                && ci.client.map(|cl| ci.key.addr(cl.other())) == from
-                && cj.first.ts_ns >= ci.first.ts_ns
-                && cj.first.ts_ns <= ci.last.ts_ns
+        let Some(from) = cj.client.map(|cl| cj.key.addr(cl)) else { continue };
+        let front = by_server.get(&from).into_iter().flatten().copied().find(|&i| {
+            let ci = t.conv(attempts[i].conv);
+            i != j && partner[i].is_none() && cj.first.ts_ns >= ci.first.ts_ns && cj.first.ts_ns <= ci.last.ts_ns
         });
         if let Some(i) = front {
             partner[i] = Some(j);
@@ -420,7 +409,7 @@ fn pair_legs(attempts: &mut [Attempt], convs: &[Conv]) -> Vec<Option<usize>> {
         }
     }
     for (i, a) in attempts.iter_mut().enumerate() {
-        if partner[i].is_none() && forwarded(&convs[a.conv]) {
+        if partner[i].is_none() && forwarded(t.conv(a.conv)) {
             a.leg = "proxy-backend";
         }
     }
@@ -442,13 +431,13 @@ fn finding(
 
 fn analyse(file: &str, t: &Tracker, opts: &DiagnoseOptions) -> Report {
     let mut attempts: Vec<Attempt> = Vec::new();
-    for (i, c) in t.convs.iter().enumerate() {
-        if is_attempt(c, opts) {
+    for (i, c) in t.conversations() {
+        if c.is_attempt(&opts.hosts, &opts.ports) {
             attempts.push(build_attempt(i, c, &t.lookups));
         }
     }
     attempts.sort_by_key(|a| (a.start_ns, a.conv));
-    let partner = pair_legs(&mut attempts, &t.convs);
+    let partner = pair_legs(&mut attempts, t);
     let mut findings = Vec::new();
 
     // DNS first: a failing lookup is often the whole story.
@@ -473,7 +462,7 @@ fn analyse(file: &str, t: &Tracker, opts: &DiagnoseOptions) -> Report {
     }
 
     for (i, a) in attempts.iter().enumerate() {
-        let c = &t.convs[a.conv];
+        let c = t.conv(a.conv);
         let who = format!("{} -> {}", a.client, a.server);
         // TCP connect.
         match a.connect {
@@ -576,7 +565,7 @@ fn analyse(file: &str, t: &Tracker, opts: &DiagnoseOptions) -> Report {
                 && r.connection.as_deref().is_some_and(|c| c.to_ascii_lowercase().contains("upgrade"))
         };
         if !has_upgrade(req) {
-            let front = partner[i].filter(|_| a.leg == "proxy-backend").map(|p| &t.convs[attempts[p].conv]);
+            let front = partner[i].filter(|_| a.leg == "proxy-backend").map(|p| t.conv(attempts[p].conv));
             match front.and_then(|f| f.request.as_ref()) {
                 Some((fr, fat)) if has_upgrade(fr) => findings.push(finding(
                     "proxy-stripped-upgrade",
@@ -618,7 +607,7 @@ fn analyse(file: &str, t: &Tracker, opts: &DiagnoseOptions) -> Report {
                 continue;
             }
             let mut frames = vec![req_at.frame, resp_at.frame];
-            let backend = partner[i].map(|p| &t.convs[attempts[p].conv]).and_then(|b| b.response.as_ref());
+            let backend = partner[i].map(|p| t.conv(attempts[p].conv)).and_then(|b| b.response.as_ref());
             let via = match backend {
                 Some((br, bat)) => {
                     frames.push(bat.frame);
@@ -684,7 +673,7 @@ fn analyse(file: &str, t: &Tracker, opts: &DiagnoseOptions) -> Report {
     }
     // TLS legs without visible HTTP still get their lifetime checks when they carried data.
     for (i, a) in attempts.iter().enumerate() {
-        let c = &t.convs[a.conv];
+        let c = t.conv(a.conv);
         if c.kind == Kind::Frames {
             lifetime(&mut findings, i, a, c, &format!("{} -> {}", a.client, a.server));
         }
@@ -733,24 +722,24 @@ fn lifetime(findings: &mut Vec<Finding>, i: usize, a: &Attempt, c: &Conv, who: &
             Some(i),
         ));
     }
-    if !c.retransmissions.is_empty() {
+    if c.retransmissions.count > 0 {
         findings.push(finding(
             "retransmissions",
             Severity::Warning,
-            format!("{who}: {} retransmitted segment(s): packet loss on the path.", c.retransmissions.len()),
-            c.retransmissions.iter().take(8).copied().collect(),
+            format!("{who}: {} retransmitted segment(s): packet loss on the path.", c.retransmissions.count),
+            c.retransmissions.frames.clone(),
             Some(i),
         ));
     }
-    if !c.zero_windows.is_empty() {
+    if c.zero_windows.count > 0 {
         findings.push(finding(
             "zero-window",
             Severity::Warning,
             format!(
                 "{who}: {} zero-window advertisement(s): a receiver stopped reading (slow consumer).",
-                c.zero_windows.len()
+                c.zero_windows.count
             ),
-            c.zero_windows.iter().take(8).copied().collect(),
+            c.zero_windows.frames.clone(),
             Some(i),
         ));
     }

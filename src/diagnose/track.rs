@@ -94,6 +94,41 @@ impl Default for Dir {
     }
 }
 
+/// How often something happened, and when first and last: enough for a mean interval without
+/// keeping every occurrence of a connection that pings for days.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Tally {
+    pub count: u64,
+    pub first: Option<At>,
+    pub last: Option<At>,
+}
+
+impl Tally {
+    fn add(&mut self, at: At) {
+        self.count += 1;
+        self.first.get_or_insert(at);
+        self.last = Some(at);
+    }
+}
+
+/// Frames a finding can cite: counted in full, the first few kept as evidence.
+#[derive(Clone, Debug, Default)]
+pub struct Evidence {
+    pub count: u64,
+    pub frames: Vec<u64>,
+}
+
+impl Evidence {
+    const KEPT: usize = 8;
+
+    fn add(&mut self, frame: u64) {
+        self.count += 1;
+        if self.frames.len() < Self::KEPT {
+            self.frames.push(frame);
+        }
+    }
+}
+
 /// Everything seen of one TCP conversation.
 pub struct Conv {
     pub key: FlowKey,
@@ -117,15 +152,17 @@ pub struct Conv {
     /// First application data record after the handshake, per direction.
     pub app_data: [Option<At>; 2],
     pub h2_preface: Option<At>,
-    pub pings: Vec<At>,
-    pub pongs: Vec<At>,
+    pub pings: Tally,
+    pub pongs: Tally,
     pub closes: Vec<CloseFrame>,
     /// Last WebSocket frame other than a close (or the 101), for the idle gap before the close.
     pub last_activity: Option<At>,
     pub dir_stats: [DirStats; 2],
-    pub retransmissions: Vec<u64>,
-    pub zero_windows: Vec<u64>,
+    pub retransmissions: Evidence,
+    pub zero_windows: Evidence,
     payload_segments: u32,
+    /// The reassembly state was dropped after the conversation ended.
+    released: bool,
     dirs: [Dir; 2],
 }
 
@@ -149,20 +186,63 @@ impl Conv {
             alerts: Vec::new(),
             app_data: [None, None],
             h2_preface: None,
-            pings: Vec::new(),
-            pongs: Vec::new(),
+            pings: Tally::default(),
+            pongs: Tally::default(),
             closes: Vec::new(),
             last_activity: None,
             dir_stats: [DirStats::default(), DirStats::default()],
-            retransmissions: Vec::new(),
-            zero_windows: Vec::new(),
+            retransmissions: Evidence::default(),
+            zero_windows: Evidence::default(),
             payload_segments: 0,
+            released: false,
             dirs: [Dir::default(), Dir::default()],
         }
     }
 
     pub fn upgraded(&self) -> bool {
         self.response.as_ref().is_some_and(|(r, _)| r.status == 101)
+    }
+
+    /// Whether this conversation is a WebSocket attempt, or a connection that may have been
+    /// one (to a port or host the user named, TLS that could carry HTTP/1.1, a failed connect,
+    /// HTTP/2 where an upgrade was expected).
+    pub fn is_attempt(&self, hosts: &[String], ports: &[u16]) -> bool {
+        let to_port = self.client.is_some_and(|cl| ports.contains(&self.key.port(cl.other())));
+        let failed_connect = !self.syns.is_empty() && self.synack.is_none();
+        match self.kind {
+            Kind::Http => self.request.as_ref().is_some_and(|(r, _)| r.is_websocket_attempt()) || to_port,
+            Kind::Tls => {
+                let Some((ch, _)) = &self.client_hello else { return to_port };
+                if !hosts.is_empty() {
+                    let sni = ch.sni.as_deref().unwrap_or_default();
+                    return to_port || hosts.iter().any(|h| h.eq_ignore_ascii_case(sni));
+                }
+                let h1 = ch.alpn.iter().any(|p| p == "http/1.1");
+                let h2 = ch.alpn.iter().any(|p| p == "h2");
+                to_port || ch.alpn.is_empty() || (h1 && !h2)
+            }
+            Kind::Frames => true,
+            Kind::Unknown | Kind::Other => failed_connect || to_port || self.h2_preface.is_some(),
+        }
+    }
+
+    /// Whether what the conversation is has been decided for good (so that `is_attempt`
+    /// will not change).
+    fn settled(&self) -> bool {
+        match self.kind {
+            Kind::Unknown => false,
+            Kind::Http => {
+                self.request.is_some() || self.client.is_some_and(|cl| self.dirs[cl.index()].phase == Phase::Done)
+            }
+            Kind::Tls | Kind::Frames | Kind::Other => {
+                self.client.is_some() && (self.syns.is_empty() || self.synack.is_some())
+            }
+        }
+    }
+
+    /// After a reset, or a FIN each way: nothing more will be parsed.
+    fn ended(&self) -> bool {
+        !self.rsts.is_empty() || (self.fins.iter().any(|f| f.0 == Side::A) && self.fins.iter().any(|f| f.0 == Side::B))
     }
 }
 
@@ -176,16 +256,65 @@ pub struct Lookup {
     pub addrs: Vec<Addr>,
 }
 
-#[derive(Default)]
+/// Where a flow's packets go: a conversation still of interest, or nowhere (a settled
+/// conversation that cannot be a WebSocket attempt; only its last packet time is kept, so that
+/// idle ones can be forgotten).
+#[derive(Clone, Copy)]
+enum Slot {
+    Live(usize),
+    Gone { last_ns: u64 },
+}
+
+/// Packets between sweeps of idle state.
+const SWEEP_EVERY: u64 = 1 << 16;
+/// Capture time after which an idle flow that is not an attempt, or the memory of a dropped
+/// one, is forgotten. A flow that resumes later is met again as mid-connection.
+const FORGET_IDLE_NS: u64 = 300_000_000_000;
+
+/// Tracks conversations as long as they may matter to a diagnosis. Memory follows the
+/// attempts (which the report lists anyway), not the capture: conversations that settle as
+/// something else are dropped, and a finished attempt keeps its facts but not its buffers.
 pub struct Tracker {
-    pub convs: Vec<Conv>,
-    index: FxHashMap<FlowKey, usize>,
+    convs: Vec<Option<Box<Conv>>>,
+    index: FxHashMap<FlowKey, Slot>,
     pub lookups: Vec<Lookup>,
     dns_index: FxHashMap<(FlowKey, u16), usize>,
+    hosts: Vec<String>,
+    ports: Vec<u16>,
+    packets: u64,
+    /// Conversations dropped because they settled as something other than an attempt.
+    pub dropped: u64,
 }
 
 impl Tracker {
+    pub fn new(hosts: &[String], ports: &[u16]) -> Tracker {
+        Tracker {
+            convs: Vec::new(),
+            index: FxHashMap::default(),
+            lookups: Vec::new(),
+            dns_index: FxHashMap::default(),
+            hosts: hosts.to_vec(),
+            ports: ports.to_vec(),
+            packets: 0,
+            dropped: 0,
+        }
+    }
+
+    /// The conversation numbered `i` by [`Tracker::conversations`].
+    pub fn conv(&self, i: usize) -> &Conv {
+        self.convs[i].as_deref().expect("attempts refer to live conversations")
+    }
+
+    /// Conversations kept to the end, with stable numbers in order of first packet.
+    pub fn conversations(&self) -> impl Iterator<Item = (usize, &Conv)> {
+        self.convs.iter().enumerate().filter_map(|(i, c)| c.as_deref().map(|c| (i, c)))
+    }
+
     pub fn packet(&mut self, meta: &RecordMeta, frame: &[u8]) {
+        self.packets += 1;
+        if self.packets.is_multiple_of(SWEEP_EVERY) {
+            self.sweep(meta.ts_ns);
+        }
         let Ok(d) = wire::decode(meta.link_type, frame) else { return };
         let at = At { frame: meta.number, ts_ns: meta.ts_ns };
         match d.transport {
@@ -199,24 +328,74 @@ impl Tracker {
             }
             Transport::Tcp { seq, flags, window, .. } => {
                 let (key, side) = FlowKey::of(d.src, d.sport, d.dst, d.dport, PROTO_TCP);
-                let i = *self.index.entry(key).or_insert_with(|| {
-                    self.convs.push(Conv::new(key, at));
-                    self.convs.len() - 1
-                });
-                let c = &mut self.convs[i];
-                // A port reused for a new connection after a close starts a new conversation.
-                if flags & tcp_flags::SYN != 0
-                    && flags & tcp_flags::ACK == 0
-                    && (!c.fins.is_empty() || !c.rsts.is_empty())
-                {
-                    self.convs.push(Conv::new(key, at));
-                    let n = self.convs.len() - 1;
-                    self.index.insert(key, n);
-                    return self.tcp(n, side, seq, flags, window, d.payload, d.wire_payload_len, at);
-                }
+                let opening = flags & tcp_flags::SYN != 0 && flags & tcp_flags::ACK == 0;
+                let i = match self.index.get_mut(&key) {
+                    Some(Slot::Live(i)) => {
+                        let i = *i;
+                        let c = self.convs[i].as_deref().expect("live slot");
+                        // A port reused for a new connection after a close starts a new one.
+                        if opening && (!c.fins.is_empty() || !c.rsts.is_empty()) { self.open(key, at) } else { i }
+                    }
+                    Some(Slot::Gone { last_ns }) => {
+                        if !opening {
+                            *last_ns = at.ts_ns;
+                            return;
+                        }
+                        self.open(key, at)
+                    }
+                    None => self.open(key, at),
+                };
                 self.tcp(i, side, seq, flags, window, d.payload, d.wire_payload_len, at);
+                self.settle(i);
             }
         }
+    }
+
+    fn open(&mut self, key: FlowKey, at: At) -> usize {
+        self.convs.push(Some(Box::new(Conv::new(key, at))));
+        let i = self.convs.len() - 1;
+        self.index.insert(key, Slot::Live(i));
+        i
+    }
+
+    /// Drops a conversation that can no longer become an attempt, and the buffers of one
+    /// that has ended.
+    fn settle(&mut self, i: usize) {
+        let Some(c) = self.convs[i].as_deref_mut() else { return };
+        if c.settled() && !c.is_attempt(&self.hosts, &self.ports) {
+            let last_ns = c.last.ts_ns;
+            self.index.insert(c.key, Slot::Gone { last_ns });
+            self.convs[i] = None;
+            self.dropped += 1;
+        } else if c.ended() && !c.released {
+            c.released = true;
+            c.dirs = Default::default();
+            for d in &mut c.dirs {
+                d.phase = Phase::Done;
+            }
+        }
+    }
+
+    /// Forgets flows idle for long in capture time: the dropped ones, and undecided ones that
+    /// are not attempts (ACKs of a connection whose start was not captured, say).
+    fn sweep(&mut self, now_ns: u64) {
+        let Tracker { convs, index, hosts, ports, dropped, .. } = self;
+        index.retain(|_, slot| match *slot {
+            Slot::Gone { last_ns } => now_ns.saturating_sub(last_ns) < FORGET_IDLE_NS,
+            Slot::Live(i) => {
+                let Some(c) = convs[i].as_deref() else { return false };
+                if now_ns.saturating_sub(c.last.ts_ns) < FORGET_IDLE_NS || c.is_attempt(hosts, ports) {
+                    return true;
+                }
+                convs[i] = None;
+                *dropped += 1;
+                false
+            }
+        });
+        self.dns_index.retain(|_, &mut l| {
+            let l = &self.lookups[l];
+            l.response.is_none() && l.query.is_some_and(|q| now_ns.saturating_sub(q.ts_ns) < FORGET_IDLE_NS)
+        });
     }
 
     fn dns(&mut self, key: FlowKey, m: &dns::Message, at: At) {
@@ -245,7 +424,7 @@ impl Tracker {
 
     #[allow(clippy::too_many_arguments)]
     fn tcp(&mut self, i: usize, side: Side, seq: u32, flags: u8, window: u16, payload: &[u8], wire_len: u32, at: At) {
-        let c = &mut self.convs[i];
+        let Some(c) = self.convs[i].as_deref_mut() else { return };
         c.last = at;
         let syn = flags & tcp_flags::SYN != 0;
         if syn {
@@ -265,7 +444,7 @@ impl Tracker {
             c.rsts.push((side, at, c.last_payload));
         }
         if window == 0 && flags & (tcp_flags::RST | tcp_flags::SYN | tcp_flags::FIN) == 0 {
-            c.zero_windows.push(at.frame);
+            c.zero_windows.add(at.frame);
         }
         if syn || wire_len == 0 {
             return;
@@ -275,7 +454,7 @@ impl Tracker {
         match c.dirs[side.index()].stream.place(seq, wire_len, payload, at.frame) {
             Placement::InOrder { skip } => {
                 if skip > 0 {
-                    c.retransmissions.push(at.frame);
+                    c.retransmissions.add(at.frame);
                 }
                 let new = payload.get(skip..).unwrap_or(&[]);
                 feed(c, side, new, at, before);
@@ -285,7 +464,7 @@ impl Tracker {
                     skip_uncaptured(c, side, missing);
                 }
             }
-            Placement::Old { .. } => c.retransmissions.push(at.frame),
+            Placement::Old { .. } => c.retransmissions.add(at.frame),
             Placement::Held | Placement::Empty => {}
             Placement::Gap => c.dirs[side.index()].phase = Phase::Done,
         }
@@ -369,6 +548,7 @@ fn classify(c: &mut Conv, side: Side, at: At) {
         if head.starts_with(b"PRI * HTTP/2.0") {
             c.kind = Kind::Other;
             c.client = Some(side);
+            c.h2_preface = Some(at);
             return;
         }
         match http::looks_like_request(head) {
@@ -492,8 +672,8 @@ fn feed_frames(c: &mut Conv, side: Side, bytes: &[u8], at: At, before: Option<At
         (&mut c.pings, &mut c.pongs, &mut c.closes, &mut c.last_activity, &mut c.dir_stats[s]);
     let fed = dir.frames.feed(bytes, |h, body| {
         match h.opcode {
-            websocket::OP_PING => pings.push(at),
-            websocket::OP_PONG => pongs.push(at),
+            websocket::OP_PING => pings.add(at),
+            websocket::OP_PONG => pongs.add(at),
             websocket::OP_CLOSE => {
                 closes.push(CloseFrame {
                     code: websocket::close_code(h, body),

@@ -114,18 +114,18 @@ pub fn parse_client_hello(b: &[u8]) -> Hello<ClientHello> {
         return Hello::NotTls;
     };
     let mut out = ClientHello { random: ch.random.to_vec(), ..Default::default() };
-    if let Some(ext) = ch.ext {
-        if let Ok((_, exts)) = tls_parser::parse_tls_client_hello_extensions(ext) {
-            for e in exts {
-                match e {
-                    TlsExtension::SNI(names) => {
-                        out.sni = names.first().map(|(_, n)| String::from_utf8_lossy(n).to_ascii_lowercase())
-                    }
-                    TlsExtension::ALPN(protos) => {
-                        out.alpn = protos.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect()
-                    }
-                    _ => {}
+    if let Some(ext) = ch.ext
+        && let Ok((_, exts)) = tls_parser::parse_tls_client_hello_extensions(ext)
+    {
+        for e in exts {
+            match e {
+                TlsExtension::SNI(names) => {
+                    out.sni = names.first().map(|(_, n)| String::from_utf8_lossy(n).to_ascii_lowercase())
                 }
+                TlsExtension::ALPN(protos) => {
+                    out.alpn = protos.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect()
+                }
+                _ => {}
             }
         }
     }
@@ -145,12 +145,12 @@ pub fn parse_server_hello(b: &[u8]) -> Hello<ServerHello> {
         return Hello::NotTls;
     };
     let mut out = ServerHello::default();
-    if let Some(ext) = sh.ext {
-        if let Ok((_, exts)) = tls_parser::parse_tls_server_hello_extensions(ext) {
-            for e in exts {
-                if let TlsExtension::ALPN(p) = e {
-                    out.alpn = p.first().map(|p| String::from_utf8_lossy(p).into_owned());
-                }
+    if let Some(ext) = sh.ext
+        && let Ok((_, exts)) = tls_parser::parse_tls_server_hello_extensions(ext)
+    {
+        for e in exts {
+            if let TlsExtension::ALPN(p) = e {
+                out.alpn = p.first().map(|p| String::from_utf8_lossy(p).into_owned());
             }
         }
     }

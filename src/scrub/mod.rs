@@ -678,10 +678,12 @@ fn step_mode(
                 match r.content_type {
                     tls::HANDSHAKE => {
                         for byte in &mut b[..n] {
-                            if let Some(p) = pseudo.as_deref_mut() {
-                                if !r.encrypted && r.hs_left > 0 && r.hs_type == 1 {
-                                    p.client_hello_byte(&mut r.sni, byte, tally);
-                                }
+                            if let Some(p) = pseudo.as_deref_mut()
+                                && !r.encrypted
+                                && r.hs_left > 0
+                                && r.hs_type == 1
+                            {
+                                p.client_hello_byte(&mut r.sni, byte, tally);
                             }
                             if !r.handshake_byte(*byte) {
                                 *byte = FILL;
