@@ -12,7 +12,14 @@ use crate::policy::Bulk;
 #[command(
     name = "pcap-surgery",
     version,
-    about = "Trim, scrub and diagnose packet captures of failing WebSocket connections."
+    about = "Trim, scrub and diagnose packet captures of failing WebSocket connections.",
+    after_help = "Common jobs:\n  \
+Shrink for a ticket:   pcap-surgery trim customer.pcapng -o ticket.pcapng\n  \
+Make it safe to share: pcap-surgery trim --scrub customer.pcapng -o ticket.pcapng\n  \
+Say what failed:       pcap-surgery diagnose customer.pcapng\n  \
+A folder of captures:  pcap-surgery trim -r --out-dir out/ tickets/\n\n\
+Exit status: 0 ok; 1 an input or output failed (the others still ran); 2 usage error;\n\
+3 diagnose --fail-on met a finding."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -25,7 +32,9 @@ pub enum Command {
     /// the whole upgrade handshake, control frames and teardown; cut bulk to headers.
     #[command(after_help = "Examples:\n  pcap-surgery trim big.pcapng -o ticket.pcapng\n  \
 tcpdump -i any -w - port 443 | pcap-surgery trim - -o - | tshark -r -\n  \
-pcap-surgery trim --host chat.example.com --bulk drop capture.pcap.gz -o small.pcap")]
+pcap-surgery trim --host chat.example.com --bulk drop capture.pcap.gz -o small.pcap\n  \
+pcap-surgery trim -j 4 --recursive --out-dir trimmed/ tickets/\n  \
+pcap-surgery trim --annotate big.pcap -o why.pcapng && tshark -r why.pcapng -T fields -e frame.comment")]
     Trim(TrimArgs),
     /// Overwrite cookies, tokens, message payloads (and with --pseudonymize addresses and
     /// names) while keeping the headers that carry the diagnosis. Packet lengths never change.
@@ -40,6 +49,62 @@ pcap-surgery trim --scrub --scrub-report report.json big.pcap -o ticket.pcap")]
 pcap-surgery diagnose --json *.pcap | jq -c '.findings[] | select(.severity == \"error\")'\n  \
 pcap-surgery diagnose --fail-on error capture.pcap || echo 'broken'")]
     Diagnose(DiagnoseArgs),
+    /// List every flow, one line each: addresses, first time and span, packets, bytes, what
+    /// it carries (websocket, tls-http1, tls-h2, http, dns, other) and whether `trim` keeps
+    /// it, and why.
+    #[command(after_help = "Examples:\n  pcap-surgery flows capture.pcapng\n  \
+pcap-surgery flows --json capture.pcap | jq -r 'select(.class == \"websocket\") | .client'\n  \
+pcap-surgery flows --host chat.example.com capture.pcap | grep kept")]
+    Flows(FlowsArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    #[command(after_help = "Examples:\n  pcap-surgery completions bash > /etc/bash_completion.d/pcap-surgery\n  \
+pcap-surgery completions zsh > \"${fpath[1]}/_pcap-surgery\"\n  \
+pcap-surgery completions fish > ~/.config/fish/completions/pcap-surgery.fish")]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// How many files at a time, and whether directories are walked.
+#[derive(Args, Debug, Clone)]
+pub struct BatchArgs {
+    /// Files processed at once (default: the number of cores). Each file is streamed by one
+    /// thread in bounded memory.
+    #[arg(short = 'j', long = "jobs", value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Read the capture files (*.pcap, *.pcapng, *.cap, optionally .gz) in input directories
+    /// and their subdirectories.
+    #[arg(short = 'r', long)]
+    pub recursive: bool,
+}
+
+impl BatchArgs {
+    pub fn jobs(&self) -> usize {
+        self.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1)
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct FlowsArgs {
+    /// Capture files (pcap, pcapng, optionally gzip-compressed), directories with
+    /// --recursive, or - for standard input.
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<PathBuf>,
+    /// One JSON object per flow (JSON Lines).
+    #[arg(long)]
+    pub json: bool,
+    /// As for trim: keep TLS flows whose SNI is HOST. Repeatable.
+    #[arg(long = "host", value_name = "HOST")]
+    pub hosts: Vec<String>,
+    /// As for trim: keep every TCP flow to PORT. Repeatable.
+    #[arg(long = "port", value_name = "PORT")]
+    pub ports: Vec<u16>,
+    /// Print nothing on stderr but errors.
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub batch: BatchArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -62,6 +127,8 @@ pub struct DiagnoseArgs {
     /// Print nothing but errors (and the JSON with --json).
     #[arg(short, long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub batch: BatchArgs,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -98,9 +165,14 @@ pub struct OutputArgs {
     /// Output file, or - for standard output.
     #[arg(short = 'o', long = "output", value_name = "OUT")]
     pub output: Option<PathBuf>,
-    /// Write each output into DIR as <name>.trimmed.<ext> (<name>.scrubbed.<ext> for scrub).
+    /// Write each output into DIR as <name>.trimmed.<ext> (<name>.scrubbed.<ext> for scrub),
+    /// keeping the subfolders of --recursive inputs.
     #[arg(long, value_name = "DIR", conflicts_with = "output")]
     pub out_dir: Option<PathBuf>,
+    /// Output file name in --out-dir: {stem} is the input's name without extension, {ext}
+    /// the output format's extension [default: {stem}.trimmed.{ext}, {stem}.scrubbed.{ext}]
+    #[arg(long, value_name = "PATTERN", requires = "out_dir")]
+    pub out_name: Option<String>,
     /// Output format (default: the input's).
     #[arg(long, value_enum)]
     pub format: Option<OutFormat>,
@@ -113,6 +185,8 @@ pub struct OutputArgs {
     /// Print the per-file summary as one JSON object per line on stdout.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub batch: BatchArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -141,6 +215,10 @@ pub struct TrimArgs {
     /// Scrub what is kept (see `pcap-surgery scrub`).
     #[arg(long)]
     pub scrub: bool,
+    /// Give each kept packet a pcapng comment saying why it was kept, and the file a comment
+    /// naming this program and command line (implies pcapng output).
+    #[arg(long)]
+    pub annotate: bool,
     #[command(flatten)]
     pub scrub_opts: ScrubArgs,
 }

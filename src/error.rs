@@ -14,7 +14,7 @@ pub enum Error {
     BadHeader(String),
     #[error("packet {packet} at byte offset {offset}: {what}")]
     BadRecord { packet: u64, offset: u64, what: String },
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] io::Error),
     #[error("{0}")]
     Usage(String),

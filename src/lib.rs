@@ -5,12 +5,16 @@
 //! are → `policy` decides keep / truncate / drop → `trim` writes it, in input order, through
 //! `capture`'s writer.
 
+pub mod annotate;
+pub mod batch;
 pub mod capture;
 pub mod cli;
 pub mod diagnose;
 pub mod error;
 pub mod flow;
+pub mod flows;
 pub mod policy;
+pub mod progress;
 pub mod proto;
 pub mod report;
 pub mod scrub;

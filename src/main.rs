@@ -1,25 +1,34 @@
-//! The `pcap-surgery` binary: parses the command line, runs the library on each input, and
-//! maps failures to exit codes (0 ok, 1 runtime error, 2 usage error).
+//! The `pcap-surgery` binary: parses the command line, runs the library on each input (in
+//! parallel across files), shows progress on a terminal, and maps failures to exit codes
+//! (0 ok, 1 runtime error, 2 usage error, 3 `diagnose --fail-on`).
 
+mod ui;
+
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use pcap_surgery::Error;
+use pcap_surgery::batch::{self, Source};
 use pcap_surgery::capture::{AtomicOutput, Input, OutFormat, OutputTarget};
-use std::io::Write;
-
-use pcap_surgery::cli::{Cli, Command, DiagnoseArgs, OutputArgs, ScrubArgs};
+use pcap_surgery::cli::{BatchArgs, Cli, Command, DiagnoseArgs, FlowsArgs, OutputArgs, ScrubArgs};
 use pcap_surgery::diagnose::{DiagnoseOptions, diagnose, use_color, write_text};
+use pcap_surgery::flows::{FlowsOptions, flows};
 use pcap_surgery::policy::Options;
+use pcap_surgery::progress::Progress;
 use pcap_surgery::report::Summary;
 use pcap_surgery::scrub::ScrubOptions;
 use pcap_surgery::trim::{TrimConfig, trim};
 
+use ui::Ui;
+
 const EXIT_RUNTIME: u8 = 1;
 const EXIT_USAGE: u8 = 2;
+const EXIT_FINDING: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -30,8 +39,14 @@ fn main() -> ExitCode {
                     || args.scrub_opts.keep_comments
                     || args.scrub_opts.scrub_report.is_some())
             {
-                eprintln!("pcap-surgery: --pseudonymize, --keep-comments and --scrub-report go with --scrub");
-                return ExitCode::from(EXIT_USAGE);
+                return usage("--pseudonymize, --keep-comments and --scrub-report go with --scrub");
+            }
+            let mut format = args.out.format;
+            if args.annotate {
+                if format == Some(OutFormat::Pcap) {
+                    return usage("--annotate writes pcapng comments: drop --format pcap");
+                }
+                format = Some(OutFormat::Pcapng);
             }
             let cfg = TrimConfig {
                 policy: Options {
@@ -40,23 +55,55 @@ fn main() -> ExitCode {
                     keep_frames: args.keep_frames,
                     bulk: args.bulk,
                     bulk_budget: args.bulk_budget,
-                    keep_all: false,
+                    ..Options::default()
                 },
-                format: args.out.format,
+                format,
                 scrub: args.scrub.then(|| scrub_options(&args.scrub_opts)),
+                annotate: args.annotate.then(|| pcap_surgery::annotate::section_comment(&shown_args())),
             };
             run(Verb::Trim, &args.inputs, &args.out, &cfg, args.scrub_opts.scrub_report.as_deref())
         }
-        Command::Diagnose(args) => run_diagnose(&args),
         Command::Scrub(args) => {
             let cfg = TrimConfig {
                 policy: Options { keep_all: true, ..Options::default() },
                 format: args.out.format,
                 scrub: Some(scrub_options(&args.scrub)),
+                annotate: None,
             };
             run(Verb::Scrub, &args.inputs, &args.out, &cfg, args.scrub.scrub_report.as_deref())
         }
+        Command::Diagnose(args) => run_diagnose(&args),
+        Command::Flows(args) => run_flows(&args),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "pcap-surgery", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
     }
+}
+
+fn usage(msg: &str) -> ExitCode {
+    eprintln!("pcap-surgery: {msg}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+/// The command line as the annotation shows it, with the pseudonymization key hidden.
+fn shown_args() -> Vec<String> {
+    let mut out = Vec::new();
+    let mut hide_next = false;
+    for a in std::env::args() {
+        if hide_next {
+            out.push("(key hidden)".into());
+            hide_next = false;
+        } else if a == "--key" {
+            hide_next = true;
+            out.push(a);
+        } else if a.starts_with("--key=") {
+            out.push("--key=(key hidden)".into());
+        } else {
+            out.push(a);
+        }
+    }
+    out
 }
 
 #[derive(Clone, Copy)]
@@ -72,52 +119,92 @@ impl Verb {
             Verb::Scrub => "scrub",
         }
     }
-    fn suffix(self) -> &'static str {
+    fn default_pattern(self) -> &'static str {
         match self {
-            Verb::Trim => "trimmed",
-            Verb::Scrub => "scrubbed",
+            Verb::Trim => "{stem}.trimmed.{ext}",
+            Verb::Scrub => "{stem}.scrubbed.{ext}",
         }
     }
 }
 
-const EXIT_FINDING: u8 = 3;
+/// Expands inputs (directories with --recursive); a usage error says why not.
+fn sources(inputs: &[PathBuf], b: &BatchArgs) -> Result<Vec<Source>, ExitCode> {
+    if inputs.iter().filter(|p| p.as_os_str() == "-").count() > 1 {
+        return Err(usage("standard input (-) can be read only once"));
+    }
+    match batch::expand(inputs, b.recursive) {
+        Ok(s) if s.is_empty() => Err(usage("no capture files (*.pcap, *.pcapng, *.cap, .gz) in the input directories")),
+        Ok(s) => Ok(s),
+        Err(e) => Err(usage(&e.to_string())),
+    }
+}
+
+fn file_size(p: &Path) -> Option<u64> {
+    std::fs::metadata(p).ok().filter(|m| m.is_file()).map(|m| m.len())
+}
 
 fn run_diagnose(args: &DiagnoseArgs) -> ExitCode {
+    let srcs = match sources(&args.inputs, &args.batch) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
     let opts = DiagnoseOptions { hosts: args.hosts.clone(), ports: args.ports.clone() };
     let color = use_color();
+    let ui = Ui::new(!args.quiet);
     let mut status = 0u8;
     let mut worst = None;
-    for input in &args.inputs {
-        let result = Input::open(input).map_err(anyhow::Error::from).and_then(|i| {
-            let mut warnings = Vec::new();
-            let r = diagnose(i, &input.display().to_string(), &opts, &mut warnings)?;
-            Ok((r, warnings))
-        });
-        match result {
-            Ok((r, warnings)) => {
-                for w in warnings {
-                    eprintln!("pcap-surgery: {}: warning: {w}", input.display());
-                }
-                worst = worst.max(r.worst());
-                let mut out = std::io::stdout().lock();
-                let written = if args.json {
-                    serde_json::to_writer(&mut out, &r).map_err(std::io::Error::from).and_then(|_| writeln!(out))
-                } else if !args.quiet {
-                    write_text(&mut out, &r, color)
-                } else {
-                    Ok(())
-                };
-                if let Err(e) = written {
-                    if e.kind() == std::io::ErrorKind::BrokenPipe {
-                        return ExitCode::from(status);
+    let mut closed = false;
+    batch::run_ordered(
+        srcs.len(),
+        args.batch.jobs(),
+        |i| {
+            let path = &srcs[i].path;
+            let progress = Arc::new(Progress::default());
+            let bar = ui.bar(path, file_size(path), &progress);
+            let r = Input::open_with(path, Some(progress.clone())).map_err(anyhow::Error::from).and_then(|input| {
+                let mut warnings = Vec::new();
+                let r = diagnose(input, &path.display().to_string(), &opts, &mut warnings)?;
+                Ok((r, warnings))
+            });
+            drop(bar);
+            r
+        },
+        |i, r| {
+            let path = &srcs[i].path;
+            match r {
+                Ok((r, warnings)) => {
+                    for w in warnings {
+                        ui.println(&format!("pcap-surgery: {}: warning: {w}", path.display()));
                     }
-                    eprintln!("pcap-surgery: {e}");
-                    status = status.max(EXIT_RUNTIME);
+                    worst = worst.max(r.worst());
+                    if closed {
+                        return;
+                    }
+                    let mut out = std::io::stdout().lock();
+                    let written = ui.suspend(|| {
+                        if args.json {
+                            serde_json::to_writer(&mut out, &r)
+                                .map_err(std::io::Error::from)
+                                .and_then(|_| writeln!(out))
+                        } else if !args.quiet {
+                            write_text(&mut out, &r, color)
+                        } else {
+                            Ok(())
+                        }
+                    });
+                    if let Err(e) = written {
+                        if e.kind() == std::io::ErrorKind::BrokenPipe {
+                            closed = true;
+                        } else {
+                            ui.println(&format!("pcap-surgery: standard output: {e}"));
+                            status = status.max(EXIT_RUNTIME);
+                        }
+                    }
                 }
+                Err(e) => status = status.max(report_error(&ui, path, &e)),
             }
-            Err(e) => status = status.max(report_error(input, &e)),
-        }
-    }
+        },
+    );
     if status == 0
         && let (Some(limit), Some(w)) = (args.fail_on, worst)
         && w >= limit
@@ -125,6 +212,86 @@ fn run_diagnose(args: &DiagnoseArgs) -> ExitCode {
         return ExitCode::from(EXIT_FINDING);
     }
     ExitCode::from(status)
+}
+
+/// Collects whole lines and hands them to standard output in chunks, so that files listed
+/// in parallel interleave only at line boundaries.
+struct Lines {
+    buf: Vec<u8>,
+}
+
+impl Lines {
+    const CHUNK: usize = 1 << 16;
+
+    fn flush_lines(&mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            std::io::stdout().lock().write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+}
+
+impl Write for Lines {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        if self.buf.len() >= Self::CHUNK && self.buf.ends_with(b"\n") {
+            self.flush_lines()?;
+        }
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.flush_lines()
+    }
+}
+
+fn run_flows(args: &FlowsArgs) -> ExitCode {
+    let srcs = match sources(&args.inputs, &args.batch) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let opts = FlowsOptions {
+        policy: Options { hosts: args.hosts.clone(), ports: args.ports.clone(), ..Options::default() },
+        json: args.json,
+        with_file: srcs.len() > 1,
+    };
+    let ui = Ui::new(!args.quiet && !std::io::stdout().is_terminal());
+    let mut status = 0u8;
+    batch::run_ordered(
+        srcs.len(),
+        args.batch.jobs(),
+        |i| {
+            let path = &srcs[i].path;
+            let progress = Arc::new(Progress::default());
+            let bar = ui.bar(path, file_size(path), &progress);
+            let mut out = Lines { buf: Vec::with_capacity(Lines::CHUNK * 2) };
+            let r = Input::open_with(path, Some(progress.clone())).map_err(anyhow::Error::from).and_then(|input| {
+                let r = flows(input, &path.display().to_string(), &opts, &mut out, Some(&progress))?;
+                out.flush_lines()?;
+                Ok(r)
+            });
+            drop(bar);
+            r
+        },
+        |i, r| match r {
+            Ok((_, warnings)) => {
+                for w in warnings {
+                    ui.println(&format!("pcap-surgery: {}: warning: {w}", srcs[i].path.display()));
+                }
+            }
+            Err(e) if is_broken_pipe(&e) => {}
+            Err(e) => status = status.max(report_error(&ui, &srcs[i].path, &e)),
+        },
+    );
+    ExitCode::from(status)
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || matches!(c.downcast_ref::<Error>(), Some(Error::Io(io)) if io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// The 32-byte pseudonymization key: derived from `--key`, else random for this run.
@@ -159,29 +326,25 @@ fn random_key() -> [u8; 32] {
     k
 }
 
-/// An error and whether it is the user's (exit 2) or the input's / system's (exit 1).
-fn report_error(file: &Path, err: &anyhow::Error) -> u8 {
-    eprintln!("pcap-surgery: {}: {err:#}", file.display());
+/// Prints an error on one line and says whether it is the user's (exit 2) or the input's /
+/// system's (exit 1).
+fn report_error(ui: &Ui, file: &Path, err: &anyhow::Error) -> u8 {
+    ui.println(&format!("pcap-surgery: {}: {err:#}", file.display()));
     match err.downcast_ref::<Error>() {
         Some(Error::Usage(_)) => EXIT_USAGE,
         _ => EXIT_RUNTIME,
     }
 }
 
-fn output_for(input: &Path, out: &OutputArgs, ext_from: Option<OutFormat>, verb: Verb) -> Result<OutputTarget, String> {
+fn output_for(src: &Source, out: &OutputArgs, verb: Verb) -> Result<OutputTarget, String> {
     if let Some(dir) = &out.out_dir {
-        let name = input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "stdin".into());
-        let stem = name.trim_end_matches(".gz");
-        let (base, ext) = match stem.rsplit_once('.') {
-            Some((b, e)) => (b.to_string(), e.to_string()),
-            None => (stem.to_string(), "pcap".to_string()),
-        };
-        let ext = match ext_from {
-            Some(OutFormat::Pcap) => "pcap".to_string(),
-            Some(OutFormat::Pcapng) => "pcapng".to_string(),
-            None => ext,
-        };
-        return Ok(OutputTarget::File(dir.join(format!("{base}.{}.{ext}", verb.suffix()))));
+        let ext = out.format.map(|f| match f {
+            OutFormat::Pcap => "pcap",
+            OutFormat::Pcapng => "pcapng",
+        });
+        let pattern = out.out_name.as_deref().unwrap_or(verb.default_pattern());
+        let name = batch::output_name(pattern, &src.path, ext);
+        return Ok(OutputTarget::File(dir.join(&src.rel_dir).join(name)));
     }
     match &out.output {
         Some(p) if p.as_os_str() == "-" => Ok(OutputTarget::Stdout),
@@ -191,48 +354,87 @@ fn output_for(input: &Path, out: &OutputArgs, ext_from: Option<OutFormat>, verb:
 }
 
 fn run(verb: Verb, inputs: &[PathBuf], out: &OutputArgs, cfg: &TrimConfig, report: Option<&Path>) -> ExitCode {
-    if inputs.len() > 1 && out.out_dir.is_none() {
-        eprintln!("pcap-surgery: several inputs need --out-dir DIR (one output per input)");
-        return ExitCode::from(EXIT_USAGE);
+    let srcs = match sources(inputs, &out.batch) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    if srcs.len() > 1 && out.out_dir.is_none() {
+        return usage("several inputs need --out-dir DIR (one output per input)");
     }
-    if inputs.iter().filter(|p| p.as_os_str() == "-").count() > 1 {
-        eprintln!("pcap-surgery: standard input (-) can be read only once");
-        return ExitCode::from(EXIT_USAGE);
+    let mut targets = Vec::with_capacity(srcs.len());
+    for s in &srcs {
+        match output_for(s, out, verb) {
+            Ok(t) => targets.push(t),
+            Err(msg) => return usage(&msg),
+        }
     }
+    let mut seen = std::collections::HashMap::new();
+    for (s, t) in srcs.iter().zip(&targets) {
+        if let OutputTarget::File(p) = t
+            && let Some(other) = seen.insert(p.clone(), &s.path)
+        {
+            return usage(&format!(
+                "{} and {} would both be written to {}; use --out-name",
+                other.display(),
+                s.path.display(),
+                p.display()
+            ));
+        }
+    }
+    let all_inputs: Vec<PathBuf> = srcs.iter().map(|s| s.path.clone()).collect();
+    let to_stdout = targets.iter().any(|t| matches!(t, OutputTarget::Stdout));
+    let ui = Ui::new(!out.quiet && !to_stdout);
     let mut reports = Vec::new();
     let mut status = 0u8;
-    for input in inputs {
-        let target = match output_for(input, out, out.format, verb) {
-            Ok(t) => t,
-            Err(msg) => {
-                eprintln!("pcap-surgery: {msg}");
-                return ExitCode::from(EXIT_USAGE);
+    let mut total = Summary { file: "total".into(), ..Default::default() };
+    let (mut ok, mut failed) = (0usize, 0usize);
+    batch::run_ordered(
+        srcs.len(),
+        out.batch.jobs(),
+        |i| {
+            let path = &srcs[i].path;
+            let progress = Arc::new(Progress::default());
+            let bar = ui.bar(path, file_size(path), &progress);
+            let r = trim_one(path, &targets[i], out.force, &all_inputs, cfg, &progress);
+            drop(bar);
+            r
+        },
+        |i, r| {
+            let path = &srcs[i].path;
+            match r {
+                Ok(summary) => {
+                    ok += 1;
+                    for w in &summary.warnings {
+                        ui.println(&format!("pcap-surgery: {}: warning: {w}", path.display()));
+                    }
+                    if !out.quiet {
+                        ui.println(&summary.line(verb.name()));
+                    }
+                    if out.json && !to_stdout {
+                        println!("{}", summary.json());
+                    }
+                    if let Some(r) = &summary.scrub {
+                        let line = serde_json::json!({"file": summary.file, "rules": r.rules});
+                        reports.push(line.to_string());
+                    }
+                    total.add(&summary);
+                }
+                Err(e) => {
+                    failed += 1;
+                    status = status.max(report_error(&ui, path, &e));
+                }
             }
-        };
-        let to_stdout = matches!(target, OutputTarget::Stdout);
-        match trim_one(input, &target, out.force, inputs, cfg) {
-            Ok(summary) => {
-                for w in &summary.warnings {
-                    eprintln!("pcap-surgery: {}: warning: {w}", input.display());
-                }
-                if out.json && !to_stdout {
-                    println!("{}", summary.json());
-                } else if !out.quiet {
-                    eprintln!("{}", summary.line(verb.name()));
-                }
-                if let Some(r) = &summary.scrub {
-                    let line = serde_json::json!({"file": summary.file, "rules": r.rules});
-                    reports.push(line.to_string());
-                }
-            }
-            Err(e) => status = status.max(report_error(input, &e)),
-        }
+        },
+    );
+    if srcs.len() > 1 && !out.quiet {
+        let failed = if failed > 0 { format!(", {failed} failed") } else { String::new() };
+        ui.println(&format!("{} ({ok} files{failed})", total.line(verb.name())));
     }
     if let Some(path) = report {
         let mut text = reports.join("\n");
         text.push('\n');
         if let Err(e) = std::fs::write(path, text) {
-            eprintln!("pcap-surgery: {}: {e}", path.display());
+            ui.println(&format!("pcap-surgery: {}: {e}", path.display()));
             status = status.max(EXIT_RUNTIME);
         }
     }
@@ -240,11 +442,12 @@ fn run(verb: Verb, inputs: &[PathBuf], out: &OutputArgs, cfg: &TrimConfig, repor
 }
 
 fn trim_one(
-    input: &PathBuf,
+    input: &Path,
     target: &OutputTarget,
     force: bool,
     inputs: &[PathBuf],
     cfg: &TrimConfig,
+    progress: &Arc<Progress>,
 ) -> anyhow::Result<Summary> {
     if let OutputTarget::File(dir) = target
         && let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty())
@@ -252,10 +455,10 @@ fn trim_one(
     {
         std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
-    let opened = Input::open(input)?;
+    let opened = Input::open_with(input, Some(progress.clone()))?;
     let sink = AtomicOutput::create(target, force, inputs)?;
     let mut summary = Summary { file: input.display().to_string(), ..Default::default() };
-    let sink = trim(opened, sink, cfg, &mut summary)?;
+    let sink = trim(opened, sink, cfg, &mut summary, Some(progress))?;
     sink.commit()?;
     Ok(summary)
 }

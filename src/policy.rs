@@ -67,6 +67,8 @@ pub struct Options {
     pub bulk_budget: u64,
     /// Keep every packet (`scrub` without trimming).
     pub keep_all: bool,
+    /// Keep a record of each flow forgotten, for `flows`.
+    pub record_flows: bool,
 }
 
 impl Default for Options {
@@ -78,6 +80,7 @@ impl Default for Options {
             bulk: Bulk::Headers,
             bulk_budget: 1 << 20,
             keep_all: false,
+            record_flows: false,
         }
     }
 }
@@ -221,8 +224,53 @@ impl Dir {
     }
 }
 
+/// What a flow carries, as `flows` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Proto {
+    #[default]
+    Unknown,
+    WebSocket,
+    /// TLS offering HTTP/1.1 (or no ALPN, where HTTP/1.1 is the default).
+    TlsHttp1,
+    TlsH2,
+    Http,
+    Dns,
+    Other,
+}
+
+impl Proto {
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Unknown => "unknown",
+            Proto::WebSocket => "websocket",
+            Proto::TlsHttp1 => "tls-http1",
+            Proto::TlsH2 => "tls-h2",
+            Proto::Http => "http",
+            Proto::Dns => "dns",
+            Proto::Other => "other",
+        }
+    }
+}
+
+/// A flow as `flows` lists it when it is forgotten or the capture ends.
+#[derive(Clone, Debug)]
+pub struct FlowRecord {
+    pub key: FlowKey,
+    pub client: Option<Side>,
+    pub first_ns: u64,
+    pub last_ns: u64,
+    pub packets: u64,
+    pub bytes: u64,
+    pub proto: Proto,
+    pub kept: bool,
+    pub why: &'static str,
+}
+
 pub struct Flow {
     pub class: Class,
+    pub proto: Proto,
+    /// Why the flow was kept or dropped, in a few words.
+    pub why: &'static str,
     /// The side that opened the connection (SYN), or that sent the request / masked frames.
     pub client: Option<Side>,
     syn_seen: bool,
@@ -247,6 +295,8 @@ impl Flow {
     fn new(ts: u64) -> Flow {
         Flow {
             class: Class::Undecided,
+            proto: Proto::Unknown,
+            why: "",
             client: None,
             syn_seen: false,
             synack_seen: false,
@@ -261,6 +311,37 @@ impl Flow {
             counted_kept: false,
             closed: false,
             udp: false,
+        }
+    }
+
+    fn record(&self, key: FlowKey) -> FlowRecord {
+        let kept = self.class.kept() || (self.udp && self.counted_kept);
+        let why = match (self.why, self.class) {
+            ("", Class::Undecided) if self.payload_segments == 0 && !self.udp => "no payload to classify",
+            ("", Class::Undecided) => "too little payload to classify",
+            ("", _) if self.udp => "not DNS",
+            (w, _) => w,
+        };
+        let proto = match self.proto {
+            Proto::Unknown if self.udp || self.class == Class::Dropped => Proto::Other,
+            p => p,
+        };
+        // A DNS client is the side not on port 53.
+        let client = self.client.or(match (key.port_a, key.port_b) {
+            (DNS_PORT, p) if p != DNS_PORT => Some(Side::B),
+            (p, DNS_PORT) if p != DNS_PORT => Some(Side::A),
+            _ => None,
+        });
+        FlowRecord {
+            key,
+            client,
+            first_ns: self.first_ns,
+            last_ns: self.last_ns,
+            packets: self.packets,
+            bytes: self.bytes,
+            proto,
+            kept,
+            why,
         }
     }
 
@@ -303,6 +384,8 @@ pub struct Engine {
     last_flow_dropped: bool,
     /// The last packet's flow, if it was TCP or UDP.
     last_key: Option<FlowKey>,
+    /// Flows forgotten since the last `take_retired`, when `Options::record_flows` is set.
+    retired: Vec<FlowRecord>,
 }
 
 /// How long (capture time) a flow may stay idle in the table, by state.
@@ -327,7 +410,23 @@ impl Engine {
             last_sweep_ns: 0,
             last_flow_dropped: false,
             last_key: None,
+            retired: Vec::new(),
         }
+    }
+
+    /// Flows forgotten since the last call (with `Options::record_flows`).
+    pub fn take_retired(&mut self) -> std::vec::Drain<'_, FlowRecord> {
+        self.retired.drain(..)
+    }
+
+    /// The flows still in the table, at the end of the capture.
+    pub fn remaining(&self) -> impl Iterator<Item = FlowRecord> + '_ {
+        self.flows.iter().map(|(k, f)| f.record(*k))
+    }
+
+    /// Why the flow of `key` was kept or dropped, and what it carries.
+    pub fn flow_label(&self, key: &FlowKey) -> Option<(Proto, &'static str)> {
+        self.flows.get(key).map(|f| (f.proto, f.why))
     }
 
     /// Verdicts for packets that were told to wait, decided since the last call.
@@ -362,11 +461,12 @@ impl Engine {
             self.last_flow_dropped = false;
             return (Decision::Now(Verdict::Keep), None);
         }
+        self.last_key = None;
         let (decision, ticket) = self.decide(meta, frame);
+        // Looked up again rather than decoded again: the decision may have removed nothing,
+        // but it may have classified the flow.
         self.last_flow_dropped = decision == Decision::Now(Verdict::Drop)
-            && wire::decode(meta.link_type, frame).is_ok_and(|d| {
-                let proto = if matches!(d.transport, Transport::Tcp { .. }) { PROTO_TCP } else { PROTO_UDP };
-                let (key, _) = FlowKey::of(d.src, d.sport, d.dst, d.dport, proto);
+            && self.last_key.is_none_or(|key| {
                 self.flows.get(&key).is_none_or(|f| f.class == Class::Dropped || (f.udp && !f.counted_kept))
             });
         (decision, ticket)
@@ -474,6 +574,7 @@ impl Engine {
             };
             if port_hit {
                 flow.class = Class::Port;
+                flow.why = "to a --port";
             } else if flags & tcp_flags::RST != 0
                 && flow.syn_seen
                 && !flow.synack_seen
@@ -481,6 +582,7 @@ impl Engine {
             {
                 // A SYN answered by RST: the whole story of a refused connect.
                 flow.class = Class::Refused;
+                flow.why = "connection refused (SYN answered by RST)";
             }
             if flow.class != Class::Undecided {
                 self.on_classified(key);
@@ -762,6 +864,7 @@ impl Engine {
             None => [Side::A, Side::B],
         };
         let mut class = Class::Undecided;
+        let mut label = (Proto::Unknown, "");
         let mut names: Vec<String> = Vec::new();
         let mut undecided_any = false;
         for s in order {
@@ -774,16 +877,22 @@ impl Engine {
                     Some(n) => {
                         let req = http::parse_request(&head[..n]);
                         flow.client = Some(s);
-                        if let Some(r) = req.filter(|r| r.is_websocket_attempt()) {
+                        if let Some(r) = req.as_ref().filter(|r| r.is_websocket_attempt()) {
                             class = Class::WebSocket;
+                            label = (Proto::WebSocket, "WebSocket upgrade request");
                             names.extend(r.host_name());
                         } else {
                             class = Class::Dropped;
+                            label = match req {
+                                Some(_) => (Proto::Http, "HTTP without an upgrade"),
+                                None => (Proto::Http, "unparsable HTTP request"),
+                            };
                         }
                         break;
                     }
                     None if head.len() >= http::MAX_HEAD_BYTES => {
                         class = Class::Dropped;
+                        label = (Proto::Http, "HTTP head over 64 KiB");
                         break;
                     }
                     None => {
@@ -809,6 +918,24 @@ impl Engine {
                         self.opts.host_matches(&sni)
                     };
                     class = if keep { Class::Tls } else { Class::Dropped };
+                    let h2 = ch.alpn.iter().any(|p| p == "h2");
+                    let h1 = ch.alpn.iter().any(|p| p == "http/1.1");
+                    let proto = if h2 {
+                        Proto::TlsH2
+                    } else if h1 || ch.alpn.is_empty() {
+                        Proto::TlsHttp1
+                    } else {
+                        Proto::Other
+                    };
+                    let why = match (keep, self.opts.hosts.is_empty(), proto) {
+                        (true, false, _) => "SNI matches --host",
+                        (false, false, _) => "SNI not among --host",
+                        (true, true, _) if ch.alpn.is_empty() => "TLS without ALPN (HTTP/1.1 possible)",
+                        (true, true, _) => "TLS offering HTTP/1.1 only",
+                        (false, true, Proto::TlsH2) => "TLS offering h2",
+                        (false, true, _) => "TLS for another protocol",
+                    };
+                    label = (proto, why);
                     if keep && !sni.is_empty() {
                         names.push(sni);
                     }
@@ -837,6 +964,7 @@ impl Engine {
             if let Some(c) = client {
                 flow.client = Some(c);
                 class = Class::WebSocket;
+                label = (Proto::WebSocket, "WebSocket frames mid-connection");
                 for d in &mut flow.dirs {
                     d.phase = Phase::Frames;
                     d.handshake_end = Some(d.stream.delivered());
@@ -850,12 +978,14 @@ impl Engine {
                 || flow.dirs.iter().any(|d| d.head.len() >= http::MAX_HEAD_BYTES);
             if limit_hit {
                 class = Class::Dropped;
+                label = (Proto::Other, "not HTTP, TLS or WebSocket");
             }
         }
         if class == Class::Undecided {
             return;
         }
         flow.class = class;
+        (flow.proto, flow.why) = label;
         if class == Class::Tls {
             for d in &mut flow.dirs {
                 d.phase = Phase::Records;
@@ -908,6 +1038,12 @@ impl Engine {
             return Decision::Now(Verdict::Drop);
         };
         let tk = (key, msg.id);
+        if let Some(f) = self.flows.get_mut(&key) {
+            f.proto = Proto::Dns;
+            if f.why.is_empty() {
+                f.why = "lookup of another name";
+            }
+        }
         let txn = self.dns.entry(tk).or_insert_with(|| DnsTxn {
             packets: Vec::new(),
             names: Vec::new(),
@@ -921,6 +1057,9 @@ impl Engine {
             || txn.names.iter().any(|n| self.kept_names.contains(n) || self.opts.host_matches(n))
             || txn.addrs.iter().any(|a| self.kept_addrs.contains(a));
         if matched {
+            if let Some(f) = self.flows.get_mut(&key) {
+                f.why = if msg.is_failure() { "failed lookup" } else { "lookup of a kept host" };
+            }
             self.count_dns_kept(key);
             let txn = self.dns.remove(&tk).expect("txn present");
             for p in txn.packets {
@@ -938,6 +1077,9 @@ impl Engine {
         if let Some(f) = self.flows.get_mut(&key)
             && !f.counted_kept
         {
+            if matches!(f.why, "" | "lookup of another name") {
+                f.why = "lookup of a kept host";
+            }
             f.counted_kept = true;
             self.stats.flows_kept += 1;
         }
@@ -1045,7 +1187,9 @@ impl Engine {
     fn sweep(&mut self, now: u64) {
         self.last_sweep_ns = now;
         let before = self.flows.len();
-        self.flows.retain(|_, f| {
+        let record = self.opts.record_flows;
+        let retired = &mut self.retired;
+        self.flows.retain(|k, f| {
             if f.has_waiters() {
                 return true;
             }
@@ -1057,7 +1201,11 @@ impl Engine {
             } else {
                 OPEN_IDLE_NS
             };
-            idle < limit
+            let keep = idle < limit;
+            if !keep && record {
+                retired.push(f.record(*k));
+            }
+            keep
         });
         self.stats.flows_evicted += (before - self.flows.len()) as u64;
     }

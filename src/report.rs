@@ -52,6 +52,22 @@ impl Summary {
         )
     }
 
+    /// Adds another file's counts (for the total of a batch).
+    pub fn add(&mut self, o: &Summary) {
+        self.packets_in += o.packets_in;
+        self.packets_out += o.packets_out;
+        self.packets_truncated += o.packets_truncated;
+        self.bytes_in += o.bytes_in;
+        self.bytes_out += o.bytes_out;
+        self.flows_seen += o.flows_seen;
+        self.flows_kept += o.flows_kept;
+        self.flows_evicted += o.flows_evicted;
+        self.unsupported_link += o.unsupported_link;
+        self.over_snaplen += o.over_snaplen;
+        self.tls_sessions_with_keys += o.tls_sessions_with_keys;
+        self.elapsed_s += o.elapsed_s;
+    }
+
     pub fn json(&self) -> String {
         serde_json::to_string(self).expect("summary serializes")
     }

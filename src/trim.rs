@@ -14,9 +14,11 @@ use std::time::Instant;
 
 use rustc_hash::FxHashMap;
 
+use crate::annotate;
 use crate::capture::{BlockFilter, Format, Input, Item, OutFormat, Packet, Reader, RecordMeta, Writer, block, secrets};
 use crate::error::Result;
 use crate::policy::{Decision, Engine, Options, Ticket, Verdict};
+use crate::progress::{PUBLISH_EVERY, Progress};
 use crate::proto::tls;
 use crate::report::Summary;
 use crate::scrub::{ScrubOptions, Scrubber};
@@ -61,6 +63,9 @@ pub struct TrimConfig {
     pub format: Option<OutFormat>,
     /// Scrub what is written (`scrub`, or `trim --scrub`).
     pub scrub: Option<ScrubOptions>,
+    /// `--annotate`: the section comment (program and command line); each kept packet then
+    /// gets a comment saying why it was kept.
+    pub annotate: Option<String>,
 }
 
 enum Slot {
@@ -151,10 +156,21 @@ impl Queue {
     }
 }
 
-pub fn trim<W: Write>(input: Input, out: W, cfg: &TrimConfig, summary: &mut Summary) -> Result<W> {
+pub fn trim<W: Write>(
+    input: Input,
+    out: W,
+    cfg: &TrimConfig,
+    summary: &mut Summary,
+    progress: Option<&Progress>,
+) -> Result<W> {
     let started = Instant::now();
     let mut reader = Reader::new(input)?;
     let mut writer = Writer::new(out, reader.format(), cfg.format);
+    let mut note = String::new();
+    if let Some(c) = &cfg.annotate {
+        writer.set_section_comment(c.clone());
+    }
+    let annotate = cfg.annotate.is_some();
     if let Some(h) = reader.pcap_header() {
         writer.begin_pcap(&h.clone(), None)?;
     }
@@ -199,6 +215,11 @@ pub fn trim<W: Write>(input: Input, out: W, cfg: &TrimConfig, summary: &mut Summ
             }
             Item::Packet(p) => {
                 summary.packets_in += 1;
+                if let Some(pr) = progress
+                    && summary.packets_in.is_multiple_of(PUBLISH_EVERY)
+                {
+                    pr.publish(summary.packets_in, engine.stats.flows_kept);
+                }
                 now_ns = now_ns.max(p.meta.ts_ns);
                 let (decision, ticket) = engine.packet(&p.meta, p.data());
                 for random in engine.take_kept_tls_randoms() {
@@ -234,7 +255,10 @@ pub fn trim<W: Write>(input: Input, out: W, cfg: &TrimConfig, summary: &mut Summ
                     _ => p,
                 };
                 match decision {
-                    Decision::Now(v) if queue.entries.is_empty() => write(&mut writer, &p, v, summary)?,
+                    Decision::Now(v) if queue.entries.is_empty() => {
+                        let note = annotate.then_some((&engine, &mut note));
+                        write(&mut writer, &p, v, summary, note)?
+                    }
                     Decision::Now(Verdict::Drop) => {}
                     Decision::Now(v) => queue.push_packet(&p, Slot::Decided(v)),
                     Decision::Wait(_) => queue.push_packet(&p, Slot::Waiting(ticket.expect("a wait has a ticket"))),
@@ -244,13 +268,13 @@ pub fn trim<W: Write>(input: Input, out: W, cfg: &TrimConfig, summary: &mut Summ
         for (n, v) in engine.take_resolutions() {
             queue.decide(n, v);
         }
-        drain(&mut queue, &mut engine, &mut writer, summary, |e, q| {
+        drain(&mut queue, &mut engine, &mut writer, summary, annotate.then_some(&mut note), |e, q| {
             q.bytes > MAX_QUEUED_BYTES
                 || q.entries.len() > MAX_QUEUED_PACKETS
                 || e.ts_ns.saturating_add(UNDECIDED_WINDOW_NS) < now_ns
         })?;
     }
-    drain(&mut queue, &mut engine, &mut writer, summary, |_, _| true)?;
+    drain(&mut queue, &mut engine, &mut writer, summary, annotate.then_some(&mut note), |_, _| true)?;
     summary.over_snaplen = reader.over_snaplen;
     if let Some((packet, len, snap)) = reader.first_over_snaplen {
         summary.warnings.push(format!(
@@ -259,6 +283,9 @@ pub fn trim<W: Write>(input: Input, out: W, cfg: &TrimConfig, summary: &mut Summ
         ));
     }
     let stats = engine.stats;
+    if let Some(pr) = progress {
+        pr.publish(summary.packets_in, stats.flows_kept);
+    }
     summary.flows_seen = stats.flows_seen;
     summary.flows_kept = stats.flows_kept;
     summary.unsupported_link = stats.unsupported_link;
@@ -273,19 +300,29 @@ pub fn trim<W: Write>(input: Input, out: W, cfg: &TrimConfig, summary: &mut Summ
     writer.finish()
 }
 
-fn write<W: Write>(w: &mut Writer<W>, p: &Packet<'_>, v: Verdict, summary: &mut Summary) -> Result<()> {
-    match v {
-        Verdict::Drop => Ok(()),
-        Verdict::Keep => {
-            summary.packets_out += 1;
-            w.packet(p, None, None)
-        }
-        Verdict::Truncate(n) => {
-            summary.packets_out += 1;
-            summary.packets_truncated += 1;
-            w.packet(p, Some(n), None)
-        }
+fn write<W: Write>(
+    w: &mut Writer<W>,
+    p: &Packet<'_>,
+    v: Verdict,
+    summary: &mut Summary,
+    note: Option<(&Engine, &mut String)>,
+) -> Result<()> {
+    if v == Verdict::Drop {
+        return Ok(());
     }
+    summary.packets_out += 1;
+    let cut = match v {
+        Verdict::Truncate(n) => {
+            summary.packets_truncated += 1;
+            Some(n)
+        }
+        _ => None,
+    };
+    let comment = note.map(|(engine, buf)| {
+        annotate::reason(buf, engine, &p.meta, p.data(), v);
+        &buf[..]
+    });
+    w.packet(p, cut, comment)
 }
 
 /// Writes decided packets from the front of the queue; forces the front when `must_force`
@@ -295,6 +332,7 @@ fn drain<W: Write>(
     engine: &mut Engine,
     writer: &mut Writer<W>,
     summary: &mut Summary,
+    mut note: Option<&mut String>,
     must_force: impl Fn(&Entry, &Queue) -> bool,
 ) -> Result<()> {
     while let Some(front) = q.entries.front() {
@@ -314,7 +352,8 @@ fn drain<W: Write>(
         let Slot::Decided(v) = e.slot else { unreachable!("front is decided") };
         match e.held {
             Held::Packet { meta, raw } => {
-                write(writer, &Packet { meta, raw: &raw }, v, summary)?;
+                let note = note.as_deref_mut().map(|b| (&*engine, b));
+                write(writer, &Packet { meta, raw: &raw }, v, summary, note)?;
                 q.recycle(raw);
             }
             Held::Block { kind, raw, big_endian } => {

@@ -9,6 +9,7 @@
 use std::fs::File;
 use std::io::{self, Cursor, Read};
 use std::path::Path;
+use std::sync::Arc;
 
 use flate2::read::MultiGzDecoder;
 use pcap_file::pcapng::PcapNgParser;
@@ -17,6 +18,7 @@ use pcap_file::{Endianness, PcapError};
 
 use super::{Format, Interface, MAX_RECORD_BYTES, PCAP_MAGIC_NS, PCAP_MAGIC_US, PCAPNG_SHB, Packet, RecordMeta, block};
 use crate::error::{Error, Result};
+use crate::progress::{Counting, Progress};
 
 const READ_CHUNK_BYTES: usize = 1 << 20;
 
@@ -31,13 +33,25 @@ pub struct Input {
 impl Input {
     /// Opens a path, or standard input for `-`. Gzip is detected by its magic bytes.
     pub fn open(path: &Path) -> Result<Input> {
-        let (raw, size): (Box<dyn Read + Send>, Option<u64>) = if path.as_os_str() == "-" {
+        Self::open_with(path, None)
+    }
+
+    /// Opens a path, counting the bytes read from it (before decompression) into `progress`.
+    pub fn open_with(path: &Path, progress: Option<Arc<Progress>>) -> Result<Input> {
+        let (mut raw, size): (Box<dyn Read + Send>, Option<u64>) = if path.as_os_str() == "-" {
             (Box::new(io::stdin()), None)
         } else {
             let f = File::open(path)?;
-            let size = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+            let meta = f.metadata()?;
+            if meta.is_dir() {
+                return Err(Error::Usage("is a directory (give --recursive to read the captures in it)".into()));
+            }
+            let size = meta.is_file().then_some(meta.len());
             (Box::new(f), size)
         };
+        if let Some(p) = progress {
+            raw = Box::new(Counting::new(raw, p));
+        }
         Self::from_reader(raw, size)
     }
 

@@ -63,6 +63,8 @@ pub struct Writer<W: Write> {
     /// pcapng→pcap: the single link type a pcap file can have, once known.
     pcap_link: Option<u32>,
     header_done: bool,
+    /// Added to every section header written (`--annotate`).
+    section_comment: Option<String>,
     pub bytes_written: u64,
     pub packets_written: u64,
     scratch: Vec<u8>,
@@ -94,6 +96,7 @@ impl<W: Write> Writer<W> {
             ng_big: false,
             pcap_link: None,
             header_done: false,
+            section_comment: None,
             bytes_written: 0,
             packets_written: 0,
             scratch: Vec::with_capacity(1 << 16),
@@ -106,6 +109,28 @@ impl<W: Write> Writer<W> {
 
     pub fn set_filter(&mut self, filter: BlockFilter) {
         self.filter = filter;
+    }
+
+    /// A comment for every section header this writer writes or passes through.
+    pub fn set_section_comment(&mut self, comment: String) {
+        self.section_comment = Some(comment);
+    }
+
+    /// A section header with our comment added after its own options.
+    fn commented_section(&self, raw: &[u8], big: bool, comment: &str) -> Vec<u8> {
+        let start = 24.min(raw.len().saturating_sub(4));
+        let (opts, _) = strip_end_of_options(&raw[start..raw.len().saturating_sub(4).max(start)], big);
+        let mut extra = opts.to_vec();
+        push_option(&mut extra, 1, comment.as_bytes(), big);
+        push_option(&mut extra, 0, &[], big);
+        let len = start + extra.len() + 4;
+        let mut v = Vec::with_capacity(len);
+        v.extend_from_slice(&raw[..4]);
+        put32(&mut v, len as u32, big);
+        v.extend_from_slice(&raw[8..start]);
+        v.extend_from_slice(&extra);
+        put32(&mut v, len as u32, big);
+        v
     }
 
     /// A block with the filtered options removed, or None when it is dropped whole.
@@ -154,7 +179,8 @@ impl<W: Write> Writer<W> {
             }
             Format::PcapNg => {
                 self.ng_units_per_sec = if h.nanos { 1_000_000_000 } else { 1_000_000 };
-                self.write_section_header(comment)?;
+                let own = self.section_comment.clone();
+                self.write_section_header(comment.or(own.as_deref()))?;
                 self.write_interface(h.link_type, h.snaplen, h.nanos)
             }
         }
@@ -208,6 +234,23 @@ impl<W: Write> Writer<W> {
                     self.ng_big = big_endian;
                 }
                 self.header_done = true;
+                if kind == block::SECTION_HEADER
+                    && let Some(c) = &self.section_comment
+                {
+                    let filtered;
+                    let raw = match self.filter.active() {
+                        true => match self.filtered_block(kind, raw, big_endian) {
+                            Some(b) => {
+                                filtered = b;
+                                &filtered[..]
+                            }
+                            None => return Ok(()),
+                        },
+                        false => raw,
+                    };
+                    let v = self.commented_section(raw, big_endian, c);
+                    return self.emit(&v);
+                }
                 if self.filter.active() {
                     return match self.filtered_block(kind, raw, big_endian) {
                         Some(b) => self.emit(&b),

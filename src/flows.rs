@@ -1,0 +1,136 @@
+//! `flows`: one line per flow with what `trim` would do with it and why. It runs the same
+//! policy as `trim` (with the same `--host` / `--port`), writing nothing.
+//!
+//! A flow is listed when the policy forgets it (closed and quiet, or idle for long) or at the
+//! end of the capture, so the listing streams in bounded memory; lines are therefore in
+//! order of the end of each flow, and carry first/last times for sorting.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::capture::{Input, Item, Reader};
+use crate::error::Result;
+use crate::flow::{PROTO_TCP, Side};
+use crate::policy::{Engine, FlowRecord, Options};
+use crate::progress::{PUBLISH_EVERY, Progress};
+
+#[derive(Serialize)]
+struct Line<'a> {
+    file: &'a str,
+    client: String,
+    server: String,
+    transport: &'static str,
+    first: String,
+    last: String,
+    first_ns: u64,
+    last_ns: u64,
+    packets: u64,
+    bytes: u64,
+    class: &'static str,
+    verdict: &'static str,
+    why: &'static str,
+}
+
+/// Formats a capture timestamp as RFC 3339 UTC with microseconds.
+fn time(ns: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns);
+    humantime::format_rfc3339_micros(t).to_string()
+}
+
+fn line<'a>(file: &'a str, r: &FlowRecord) -> Line<'a> {
+    let client = r.client.unwrap_or(Side::A);
+    let end = |s: Side| {
+        let a = r.key.addr(s);
+        if a.v6 { format!("[{a}]:{}", r.key.port(s)) } else { format!("{a}:{}", r.key.port(s)) }
+    };
+    Line {
+        file,
+        client: end(client),
+        server: end(client.other()),
+        transport: if r.key.proto == PROTO_TCP { "tcp" } else { "udp" },
+        first: time(r.first_ns),
+        last: time(r.last_ns),
+        first_ns: r.first_ns,
+        last_ns: r.last_ns,
+        packets: r.packets,
+        bytes: r.bytes,
+        class: r.proto.name(),
+        verdict: if r.kept { "kept" } else { "dropped" },
+        why: r.why,
+    }
+}
+
+fn write_line(out: &mut dyn Write, l: &Line<'_>, json: bool, with_file: bool) -> std::io::Result<()> {
+    if json {
+        serde_json::to_writer(&mut *out, l)?;
+        return writeln!(out);
+    }
+    if with_file {
+        write!(out, "{}: ", l.file)?;
+    }
+    let span = (l.last_ns.saturating_sub(l.first_ns)) as f64 / 1e9;
+    writeln!(
+        out,
+        "{} {} -> {} {} +{span:.3}s {} pkts {} B {} {}: {}",
+        l.transport, l.client, l.server, l.first, l.packets, l.bytes, l.class, l.verdict, l.why
+    )
+}
+
+pub struct FlowsOptions {
+    pub policy: Options,
+    pub json: bool,
+    /// Prefix text lines with the file name (several inputs).
+    pub with_file: bool,
+}
+
+/// Lists the flows of one capture into `out`; returns the number of flows and any warnings.
+pub fn flows(
+    input: Input,
+    file: &str,
+    opts: &FlowsOptions,
+    out: &mut dyn Write,
+    progress: Option<&Arc<Progress>>,
+) -> Result<(u64, Vec<String>)> {
+    let mut reader = Reader::new(input)?;
+    let mut policy = opts.policy.clone();
+    policy.record_flows = true;
+    let mut engine = Engine::new(policy);
+    let mut warnings = Vec::new();
+    let mut count = 0u64;
+    let mut packets = 0u64;
+    loop {
+        match reader.next_item() {
+            Ok(Some(Item::Packet(p))) => {
+                packets += 1;
+                let _ = engine.packet(&p.meta, p.data());
+                engine.take_resolutions().for_each(drop);
+                engine.take_kept_tls_randoms().for_each(drop);
+                for r in engine.take_retired() {
+                    write_line(out, &line(file, &r), opts.json, opts.with_file)?;
+                    count += 1;
+                }
+                if let Some(pr) = progress
+                    && packets.is_multiple_of(PUBLISH_EVERY)
+                {
+                    pr.publish(packets, engine.stats.flows_kept);
+                }
+            }
+            Ok(Some(Item::Block { .. })) => {}
+            Ok(None) => break,
+            Err(e) if e.is_truncation() => {
+                warnings.push(e.to_string());
+                break;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let mut rest: Vec<FlowRecord> = engine.remaining().collect();
+    rest.sort_by_key(|r| (r.first_ns, r.last_ns));
+    for r in &rest {
+        write_line(out, &line(file, r), opts.json, opts.with_file)?;
+        count += 1;
+    }
+    Ok((count, warnings))
+}
