@@ -66,7 +66,7 @@ pcap-surgery completions fish > ~/.config/fish/completions/pcap-surgery.fish")]
     },
 }
 
-/// How many files at a time, and whether directories are walked.
+/// How many files at a time, whether directories are walked, and how damaged files are read.
 #[derive(Args, Debug, Clone)]
 pub struct BatchArgs {
     /// Files processed at once (default: the number of cores). Each file is streamed by one
@@ -77,9 +77,21 @@ pub struct BatchArgs {
     /// and their subdirectories.
     #[arg(short = 'r', long)]
     pub recursive: bool,
+    /// Treat a file cut short (a truncated last record) as an error instead of processing
+    /// the packets before the cut with a warning.
+    #[arg(long)]
+    pub strict: bool,
+    /// After a pcap record with an impossible length, skip to the next plausible record and
+    /// go on (with a warning) instead of stopping with an error.
+    #[arg(long)]
+    pub salvage: bool,
 }
 
 impl BatchArgs {
+    pub fn read(&self) -> crate::capture::ReadOptions {
+        crate::capture::ReadOptions { strict: self.strict, salvage: self.salvage }
+    }
+
     pub fn jobs(&self) -> usize {
         self.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1)
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::capture::{Input, Item, Reader};
+use crate::capture::{Input, Item, ReadOptions, Reader};
 use crate::error::Result;
 use crate::flow::{PROTO_TCP, Side};
 use crate::policy::{Engine, FlowRecord, Options};
@@ -83,6 +83,7 @@ pub struct FlowsOptions {
     pub json: bool,
     /// Prefix text lines with the file name (several inputs).
     pub with_file: bool,
+    pub read: ReadOptions,
 }
 
 /// Lists the flows of one capture into `out`; returns the number of flows and any warnings.
@@ -94,6 +95,7 @@ pub fn flows(
     progress: Option<&Arc<Progress>>,
 ) -> Result<(u64, Vec<String>)> {
     let mut reader = Reader::new(input)?;
+    reader.set_options(opts.read);
     let mut policy = opts.policy.clone();
     policy.record_flows = true;
     let mut engine = Engine::new(policy);
@@ -119,13 +121,10 @@ pub fn flows(
             }
             Ok(Some(Item::Block { .. })) => {}
             Ok(None) => break,
-            Err(e) if e.is_truncation() => {
-                warnings.push(e.to_string());
-                break;
-            }
             Err(e) => return Err(e),
         }
     }
+    warnings.extend(reader.take_warnings());
     let mut rest: Vec<FlowRecord> = engine.remaining().collect();
     rest.sort_by_key(|r| (r.first_ns, r.last_ns));
     for r in &rest {

@@ -13,6 +13,8 @@ pub mod diagnose;
 pub mod error;
 pub mod flow;
 pub mod flows;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod policy;
 pub mod progress;
 pub mod proto;

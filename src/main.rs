@@ -60,6 +60,7 @@ fn main() -> ExitCode {
                 format,
                 scrub: args.scrub.then(|| scrub_options(&args.scrub_opts)),
                 annotate: args.annotate.then(|| pcap_surgery::annotate::section_comment(&shown_args())),
+                read: args.out.batch.read(),
             };
             run(Verb::Trim, &args.inputs, &args.out, &cfg, args.scrub_opts.scrub_report.as_deref())
         }
@@ -69,6 +70,7 @@ fn main() -> ExitCode {
                 format: args.out.format,
                 scrub: Some(scrub_options(&args.scrub)),
                 annotate: None,
+                read: args.out.batch.read(),
             };
             run(Verb::Scrub, &args.inputs, &args.out, &cfg, args.scrub.scrub_report.as_deref())
         }
@@ -148,7 +150,7 @@ fn run_diagnose(args: &DiagnoseArgs) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let opts = DiagnoseOptions { hosts: args.hosts.clone(), ports: args.ports.clone() };
+    let opts = DiagnoseOptions { hosts: args.hosts.clone(), ports: args.ports.clone(), read: args.batch.read() };
     let color = use_color();
     let ui = Ui::new(!args.quiet);
     let mut status = 0u8;
@@ -255,6 +257,7 @@ fn run_flows(args: &FlowsArgs) -> ExitCode {
         policy: Options { hosts: args.hosts.clone(), ports: args.ports.clone(), ..Options::default() },
         json: args.json,
         with_file: srcs.len() > 1,
+        read: args.batch.read(),
     };
     let ui = Ui::new(!args.quiet && !std::io::stdout().is_terminal());
     let mut status = 0u8;

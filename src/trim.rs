@@ -15,7 +15,9 @@ use std::time::Instant;
 use rustc_hash::FxHashMap;
 
 use crate::annotate;
-use crate::capture::{BlockFilter, Format, Input, Item, OutFormat, Packet, Reader, RecordMeta, Writer, block, secrets};
+use crate::capture::{
+    BlockFilter, Format, Input, Item, OutFormat, Packet, ReadOptions, Reader, RecordMeta, Writer, block, secrets,
+};
 use crate::error::Result;
 use crate::policy::{Decision, Engine, Options, Ticket, Verdict};
 use crate::progress::{PUBLISH_EVERY, Progress};
@@ -66,6 +68,8 @@ pub struct TrimConfig {
     /// `--annotate`: the section comment (program and command line); each kept packet then
     /// gets a comment saying why it was kept.
     pub annotate: Option<String>,
+    /// `--strict` / `--salvage`.
+    pub read: ReadOptions,
 }
 
 enum Slot {
@@ -165,6 +169,7 @@ pub fn trim<W: Write>(
 ) -> Result<W> {
     let started = Instant::now();
     let mut reader = Reader::new(input)?;
+    reader.set_options(cfg.read);
     let mut writer = Writer::new(out, reader.format(), cfg.format);
     let mut note = String::new();
     if let Some(c) = &cfg.annotate {
@@ -189,10 +194,6 @@ pub fn trim<W: Write>(
         let item = match reader.next_item() {
             Ok(Some(item)) => item,
             Ok(None) => break,
-            Err(e) if e.is_truncation() => {
-                summary.warnings.push(e.to_string());
-                break;
-            }
             Err(e) => return Err(e),
         };
         match item {
@@ -275,6 +276,7 @@ pub fn trim<W: Write>(
         })?;
     }
     drain(&mut queue, &mut engine, &mut writer, summary, annotate.then_some(&mut note), |_, _| true)?;
+    summary.warnings.extend(reader.take_warnings());
     summary.over_snaplen = reader.over_snaplen;
     if let Some((packet, len, snap)) = reader.first_over_snaplen {
         summary.warnings.push(format!(

@@ -9,7 +9,7 @@ pub mod secrets;
 mod writer;
 
 pub use output::{AtomicOutput, OutputTarget};
-pub use reader::{Input, Item, Reader};
+pub use reader::{Input, Item, ReadOptions, Reader};
 pub use writer::{BlockFilter, OutFormat, Writer};
 
 /// Largest record or block accepted. tcpdump's own maximum snaplen is 256 KiB; 16 MiB leaves
@@ -32,6 +32,28 @@ pub mod block {
     pub const INTERFACE_STATISTICS: u32 = 5;
     pub const ENHANCED_PACKET: u32 = 6;
     pub const DECRYPTION_SECRETS: u32 = 0x0a;
+    pub const SYSTEMD_JOURNAL: u32 = 9;
+    pub const CUSTOM: u32 = 0x0000_0bad;
+    pub const CUSTOM_NO_COPY: u32 = 0x4000_0bad;
+
+    /// Block types of the pcapng specification; others are skipped with a warning (a reader
+    /// cannot know what they hold, and a resynchronisation must not land on garbage).
+    pub fn is_known(kind: u32) -> bool {
+        matches!(
+            kind,
+            SECTION_HEADER
+                | INTERFACE_DESCRIPTION
+                | OBSOLETE_PACKET
+                | SIMPLE_PACKET
+                | NAME_RESOLUTION
+                | INTERFACE_STATISTICS
+                | ENHANCED_PACKET
+                | SYSTEMD_JOURNAL
+                | DECRYPTION_SECRETS
+                | CUSTOM
+                | CUSTOM_NO_COPY
+        )
+    }
 }
 
 /// The container format of a capture file.

@@ -103,8 +103,27 @@ pub struct PcapHeader {
     pub snaplen: u32,
 }
 
+/// How damaged input is handled.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReadOptions {
+    /// A file cut short is an error (by default: everything before the cut is processed and
+    /// a warning names the packet).
+    pub strict: bool,
+    /// After an impossible pcap record header, look for the next plausible record and go on
+    /// (by default it is an error naming the packet number and byte offset).
+    pub salvage: bool,
+}
+
+/// Warnings kept word for word; further ones are only counted.
+const MAX_WARNINGS: usize = 10;
+
 pub struct Reader {
     src: Box<dyn Read + Send>,
+    opts: ReadOptions,
+    warnings: Vec<String>,
+    warnings_dropped: u64,
+    /// The input ended (cleanly, or after a warned truncation).
+    done: bool,
     buf: Vec<u8>,
     pos: usize,
     end: usize,
@@ -122,12 +141,18 @@ pub struct Reader {
     pub over_snaplen: u64,
     /// The first such record: (packet number, captured length, snaplen).
     pub first_over_snaplen: Option<(u64, usize, u32)>,
+    /// Seconds of the last pcap record, for judging candidate records when salvaging.
+    last_pcap_sec: u64,
 }
 
 impl Reader {
     pub fn new(input: Input) -> Result<Reader> {
         let mut r = Reader {
             src: input.stream,
+            opts: ReadOptions::default(),
+            warnings: Vec::new(),
+            warnings_dropped: 0,
+            done: false,
             buf: vec![0; READ_CHUNK_BYTES],
             pos: 0,
             end: 0,
@@ -142,6 +167,7 @@ impl Reader {
             bytes_read: 0,
             over_snaplen: 0,
             first_over_snaplen: None,
+            last_pcap_sec: 0,
         };
         r.fill(4)?;
         let avail = r.end - r.pos;
@@ -291,11 +317,228 @@ impl Reader {
         Error::BadRecord { packet, offset: self.offset(), what: what.to_string() }
     }
 
-    /// The next record or block, or `None` at a clean end of file.
+    pub fn set_options(&mut self, opts: ReadOptions) {
+        self.opts = opts;
+    }
+
+    /// What was skipped or cut short so far (packet numbers and byte offsets included).
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        let mut w = std::mem::take(&mut self.warnings);
+        if self.warnings_dropped > 0 {
+            w.push(format!("{} more warnings like these", self.warnings_dropped));
+            self.warnings_dropped = 0;
+        }
+        w
+    }
+
+    fn warn(&mut self, w: String) {
+        if self.warnings.len() < MAX_WARNINGS {
+            self.warnings.push(w);
+        } else {
+            self.warnings_dropped += 1;
+        }
+    }
+
+    /// The next record or block, or `None` at the end of the file. Damage is handled here,
+    /// before a record is handed out: a file cut short ends the input with a warning (an
+    /// error with `strict`), pcapng blocks with impossible lengths or of unknown types are
+    /// skipped with a warning, an impossible pcap record is an error (skipped over with
+    /// `salvage`).
     pub fn next_item(&mut self) -> Result<Option<Item<'_>>> {
+        if self.done {
+            return Ok(None);
+        }
+        let checked = match self.format {
+            Format::Pcap => self.check_pcap(),
+            Format::PcapNg => self.check_block(),
+        };
+        match checked {
+            Ok(true) => {}
+            Ok(false) => {
+                self.done = true;
+                return Ok(None);
+            }
+            Err(e) if e.is_truncation() && !self.opts.strict => {
+                self.warn(format!("{e}; the packets before it were processed"));
+                self.done = true;
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        }
         match self.format {
             Format::Pcap => self.next_pcap(),
             Format::PcapNg => self.next_block(),
+        }
+    }
+
+    /// Whether a pcap record header at `at` (relative to `pos`, bytes available) is one a
+    /// capture tool would write: lengths within bounds and a timestamp near the last one.
+    fn plausible_pcap_header(&self, at: usize) -> Option<usize> {
+        let h = self.pcap.as_ref()?;
+        let b = self.buf.get(self.pos + at..self.pos + at + 16)?;
+        let rd = |i: usize| {
+            let x: [u8; 4] = b[i..i + 4].try_into().expect("4 bytes");
+            if h.big_endian { u32::from_be_bytes(x) } else { u32::from_le_bytes(x) }
+        };
+        let (sec, frac, incl, orig) = (rd(0), rd(4), rd(8), rd(12));
+        let max_len = h.snaplen.clamp(65_535, MAX_RECORD_BYTES as u32);
+        let frac_ok = frac < if h.nanos { 1_000_000_000 } else { 1_000_000 };
+        let last = self.last_pcap_sec;
+        let time_ok = last == 0 || (u64::from(sec) + 86_400 >= last && u64::from(sec) <= last + 7 * 86_400);
+        (incl <= max_len && incl <= orig && orig <= max_len.max(262_144) && frac_ok && time_ok).then_some(incl as usize)
+    }
+
+    /// Checks the next pcap record; resynchronises past an impossible one with `salvage`.
+    fn check_pcap(&mut self) -> Result<bool> {
+        self.fill(16)?;
+        let avail = self.end - self.pos;
+        let packet = self.number + 1;
+        if avail == 0 {
+            return Ok(false);
+        }
+        if avail < 16 {
+            return Err(self.bad(packet, "truncated record header (file cut short)"));
+        }
+        let big = self.pcap.as_ref().is_some_and(|h| h.big_endian);
+        let raw: [u8; 4] = self.buf[self.pos + 8..self.pos + 12].try_into().expect("4 bytes");
+        let incl = if big { u32::from_be_bytes(raw) } else { u32::from_le_bytes(raw) } as usize;
+        if incl <= MAX_RECORD_BYTES {
+            self.fill(16 + incl)?;
+            if self.end - self.pos < 16 + incl {
+                return Err(self.bad(packet, "truncated record (file cut short)"));
+            }
+            return Ok(true);
+        }
+        let what = format!("impossible captured length {incl}");
+        if !self.opts.salvage {
+            return Err(self.bad(packet, &format!("{what} (--salvage skips to the next plausible record)")));
+        }
+        let at = self.offset();
+        let mut skipped = 0u64;
+        loop {
+            self.pos += 1;
+            self.bytes_read += 1;
+            skipped += 1;
+            self.fill(16)?;
+            if self.end - self.pos < 16 {
+                self.warn(format!("packet {packet} at byte offset {at}: {what}; no plausible record after it"));
+                return Ok(false);
+            }
+            let Some(n) = self.plausible_pcap_header(0) else { continue };
+            // The record after it must be plausible too, or the file must end right there.
+            self.fill(16 + n + 16)?;
+            let rest = self.end - self.pos;
+            if rest < 16 + n {
+                continue;
+            }
+            if rest == 16 + n || self.plausible_pcap_header(16 + n).is_some() {
+                self.warn(format!(
+                    "packet {packet} at byte offset {at}: {what}; skipped {skipped} bytes to the next plausible record"
+                ));
+                return Ok(true);
+            }
+        }
+    }
+
+    /// Whether a pcapng block of a known type with a consistent length starts at `pos`;
+    /// returns its length.
+    fn plausible_block(&mut self) -> Result<Option<usize>> {
+        self.fill(12)?;
+        if self.end - self.pos < 12 {
+            return Ok(None);
+        }
+        let b = &self.buf[self.pos..self.pos + 12];
+        let kind_be = u32::from_be_bytes(b[0..4].try_into().expect("4 bytes"));
+        let big = if kind_be == PCAPNG_SHB {
+            match u32::from_be_bytes(b[8..12].try_into().expect("4 bytes")) {
+                0x1a2b_3c4d => true,
+                0x4d3c_2b1a => false,
+                _ => return Ok(None),
+            }
+        } else {
+            self.ng_big_endian
+        };
+        let rd = |x: &[u8]| {
+            let x: [u8; 4] = x.try_into().expect("4 bytes");
+            if big { u32::from_be_bytes(x) } else { u32::from_le_bytes(x) }
+        };
+        let (kind, len) = (rd(&b[0..4]), rd(&b[4..8]) as usize);
+        if !block::is_known(kind) || len < 12 || !len.is_multiple_of(4) || len > MAX_RECORD_BYTES {
+            return Ok(None);
+        }
+        self.fill(len)?;
+        if self.end - self.pos < len {
+            return Ok(None);
+        }
+        let trailer = rd(&self.buf[self.pos + len - 4..self.pos + len]) as usize;
+        Ok((trailer == len).then_some(len))
+    }
+
+    /// Checks the next pcapng block: skips blocks of unknown types and resynchronises past
+    /// impossible lengths, with warnings.
+    fn check_block(&mut self) -> Result<bool> {
+        loop {
+            self.fill(1)?;
+            if self.end == self.pos {
+                return Ok(false);
+            }
+            let packet = self.number + 1;
+            let len = self.peek_block_len(false);
+            let len = match len {
+                Ok(len) => {
+                    self.fill(len)?;
+                    if self.end - self.pos < len {
+                        return Err(self.bad(packet, "truncated block (file cut short)"));
+                    }
+                    Some(len)
+                }
+                Err(e) if e.is_truncation() => return Err(e),
+                Err(_) => None,
+            };
+            if let Some(len) = len {
+                let big = self.ng_big_endian;
+                let rd = |x: &[u8]| {
+                    let x: [u8; 4] = x.try_into().expect("4 bytes");
+                    if big { u32::from_be_bytes(x) } else { u32::from_le_bytes(x) }
+                };
+                let kind_be = u32::from_be_bytes(self.buf[self.pos..self.pos + 4].try_into().expect("4 bytes"));
+                let kind = rd(&self.buf[self.pos..self.pos + 4]);
+                let trailer = rd(&self.buf[self.pos + len - 4..self.pos + len]) as usize;
+                if kind_be == PCAPNG_SHB || (trailer == len && block::is_known(kind)) {
+                    return Ok(true);
+                }
+                if trailer == len {
+                    let at = self.offset();
+                    self.warn(format!(
+                        "block at byte offset {at} (before packet {packet}): unknown block type {kind:#x}, skipped"
+                    ));
+                    self.pos += len;
+                    self.bytes_read += len as u64;
+                    continue;
+                }
+            }
+            // An impossible length: look for the next block that makes sense.
+            let at = self.offset();
+            let mut skipped = 0u64;
+            loop {
+                let step = 4.min(self.end - self.pos);
+                self.pos += step;
+                self.bytes_read += step as u64;
+                skipped += step as u64;
+                self.fill(12)?;
+                if self.end - self.pos < 12 {
+                    self.warn(format!(
+                        "block at byte offset {at} (before packet {packet}): impossible block length; no valid block after it"
+                    ));
+                    return Ok(false);
+                }
+                if self.plausible_block()?.is_some() {
+                    self.warn(format!(
+                        "block at byte offset {at} (before packet {packet}): impossible block length; skipped {skipped} bytes to the next block"
+                    ));
+                    break;
+                }
+            }
         }
     }
 
@@ -331,6 +574,7 @@ impl Reader {
         let start = self.pos;
         self.pos += 16 + incl;
         self.bytes_read += 16 + incl as u64;
+        self.last_pcap_sec = u64::from(sec);
         let ts_ns = u64::from(sec) * 1_000_000_000 + u64::from(frac) * if nanos { 1 } else { 1000 };
         let meta = RecordMeta {
             number: packet,

@@ -15,7 +15,7 @@ use rustc_hash::FxHashMap;
 use serde::Serialize;
 use sha1::{Digest, Sha1};
 
-use crate::capture::{Input, Item, Reader};
+use crate::capture::{Input, Item, ReadOptions, Reader};
 use crate::error::Result;
 use crate::flow::Side;
 use crate::proto::http;
@@ -37,6 +37,7 @@ const IDLE_TOLERANCE: f64 = 0.10;
 pub struct DiagnoseOptions {
     pub hosts: Vec<String>,
     pub ports: Vec<u16>,
+    pub read: ReadOptions,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
@@ -134,19 +135,17 @@ impl Report {
 /// Reads a capture and diagnoses it. A truncated last record is a warning in the report.
 pub fn diagnose(input: Input, file: &str, opts: &DiagnoseOptions, warnings: &mut Vec<String>) -> Result<Report> {
     let mut reader = Reader::new(input)?;
+    reader.set_options(opts.read);
     let mut tracker = Tracker::new(&opts.hosts, &opts.ports);
     loop {
         match reader.next_item() {
             Ok(Some(Item::Packet(p))) => tracker.packet(&p.meta, p.data()),
             Ok(Some(Item::Block { .. })) => {}
             Ok(None) => break,
-            Err(e) if e.is_truncation() => {
-                warnings.push(e.to_string());
-                break;
-            }
             Err(e) => return Err(e),
         }
     }
+    warnings.extend(reader.take_warnings());
     Ok(analyse(file, &tracker, opts))
 }
 

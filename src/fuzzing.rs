@@ -1,0 +1,239 @@
+//! Entry points shared by the fuzz targets (`fuzz/`) and the regression tests that replay
+//! the inputs they found (`tests/fuzz_regressions.rs`), so that a crash found by one is
+//! checked by the other through the same code. Each must return for any input, without a
+//! panic and in time proportional to the input.
+
+use std::io::Cursor;
+
+use crate::capture::{Input, Item, ReadOptions, Reader};
+use crate::diagnose::{DiagnoseOptions, diagnose};
+use crate::flows::{FlowsOptions, flows};
+use crate::policy::Options;
+use crate::proto::units::Walker;
+use crate::proto::websocket::{self, Frames};
+use crate::proto::{dns, http, tls};
+use crate::report::Summary;
+use crate::scrub::ScrubOptions;
+use crate::trim::{TrimConfig, trim};
+
+fn input(data: &[u8]) -> Option<Input> {
+    Input::from_reader(Box::new(Cursor::new(data.to_vec())), Some(data.len() as u64)).ok()
+}
+
+/// The capture reader over a whole file.
+pub fn reader(data: &[u8]) {
+    let Some(i) = input(data) else { return };
+    let Ok(mut r) = Reader::new(i) else { return };
+    while let Ok(Some(item)) = r.next_item() {
+        if let Item::Packet(p) = item {
+            let _ = p.data();
+        }
+    }
+}
+
+/// The link/IP/TCP/UDP decoder, for each link type it knows.
+pub fn decode(data: &[u8]) {
+    let Some((&sel, frame)) = data.split_first() else { return };
+    const LINKS: [u32; 8] = [1, 0, 101, 113, 276, 12, 228, 229];
+    let link = LINKS[usize::from(sel) % LINKS.len()];
+    if let Ok(d) = crate::wire::decode(link, frame) {
+        assert!(d.payload.len() <= frame.len());
+        let _ = d.tcp_flags();
+    }
+    let _ = crate::wire::ip_offset(link, frame);
+    let _ = crate::wire::link_header_len(link, frame);
+}
+
+/// Splits `b` into pieces whose sizes come from `sizes` (cycled).
+fn split<'a>(mut b: &'a [u8], sizes: &[u8]) -> Vec<&'a [u8]> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while !b.is_empty() {
+        let n = sizes.get(i % sizes.len().max(1)).map_or(b.len(), |&s| usize::from(s % 97) + 1).min(b.len());
+        out.push(&b[..n]);
+        b = &b[n..];
+        i += 1;
+    }
+    out
+}
+
+/// The WebSocket frame walker over arbitrary segment splits, and the helpers that look at
+/// whole segments.
+pub fn websocket(data: &[u8]) {
+    let Some((&n, rest)) = data.split_first() else { return };
+    let (sizes, body) = rest.split_at(usize::from(n % 8).min(rest.len()));
+    let mut w: Walker<Frames> = Walker::default();
+    for seg in split(body, sizes) {
+        let _ = websocket::segment_is_frames(seg);
+        let fed = w.feed(seg, |h, b| {
+            let _ = websocket::close_code(h, b);
+            Some(h.payload_len.min(8))
+        });
+        if fed.failed {
+            w.resync();
+        }
+    }
+    let _ = w.skip(u64::from(n) * 1000);
+}
+
+/// The TLS record walker and hello parsers, the key-log parser, and the DNS parser.
+pub fn tls_dns(data: &[u8]) {
+    let _ = tls::parse_client_hello(data);
+    let _ = tls::parse_server_hello(data);
+    let _ = tls::looks_like_tls(data);
+    let _ = tls::key_log_lines(data).count();
+    let _ = dns::parse(data);
+    let mut w: Walker<tls::Records> = Walker::default();
+    for seg in split(data, &data[..data.len().min(4)]) {
+        let _ = w.feed(seg, |_, _| Some(1));
+    }
+}
+
+/// A pcap of one TCP conversation carrying `client` and `server` bytes in segments cut per
+/// `sizes`, optionally with neighbouring segments swapped (reordering).
+pub fn conversation_pcap(client: &[u8], server: &[u8], sizes: &[u8], reorder: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&4u16.to_le_bytes());
+    out.extend_from_slice(&[0; 8]);
+    out.extend_from_slice(&65_535u32.to_le_bytes());
+    out.extend_from_slice(&1u32.to_le_bytes());
+    let (c, s) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+    let (cp, sp) = (50_000u16, 80u16);
+    let mut t = 1_700_000_000_000_000u64;
+    let mut packets: Vec<Vec<u8>> = Vec::new();
+    let mut seg = |from_client: bool, seq: u32, ack: u32, flags: u8, payload: &[u8]| {
+        let (src, dst, spt, dpt) = if from_client { (c, s, cp, sp) } else { (s, c, sp, cp) };
+        let b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4(src, dst, 64)
+            .tcp(spt, dpt, seq, 65_535);
+        let mut b = b.ack(ack);
+        if flags & 2 != 0 {
+            b = b.syn();
+        }
+        if flags & 1 != 0 {
+            b = b.fin();
+        }
+        let mut v = Vec::with_capacity(payload.len() + 64);
+        if b.write(&mut v, payload).is_ok() {
+            packets.push(v);
+        }
+    };
+    let (ci, si) = (1000u32, 5000u32);
+    seg(true, ci, 0, 2, &[]);
+    seg(false, si, ci + 1, 2, &[]);
+    seg(true, ci + 1, si + 1, 0, &[]);
+    let mut cseq = ci + 1;
+    let mut data: Vec<(bool, u32, Vec<u8>)> = Vec::new();
+    for p in split(client, sizes) {
+        data.push((true, cseq, p.to_vec()));
+        cseq = cseq.wrapping_add(p.len() as u32);
+    }
+    let mut sseq = si + 1;
+    for p in split(server, sizes) {
+        data.push((false, sseq, p.to_vec()));
+        sseq = sseq.wrapping_add(p.len() as u32);
+    }
+    if reorder {
+        for pair in data.chunks_mut(2) {
+            pair.reverse();
+        }
+    }
+    for (from_client, seq, p) in &data {
+        let ack = if *from_client { si + 1 } else { cseq };
+        seg(*from_client, *seq, ack, 0, p);
+    }
+    seg(false, sseq, cseq, 1, &[]);
+    seg(true, cseq, sseq + 1, 1, &[]);
+    for p in packets {
+        t += 1000;
+        out.extend_from_slice(&((t / 1_000_000_000) as u32).to_le_bytes());
+        out.extend_from_slice(&(((t / 1000) % 1_000_000) as u32).to_le_bytes());
+        out.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        out.extend_from_slice(&p);
+    }
+    out
+}
+
+/// HTTP heads (and whatever follows them: frames, records) over arbitrary segment splits,
+/// through the whole pipeline.
+pub fn http_split(data: &[u8]) {
+    if data.len() < 4 {
+        return;
+    }
+    let (head, rest) = data.split_at(4);
+    let client_len = usize::from(u16::from_le_bytes([head[0], head[1]])).min(rest.len());
+    let (client, server) = rest.split_at(client_len);
+    let _ = http::head_len(client).map(|n| http::parse_request(&client[..n]));
+    let _ = http::head_len(server).map(|n| http::parse_response(&server[..n]));
+    let _ = http::looks_like_request(client);
+    let _ = http::looks_like_response(server);
+    let pcap = conversation_pcap(client, server, &head[2..3], head[3] & 1 != 0);
+    pipeline(&pcap);
+}
+
+/// The whole pipeline on one capture: trim, trim --scrub --pseudonymize, scrub (whose
+/// output must keep every packet and its length), diagnose and flows.
+pub fn pipeline(data: &[u8]) {
+    let key = Some([7u8; 32]);
+    let configs = [
+        TrimConfig {
+            policy: Options::default(),
+            format: None,
+            scrub: None,
+            annotate: Some("fuzz".into()),
+            read: ReadOptions { strict: false, salvage: true },
+        },
+        TrimConfig {
+            policy: Options::default(),
+            format: None,
+            scrub: Some(ScrubOptions { keep_comments: false, pseudonymize: key }),
+            annotate: None,
+            read: ReadOptions::default(),
+        },
+        TrimConfig {
+            policy: Options { keep_all: true, ..Options::default() },
+            format: None,
+            scrub: Some(ScrubOptions { keep_comments: true, pseudonymize: None }),
+            annotate: None,
+            read: ReadOptions::default(),
+        },
+    ];
+    for (i, cfg) in configs.iter().enumerate() {
+        let Some(inp) = input(data) else { return };
+        let mut summary = Summary::default();
+        let Ok(out) = trim(inp, Vec::new(), cfg, &mut summary, None) else { continue };
+        if i == 2 {
+            let lens = |bytes: &[u8]| {
+                let mut v = Vec::new();
+                if let Some(i) = input(bytes)
+                    && let Ok(mut r) = Reader::new(i)
+                {
+                    while let Ok(Some(item)) = r.next_item() {
+                        if let Item::Packet(p) = item {
+                            v.push((p.meta.caplen, p.meta.orig_len));
+                        }
+                    }
+                }
+                v
+            };
+            let (a, b) = (lens(data), lens(&out));
+            assert_eq!(a, b, "scrub keeps every packet and its length");
+        }
+    }
+    if let Some(inp) = input(data) {
+        let _ = diagnose(
+            inp,
+            "fuzz",
+            &DiagnoseOptions { read: ReadOptions { strict: false, salvage: true }, ..Default::default() },
+            &mut Vec::new(),
+        );
+    }
+    if let Some(inp) = input(data) {
+        let opts =
+            FlowsOptions { policy: Options::default(), json: true, with_file: false, read: ReadOptions::default() };
+        let _ = flows(inp, "fuzz", &opts, &mut std::io::sink(), None);
+    }
+}
