@@ -369,7 +369,9 @@ pub struct Stats {
 
 pub struct Engine {
     opts: Options,
-    flows: FlowTable<Flow>,
+    /// Boxed: a bucket of the table then costs a pointer, so a table sized for many flows
+    /// does not reserve a whole `Flow` per empty bucket.
+    flows: FlowTable<Box<Flow>>,
     kept_names: FxHashSet<String>,
     kept_addrs: FxHashSet<Addr>,
     dns: FxHashMap<(FlowKey, u16), DnsTxn>,
@@ -393,6 +395,10 @@ const CLOSED_LINGER_NS: u64 = 30_000_000_000;
 const DROPPED_IDLE_NS: u64 = 300_000_000_000;
 const OPEN_IDLE_NS: u64 = 3_600_000_000_000;
 const SWEEP_EVERY_NS: u64 = 10_000_000_000;
+/// Flows in the table at once. Beyond this the oldest idle ones are forgotten (an eighth at a
+/// time), dropped and closed flows first, kept ones last; a forgotten flow that speaks again
+/// is met as a new one mid-connection. A `Flow` with its buffers is about 1 KiB.
+pub const MAX_FLOWS: usize = 65_536;
 
 impl Engine {
     pub fn new(opts: Options) -> Engine {
@@ -441,7 +447,7 @@ impl Engine {
     }
 
     pub fn flows(&self) -> impl Iterator<Item = (&FlowKey, &Flow)> {
-        self.flows.iter()
+        self.flows.iter().map(|(k, f)| (k, &**f))
     }
 
     /// True when the last packet given to `packet` belongs to a flow dropped whole.
@@ -485,7 +491,7 @@ impl Engine {
         let f = self.flows.entry(key).or_insert_with(|| {
             self.stats.flows_seen += 1;
             self.stats.flows_kept += 1;
-            Flow::new(meta.ts_ns)
+            Box::new(Flow::new(meta.ts_ns))
         });
         f.last_ns = f.last_ns.max(meta.ts_ns);
         f.closed |= d.tcp_flags() & (tcp_flags::FIN | tcp_flags::RST) != 0;
@@ -517,10 +523,13 @@ impl Engine {
         let is_new = !self.flows.contains_key(&key);
         if is_new {
             self.stats.flows_seen += 1;
+            if self.flows.len() >= MAX_FLOWS {
+                self.evict_oldest(MAX_FLOWS / 8);
+            }
         }
         let cut = (d.payload_offset as u32).min(meta.caplen);
         let decision = if proto == PROTO_UDP {
-            self.flows.entry(key).or_insert_with(|| Flow::new(ts)).udp = true;
+            self.flows.entry(key).or_insert_with(|| Box::new(Flow::new(ts))).udp = true;
             if d.sport == DNS_PORT || d.dport == DNS_PORT {
                 self.dns_packet(key, &d, meta.number)
             } else {
@@ -546,7 +555,7 @@ impl Engine {
     fn tcp_packet(&mut self, key: FlowKey, side: Side, d: &Decoded<'_>, packet: u64, cut: u32, ts: u64) -> Decision {
         let Transport::Tcp { seq, flags, .. } = d.transport else { unreachable!("tcp_packet gets TCP") };
         let opts_ports = &self.opts.ports;
-        let flow = self.flows.entry(key).or_insert_with(|| Flow::new(ts));
+        let flow = self.flows.entry(key).or_insert_with(|| Box::new(Flow::new(ts)));
         let syn = flags & tcp_flags::SYN != 0;
         let ack = flags & tcp_flags::ACK != 0;
         let fin_rst = flags & (tcp_flags::FIN | tcp_flags::RST) != 0;
@@ -1183,6 +1192,34 @@ impl Engine {
         }
     }
 
+    /// Forgets `n` flows when the table is full: those that matter least and were quiet
+    /// longest.
+    fn evict_oldest(&mut self, n: usize) {
+        let rank = |f: &Flow| -> u8 {
+            match f.class {
+                Class::Dropped => 0,
+                _ if f.closed => 1,
+                Class::Undecided if !f.has_waiters() => 2,
+                Class::Undecided => 3,
+                _ => 4,
+            }
+        };
+        let mut order: Vec<(u8, u64, FlowKey)> = self.flows.iter().map(|(k, f)| (rank(f), f.last_ns, *k)).collect();
+        let n = n.min(order.len());
+        if n == 0 {
+            return;
+        }
+        order.select_nth_unstable_by_key(n - 1, |&(rank, last, _)| (rank, last));
+        for (_, _, key) in &order[..n] {
+            if let Some(f) = self.flows.remove(key) {
+                if self.opts.record_flows {
+                    self.retired.push(f.record(*key));
+                }
+                self.stats.flows_evicted += 1;
+            }
+        }
+    }
+
     /// Forgets flows that ended or went quiet, so the table does not grow with the capture.
     fn sweep(&mut self, now: u64) {
         self.last_sweep_ns = now;
@@ -1222,7 +1259,7 @@ enum Consumed {
     Open,
 }
 
-fn flow_class(flows: &FlowTable<Flow>, key: FlowKey) -> Class {
+fn flow_class(flows: &FlowTable<Box<Flow>>, key: FlowKey) -> Class {
     flows.get(&key).map_or(Class::Dropped, |f| f.class)
 }
 

@@ -19,6 +19,9 @@ pub struct AtomicOutput {
     inner: Option<BufWriter<Box<dyn Write + Send>>>,
     tmp: Option<PathBuf>,
     target: Option<PathBuf>,
+    /// Names the output in write errors ("writing out.pcap: No space left on device"), which
+    /// would otherwise read like errors of the input.
+    label: String,
 }
 
 impl AtomicOutput {
@@ -30,6 +33,7 @@ impl AtomicOutput {
                 inner: Some(BufWriter::with_capacity(WRITE_BUFFER_BYTES, Box::new(io::stdout()))),
                 tmp: None,
                 target: None,
+                label: "standard output".into(),
             }),
             OutputTarget::File(path) => {
                 for input in inputs {
@@ -54,6 +58,7 @@ impl AtomicOutput {
                     inner: Some(BufWriter::with_capacity(WRITE_BUFFER_BYTES, Box::new(f))),
                     tmp: Some(tmp),
                     target: Some(path.clone()),
+                    label: path.display().to_string(),
                 })
             }
         }
@@ -62,7 +67,8 @@ impl AtomicOutput {
     /// Flushes and moves the temporary file into place.
     pub fn commit(mut self) -> Result<()> {
         let w = self.inner.take().expect("commit once");
-        let inner = w.into_inner().map_err(|e| Error::Io(e.into_error()))?;
+        let label = std::mem::take(&mut self.label);
+        let inner = w.into_inner().map_err(|e| Error::Io(writing(&label, e.into_error())))?;
         drop(inner);
         if let (Some(tmp), Some(target)) = (self.tmp.take(), self.target.take()) {
             fs::rename(&tmp, &target).inspect_err(|_| {
@@ -73,15 +79,19 @@ impl AtomicOutput {
     }
 }
 
+fn writing(label: &str, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("writing {label}: {e}"))
+}
+
 impl Write for AtomicOutput {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.as_mut().expect("open output").write(buf)
+        self.inner.as_mut().expect("open output").write(buf).map_err(|e| writing(&self.label, e))
     }
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.inner.as_mut().expect("open output").write_all(buf)
+        self.inner.as_mut().expect("open output").write_all(buf).map_err(|e| writing(&self.label, e))
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.inner.as_mut().expect("open output").flush()
+        self.inner.as_mut().expect("open output").flush().map_err(|e| writing(&self.label, e))
     }
 }
 

@@ -146,6 +146,13 @@ pub fn diagnose(input: Input, file: &str, opts: &DiagnoseOptions, warnings: &mut
         }
     }
     warnings.extend(reader.take_warnings());
+    if tracker.evicted > 0 {
+        warnings.push(format!(
+            "more than {} connections were open at once; {} of the quietest were not analysed",
+            track::MAX_OPEN_CONVS,
+            tracker.evicted
+        ));
+    }
     Ok(analyse(file, &tracker, opts))
 }
 

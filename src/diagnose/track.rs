@@ -265,6 +265,11 @@ enum Slot {
     Gone { last_ns: u64 },
 }
 
+/// Conversations not yet ended that are tracked at once. Beyond this the least telling and
+/// quietest eighth is forgotten (counted, and said in a warning): a SYN flood or a million
+/// idle connections must not take the memory of a million conversations.
+pub const MAX_OPEN_CONVS: usize = 20_000;
+
 /// Packets between sweeps of idle state.
 const SWEEP_EVERY: u64 = 1 << 16;
 /// Capture time after which an idle flow that is not an attempt, or the memory of a dropped
@@ -284,6 +289,10 @@ pub struct Tracker {
     packets: u64,
     /// Conversations dropped because they settled as something other than an attempt.
     pub dropped: u64,
+    /// Conversations forgotten because too many were open at once.
+    pub evicted: u64,
+    /// Tracked conversations that have not ended.
+    open: usize,
 }
 
 impl Tracker {
@@ -297,6 +306,8 @@ impl Tracker {
             ports: ports.to_vec(),
             packets: 0,
             dropped: 0,
+            evicted: 0,
+            open: 0,
         }
     }
 
@@ -352,6 +363,10 @@ impl Tracker {
     }
 
     fn open(&mut self, key: FlowKey, at: At) -> usize {
+        if self.open >= MAX_OPEN_CONVS {
+            self.evict_oldest(MAX_OPEN_CONVS / 8);
+        }
+        self.open += 1;
         self.convs.push(Some(Box::new(Conv::new(key, at))));
         let i = self.convs.len() - 1;
         self.index.insert(key, Slot::Live(i));
@@ -364,10 +379,14 @@ impl Tracker {
         let Some(c) = self.convs[i].as_deref_mut() else { return };
         if c.settled() && !c.is_attempt(&self.hosts, &self.ports) {
             let last_ns = c.last.ts_ns;
+            if !c.released {
+                self.open -= 1;
+            }
             self.index.insert(c.key, Slot::Gone { last_ns });
             self.convs[i] = None;
             self.dropped += 1;
         } else if c.ended() && !c.released {
+            self.open -= 1;
             c.released = true;
             c.dirs = Default::default();
             for d in &mut c.dirs {
@@ -376,16 +395,54 @@ impl Tracker {
         }
     }
 
+    /// Forgets `n` open conversations: those that say least (not attempts, then connects that
+    /// never got an answer) and were quiet longest.
+    fn evict_oldest(&mut self, n: usize) {
+        let (hosts, ports) = (&self.hosts, &self.ports);
+        let convs = &self.convs;
+        let mut order: Vec<(u8, u64, usize)> = self
+            .index
+            .values()
+            .filter_map(|slot| {
+                let Slot::Live(i) = *slot else { return None };
+                let c = convs[i].as_deref().filter(|c| !c.released)?;
+                let rank = if !c.is_attempt(hosts, ports) {
+                    0
+                } else if c.synack.is_none() && c.last_payload.is_none() {
+                    1
+                } else {
+                    2
+                };
+                Some((rank, c.last.ts_ns, i))
+            })
+            .collect();
+        let n = n.min(order.len());
+        if n == 0 {
+            return;
+        }
+        order.select_nth_unstable(n - 1);
+        for &(_, _, i) in &order[..n] {
+            if let Some(c) = self.convs[i].take() {
+                self.index.remove(&c.key);
+                self.open -= 1;
+                self.evicted += 1;
+            }
+        }
+    }
+
     /// Forgets flows idle for long in capture time: the dropped ones, and undecided ones that
     /// are not attempts (ACKs of a connection whose start was not captured, say).
     fn sweep(&mut self, now_ns: u64) {
-        let Tracker { convs, index, hosts, ports, dropped, .. } = self;
+        let Tracker { convs, index, hosts, ports, dropped, open, .. } = self;
         index.retain(|_, slot| match *slot {
             Slot::Gone { last_ns } => now_ns.saturating_sub(last_ns) < FORGET_IDLE_NS,
             Slot::Live(i) => {
                 let Some(c) = convs[i].as_deref() else { return false };
                 if now_ns.saturating_sub(c.last.ts_ns) < FORGET_IDLE_NS || c.is_attempt(hosts, ports) {
                     return true;
+                }
+                if !c.released {
+                    *open -= 1;
                 }
                 convs[i] = None;
                 *dropped += 1;

@@ -6,6 +6,25 @@
 
 /// Bytes held per direction waiting for a hole to fill; beyond this the hole is a gap.
 pub const MAX_HELD_BYTES: usize = 256 * 1024;
+/// Bytes held by all the streams of one thread (one file is read by one thread): thousands
+/// of connections each with a hole would otherwise hold hundreds of megabytes.
+pub const MAX_HELD_TOTAL_BYTES: usize = 64 * 1024 * 1024;
+
+thread_local! {
+    static HELD_TOTAL: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+fn held_total_add(n: usize) {
+    HELD_TOTAL.with(|t| t.set(t.get() + n));
+}
+
+fn held_total_sub(n: usize) {
+    HELD_TOTAL.with(|t| t.set(t.get().saturating_sub(n)));
+}
+
+fn held_total() -> usize {
+    HELD_TOTAL.with(|t| t.get())
+}
 
 /// Where a segment falls relative to what was already delivered.
 #[derive(Debug, PartialEq, Eq)]
@@ -87,8 +106,12 @@ impl Stream {
             }
             return Placement::InOrder { skip };
         }
-        if self.held_bytes + payload.len() <= MAX_HELD_BYTES && self.held.len() < 1024 {
+        if self.held_bytes + payload.len() <= MAX_HELD_BYTES
+            && self.held.len() < 1024
+            && held_total() + payload.len() <= MAX_HELD_TOTAL_BYTES
+        {
             self.held_bytes += payload.len();
+            held_total_add(payload.len());
             self.held.push(HeldSegment { offset: off as u64, bytes: payload.to_vec(), wire_len, packet });
             return Placement::Held;
         }
@@ -103,6 +126,7 @@ impl Stream {
         let i = self.held.iter().position(|h| h.offset <= self.next)?;
         let h = self.held.swap_remove(i);
         self.held_bytes -= h.bytes.len();
+        held_total_sub(h.bytes.len());
         let end = h.offset + u64::from(h.wire_len);
         let skip = (self.next - h.offset) as usize;
         if end > self.next {
@@ -120,6 +144,7 @@ impl Stream {
     pub fn skip_hole(&mut self) -> Vec<HeldSegment> {
         self.held.sort_by_key(|h| h.offset);
         let out = std::mem::take(&mut self.held);
+        held_total_sub(self.held_bytes);
         self.held_bytes = 0;
         if let Some(last) = out.iter().map(|h| h.offset + u64::from(h.wire_len)).max() {
             self.next = self.next.max(last);
@@ -134,6 +159,12 @@ impl Stream {
 
     pub fn holds(&self, packet: u64) -> bool {
         self.held.iter().any(|h| h.packet == packet)
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        held_total_sub(self.held_bytes);
     }
 }
 

@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""Hostile captures for the resource-bound benchmark (benches/hostile.sh), written streaming:
+
+  flows     1,000,000 concurrent TCP flows, each opened and sent half an HTTP request head,
+            none ever closed (every flow stays undecided and open)
+  header    one WebSocket upgrade request whose head never ends: 200 MB of header lines
+  synflood  2,000,000 SYNs from spoofed addresses to one port, never answered
+  reorder   4,000 concurrent WebSocket connections whose data segments all arrive in reverse
+            order, so every segment waits for a hole
+
+    hostile.py KIND OUT.pcap
+"""
+import struct, sys
+
+MSS = 1448
+
+
+def csum(b):
+    if len(b) & 1:
+        b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return (~s) & 0xFFFF
+
+
+class Pcap:
+    def __init__(self, path):
+        self.f = open(path, "wb", buffering=1 << 22)
+        self.f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
+        self.t = 1_700_000_000_000_000  # microseconds
+
+    def tcp(self, src, dst, sport, dport, seq, ack, flags, payload=b"", dt=10):
+        self.t += dt
+        tcp = struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, 5 << 4, flags, 65535, 0, 0)
+        total = 20 + 20 + len(payload)
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, 0, 0x4000, 64, 6, 0, src, dst)
+        ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+        # TCP checksum left zero (as with offload); decoders do not rely on it.
+        frame = b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x08\x00" + ip + tcp + payload
+        self.f.write(struct.pack("<IIII", self.t // 1_000_000, self.t % 1_000_000, len(frame), len(frame)))
+        self.f.write(frame)
+
+    def close(self):
+        self.f.close()
+
+
+SYN, ACK, PSH, FIN = 0x02, 0x10, 0x08, 0x01
+SERVER = bytes([10, 9, 0, 1])
+
+
+def ip_of(i):
+    return bytes([10, 100 + (i >> 24) % 100, (i >> 16) & 0xFF, (i >> 8) & 0xFF])
+
+
+def flows(p, n=1_000_000):
+    for i in range(n):
+        c, sp = ip_of(i), 1024 + (i & 0xFF) * 200 + 1
+        p.tcp(c, SERVER, sp, 80, 1000, 0, SYN, dt=1)
+        p.tcp(SERVER, c, 80, sp, 5000, 1001, SYN | ACK, dt=1)
+        p.tcp(c, SERVER, sp, 80, 1001, 5001, ACK, dt=1)
+        p.tcp(c, SERVER, sp, 80, 1001, 5001, PSH | ACK, b"GET /chat/%d HTTP/1.1\r\nHost: a.example\r\n" % i, dt=1)
+
+
+def header(p, size=200_000_000):
+    c = bytes([10, 0, 0, 2])
+    p.tcp(c, SERVER, 40000, 80, 1000, 0, SYN)
+    p.tcp(SERVER, c, 80, 40000, 5000, 1001, SYN | ACK)
+    p.tcp(c, SERVER, 40000, 80, 1001, 5001, ACK)
+    seq = 1001
+    first = b"GET /chat HTTP/1.1\r\nHost: a.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    line = b"X-Pad: " + b"a" * 90 + b"\r\n"
+    chunk = (line * (MSS // len(line) + 1))[:MSS]
+    p.tcp(c, SERVER, 40000, 80, seq, 5001, PSH | ACK, first)
+    seq += len(first)
+    sent = 0
+    while sent < size:
+        p.tcp(c, SERVER, 40000, 80, seq, 5001, ACK, chunk, dt=2)
+        seq += len(chunk)
+        sent += len(chunk) + 70
+        if sent % (MSS * 32) < MSS + 70:
+            p.tcp(SERVER, c, 80, 40000, 5001, seq, ACK, dt=2)
+
+
+def synflood(p, n=2_000_000):
+    for i in range(n):
+        p.tcp(ip_of(i * 7919), SERVER, 1024 + i % 60000, 443, i * 2654435761, 0, SYN, dt=1)
+
+
+def reorder(p, conns=4000, segments=40):
+    import base64, hashlib
+    guid = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+    state = []
+    for i in range(conns):
+        c, sp = ip_of(i + 7), 30000 + i % 30000
+        key = base64.b64encode(hashlib.sha1(b"k%d" % i).digest()[:16])
+        acc = base64.b64encode(hashlib.sha1(key + guid).digest())
+        req = b"GET /chat HTTP/1.1\r\nHost: a.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        resp = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + acc + b"\r\n\r\n"
+        p.tcp(c, SERVER, sp, 80, 1000, 0, SYN)
+        p.tcp(SERVER, c, 80, sp, 5000, 1001, SYN | ACK)
+        p.tcp(c, SERVER, sp, 80, 1001, 5001, ACK)
+        p.tcp(c, SERVER, sp, 80, 1001, 5001, PSH | ACK, req)
+        p.tcp(SERVER, c, 80, sp, 5001, 1001 + len(req), PSH | ACK, resp)
+        state.append((c, sp, 5001 + len(resp), 1001 + len(req)))
+    # One big unmasked binary frame per connection, its segments sent last-first, all
+    # connections interleaved: every segment but the first waits for the hole before it.
+    body = bytes(range(256)) * (MSS * segments // 256 + 1)
+    frame = b"\x82\x7f" + struct.pack("!Q", MSS * segments - 10) + body[: MSS * segments - 10]
+    segs = [frame[k * MSS:(k + 1) * MSS] for k in range(segments)]
+    for k in reversed(range(segments)):
+        for (c, sp, sseq, cseq) in state:
+            p.tcp(SERVER, c, 80, sp, sseq + k * MSS, cseq, ACK, segs[k], dt=1)
+    for (c, sp, sseq, cseq) in state:
+        end = sseq + MSS * segments
+        p.tcp(SERVER, c, 80, sp, end, cseq, FIN | ACK)
+        p.tcp(c, SERVER, sp, 80, cseq, end + 1, FIN | ACK)
+
+
+if __name__ == "__main__":
+    kind, out = sys.argv[1], sys.argv[2]
+    p = Pcap(out)
+    {"flows": flows, "header": header, "synflood": synflood, "reorder": reorder}[kind](p)
+    p.close()
