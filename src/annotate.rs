@@ -121,40 +121,30 @@ fn payload(b: &[u8], dns_port: bool, websocket_flow: bool) -> Option<String> {
     None
 }
 
-/// The WebSocket frames a segment starts with (a segment may also start mid-frame).
+/// The WebSocket frames of a segment that is a whole run of frames. A segment that is not
+/// may start inside a frame, where bytes that look like a header are data: it is named as
+/// data rather than guessed at.
 fn frames(b: &[u8]) -> String {
-    let whole = websocket::segment_is_frames(b).is_some();
+    if websocket::segment_is_frames(b).is_none() {
+        return "WebSocket data".into();
+    }
     let mut names = Vec::new();
     let mut rest = b;
     while !rest.is_empty() && names.len() < 4 {
         let Header::Complete { header, len, body } = Frames::parse(&rest[..rest.len().min(14)]) else { break };
-        let name = match header.opcode {
-            websocket::OP_CLOSE => {
-                let end = (len as u64 + body).min(rest.len() as u64) as usize;
-                match websocket::close_code(&header, &rest[len.min(end)..end]) {
-                    Some(code) => format!("close frame {code}"),
-                    None => "close frame".into(),
-                }
-            }
+        let end = (len as u64 + body).min(rest.len() as u64) as usize;
+        names.push(match header.opcode {
+            websocket::OP_CLOSE => match websocket::close_code(&header, &rest[len.min(end)..end]) {
+                Some(code) => format!("close frame {code}"),
+                None => "close frame".into(),
+            },
             websocket::OP_PING => "ping".into(),
             websocket::OP_PONG => "pong".into(),
             websocket::OP_TEXT => "text frame".into(),
             websocket::OP_BINARY => "binary frame".into(),
             _ => "continuation frame".into(),
-        };
-        names.push(name);
-        if !whole {
-            break;
-        }
-        let total = len as u64 + body;
-        if total >= rest.len() as u64 {
-            break;
-        }
-        rest = &rest[total as usize..];
+        });
+        rest = &rest[end..];
     }
-    match (names.is_empty(), whole) {
-        (true, _) => "WebSocket data (inside a frame)".into(),
-        (false, true) => format!("WebSocket {}", names.join(", ")),
-        (false, false) => format!("WebSocket {} (or data inside a frame)", names[0]),
-    }
+    format!("WebSocket {}", names.join(", "))
 }

@@ -286,7 +286,9 @@ pub struct Flow {
     pub last_ns: u64,
     /// Counted once in `Stats::flows_kept` (a DNS flow when its first lookup is kept).
     counted_kept: bool,
-    closed: bool,
+    /// FIN seen from side A (bit 0) or B (bit 1), RST seen (bit 2). A half-closed connection
+    /// is still open: its other side may send data and its own FIN much later.
+    ends: u8,
     /// UDP has no close; its flows (mostly one DNS exchange each) are forgotten when quiet.
     udp: bool,
 }
@@ -309,7 +311,7 @@ impl Flow {
             first_ns: ts,
             last_ns: ts,
             counted_kept: false,
-            closed: false,
+            ends: 0,
             udp: false,
         }
     }
@@ -343,6 +345,19 @@ impl Flow {
             kept,
             why,
         }
+    }
+
+    fn note_end(&mut self, side: Side, flags: u8) {
+        if flags & tcp_flags::FIN != 0 {
+            self.ends |= 1 << side.index();
+        }
+        if flags & tcp_flags::RST != 0 {
+            self.ends |= 4;
+        }
+    }
+
+    fn closed(&self) -> bool {
+        self.ends & 4 != 0 || self.ends & 3 == 3
     }
 
     fn has_waiters(&self) -> bool {
@@ -484,7 +499,7 @@ impl Engine {
             return;
         };
         let proto = if matches!(d.transport, Transport::Tcp { .. }) { PROTO_TCP } else { PROTO_UDP };
-        let (key, _) = FlowKey::of(d.src, d.sport, d.dst, d.dport, proto);
+        let (key, side) = FlowKey::of(d.src, d.sport, d.dst, d.dport, proto);
         if meta.ts_ns >= self.last_sweep_ns + SWEEP_EVERY_NS {
             self.sweep(meta.ts_ns);
         }
@@ -494,7 +509,7 @@ impl Engine {
             Box::new(Flow::new(meta.ts_ns))
         });
         f.last_ns = f.last_ns.max(meta.ts_ns);
-        f.closed |= d.tcp_flags() & (tcp_flags::FIN | tcp_flags::RST) != 0;
+        f.note_end(side, d.tcp_flags());
         f.udp = proto == PROTO_UDP;
     }
 
@@ -559,9 +574,7 @@ impl Engine {
         let syn = flags & tcp_flags::SYN != 0;
         let ack = flags & tcp_flags::ACK != 0;
         let fin_rst = flags & (tcp_flags::FIN | tcp_flags::RST) != 0;
-        if fin_rst {
-            flow.closed = true;
-        }
+        flow.note_end(side, flags);
         if flow.class == Class::Dropped {
             return Decision::Now(Verdict::Drop);
         }
@@ -607,6 +620,9 @@ impl Engine {
         } else {
             None
         };
+        // Where a bulk packet is cut: after the TCP header, or after the last frame or
+        // record header it carries (so that the units stay walkable in the output).
+        let mut bulk_cut = cut;
         let mut verdict = match payload {
             None => None,
             Some(Placement::Empty) => None,
@@ -625,7 +641,7 @@ impl Engine {
             Some(Placement::InOrder { skip }) => {
                 let start = flow.dirs[side.index()].stream.delivered() - u64::from(d.wire_payload_len) + skip as u64;
                 let new = bytes.get(skip..).unwrap_or(&[]);
-                match self.consume(key, side, start, new, packet, cut) {
+                match self.consume(key, side, start, new, packet, cut + skip as u32) {
                     Consumed::Important(end) => {
                         let v = important_verdict(cut, skip, end, bytes.len());
                         if v != Verdict::Keep && !fin_rst {
@@ -634,11 +650,18 @@ impl Engine {
                         }
                         Some(true)
                     }
-                    Consumed::Bulk => Some(false),
+                    Consumed::Bulk(headers) => {
+                        if headers > 0 {
+                            bulk_cut = cut + (skip + headers) as u32;
+                        }
+                        Some(false)
+                    }
                     Consumed::Open => {
                         if fin_rst && self.flows[&key].class.kept() {
                             Some(true)
                         } else {
+                            // Segments held behind this one are in order now.
+                            self.release_ready(key, side);
                             return Decision::Wait(WaitOn::Unit(side));
                         }
                     }
@@ -667,7 +690,7 @@ impl Engine {
                 if verdict == Some(true) {
                     Decision::Now(Verdict::Keep)
                 } else {
-                    Decision::Now(bulk_verdict(&self.opts, flow, cut))
+                    Decision::Now(bulk_verdict(&self.opts, flow, bulk_cut))
                 }
             }
         }
@@ -702,9 +725,9 @@ impl Engine {
         let cut = w.cut & !REORDER_MARK;
         let start = seg.offset + skip as u64;
         let consumed = if skip >= seg.bytes.len() {
-            Consumed::Bulk
+            Consumed::Bulk(0)
         } else {
-            self.consume(key, side, start, &seg.bytes[skip..], seg.packet, cut)
+            self.consume(key, side, start, &seg.bytes[skip..], seg.packet, cut + skip as u32)
         };
         let flow = self.flows.get_mut(&key).expect("flow exists");
         match (flow.class, consumed) {
@@ -714,15 +737,17 @@ impl Engine {
             (_, Consumed::Important(end)) => {
                 self.resolved.push((seg.packet, important_verdict(cut, skip, end, seg.bytes.len())))
             }
-            (_, Consumed::Bulk) => {
-                let v = bulk_verdict(&self.opts, flow, cut);
+            (_, Consumed::Bulk(headers)) => {
+                let at = if headers > 0 { cut + (skip + headers) as u32 } else { cut };
+                let v = bulk_verdict(&self.opts, flow, at);
                 self.resolved.push((seg.packet, v));
             }
         }
     }
 
-    /// Runs new in-order bytes of one direction through its phase.
-    fn consume(&mut self, key: FlowKey, side: Side, start: u64, bytes: &[u8], packet: u64, cut: u32) -> Consumed {
+    /// Runs new in-order bytes of one direction through its phase. `base` is the offset of
+    /// `bytes[0]` in the packet.
+    fn consume(&mut self, key: FlowKey, side: Side, start: u64, bytes: &[u8], packet: u64, base: u32) -> Consumed {
         let keep_frames = self.opts.keep_frames;
         let flow = self.flows.get_mut(&key).expect("flow exists");
         let class = flow.class;
@@ -749,10 +774,10 @@ impl Engine {
                 }
                 Consumed::Important(usize::MAX)
             }
-            Phase::Bulk => Consumed::Bulk,
+            Phase::Bulk => Consumed::Bulk(0),
             Phase::Frames | Phase::Records => {
                 let fed = feed_units(dir, bytes, keep_frames);
-                self.after_feed(key, side, fed, start, bytes.len() as u64, packet, cut)
+                self.after_feed(key, side, fed, start, bytes.len() as u64, packet, base)
             }
         }
     }
@@ -768,7 +793,7 @@ impl Engine {
         start: u64,
         len: u64,
         packet: u64,
-        cut: u32,
+        base: u32,
     ) -> Consumed {
         let flow = self.flows.get_mut(&key).expect("flow exists");
         if let Some(important) = fed.completed_open {
@@ -789,13 +814,18 @@ impl Engine {
         }
         if fed.important {
             dir.remember_important(start, start + len);
-            let end = if dir.phase == Phase::Frames && !fed.open_header { fed.important_end } else { usize::MAX };
+            let end = if dir.phase == Phase::Frames && !fed.open_header {
+                fed.important_end.max(fed.header_end)
+            } else {
+                usize::MAX
+            };
             Consumed::Important(end)
         } else if fed.open_header {
-            dir.open.push(Waiting { packet, cut });
+            // If it turns out bulk, it is kept to its end: the start of the next header.
+            dir.open.push(Waiting { packet, cut: base + len as u32 });
             Consumed::Open
         } else {
-            Consumed::Bulk
+            Consumed::Bulk(fed.header_end)
         }
     }
 
@@ -1198,7 +1228,7 @@ impl Engine {
         let rank = |f: &Flow| -> u8 {
             match f.class {
                 Class::Dropped => 0,
-                _ if f.closed => 1,
+                _ if f.closed() => 1,
                 Class::Undecided if !f.has_waiters() => 2,
                 Class::Undecided => 3,
                 _ => 4,
@@ -1231,7 +1261,7 @@ impl Engine {
                 return true;
             }
             let idle = now.saturating_sub(f.last_ns);
-            let limit = if f.closed || f.udp {
+            let limit = if f.closed() || f.udp {
                 CLOSED_LINGER_NS
             } else if f.class == Class::Dropped || f.class == Class::Undecided {
                 DROPPED_IDLE_NS
@@ -1255,7 +1285,8 @@ const REORDER_MARK: u32 = 1 << 31;
 enum Consumed {
     /// Important bytes up to this many bytes into the consumed slice (`usize::MAX`: all).
     Important(usize),
-    Bulk,
+    /// Not important; unit headers end this many bytes into the consumed slice (0: none).
+    Bulk(usize),
     Open,
 }
 

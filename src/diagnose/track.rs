@@ -77,6 +77,9 @@ struct Dir {
     encrypted: bool,
     masked_runs: u32,
     unmasked_runs: u32,
+    /// A close frame whose status code had not arrived by the end of its header's segment:
+    /// (index in `closes`, code bytes so far, how many, mask).
+    pending_close: Option<(usize, [u8; 2], usize, [u8; 4])>,
 }
 
 impl Default for Dir {
@@ -90,6 +93,7 @@ impl Default for Dir {
             encrypted: false,
             masked_runs: 0,
             unmasked_runs: 0,
+            pending_close: None,
         }
     }
 }
@@ -725,6 +729,22 @@ fn heads(c: &mut Conv, at: At) {
 fn feed_frames(c: &mut Conv, side: Side, bytes: &[u8], at: At, before: Option<At>) {
     let s = side.index();
     let dir = &mut c.dirs[s];
+    // The rest of a close status code cut off by a segment boundary: the walker consumes
+    // these bytes as the frame's body; they are only read here.
+    if let Some((i, mut code, mut have, mask)) = dir.pending_close.take() {
+        for &b in bytes.iter().take(2 - have) {
+            code[have] = b ^ mask[have];
+            have += 1;
+        }
+        if have == 2 {
+            if let Some(cf) = c.closes.get_mut(i) {
+                cf.code = Some(u16::from_be_bytes(code));
+            }
+        } else {
+            dir.pending_close = Some((i, code, have, mask));
+        }
+    }
+    let pending = &mut dir.pending_close;
     let (pings, pongs, closes, last, stats) =
         (&mut c.pings, &mut c.pongs, &mut c.closes, &mut c.last_activity, &mut c.dir_stats[s]);
     let fed = dir.frames.feed(bytes, |h, body| {
@@ -732,12 +752,17 @@ fn feed_frames(c: &mut Conv, side: Side, bytes: &[u8], at: At, before: Option<At
             websocket::OP_PING => pings.add(at),
             websocket::OP_PONG => pongs.add(at),
             websocket::OP_CLOSE => {
-                closes.push(CloseFrame {
-                    code: websocket::close_code(h, body),
-                    from: side,
-                    at,
-                    activity_before: before,
-                });
+                let code = websocket::close_code(h, body);
+                if code.is_none() && h.payload_len >= 2 {
+                    let mask = h.mask.unwrap_or([0; 4]);
+                    let mut first = [0u8; 2];
+                    let have = body.len().min(2);
+                    for (k, &b) in body.iter().take(have).enumerate() {
+                        first[k] = b ^ mask[k];
+                    }
+                    *pending = Some((closes.len(), first, have, mask));
+                }
+                closes.push(CloseFrame { code, from: side, at, activity_before: before });
                 return None;
             }
             _ => {

@@ -34,6 +34,10 @@ pub struct Fed {
     pub completed_open: Option<bool>,
     /// The stream stopped parsing (invalid header).
     pub failed: bool,
+    /// Where the last unit header in this feed ends (bytes from its start; the whole feed
+    /// when it ends inside a header), 0 when none: a cut packet that keeps its bytes up to
+    /// here still lets a reader walk the units across the bytes cut away.
+    pub header_end: usize,
 }
 
 pub struct Walker<F: UnitFormat> {
@@ -122,6 +126,7 @@ impl<F: UnitFormat> Walker<F> {
             tmp[had..had + want].copy_from_slice(&b[..want]);
             match F::parse(&tmp[..had + want]) {
                 Header::NeedMore => {
+                    out.header_end = total;
                     if out.important {
                         // An important unit already made this packet whole-worthy; keep the
                         // start of the next header with it.
@@ -147,6 +152,7 @@ impl<F: UnitFormat> Walker<F> {
                         out.completed_open = Some(important);
                     }
                     self.important_left = verdict.unwrap_or(0);
+                    out.header_end = total - b.len() + used;
                     if important {
                         out.important = true;
                         out.important_end = total - b.len() + used;
