@@ -210,3 +210,12 @@ fn a_full_disk_leaves_nothing_under_the_output_name() {
     no_file_named(&out);
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "the temporary file is removed too");
 }
+
+#[test]
+fn a_device_or_pipe_output_is_written_in_place_never_replaced() {
+    let r = run(&["trim", testdata().join("ws-direct-ok.pcap").to_str().unwrap(), "-o", "/dev/null", "-q"]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let m = std::fs::metadata("/dev/null").unwrap();
+    use std::os::unix::fs::FileTypeExt;
+    assert!(m.file_type().is_char_device(), "/dev/null is still a device");
+}

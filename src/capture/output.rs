@@ -44,6 +44,17 @@ impl AtomicOutput {
                         )));
                     }
                 }
+                // A device or a pipe (/dev/null, a FIFO a script reads): written in place;
+                // there is no partial file to protect and it must not be replaced.
+                if fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+                    let f = OpenOptions::new().write(true).open(path)?;
+                    return Ok(AtomicOutput {
+                        inner: Some(BufWriter::with_capacity(WRITE_BUFFER_BYTES, Box::new(f))),
+                        tmp: None,
+                        target: None,
+                        label: path.display().to_string(),
+                    });
+                }
                 if path.exists() && !force {
                     return Err(Error::Usage(format!(
                         "output {} exists; pass --force to overwrite it",
