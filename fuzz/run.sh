@@ -17,5 +17,5 @@ for t in "${targets[@]}"; do
   echo "== $t: ${secs}s"
   cargo +nightly fuzz run -O "$t" "corpus/$t" -- -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 \
     -max_len=65536 -print_final_stats=1 >"logs/$t.log" 2>&1
-  echo "   exit $? $(grep -E '^stat::number_of_executed_units' "logs/$t.log" | tail -1) $(grep -c 'SUMMARY' "logs/$t.log") crashes"
+  echo "   exit $? $(grep -aE '^stat::number_of_executed_units' "logs/$t.log" | tail -1) $(grep -ac 'SUMMARY' "logs/$t.log") crashes"
 done

@@ -483,14 +483,9 @@ impl Engine {
             return (Decision::Now(Verdict::Keep), None);
         }
         self.last_key = None;
-        let (decision, ticket) = self.decide(meta, frame);
-        // Looked up again rather than decoded again: the decision may have removed nothing,
-        // but it may have classified the flow.
-        self.last_flow_dropped = decision == Decision::Now(Verdict::Drop)
-            && self.last_key.is_none_or(|key| {
-                self.flows.get(&key).is_none_or(|f| f.class == Class::Dropped || (f.udp && !f.counted_kept))
-            });
-        (decision, ticket)
+        // A packet that decodes to no flow is dropped whole (decide says otherwise for flows).
+        self.last_flow_dropped = true;
+        self.decide(meta, frame)
     }
 
     /// Flow accounting alone, for `scrub` without trimming.
@@ -535,6 +530,19 @@ impl Engine {
         if ts >= self.last_sweep_ns + SWEEP_EVERY_NS {
             self.sweep(ts);
         }
+        // Most packets of a capture belong to flows already dropped whole (bulk transfers,
+        // other protocols): one table lookup decides them.
+        if proto == PROTO_TCP
+            && let Some(f) = self.flows.get_mut(&key)
+            && f.class == Class::Dropped
+        {
+            f.note_end(side, d.tcp_flags());
+            f.packets += 1;
+            f.bytes += u64::from(meta.orig_len);
+            f.last_ns = f.last_ns.max(ts);
+            self.last_flow_dropped = true;
+            return (Decision::Now(Verdict::Drop), None);
+        }
         let is_new = !self.flows.contains_key(&key);
         if is_new {
             self.stats.flows_seen += 1;
@@ -553,11 +561,16 @@ impl Engine {
         } else {
             self.tcp_packet(key, side, &d, meta.number, cut, ts)
         };
-        if let Some(f) = self.flows.get_mut(&key) {
-            f.packets += 1;
-            f.bytes += u64::from(meta.orig_len);
-            f.last_ns = f.last_ns.max(ts);
-        }
+        let dropped = decision == Decision::Now(Verdict::Drop);
+        self.last_flow_dropped = match self.flows.get_mut(&key) {
+            Some(f) => {
+                f.packets += 1;
+                f.bytes += u64::from(meta.orig_len);
+                f.last_ns = f.last_ns.max(ts);
+                dropped && (f.class == Class::Dropped || (f.udp && !f.counted_kept))
+            }
+            None => dropped,
+        };
         let ticket = match decision {
             Decision::Wait(on) => Some(Ticket { key, on }),
             Decision::Now(_) => None,

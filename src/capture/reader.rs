@@ -348,10 +348,10 @@ impl Reader {
         if self.done {
             return Ok(None);
         }
-        let checked = match self.format {
-            Format::Pcap => self.check_pcap(),
-            Format::PcapNg => self.check_block(),
-        };
+        if self.format == Format::Pcap {
+            return self.next_pcap();
+        }
+        let checked = self.check_block();
         match checked {
             Ok(true) => {}
             Ok(false) => {
@@ -365,10 +365,18 @@ impl Reader {
             }
             Err(e) => return Err(e),
         }
-        match self.format {
-            Format::Pcap => self.next_pcap(),
-            Format::PcapNg => self.next_block(),
+        self.next_block()
+    }
+
+    /// A file cut short: the end of the input, with a warning (an error with `strict`).
+    fn cut_short(&mut self, packet: u64, what: &str) -> Result<Option<Item<'_>>> {
+        let e = self.bad(packet, what);
+        if self.opts.strict {
+            return Err(e);
         }
+        self.warn(format!("{e}; the packets before it were processed"));
+        self.done = true;
+        Ok(None)
     }
 
     /// Whether a pcap record header at `at` (relative to `pos`, bytes available) is one a
@@ -388,28 +396,10 @@ impl Reader {
         (incl <= max_len && incl <= orig && orig <= max_len.max(262_144) && frac_ok && time_ok).then_some(incl as usize)
     }
 
-    /// Checks the next pcap record; resynchronises past an impossible one with `salvage`.
-    fn check_pcap(&mut self) -> Result<bool> {
-        self.fill(16)?;
-        let avail = self.end - self.pos;
-        let packet = self.number + 1;
-        if avail == 0 {
-            return Ok(false);
-        }
-        if avail < 16 {
-            return Err(self.bad(packet, "truncated record header (file cut short)"));
-        }
-        let big = self.pcap.as_ref().is_some_and(|h| h.big_endian);
-        let raw: [u8; 4] = self.buf[self.pos + 8..self.pos + 12].try_into().expect("4 bytes");
-        let incl = if big { u32::from_be_bytes(raw) } else { u32::from_le_bytes(raw) } as usize;
-        if incl <= MAX_RECORD_BYTES {
-            self.fill(16 + incl)?;
-            if self.end - self.pos < 16 + incl {
-                return Err(self.bad(packet, "truncated record (file cut short)"));
-            }
-            return Ok(true);
-        }
-        let what = format!("impossible captured length {incl}");
+    /// After an impossible record header at `pos`: with `salvage`, moves to the next plausible
+    /// record and says so (false when none is left); otherwise the error.
+    #[cold]
+    fn resync_pcap(&mut self, packet: u64, what: &str) -> Result<bool> {
         if !self.opts.salvage {
             return Err(self.bad(packet, &format!("{what} (--salvage skips to the next plausible record)")));
         }
@@ -552,7 +542,7 @@ impl Reader {
             return Ok(None);
         }
         if avail < 16 {
-            return Err(self.bad(packet, "truncated record header (file cut short)"));
+            return self.cut_short(packet, "truncated record header (file cut short)");
         }
         let rd = |i: usize| {
             let b: [u8; 4] = self.buf[self.pos + i..self.pos + i + 4].try_into().expect("4 bytes");
@@ -560,7 +550,13 @@ impl Reader {
         };
         let (sec, frac, incl, orig) = (rd(0), rd(4), rd(8) as usize, rd(12));
         if incl > MAX_RECORD_BYTES {
-            return Err(self.bad(packet, &format!("impossible captured length {incl}")));
+            return match self.resync_pcap(packet, &format!("impossible captured length {incl}"))? {
+                true => self.next_pcap(),
+                false => {
+                    self.done = true;
+                    Ok(None)
+                }
+            };
         }
         if snaplen != 0 && incl as u32 > snaplen {
             self.over_snaplen += 1;
@@ -568,7 +564,7 @@ impl Reader {
         }
         self.fill(16 + incl)?;
         if self.end - self.pos < 16 + incl {
-            return Err(self.bad(packet, "truncated record (file cut short)"));
+            return self.cut_short(packet, "truncated record (file cut short)");
         }
         self.number = packet;
         let start = self.pos;
