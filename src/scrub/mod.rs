@@ -434,8 +434,8 @@ impl Scrubber {
 
     /// Runs in-order bytes of one direction through its cursor, rewriting them in place.
     fn redact(&mut self, key: FlowKey, side: Side, mut b: &mut [u8]) {
+        let flow = self.flows.get_mut(&key).expect("flow exists");
         while !b.is_empty() {
-            let flow = self.flows.get_mut(&key).expect("flow exists");
             let dir = &mut flow.dirs[side.index()];
             let (used, event) = step_mode(&mut dir.mode, b, &mut self.tally, self.pseudo.as_mut());
             if let Event::Switching = event {
@@ -640,15 +640,19 @@ fn step_mode(
         Mode::Frames(f) => {
             if f.left > 0 {
                 let n = f.left.min(b.len() as u64) as usize;
-                for byte in &mut b[..n] {
-                    if f.close && f.pos < 2 {
-                        // The close status code stays (masked or not, it unmasks to itself).
-                    } else {
-                        *byte = FILL ^ f.mask[(f.pos % 4) as usize];
-                        tally.add(if f.close { Rule::CloseReason } else { Rule::WebSocketPayload }, 1);
-                    }
-                    f.pos += 1;
+                // The close status code stays (masked or not, it unmasks to itself).
+                let keep = if f.close { (2u64.saturating_sub(f.pos) as usize).min(n) } else { 0 };
+                let pos = f.pos as usize + keep;
+                let pattern: [u8; 4] = std::array::from_fn(|i| FILL ^ f.mask[(pos + i) % 4]);
+                let mut chunks = b[keep..n].chunks_exact_mut(4);
+                for c in &mut chunks {
+                    c.copy_from_slice(&pattern);
                 }
+                for (byte, p) in chunks.into_remainder().iter_mut().zip(pattern) {
+                    *byte = p;
+                }
+                tally.add(if f.close { Rule::CloseReason } else { Rule::WebSocketPayload }, n - keep);
+                f.pos += n as u64;
                 f.left -= n as u64;
                 return (n, Event::None);
             }
