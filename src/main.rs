@@ -182,7 +182,9 @@ fn run_diagnose(args: &DiagnoseArgs) -> ExitCode {
                     if closed {
                         return;
                     }
-                    let mut out = std::io::stdout().lock();
+                    // Buffered: serde writes a report in many small pieces, and a locked
+                    // stdout is line-buffered (it scans every piece for newlines).
+                    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
                     let written = ui.suspend(|| {
                         if args.json {
                             serde_json::to_writer(&mut out, &r)
@@ -193,6 +195,7 @@ fn run_diagnose(args: &DiagnoseArgs) -> ExitCode {
                         } else {
                             Ok(())
                         }
+                        .and_then(|_| out.flush())
                     });
                     if let Err(e) = written {
                         if e.kind() == std::io::ErrorKind::BrokenPipe {
