@@ -145,6 +145,18 @@ fn file_size(p: &Path) -> Option<u64> {
     std::fs::metadata(p).ok().filter(|m| m.is_file()).map(|m| m.len())
 }
 
+/// Opens one input of a batch with its progress bar (on a terminal) and runs `job` on it.
+fn with_input<T>(
+    ui: &Ui,
+    path: &Path,
+    job: impl FnOnce(Input, &Arc<Progress>) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let progress = Arc::new(Progress::default());
+    let _bar = ui.bar(path, file_size(path), &progress);
+    let input = Input::open_with(path, Some(progress.clone()))?;
+    job(input, &progress)
+}
+
 fn run_diagnose(args: &DiagnoseArgs) -> ExitCode {
     let srcs = match sources(&args.inputs, &args.batch) {
         Ok(s) => s,
@@ -161,15 +173,11 @@ fn run_diagnose(args: &DiagnoseArgs) -> ExitCode {
         args.batch.jobs(),
         |i| {
             let path = &srcs[i].path;
-            let progress = Arc::new(Progress::default());
-            let bar = ui.bar(path, file_size(path), &progress);
-            let r = Input::open_with(path, Some(progress.clone())).map_err(anyhow::Error::from).and_then(|input| {
+            with_input(&ui, path, |input, _| {
                 let mut warnings = Vec::new();
                 let r = diagnose(input, &path.display().to_string(), &opts, &mut warnings)?;
                 Ok((r, warnings))
-            });
-            drop(bar);
-            r
+            })
         },
         |i, r| {
             let path = &srcs[i].path;
@@ -269,16 +277,12 @@ fn run_flows(args: &FlowsArgs) -> ExitCode {
         args.batch.jobs(),
         |i| {
             let path = &srcs[i].path;
-            let progress = Arc::new(Progress::default());
-            let bar = ui.bar(path, file_size(path), &progress);
-            let mut out = Lines { buf: Vec::with_capacity(Lines::CHUNK * 2) };
-            let r = Input::open_with(path, Some(progress.clone())).map_err(anyhow::Error::from).and_then(|input| {
-                let r = flows(input, &path.display().to_string(), &opts, &mut out, Some(&progress))?;
+            with_input(&ui, path, |input, progress| {
+                let mut out = Lines { buf: Vec::with_capacity(Lines::CHUNK * 2) };
+                let r = flows(input, &path.display().to_string(), &opts, &mut out, Some(progress))?;
                 out.flush_lines()?;
                 Ok(r)
-            });
-            drop(bar);
-            r
+            })
         },
         |i, r| match r {
             Ok((_, warnings)) => {
@@ -399,11 +403,9 @@ fn run(verb: Verb, inputs: &[PathBuf], out: &OutputArgs, cfg: &TrimConfig, repor
         out.batch.jobs(),
         |i| {
             let path = &srcs[i].path;
-            let progress = Arc::new(Progress::default());
-            let bar = ui.bar(path, file_size(path), &progress);
-            let r = trim_one(path, &targets[i], out.force, &all_inputs, cfg, &progress);
-            drop(bar);
-            r
+            with_input(&ui, path, |input, progress| {
+                trim_one(input, path, &targets[i], out.force, &all_inputs, cfg, progress)
+            })
         },
         |i, r| {
             let path = &srcs[i].path;
@@ -448,6 +450,7 @@ fn run(verb: Verb, inputs: &[PathBuf], out: &OutputArgs, cfg: &TrimConfig, repor
 }
 
 fn trim_one(
+    opened: Input,
     input: &Path,
     target: &OutputTarget,
     force: bool,
@@ -461,7 +464,6 @@ fn trim_one(
     {
         std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
-    let opened = Input::open_with(input, Some(progress.clone()))?;
     let sink = AtomicOutput::create(target, force, inputs)?;
     let mut summary = Summary { file: input.display().to_string(), ..Default::default() };
     let sink = trim(opened, sink, cfg, &mut summary, Some(progress))?;
