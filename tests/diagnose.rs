@@ -151,22 +151,6 @@ fn tls_failures_name_sni_and_alert() {
     );
 }
 
-/// The diagnosis without what a trimmed capture cannot have: frame numbers, and data frame
-/// counts (cut bulk packets do not carry the headers of the frames inside them).
-fn comparable(mut d: Value) -> Value {
-    d.as_object_mut().unwrap().remove("file");
-    for a in d["attempts"].as_array_mut().unwrap() {
-        let a = a.as_object_mut().unwrap();
-        for k in ["frames", "data_frames_client", "data_frames_server", "data_bytes_client", "data_bytes_server"] {
-            a.remove(k);
-        }
-    }
-    for f in d["findings"].as_array_mut().unwrap() {
-        f.as_object_mut().unwrap().remove("frames");
-    }
-    d
-}
-
 #[test]
 fn trimming_preserves_the_diagnosis() {
     let dir = tmpdir();

@@ -7,6 +7,8 @@
 //! - scrub keeps every packet and every length, and so does trim --scrub relative to trim;
 //! - diagnose(trim(x)) == diagnose(x), frame numbers and data-frame counts aside.
 
+mod common;
+
 use std::io::Cursor;
 
 use proptest::prelude::*;
@@ -357,17 +359,7 @@ fn run_trim(b: &[u8], keep_all: bool, scrub: bool) -> Vec<u8> {
 
 fn diagnosis(b: &[u8]) -> Value {
     let r = diagnose(input(b), "x", &DiagnoseOptions::default(), &mut Vec::new()).unwrap();
-    let mut d = serde_json::to_value(&r).unwrap();
-    for a in d["attempts"].as_array_mut().unwrap() {
-        let a = a.as_object_mut().unwrap();
-        for k in ["frames", "data_frames_client", "data_frames_server", "data_bytes_client", "data_bytes_server"] {
-            a.remove(k);
-        }
-    }
-    for f in d["findings"].as_array_mut().unwrap() {
-        f.as_object_mut().unwrap().remove("frames");
-    }
-    d
+    common::comparable(serde_json::to_value(&r).unwrap())
 }
 
 proptest! {
