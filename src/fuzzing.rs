@@ -108,7 +108,8 @@ pub fn conversation_pcap(client: &[u8], server: &[u8], sizes: &[u8], reorder: bo
         let b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
             .ipv4(src, dst, 64)
             .tcp(spt, dpt, seq, 65_535);
-        let mut b = b.ack(ack);
+        // The client's SYN carries no ACK flag; every later segment does.
+        let mut b = if flags & 2 != 0 && ack == 0 { b } else { b.ack(ack) };
         if flags & 2 != 0 {
             b = b.syn();
         }

@@ -292,3 +292,19 @@ fn text_lines_fit_80_columns() {
         }
     }
 }
+
+#[test]
+fn http2_prior_knowledge_preface_is_named() {
+    // A client speaking HTTP/2 from its first byte (h2c prior knowledge): no upgrade can happen.
+    let pcap = pcap_surgery::fuzzing::conversation_pcap(
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00",
+        b"\x00\x00\x00\x04\x00\x00\x00\x00\x00",
+        &[200],
+        false,
+    );
+    let dir = tmpdir();
+    let f = dir.path().join("h2c.pcap");
+    std::fs::write(&f, pcap).unwrap();
+    let d = diagnose(&f);
+    assert!(has(&d, "h2-negotiated"), "{d}");
+}

@@ -606,7 +606,11 @@ fn feed(c: &mut Conv, side: Side, bytes: &[u8], at: At, before: Option<At>) {
 fn classify(c: &mut Conv, side: Side, at: At) {
     let head = &c.dirs[side.index()].head;
     if c.client.is_none_or(|cl| cl == side) {
-        if head.starts_with(b"PRI * HTTP/2.0") {
+        const PREFACE: &[u8] = b"PRI * HTTP/2.0";
+        if head.len() < PREFACE.len() && PREFACE.starts_with(head) {
+            return;
+        }
+        if head.starts_with(PREFACE) {
             c.kind = Kind::Other;
             c.client = Some(side);
             c.h2_preface = Some(at);
