@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Resource bounds under hostile input: generates four captures (benches/hostile.py) and
-# prints wall time and peak RSS of trim, trim --scrub, diagnose and flows on each. Not a test:
+# prints wall time and peak RSS of trim, trim --scrub, scrub, diagnose and flows on each. Not a test:
 # figures are measured here, never asserted. The bound to compare against is 256 MiB.
 # Usage: bash benches/hostile.sh   (keeps inputs in $BENCH_DIR when set)
 set -euo pipefail
@@ -16,9 +16,9 @@ for kind in flows header synflood reorder; do
   f="$dir/hostile-$kind.pcap"
   [ -f "$f" ] || python3 "$root/benches/hostile.py" "$kind" "$f"
   size=$(stat -c %s "$f")
-  for cmd in trim "trim --scrub" diagnose flows; do
+  for cmd in trim "trim --scrub" scrub diagnose flows; do
     case $cmd in
-      trim*) args=($cmd "$f" -o "$dir/out.pcap" --force -q) ;;
+      trim* | scrub) args=($cmd "$f" -o "$dir/out.pcap" --force -q) ;;
       diagnose) args=(diagnose --json "$f") ;;
       flows) args=(flows --json "$f") ;;
     esac

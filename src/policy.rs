@@ -498,6 +498,9 @@ impl Engine {
         if meta.ts_ns >= self.last_sweep_ns + SWEEP_EVERY_NS {
             self.sweep(meta.ts_ns);
         }
+        if self.flows.len() >= MAX_FLOWS && !self.flows.contains_key(&key) {
+            self.evict_oldest(MAX_FLOWS / 8);
+        }
         let f = self.flows.entry(key).or_insert_with(|| {
             self.stats.flows_seen += 1;
             self.stats.flows_kept += 1;

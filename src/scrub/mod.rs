@@ -247,7 +247,8 @@ enum Event {
 }
 
 pub struct Scrubber {
-    flows: FxHashMap<FlowKey, ScrubFlow>,
+    /// Boxed and capped like the policy's table (`policy::MAX_FLOWS`).
+    flows: FxHashMap<FlowKey, Box<ScrubFlow>>,
     pseudo: Option<Pseudonymizer>,
     pub report: ScrubReport,
     tally: Tally,
@@ -305,6 +306,9 @@ impl Scrubber {
                 let (key, side) = FlowKey::of(src, sport, dst, dport, PROTO_TCP);
                 if meta.ts_ns >= self.last_sweep_ns + SWEEP_EVERY_NS {
                     self.sweep(meta.ts_ns);
+                }
+                if self.flows.len() >= crate::policy::MAX_FLOWS && !self.flows.contains_key(&key) {
+                    self.evict_oldest(crate::policy::MAX_FLOWS / 8);
                 }
                 let flow = self.flows.entry(key).or_default();
                 flow.last_ns = flow.last_ns.max(meta.ts_ns);
@@ -457,13 +461,28 @@ impl Scrubber {
         }
     }
 
+    /// Forgets the `n` quietest flows when the table is full. A forgotten flow that speaks
+    /// again starts over as unknown bytes, which are overwritten: memory is bounded by failing
+    /// closed, never by letting bytes through.
+    fn evict_oldest(&mut self, n: usize) {
+        let mut order: Vec<(u64, FlowKey)> = self.flows.iter().map(|(k, f)| (f.last_ns, *k)).collect();
+        let n = n.min(order.len());
+        if n == 0 {
+            return;
+        }
+        order.select_nth_unstable_by_key(n - 1, |&(t, _)| t);
+        for (_, k) in &order[..n] {
+            self.flows.remove(k);
+        }
+    }
+
     fn sweep(&mut self, now: u64) {
         self.last_sweep_ns = now;
         self.flows.retain(|_, f| now.saturating_sub(f.last_ns) < if f.closed { CLOSED_LINGER_NS } else { IDLE_NS });
     }
 }
 
-fn flow_gap(flows: &FxHashMap<FlowKey, ScrubFlow>, key: FlowKey, side: Side) -> bool {
+fn flow_gap(flows: &FxHashMap<FlowKey, Box<ScrubFlow>>, key: FlowKey, side: Side) -> bool {
     flows
         .get(&key)
         .is_some_and(|f| f.dirs[side.index()].stream.gap && !matches!(f.dirs[side.index()].mode, Mode::Opaque))
