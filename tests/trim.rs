@@ -329,7 +329,9 @@ fn raw_ip_bsd_loopback_and_big_endian_captures_are_trimmed_alike() {
     require_tshark();
     let dir = tmpdir();
     let src = testdata().join("ws-reject-403.pcap");
-    let cases: Vec<(&str, u32, Box<dyn Fn(&[u8]) -> Vec<u8>>, bool)> = vec![
+    /// (output name, link type, new link header from the old frame, big-endian file)
+    type Case = (&'static str, u32, Box<dyn Fn(&[u8]) -> Vec<u8>>, bool);
+    let cases: Vec<Case> = vec![
         ("raw.pcap", 101, Box::new(|_| Vec::new()), false),
         ("null.pcap", 0, Box::new(|_| 2u32.to_le_bytes().to_vec()), false),
         ("loop.pcap", 108, Box::new(|_| 2u32.to_be_bytes().to_vec()), false),

@@ -400,7 +400,7 @@ mod tests {
             }
             for _ in 0..24 {
                 let mut m = f.clone();
-                let at = (rnd() as usize) % m.len().min(80).max(1);
+                let at = (rnd() as usize) % m.len().clamp(1, 80);
                 m[at] = rnd() as u8;
                 variants.push(m);
             }
