@@ -77,7 +77,7 @@ fn statuses_legs_and_headers_per_leg() {
         assert_eq!(attempts(&d)[0]["leg"], "direct");
     }
     let d = diagnose(&testdata().join("ws-auth-redirect.pcap"));
-    assert_eq!(leg(&d, "client-proxy")["location"], "/login?next=%2Fws");
+    assert_eq!(leg(&d, "client-proxy")["location"], "/login?next=*", "query values are masked");
     let d = diagnose(&testdata().join("ws-proxy-stripped.pcap"));
     let (front, back) = (leg(&d, "client-proxy"), leg(&d, "proxy-backend"));
     assert_eq!((front["upgrade"].as_str(), front["connection"].as_str()), (Some("websocket"), Some("Upgrade")));
@@ -307,4 +307,19 @@ fn http2_prior_knowledge_preface_is_named() {
     std::fs::write(&f, pcap).unwrap();
     let d = diagnose(&f);
     assert!(has(&d, "h2-negotiated"), "{d}");
+}
+
+#[test]
+fn diagnoses_carry_none_of_the_planted_secrets() {
+    // The output is pasted into tickets: query tokens are masked, cookies, authorization
+    // headers and message text are never shown.
+    for f in testdata_captures() {
+        for extra in [&["--json"][..], &[][..]] {
+            let mut args = vec!["diagnose", f.to_str().unwrap()];
+            args.extend_from_slice(extra);
+            let r = run(&args);
+            let out = String::from_utf8_lossy(&r.stdout);
+            assert!(!out.contains("SECRET"), "{}: {out}", f.display());
+        }
+    }
 }

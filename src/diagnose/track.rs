@@ -680,8 +680,10 @@ fn heads(c: &mut Conv, at: At) {
     if c.request.is_none() && c.dirs[ci].phase == Phase::Head {
         if let Some(n) = http::head_len(&c.dirs[ci].head) {
             match http::parse_request(&c.dirs[ci].head[..n]) {
-                Some(r) => {
+                Some(mut r) => {
                     let end = n + r.content_length as usize;
+                    // What a diagnosis shows is pasted into tickets: no query tokens.
+                    r.path = http::mask_query_values(&r.path);
                     c.request = Some((r, at));
                     let dir = &mut c.dirs[ci];
                     dir.head.drain(..end.min(dir.head.len()));
@@ -704,6 +706,8 @@ fn heads(c: &mut Conv, at: At) {
             continue;
         }
         let upgraded = r.status == 101;
+        let mut r = r;
+        r.location = r.location.as_deref().map(http::mask_query_values);
         c.response = Some((r, at));
         if upgraded {
             c.last_activity = Some(at);

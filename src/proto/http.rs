@@ -108,6 +108,29 @@ pub struct ResponseHead {
 }
 
 /// Parses a complete request head. `None` if it is not HTTP/1.x.
+/// A path or URL with each query value replaced by `*`, for what people paste into tickets:
+/// query strings carry tokens (`?token=…`, OAuth `code=` and `state=`), which a diagnosis
+/// never needs. Names stay, so `?token=*` still says a token was sent.
+pub fn mask_query_values(target: &str) -> String {
+    let Some((base, query)) = target.split_once('?') else { return target.to_string() };
+    let (query, fragment) = match query.split_once('#') {
+        Some((q, f)) => (q, Some(f)),
+        None => (query, None),
+    };
+    let masked: Vec<String> = query
+        .split('&')
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !v.is_empty() => format!("{k}=*"),
+            _ => kv.to_string(),
+        })
+        .collect();
+    let mut out = format!("{base}?{}", masked.join("&"));
+    if fragment.is_some() {
+        out.push_str("#*");
+    }
+    out
+}
+
 pub fn parse_request(b: &[u8]) -> Option<RequestHead> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
@@ -175,6 +198,13 @@ pub fn parse_response(b: &[u8]) -> Option<ResponseHead> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_values_are_masked_names_kept() {
+        assert_eq!(mask_query_values("/echo?token=abc&v=2&flag"), "/echo?token=*&v=*&flag");
+        assert_eq!(mask_query_values("/plain"), "/plain");
+        assert_eq!(mask_query_values("https://idp/cb?code=x#frag"), "https://idp/cb?code=*#*");
+    }
 
     const REQ: &[u8] = b"GET /chat?token=x HTTP/1.1\r\nHost: ws.example:8080\r\nUpgrade: websocket\r\n\
 Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
