@@ -100,11 +100,12 @@ fn payload(b: &[u8], dns_port: bool, websocket_flow: bool) -> Option<String> {
             if upgrade { " with Upgrade" } else { "" }
         ));
     }
-    let tls_record = b.len() >= 5
-        && (tls::CHANGE_CIPHER_SPEC..=tls::APPLICATION_DATA).contains(&b[0])
-        && b[1] == 3
-        && b[2] <= 4
-        && u16::from_be_bytes([b[3], b[4]]) <= 18_432;
+    // A record header as the record walker reads one, of the four common content types and a
+    // TLS 1.x version.
+    let tls_record = matches!(
+        tls::Records::parse(&b[..b.len().min(5)]),
+        Header::Complete { header, .. } if header.content_type <= tls::APPLICATION_DATA && header.version & 0xff <= 4
+    );
     if tls_record && !websocket_flow {
         return Some(match (b[0], b.get(5)) {
             (tls::HANDSHAKE, Some(1)) => "TLS ClientHello".into(),

@@ -41,14 +41,10 @@ fn time(ns: u64) -> String {
 
 fn line<'a>(file: &'a str, r: &FlowRecord) -> Line<'a> {
     let client = r.client.unwrap_or(Side::A);
-    let end = |s: Side| {
-        let a = r.key.addr(s);
-        if a.v6 { format!("[{a}]:{}", r.key.port(s)) } else { format!("{a}:{}", r.key.port(s)) }
-    };
     Line {
         file,
-        client: end(client),
-        server: end(client.other()),
+        client: r.key.endpoint(client),
+        server: r.key.endpoint(client.other()),
         transport: if r.key.proto == PROTO_TCP { "tcp" } else { "udp" },
         first: time(r.first_ns),
         last: time(r.last_ns),

@@ -39,9 +39,10 @@ pub const DNS_PORT: u16 = 53;
 /// session tickets) in application-data records; this many per direction are kept whole on
 /// top of `--keep-frames`, so that the encrypted upgrade request and 101 survive too.
 pub const TLS_HIDDEN_HANDSHAKE_RECORDS: u32 = 8;
-/// A kept WebSocket data frame is kept whole up to this much payload; the rest of a large
-/// message is bulk. The header and the start of a message carry the diagnosis, and a
-/// 16 KiB binary frame would otherwise cost as much as the whole handshake many times over.
+/// Only data frames up to this much payload are kept whole (the first `--keep-frames` of them);
+/// a longer frame is bulk. A packet is never cut inside a frame (Wireshark would read the cut
+/// payload as frame headers, or show the frame at a segment where the original does not), and
+/// a 16 KiB binary frame would cost as much as the whole handshake many times over.
 pub const MAX_WHOLE_FRAME_PAYLOAD_BYTES: u64 = 4096;
 /// Payload segments a mid-connection flow may show before it is judged not to be WebSocket.
 const MID_STREAM_CLASSIFY_SEGMENTS: u32 = 8;
@@ -347,6 +348,13 @@ impl Flow {
         }
     }
 
+    /// Counts one more packet of this flow.
+    fn count(&mut self, meta: &RecordMeta) {
+        self.packets += 1;
+        self.bytes += u64::from(meta.orig_len);
+        self.last_ns = self.last_ns.max(meta.ts_ns);
+    }
+
     fn note_end(&mut self, side: Side, flags: u8) {
         if flags & tcp_flags::FIN != 0 {
             self.ends |= 1 << side.index();
@@ -540,9 +548,7 @@ impl Engine {
             && f.class == Class::Dropped
         {
             f.note_end(side, d.tcp_flags());
-            f.packets += 1;
-            f.bytes += u64::from(meta.orig_len);
-            f.last_ns = f.last_ns.max(ts);
+            f.count(meta);
             self.last_flow_dropped = true;
             return (Decision::Now(Verdict::Drop), None);
         }
@@ -567,9 +573,7 @@ impl Engine {
         let dropped = decision == Decision::Now(Verdict::Drop);
         self.last_flow_dropped = match self.flows.get_mut(&key) {
             Some(f) => {
-                f.packets += 1;
-                f.bytes += u64::from(meta.orig_len);
-                f.last_ns = f.last_ns.max(ts);
+                f.count(meta);
                 dropped && (f.class == Class::Dropped || (f.udp && !f.counted_kept))
             }
             None => dropped,
@@ -636,9 +640,6 @@ impl Engine {
         } else {
             None
         };
-        // Where a bulk packet is cut: after the TCP header, or after the last frame or
-        // record header it carries (so that the units stay walkable in the output).
-        let mut bulk_cut = cut;
         let mut verdict = match payload {
             None => None,
             Some(Placement::Empty) => None,
@@ -657,21 +658,9 @@ impl Engine {
             Some(Placement::InOrder { skip }) => {
                 let start = flow.dirs[side.index()].stream.delivered() - u64::from(d.wire_payload_len) + skip as u64;
                 let new = bytes.get(skip..).unwrap_or(&[]);
-                match self.consume(key, side, start, new, packet, cut + skip as u32) {
-                    Consumed::Important(end) => {
-                        let v = important_verdict(cut, skip, end, bytes.len());
-                        if v != Verdict::Keep && !fin_rst {
-                            self.release_ready(key, side);
-                            return Decision::Now(v);
-                        }
-                        Some(true)
-                    }
-                    Consumed::Bulk(headers) => {
-                        if headers > 0 {
-                            bulk_cut = cut + (skip + headers) as u32;
-                        }
-                        Some(false)
-                    }
+                match self.consume(key, side, start, new, packet, cut) {
+                    Consumed::Important => Some(true),
+                    Consumed::Bulk => Some(false),
                     Consumed::Open => {
                         if fin_rst && self.flows[&key].class.kept() {
                             Some(true)
@@ -706,7 +695,7 @@ impl Engine {
                 if verdict == Some(true) {
                     Decision::Now(Verdict::Keep)
                 } else {
-                    Decision::Now(bulk_verdict(&self.opts, flow, bulk_cut))
+                    Decision::Now(bulk_verdict(&self.opts, flow, cut))
                 }
             }
         }
@@ -741,28 +730,25 @@ impl Engine {
         let cut = w.cut & !REORDER_MARK;
         let start = seg.offset + skip as u64;
         let consumed = if skip >= seg.bytes.len() {
-            Consumed::Bulk(0)
+            Consumed::Bulk
         } else {
-            self.consume(key, side, start, &seg.bytes[skip..], seg.packet, cut + skip as u32)
+            self.consume(key, side, start, &seg.bytes[skip..], seg.packet, cut)
         };
         let flow = self.flows.get_mut(&key).expect("flow exists");
         match (flow.class, consumed) {
             (Class::Undecided, _) => flow.waiting.push(Waiting { packet: seg.packet, cut }),
             (Class::Dropped, _) => self.resolved.push((seg.packet, Verdict::Drop)),
             (_, Consumed::Open) => {}
-            (_, Consumed::Important(end)) => {
-                self.resolved.push((seg.packet, important_verdict(cut, skip, end, seg.bytes.len())))
-            }
-            (_, Consumed::Bulk(headers)) => {
-                let at = if headers > 0 { cut + (skip + headers) as u32 } else { cut };
-                let v = bulk_verdict(&self.opts, flow, at);
+            (_, Consumed::Important) => self.resolved.push((seg.packet, Verdict::Keep)),
+            (_, Consumed::Bulk) => {
+                let v = bulk_verdict(&self.opts, flow, cut);
                 self.resolved.push((seg.packet, v));
             }
         }
     }
 
-    /// Runs new in-order bytes of one direction through its phase. `base` is the offset of
-    /// `bytes[0]` in the packet.
+    /// Runs new in-order bytes of one direction through its phase. `start` is the stream
+    /// offset of `bytes[0]`; `base` is where the packet's TCP payload starts (a bulk packet's cut).
     fn consume(&mut self, key: FlowKey, side: Side, start: u64, bytes: &[u8], packet: u64, base: u32) -> Consumed {
         let keep_frames = self.opts.keep_frames;
         let flow = self.flows.get_mut(&key).expect("flow exists");
@@ -788,9 +774,9 @@ impl Engine {
                 if class.kept() {
                     self.advance_heads(key);
                 }
-                Consumed::Important(usize::MAX)
+                Consumed::Important
             }
-            Phase::Bulk => Consumed::Bulk(0),
+            Phase::Bulk => Consumed::Bulk,
             Phase::Frames | Phase::Records => {
                 let fed = feed_units(dir, bytes, keep_frames);
                 self.after_feed(key, side, fed, start, bytes.len() as u64, packet, base)
@@ -830,18 +816,13 @@ impl Engine {
         }
         if fed.important {
             dir.remember_important(start, start + len);
-            let end = if dir.phase == Phase::Frames && !fed.open_header {
-                fed.important_end.max(fed.header_end)
-            } else {
-                usize::MAX
-            };
-            Consumed::Important(end)
+            Consumed::Important
         } else if fed.open_header {
-            // If it turns out bulk, it is kept to its end: the start of the next header.
-            dir.open.push(Waiting { packet, cut: base + len as u32 });
+            // If the unit turns out bulk, the packet is cut after its TCP header like any bulk.
+            dir.open.push(Waiting { packet, cut: base });
             Consumed::Open
         } else {
-            Consumed::Bulk(fed.header_end)
+            Consumed::Bulk
         }
     }
 
@@ -1250,16 +1231,11 @@ impl Engine {
                 _ => 4,
             }
         };
-        let mut order: Vec<(u8, u64, FlowKey)> = self.flows.iter().map(|(k, f)| (rank(f), f.last_ns, *k)).collect();
-        let n = n.min(order.len());
-        if n == 0 {
-            return;
-        }
-        order.select_nth_unstable_by_key(n - 1, |&(rank, last, _)| (rank, last));
-        for (_, _, key) in &order[..n] {
-            if let Some(f) = self.flows.remove(key) {
+        let candidates = self.flows.iter().map(|(k, f)| (rank(f), f.last_ns, *k)).collect();
+        for key in crate::flow::least_telling(candidates, n) {
+            if let Some(f) = self.flows.remove(&key) {
                 if self.opts.record_flows {
-                    self.retired.push(f.record(*key));
+                    self.retired.push(f.record(key));
                 }
                 self.stats.flows_evicted += 1;
             }
@@ -1299,10 +1275,13 @@ const REORDER_MARK: u32 = 1 << 31;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Consumed {
-    /// Important bytes up to this many bytes into the consumed slice (`usize::MAX`: all).
-    Important(usize),
-    /// Not important; unit headers end this many bytes into the consumed slice (0: none).
-    Bulk(usize),
+    /// Some bytes are important: the packet is kept whole. A packet is whole or cut after its
+    /// TCP header, never inside a frame or record (see `Bulk`).
+    Important,
+    /// Not important. A bulk packet is cut right after its TCP header, never inside a frame
+    /// or record: Wireshark takes the first bytes of a cut segment for a header, invents frames
+    /// (reserved opcodes, "Pong [FRAGMENT]") and loses the frames after them.
+    Bulk,
     Open,
 }
 
@@ -1318,8 +1297,11 @@ fn feed_units(dir: &mut Dir, bytes: &[u8], keep_frames: u32) -> Fed {
             if h.is_control() {
                 return Some(u64::MAX);
             }
+            if *data_units >= keep_frames || h.payload_len > MAX_WHOLE_FRAME_PAYLOAD_BYTES {
+                return None;
+            }
             *data_units += 1;
-            (*data_units <= keep_frames).then_some(MAX_WHOLE_FRAME_PAYLOAD_BYTES)
+            Some(u64::MAX)
         }),
         // Records stay whole: a cut record cannot be decrypted with a key log.
         Phase::Records => dir.records.feed(bytes, |h, _| {
@@ -1331,13 +1313,6 @@ fn feed_units(dir: &mut Dir, bytes: &[u8], keep_frames: u32) -> Fed {
         }),
         _ => Fed::default(),
     }
-}
-
-/// A packet whose important bytes end `end` bytes into its new payload (which starts `skip`
-/// bytes into the captured payload at frame offset `cut`): whole, or cut right after them.
-fn important_verdict(cut: u32, skip: usize, end: usize, captured: usize) -> Verdict {
-    let keep_to = skip.saturating_add(end);
-    if keep_to >= captured { Verdict::Keep } else { Verdict::Truncate(cut + keep_to as u32) }
 }
 
 /// The verdict for a bulk packet of a kept flow.

@@ -12,17 +12,6 @@ fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// Byte offsets of the records of a little-endian pcap.
-fn pcap_records(b: &[u8]) -> Vec<usize> {
-    let mut out = Vec::new();
-    let mut at = 24;
-    while at + 16 <= b.len() {
-        out.push(at);
-        at += 16 + u32::from_le_bytes(b[at + 8..at + 12].try_into().unwrap()) as usize;
-    }
-    out
-}
-
 #[test]
 fn strict_makes_a_cut_file_an_error_and_writes_nothing() {
     let dir = tmpdir();
@@ -50,7 +39,7 @@ fn strict_makes_a_cut_file_an_error_and_writes_nothing() {
 fn salvage_resynchronises_after_an_impossible_record() {
     let dir = tmpdir();
     let mut bytes = std::fs::read(testdata().join("ws-direct-ok.pcap")).unwrap();
-    let recs = pcap_records(&bytes);
+    let recs = pcap_record_offsets(&bytes);
     let n = recs.len();
     // Packet 5's captured length becomes impossible: the reader cannot know where it ends.
     let at = recs[4] + 8;

@@ -234,23 +234,6 @@ fn text_output_is_plain_in_a_pipe_and_fits_the_verdicts() {
     assert!(s.contains("proxy-stripped-upgrade") && s.contains("[client-proxy]") && s.contains("frames "), "{s}");
 }
 
-/// Rewrites a pcap's records in a new order (indexes into the original, 0-based).
-fn reorder(input: &Path, out: &Path, order: &[usize]) {
-    let b = std::fs::read(input).unwrap();
-    let mut recs = Vec::new();
-    let mut i = 24;
-    while i + 16 <= b.len() {
-        let incl = u32::from_le_bytes(b[i + 8..i + 12].try_into().unwrap()) as usize;
-        recs.push(&b[i..i + 16 + incl]);
-        i += 16 + incl;
-    }
-    let mut v = b[..24].to_vec();
-    for &k in order {
-        v.extend_from_slice(recs[k]);
-    }
-    std::fs::write(out, v).unwrap();
-}
-
 #[test]
 fn capture_started_mid_connection_still_shows_the_websocket() {
     let dir = tmpdir();

@@ -150,23 +150,6 @@ fn trim_with_scrub_removes_secrets_too() {
     assert_eq!(read_packets(&out).len(), read_packets(&input).len());
 }
 
-/// Rewrites a pcap's records in a new order (indexes into the original, 0-based).
-fn reorder(input: &Path, out: &Path, order: &[usize]) {
-    let b = std::fs::read(input).unwrap();
-    let mut recs = Vec::new();
-    let mut i = 24;
-    while i + 16 <= b.len() {
-        let incl = u32::from_le_bytes(b[i + 8..i + 12].try_into().unwrap()) as usize;
-        recs.push(&b[i..i + 16 + incl]);
-        i += 16 + incl;
-    }
-    let mut v = b[..24].to_vec();
-    for &k in order {
-        v.extend_from_slice(recs[k]);
-    }
-    std::fs::write(out, v).unwrap();
-}
-
 #[test]
 fn retransmitted_and_out_of_order_copies_are_redacted_too() {
     let dir = tmpdir();

@@ -279,6 +279,26 @@ impl Reader {
         Ok(())
     }
 
+    /// The byte order, type and length of the pcapng block header at `pos` (12 bytes must be
+    /// available); None for a section header with a bad byte-order magic.
+    fn block_header(&self) -> Option<(bool, u32, usize)> {
+        let b = &self.buf[self.pos..self.pos + 12];
+        let word = |x: &[u8], big: bool| {
+            let x: [u8; 4] = x.try_into().expect("4 bytes");
+            if big { u32::from_be_bytes(x) } else { u32::from_le_bytes(x) }
+        };
+        let big = if word(&b[0..4], true) == PCAPNG_SHB {
+            match word(&b[8..12], true) {
+                0x1a2b_3c4d => true,
+                0x4d3c_2b1a => false,
+                _ => return None,
+            }
+        } else {
+            self.ng_big_endian
+        };
+        Some((big, word(&b[0..4], big), word(&b[4..8], big) as usize))
+    }
+
     /// Reads the length of the pcapng block at `pos` and checks it before anything is
     /// allocated for it.
     fn peek_block_len(&mut self, first: bool) -> Result<usize> {
@@ -288,24 +308,9 @@ impl Reader {
         if avail < 12 {
             return Err(self.bad(packet, "truncated block header"));
         }
-        let b = &self.buf[self.pos..self.pos + 12];
-        let kind = u32::from_be_bytes(b[0..4].try_into().expect("4 bytes"));
-        let big = if kind == PCAPNG_SHB {
-            match u32::from_be_bytes(b[8..12].try_into().expect("4 bytes")) {
-                0x1a2b_3c4d => true,
-                0x4d3c_2b1a => false,
-                _ => {
-                    return Err(Error::BadHeader("pcapng section header with a bad byte-order magic".into()));
-                }
-            }
-        } else {
-            self.ng_big_endian
+        let Some((_, _, len)) = self.block_header() else {
+            return Err(Error::BadHeader("pcapng section header with a bad byte-order magic".into()));
         };
-        let len = if big {
-            u32::from_be_bytes(b[4..8].try_into().expect("4 bytes"))
-        } else {
-            u32::from_le_bytes(b[4..8].try_into().expect("4 bytes"))
-        } as usize;
         if len < 12 || !len.is_multiple_of(4) || len > MAX_RECORD_BYTES {
             let what = format!("impossible pcapng block length {len}");
             return Err(if first { Error::BadHeader(what) } else { self.bad(packet, &what) });
@@ -358,19 +363,20 @@ impl Reader {
                 self.done = true;
                 return Ok(None);
             }
-            Err(e) if e.is_truncation() && !self.opts.strict => {
-                self.warn(format!("{e}; the packets before it were processed"));
-                self.done = true;
-                return Ok(None);
-            }
+            Err(e) if e.is_truncation() => return self.ended_early(e),
             Err(e) => return Err(e),
         }
         self.next_block()
     }
 
-    /// A file cut short: the end of the input, with a warning (an error with `strict`).
+    /// A file cut short at `packet`.
     fn cut_short(&mut self, packet: u64, what: &str) -> Result<Option<Item<'_>>> {
         let e = self.bad(packet, what);
+        self.ended_early(e)
+    }
+
+    /// The input ends at a cut: with a warning, or as the error `e` with `strict`.
+    fn ended_early(&mut self, e: Error) -> Result<Option<Item<'_>>> {
         if self.opts.strict {
             return Err(e);
         }
@@ -437,22 +443,7 @@ impl Reader {
         if self.end - self.pos < 12 {
             return Ok(None);
         }
-        let b = &self.buf[self.pos..self.pos + 12];
-        let kind_be = u32::from_be_bytes(b[0..4].try_into().expect("4 bytes"));
-        let big = if kind_be == PCAPNG_SHB {
-            match u32::from_be_bytes(b[8..12].try_into().expect("4 bytes")) {
-                0x1a2b_3c4d => true,
-                0x4d3c_2b1a => false,
-                _ => return Ok(None),
-            }
-        } else {
-            self.ng_big_endian
-        };
-        let rd = |x: &[u8]| {
-            let x: [u8; 4] = x.try_into().expect("4 bytes");
-            if big { u32::from_be_bytes(x) } else { u32::from_le_bytes(x) }
-        };
-        let (kind, len) = (rd(&b[0..4]), rd(&b[4..8]) as usize);
+        let Some((big, kind, len)) = self.block_header() else { return Ok(None) };
         if !block::is_known(kind) || len < 12 || !len.is_multiple_of(4) || len > MAX_RECORD_BYTES {
             return Ok(None);
         }
@@ -460,8 +451,13 @@ impl Reader {
         if self.end - self.pos < len {
             return Ok(None);
         }
-        let trailer = rd(&self.buf[self.pos + len - 4..self.pos + len]) as usize;
-        Ok((trailer == len).then_some(len))
+        Ok((self.block_trailer(big, len) == len).then_some(len))
+    }
+
+    /// The trailing length field of the `len`-byte block at `pos` (all of it available).
+    fn block_trailer(&self, big: bool, len: usize) -> usize {
+        let t: [u8; 4] = self.buf[self.pos + len - 4..self.pos + len].try_into().expect("4 bytes");
+        (if big { u32::from_be_bytes(t) } else { u32::from_le_bytes(t) }) as usize
     }
 
     /// Checks the next pcapng block: skips blocks of unknown types and resynchronises past
@@ -486,15 +482,10 @@ impl Reader {
                 Err(_) => None,
             };
             if let Some(len) = len {
-                let big = self.ng_big_endian;
-                let rd = |x: &[u8]| {
-                    let x: [u8; 4] = x.try_into().expect("4 bytes");
-                    if big { u32::from_be_bytes(x) } else { u32::from_le_bytes(x) }
-                };
-                let kind_be = u32::from_be_bytes(self.buf[self.pos..self.pos + 4].try_into().expect("4 bytes"));
-                let kind = rd(&self.buf[self.pos..self.pos + 4]);
-                let trailer = rd(&self.buf[self.pos + len - 4..self.pos + len]) as usize;
-                if kind_be == PCAPNG_SHB || (trailer == len && block::is_known(kind)) {
+                // A section header is checked when it is opened; a good length means a header.
+                let (big, kind, _) = self.block_header().expect("the length was read from it");
+                let trailer = self.block_trailer(big, len);
+                if kind == block::SECTION_HEADER || (trailer == len && block::is_known(kind)) {
                     return Ok(true);
                 }
                 if trailer == len {

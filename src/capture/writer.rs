@@ -402,24 +402,55 @@ impl<W: Write> Writer<W> {
     }
 }
 
-/// The options without those `drop` names, ending with opt_endofopt when any remain.
-fn filter_options(opts: &[u8], big: bool, drop: impl Fn(u16) -> bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(opts.len());
-    let mut i = 0;
-    while i + 4 <= opts.len() {
+/// One pcapng option: its code, its value (None when cut short) and the bytes it spans,
+/// padding included (clamped to the options area).
+struct OptionEntry<'a> {
+    code: u16,
+    value: Option<&'a [u8]>,
+    start: usize,
+    end: usize,
+}
+
+/// Walks the options of a block up to opt_endofopt (or the end of the area).
+struct OptionWalk<'a> {
+    opts: &'a [u8],
+    big: bool,
+    at: usize,
+    /// Where opt_endofopt was met, once the walk has reached it.
+    end_of_options: Option<usize>,
+}
+
+fn options(opts: &[u8], big: bool) -> OptionWalk<'_> {
+    OptionWalk { opts, big, at: 0, end_of_options: None }
+}
+
+impl<'a> Iterator for OptionWalk<'a> {
+    type Item = OptionEntry<'a>;
+
+    fn next(&mut self) -> Option<OptionEntry<'a>> {
+        let (opts, i) = (self.opts, self.at);
+        if self.end_of_options.is_some() || i + 4 > opts.len() {
+            return None;
+        }
         let rd = |j: usize| {
             let b: [u8; 2] = opts[j..j + 2].try_into().expect("2 bytes");
-            if big { u16::from_be_bytes(b) } else { u16::from_le_bytes(b) }
+            if self.big { u16::from_be_bytes(b) } else { u16::from_le_bytes(b) }
         };
         let (code, len) = (rd(i), rd(i + 2) as usize);
         if code == 0 {
-            break;
+            self.end_of_options = Some(i);
+            return None;
         }
-        let end = (i + 4 + pad4(len)).min(opts.len());
-        if !drop(code) {
-            out.extend_from_slice(&opts[i..end]);
-        }
-        i = end;
+        self.at = i + 4 + pad4(len);
+        Some(OptionEntry { code, value: opts.get(i + 4..i + 4 + len), start: i, end: self.at.min(opts.len()) })
+    }
+}
+
+/// The options without those `drop` names, ending with opt_endofopt when any remain.
+fn filter_options(opts: &[u8], big: bool, drop: impl Fn(u16) -> bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(opts.len());
+    for e in options(opts, big).filter(|e| !drop(e.code)) {
+        out.extend_from_slice(&opts[e.start..e.end]);
     }
     if !out.is_empty() {
         out.extend_from_slice(&[0; 4]);
@@ -429,39 +460,17 @@ fn filter_options(opts: &[u8], big: bool, drop: impl Fn(u16) -> bool) -> Vec<u8>
 
 /// The value of the first option with this code.
 fn find_option(opts: &[u8], want: u16, big: bool) -> Option<&[u8]> {
-    let mut i = 0;
-    while i + 4 <= opts.len() {
-        let rd = |j: usize| {
-            let b: [u8; 2] = opts[j..j + 2].try_into().expect("2 bytes");
-            if big { u16::from_be_bytes(b) } else { u16::from_le_bytes(b) }
-        };
-        let (code, len) = (rd(i), rd(i + 2) as usize);
-        if code == 0 {
-            return None;
-        }
-        if code == want {
-            return opts.get(i + 4..i + 4 + len);
-        }
-        i += 4 + pad4(len);
-    }
-    None
+    options(opts, big).find(|e| e.code == want).and_then(|e| e.value)
 }
 
 /// Returns the options without a trailing opt_endofopt, and whether there was one.
 fn strip_end_of_options(opts: &[u8], big: bool) -> (&[u8], bool) {
-    let mut i = 0;
-    while i + 4 <= opts.len() {
-        let rd = |j: usize| {
-            let b: [u8; 2] = opts[j..j + 2].try_into().expect("2 bytes");
-            if big { u16::from_be_bytes(b) } else { u16::from_le_bytes(b) }
-        };
-        let (code, len) = (rd(i), rd(i + 2) as usize);
-        if code == 0 {
-            return (&opts[..i], true);
-        }
-        i += 4 + pad4(len);
+    let mut walk = options(opts, big);
+    walk.by_ref().for_each(drop);
+    match walk.end_of_options {
+        Some(i) => (&opts[..i], true),
+        None => (&opts[..walk.at.min(opts.len())], false),
     }
-    (&opts[..i.min(opts.len())], false)
 }
 
 fn push_option(v: &mut Vec<u8>, code: u16, value: &[u8], big: bool) {

@@ -404,7 +404,7 @@ impl Tracker {
     fn evict_oldest(&mut self, n: usize) {
         let (hosts, ports) = (&self.hosts, &self.ports);
         let convs = &self.convs;
-        let mut order: Vec<(u8, u64, usize)> = self
+        let candidates = self
             .index
             .values()
             .filter_map(|slot| {
@@ -420,12 +420,7 @@ impl Tracker {
                 Some((rank, c.last.ts_ns, i))
             })
             .collect();
-        let n = n.min(order.len());
-        if n == 0 {
-            return;
-        }
-        order.select_nth_unstable(n - 1);
-        for &(_, _, i) in &order[..n] {
+        for i in crate::flow::least_telling(candidates, n) {
             if let Some(c) = self.convs[i].take() {
                 self.index.remove(&c.key);
                 self.open -= 1;

@@ -89,6 +89,17 @@ impl FlowKey {
 /// but the table is bounded and swept, so flooding it costs memory bounds, not quadratic time).
 pub type FlowTable<S> = FxHashMap<FlowKey, S>;
 
+/// The `n` candidates a full table forgets: lowest rank first (how little the entry says),
+/// then quietest (oldest last-packet time). Candidates are (rank, last time, key).
+pub fn least_telling<K: Copy>(mut candidates: Vec<(u8, u64, K)>, n: usize) -> Vec<K> {
+    let n = n.min(candidates.len());
+    if n == 0 {
+        return Vec::new();
+    }
+    candidates.select_nth_unstable_by_key(n - 1, |&(rank, last, _)| (rank, last));
+    candidates[..n].iter().map(|&(_, _, k)| k).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

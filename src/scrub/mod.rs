@@ -465,14 +465,9 @@ impl Scrubber {
     /// again starts over as unknown bytes, which are overwritten: memory is bounded by failing
     /// closed, never by letting bytes through.
     fn evict_oldest(&mut self, n: usize) {
-        let mut order: Vec<(u64, FlowKey)> = self.flows.iter().map(|(k, f)| (f.last_ns, *k)).collect();
-        let n = n.min(order.len());
-        if n == 0 {
-            return;
-        }
-        order.select_nth_unstable_by_key(n - 1, |&(t, _)| t);
-        for (_, k) in &order[..n] {
-            self.flows.remove(k);
+        let candidates = self.flows.iter().map(|(k, f)| (0, f.last_ns, *k)).collect();
+        for key in crate::flow::least_telling(candidates, n) {
+            self.flows.remove(&key);
         }
     }
 

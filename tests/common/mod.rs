@@ -269,6 +269,32 @@ pub fn read_packets(file: &Path) -> Vec<Rec> {
     v
 }
 
+/// Byte offsets of the records of a little-endian pcap.
+pub fn pcap_record_offsets(b: &[u8]) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut at = 24;
+    while at + 16 <= b.len() {
+        out.push(at);
+        at += 16 + u32::from_le_bytes(b[at + 8..at + 12].try_into().unwrap()) as usize;
+    }
+    out
+}
+
+/// Rewrites a little-endian pcap's records in a new order (indexes into the original, 0-based).
+pub fn reorder(input: &Path, out: &Path, order: &[usize]) {
+    let b = std::fs::read(input).unwrap();
+    let offsets = pcap_record_offsets(&b);
+    let recs: Vec<&[u8]> = offsets
+        .iter()
+        .map(|&at| &b[at..at + 16 + u32::from_le_bytes(b[at + 8..at + 12].try_into().unwrap()) as usize])
+        .collect();
+    let mut v = b[..24].to_vec();
+    for &k in order {
+        v.extend_from_slice(recs[k]);
+    }
+    std::fs::write(out, v).unwrap();
+}
+
 /// Every output packet is an input packet, byte-identical or a prefix with the original
 /// length kept, with the input's timestamp, in input order.
 pub fn assert_subsequence(input: &Path, output: &Path) {
