@@ -2,7 +2,7 @@
 //! policy as `trim` (with the same `--host` / `--port`), writing nothing.
 //!
 //! A flow is listed when the policy forgets it (closed and quiet, or idle for long) or at the
-//! end of the capture, so the listing streams in bounded memory; lines are therefore in
+//! end of the capture, after `trim`'s own decisions for its waiting packets, so the listing streams in bounded memory; lines are therefore in
 //! order of the end of each flow, and carry first/last times for sorting.
 
 use std::io::Write;
@@ -10,11 +10,13 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::capture::{Input, Item, ReadOptions, Reader};
+use crate::capture::{Input, ReadOptions};
 use crate::error::Result;
 use crate::flow::{PROTO_TCP, Side};
-use crate::policy::{Engine, FlowRecord, Options};
-use crate::progress::{PUBLISH_EVERY, Progress};
+use crate::policy::{FlowRecord, Options};
+use crate::progress::Progress;
+use crate::report::Summary;
+use crate::trim::{TrimConfig, rewrite};
 
 #[derive(Serialize)]
 struct Line<'a> {
@@ -83,6 +85,7 @@ pub struct FlowsOptions {
 }
 
 /// Lists the flows of one capture into `out`; returns the number of flows and any warnings.
+/// It is `trim`'s own pass with the output thrown away, so each verdict is what `trim` does.
 pub fn flows(
     input: Input,
     file: &str,
@@ -90,42 +93,14 @@ pub fn flows(
     out: &mut dyn Write,
     progress: Option<&Arc<Progress>>,
 ) -> Result<(u64, Vec<String>)> {
-    let mut reader = Reader::new(input)?;
-    reader.set_options(opts.read);
-    let mut policy = opts.policy.clone();
-    policy.record_flows = true;
-    let mut engine = Engine::new(policy);
-    let mut warnings = Vec::new();
+    let cfg = TrimConfig { policy: opts.policy.clone(), read: opts.read, ..TrimConfig::default() };
+    let mut summary = Summary::default();
     let mut count = 0u64;
-    let mut packets = 0u64;
-    loop {
-        match reader.next_item() {
-            Ok(Some(Item::Packet(p))) => {
-                packets += 1;
-                let _ = engine.packet(&p.meta, p.data());
-                engine.take_resolutions().for_each(drop);
-                engine.take_kept_tls_randoms().for_each(drop);
-                for r in engine.take_retired() {
-                    write_line(out, &line(file, &r), opts.json, opts.with_file)?;
-                    count += 1;
-                }
-                if let Some(pr) = progress
-                    && packets.is_multiple_of(PUBLISH_EVERY)
-                {
-                    pr.publish(packets, engine.stats.flows_kept);
-                }
-            }
-            Ok(Some(Item::Block { .. })) => {}
-            Ok(None) => break,
-            Err(e) => return Err(e),
-        }
-    }
-    warnings.extend(reader.take_warnings());
-    let mut rest: Vec<FlowRecord> = engine.remaining().collect();
-    rest.sort_by_key(|r| (r.first_ns, r.last_ns));
-    for r in &rest {
+    let mut on_flow = |r: &FlowRecord| -> Result<()> {
         write_line(out, &line(file, r), opts.json, opts.with_file)?;
         count += 1;
-    }
-    Ok((count, warnings))
+        Ok(())
+    };
+    rewrite(input, std::io::sink(), &cfg, &mut summary, progress.map(|p| &**p), Some(&mut on_flow))?;
+    Ok((count, summary.warnings))
 }

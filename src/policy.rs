@@ -318,7 +318,7 @@ impl Flow {
     }
 
     fn record(&self, key: FlowKey) -> FlowRecord {
-        let kept = self.class.kept() || (self.udp && self.counted_kept);
+        let kept = self.class.kept() || self.counted_kept;
         let why = match (self.why, self.class) {
             ("", Class::Undecided) if self.payload_segments == 0 && !self.udp => "no payload to classify",
             ("", Class::Undecided) => "too little payload to classify",
@@ -1167,6 +1167,11 @@ impl Engine {
                 if answered {
                     Verdict::Drop
                 } else {
+                    if let Some(f) = self.flows.get_mut(&tk.0)
+                        && matches!(f.why, "" | "lookup of another name")
+                    {
+                        f.why = "unanswered lookup";
+                    }
                     self.count_dns_kept(tk.0);
                     Verdict::Keep
                 }
@@ -1178,6 +1183,13 @@ impl Engine {
                 flow.waiting.retain(|w| w.packet != packet);
                 if !flow.syn_seen {
                     return Verdict::Drop;
+                }
+                if flow.why.is_empty() {
+                    flow.why = if flow.synack_seen {
+                        "a connect with too little payload to classify"
+                    } else {
+                        "an unanswered connect"
+                    };
                 }
                 if !flow.counted_kept {
                     flow.counted_kept = true;

@@ -19,7 +19,7 @@ use crate::capture::{
     BlockFilter, Format, Input, Item, OutFormat, Packet, ReadOptions, Reader, RecordMeta, Writer, block, secrets,
 };
 use crate::error::Result;
-use crate::policy::{Decision, Engine, Options, Ticket, Verdict};
+use crate::policy::{Decision, Engine, FlowRecord, Options, Ticket, Verdict};
 use crate::progress::{PUBLISH_EVERY, Progress};
 use crate::proto::tls;
 use crate::report::Summary;
@@ -167,6 +167,22 @@ pub fn trim<W: Write>(
     summary: &mut Summary,
     progress: Option<&Progress>,
 ) -> Result<W> {
+    rewrite(input, out, cfg, summary, progress, None)
+}
+
+/// Receives each flow as the policy forgets it, once every packet of it is decided.
+pub type FlowSink<'a> = &'a mut dyn FnMut(&FlowRecord) -> Result<()>;
+
+/// `trim`, also handing each flow's record to `on_flow` (for `flows`, which runs this very
+/// pass with a sink for the output, so that its verdicts are what `trim` does).
+pub fn rewrite<W: Write>(
+    input: Input,
+    out: W,
+    cfg: &TrimConfig,
+    summary: &mut Summary,
+    progress: Option<&Progress>,
+    mut on_flow: Option<FlowSink<'_>>,
+) -> Result<W> {
     let started = Instant::now();
     let mut reader = Reader::new(input)?;
     reader.set_options(cfg.read);
@@ -179,7 +195,9 @@ pub fn trim<W: Write>(
     if let Some(h) = reader.pcap_header() {
         writer.begin_pcap(&h.clone(), None)?;
     }
-    let mut engine = Engine::new(cfg.policy.clone());
+    let mut policy = cfg.policy.clone();
+    policy.record_flows |= on_flow.is_some();
+    let mut engine = Engine::new(policy);
     let reader_is_pcapng = reader.format() == Format::PcapNg;
     let mut queue = Queue::new();
     let mut now_ns = 0u64;
@@ -274,8 +292,23 @@ pub fn trim<W: Write>(
                 || q.entries.len() > MAX_QUEUED_PACKETS
                 || e.ts_ns.saturating_add(UNDECIDED_WINDOW_NS) < now_ns
         })?;
+        if let Some(f) = on_flow.as_mut() {
+            for r in engine.take_retired() {
+                f(&r)?;
+            }
+        }
     }
     drain(&mut queue, &mut engine, &mut writer, summary, annotate.then_some(&mut note), |_, _| true)?;
+    if let Some(f) = on_flow.as_mut() {
+        for r in engine.take_retired() {
+            f(&r)?;
+        }
+        let mut rest: Vec<FlowRecord> = engine.remaining().collect();
+        rest.sort_by_key(|r| (r.first_ns, r.last_ns));
+        for r in &rest {
+            f(r)?;
+        }
+    }
     summary.warnings.extend(reader.take_warnings());
     summary.over_snaplen = reader.over_snaplen;
     if let Some((packet, len, snap)) = reader.first_over_snaplen {
