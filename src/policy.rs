@@ -44,6 +44,8 @@ pub const TLS_HIDDEN_HANDSHAKE_RECORDS: u32 = 8;
 /// payload as frame headers, or show the frame at a segment where the original does not), and
 /// a 16 KiB binary frame would cost as much as the whole handshake many times over.
 pub const MAX_WHOLE_FRAME_PAYLOAD_BYTES: u64 = 4096;
+/// A client's first bytes on an HTTP/2 connection with prior knowledge (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Payload segments a mid-connection flow may show before it is judged not to be WebSocket.
 const MID_STREAM_CLASSIFY_SEGMENTS: u32 = 8;
 /// Important byte ranges remembered per direction, for judging retransmissions.
@@ -70,6 +72,8 @@ pub struct Options {
     pub keep_all: bool,
     /// Keep a record of each flow forgotten, for `flows`.
     pub record_flows: bool,
+    /// Report what each flow carries as `Event`s, for `diagnose`.
+    pub observe: bool,
 }
 
 impl Default for Options {
@@ -82,6 +86,7 @@ impl Default for Options {
             bulk_budget: 1 << 20,
             keep_all: false,
             record_flows: false,
+            observe: false,
         }
     }
 }
@@ -140,13 +145,108 @@ pub enum Class {
     Tls,
     Port,
     Refused,
+    /// HTTP/2 with prior knowledge (the client's first bytes are the HTTP/2 preface): an
+    /// RFC 6455 upgrade cannot happen on it, and that is worth showing.
+    H2Preface,
     /// Not kept: plain HTTP, h2 TLS, other protocols.
     Dropped,
 }
 
 impl Class {
     pub fn kept(self) -> bool {
-        matches!(self, Class::WebSocket | Class::Tls | Class::Port | Class::Refused)
+        matches!(self, Class::WebSocket | Class::Tls | Class::Port | Class::Refused | Class::H2Preface)
+    }
+}
+
+/// What a flow's bytes are, whatever the policy does with them (a flow to a `--port` is kept
+/// whatever it carries, but is still read as what it carries).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Content {
+    #[default]
+    Unknown,
+    Http,
+    Tls,
+    /// WebSocket frames met mid-connection.
+    Frames,
+    H2Preface,
+    Other,
+}
+
+/// A packet's place in the capture: its frame number (1-based, as Wireshark numbers frames)
+/// and time. Every fact the engine reports carries one, so that a diagnosis can cite it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct At {
+    pub frame: u64,
+    pub ts_ns: u64,
+}
+
+/// A fact the engine found in a flow, in capture order. The engine's parse is the only one:
+/// `diagnose` builds its report from these events alone, and `trim` decides from the same
+/// state, so the two cannot disagree about what a flow carried.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// The flow entered the table (first packet, or a new connection on a reused port).
+    Open,
+    Syn {
+        ack: bool,
+    },
+    Fin,
+    Rst,
+    ZeroWindow,
+    Retransmission,
+    /// The packet carried payload: activity, as a proxy's idle timer sees it.
+    Payload,
+    Classified {
+        class: Class,
+        content: Content,
+        client: Option<Side>,
+    },
+    Request(http::RequestHead),
+    Response(http::ResponseHead),
+    ClientHello(tls::ClientHello),
+    ServerAlpn(String),
+    /// A TLS alert; level and description are None when the alert was encrypted.
+    Alert {
+        level: Option<u8>,
+        description: Option<u8>,
+    },
+    ApplicationData,
+    Frame {
+        opcode: u8,
+        payload_len: u64,
+        close_code: Option<u16>,
+    },
+    /// The status code of the last close frame, when a segment boundary cut it off.
+    CloseCode(u16),
+    Dns(dns::Message),
+}
+
+/// An event with where it happened: which flow (`conv` tells connections on a reused port
+/// apart), which side sent the bytes, and the packet.
+#[derive(Clone, Debug)]
+pub struct Observed {
+    pub conv: u64,
+    pub key: FlowKey,
+    pub side: Side,
+    pub at: At,
+    pub event: Event,
+}
+
+/// Where events go while a packet is processed: off unless a consumer asked for them (trim
+/// pays nothing for them).
+#[derive(Default)]
+struct Events {
+    on: bool,
+    list: Vec<Observed>,
+    /// The packet being processed (or the held segment being replayed).
+    at: At,
+}
+
+impl Events {
+    fn push(&mut self, conv: u64, key: FlowKey, side: Side, event: Event) {
+        if self.on {
+            self.list.push(Observed { conv, key, side, at: self.at, event });
+        }
     }
 }
 
@@ -157,6 +257,9 @@ enum Phase {
     /// The client's head is complete; its further bytes wait for the server's answer.
     AwaitPeer,
     Frames,
+    /// Frames, but a header was not captured: bulk until a segment that is exactly a run of
+    /// frames (masked as this side masks) shows a boundary again.
+    FramesLost,
     Records,
     Bulk,
 }
@@ -187,6 +290,11 @@ struct Dir {
     /// Mid-connection evidence: payload segments that were whole runs of masked / unmasked frames.
     masked_runs: u32,
     unmasked_runs: u32,
+    /// After this direction's ChangeCipherSpec (TLS 1.2), its alerts are encrypted.
+    encrypted: bool,
+    /// A close frame whose status code a segment boundary cut: code bytes so far, how many,
+    /// and the mask.
+    pending_close: Option<([u8; 2], usize, [u8; 4])>,
 }
 
 impl Default for Dir {
@@ -205,6 +313,8 @@ impl Default for Dir {
             important_next: 0,
             masked_runs: 0,
             unmasked_runs: 0,
+            encrypted: false,
+            pending_close: None,
         }
     }
 }
@@ -235,6 +345,7 @@ pub enum Proto {
     TlsHttp1,
     TlsH2,
     Http,
+    H2c,
     Dns,
     Other,
 }
@@ -247,6 +358,7 @@ impl Proto {
             Proto::TlsHttp1 => "tls-http1",
             Proto::TlsH2 => "tls-h2",
             Proto::Http => "http",
+            Proto::H2c => "h2c",
             Proto::Dns => "dns",
             Proto::Other => "other",
         }
@@ -268,7 +380,10 @@ pub struct FlowRecord {
 }
 
 pub struct Flow {
+    /// Tells this connection apart from an earlier one on the same addresses and ports.
+    pub conv: u64,
     pub class: Class,
+    pub content: Content,
     pub proto: Proto,
     /// Why the flow was kept or dropped, in a few words.
     pub why: &'static str,
@@ -295,9 +410,11 @@ pub struct Flow {
 }
 
 impl Flow {
-    fn new(ts: u64) -> Flow {
+    fn new(ts: u64, conv: u64) -> Flow {
         Flow {
+            conv,
             class: Class::Undecided,
+            content: Content::Unknown,
             proto: Proto::Unknown,
             why: "",
             client: None,
@@ -368,6 +485,12 @@ impl Flow {
         self.ends & 4 != 0 || self.ends & 3 == 3
     }
 
+    /// Whether what the flow carries is still to be found: it is undecided, or kept for its
+    /// port before its bytes said what they are.
+    fn needs_content(&self) -> bool {
+        self.class == Class::Undecided || (self.class == Class::Port && self.content == Content::Unknown)
+    }
+
     fn has_waiters(&self) -> bool {
         !self.waiting.is_empty() || self.dirs.iter().any(|d| !d.open.is_empty() || d.stream.has_held())
     }
@@ -411,6 +534,8 @@ pub struct Engine {
     last_key: Option<FlowKey>,
     /// Flows forgotten since the last `take_retired`, when `Options::record_flows` is set.
     retired: Vec<FlowRecord>,
+    ev: Events,
+    next_conv: u64,
 }
 
 /// How long (capture time) a flow may stay idle in the table, by state.
@@ -425,6 +550,7 @@ pub const MAX_FLOWS: usize = 65_536;
 
 impl Engine {
     pub fn new(opts: Options) -> Engine {
+        let opts_observe = opts.observe;
         let kept_names = opts.hosts.iter().map(|h| h.to_ascii_lowercase()).collect();
         Engine {
             opts,
@@ -440,7 +566,22 @@ impl Engine {
             last_flow_dropped: false,
             last_key: None,
             retired: Vec::new(),
+            ev: Events { on: opts_observe, ..Events::default() },
+            next_conv: 0,
         }
+    }
+
+    /// Events found since the last call (with `Options::observe`).
+    pub fn take_events(&mut self) -> std::vec::Drain<'_, Observed> {
+        self.ev.list.drain(..)
+    }
+
+    /// Puts a new flow in the table.
+    fn open_flow(&mut self, key: FlowKey, side: Side, ts: u64) {
+        self.next_conv += 1;
+        let conv = self.next_conv;
+        self.flows.insert(key, Box::new(Flow::new(ts, conv)));
+        self.ev.push(conv, key, side, Event::Open);
     }
 
     /// Flows forgotten since the last call (with `Options::record_flows`).
@@ -509,11 +650,12 @@ impl Engine {
         if self.flows.len() >= MAX_FLOWS && !self.flows.contains_key(&key) {
             self.evict_oldest(MAX_FLOWS / 8);
         }
-        let f = self.flows.entry(key).or_insert_with(|| {
+        if !self.flows.contains_key(&key) {
             self.stats.flows_seen += 1;
             self.stats.flows_kept += 1;
-            Box::new(Flow::new(meta.ts_ns))
-        });
+            self.open_flow(key, side, meta.ts_ns);
+        }
+        let f = self.flows.get_mut(&key).expect("flow inserted above");
         f.last_ns = f.last_ns.max(meta.ts_ns);
         f.note_end(side, d.tcp_flags());
         f.udp = proto == PROTO_UDP;
@@ -538,8 +680,21 @@ impl Engine {
         let (key, side) = FlowKey::of(d.src, d.sport, d.dst, d.dport, proto);
         self.last_key = Some(key);
         let ts = meta.ts_ns;
+        self.ev.at = At { frame: meta.number, ts_ns: ts };
         if ts >= self.last_sweep_ns + SWEEP_EVERY_NS {
             self.sweep(ts);
+        }
+        // A SYN on the addresses and ports of a connection that ended opens a new one.
+        if proto == PROTO_TCP
+            && d.tcp_flags() & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN
+            && let Some(f) = self.flows.get(&key)
+            && f.ends != 0
+            && !f.has_waiters()
+        {
+            let old = self.flows.remove(&key).expect("flow present");
+            if self.opts.record_flows {
+                self.retired.push(old.record(key));
+            }
         }
         // Most packets of a capture belong to flows already dropped whole (bulk transfers,
         // other protocols): one table lookup decides them.
@@ -558,17 +713,26 @@ impl Engine {
             if self.flows.len() >= MAX_FLOWS {
                 self.evict_oldest(MAX_FLOWS / 8);
             }
+            self.open_flow(key, side, ts);
         }
         let cut = (d.payload_offset as u32).min(meta.caplen);
         let decision = if proto == PROTO_UDP {
-            self.flows.entry(key).or_insert_with(|| Box::new(Flow::new(ts))).udp = true;
+            self.flows.get_mut(&key).expect("flow inserted above").udp = true;
             if d.sport == DNS_PORT || d.dport == DNS_PORT {
-                self.dns_packet(key, &d, meta.number)
+                self.dns_packet(key, side, &d, meta.number)
             } else {
                 Decision::Now(Verdict::Drop)
             }
         } else {
-            self.tcp_packet(key, side, &d, meta.number, cut, ts)
+            let decision = self.tcp_packet(key, side, &d, meta.number, cut);
+            if d.wire_payload_len > 0
+                && d.tcp_flags() & tcp_flags::SYN == 0
+                && let Some(f) = self.flows.get(&key)
+                && f.class != Class::Dropped
+            {
+                self.ev.push(f.conv, key, side, Event::Payload);
+            }
+            decision
         };
         let dropped = decision == Decision::Now(Verdict::Drop);
         self.last_flow_dropped = match self.flows.get_mut(&key) {
@@ -587,16 +751,31 @@ impl Engine {
 
     // ---------------------------------------------------------------- TCP
 
-    fn tcp_packet(&mut self, key: FlowKey, side: Side, d: &Decoded<'_>, packet: u64, cut: u32, ts: u64) -> Decision {
-        let Transport::Tcp { seq, flags, .. } = d.transport else { unreachable!("tcp_packet gets TCP") };
+    fn tcp_packet(&mut self, key: FlowKey, side: Side, d: &Decoded<'_>, packet: u64, cut: u32) -> Decision {
+        let Transport::Tcp { seq, flags, window, .. } = d.transport else { unreachable!("tcp_packet gets TCP") };
         let opts_ports = &self.opts.ports;
-        let flow = self.flows.entry(key).or_insert_with(|| Box::new(Flow::new(ts)));
+        let flow = self.flows.get_mut(&key).expect("flow inserted by decide");
         let syn = flags & tcp_flags::SYN != 0;
         let ack = flags & tcp_flags::ACK != 0;
         let fin_rst = flags & (tcp_flags::FIN | tcp_flags::RST) != 0;
         flow.note_end(side, flags);
         if flow.class == Class::Dropped {
             return Decision::Now(Verdict::Drop);
+        }
+        if self.ev.on {
+            let conv = flow.conv;
+            if syn {
+                self.ev.push(conv, key, side, Event::Syn { ack });
+            }
+            if flags & tcp_flags::FIN != 0 {
+                self.ev.push(conv, key, side, Event::Fin);
+            }
+            if flags & tcp_flags::RST != 0 {
+                self.ev.push(conv, key, side, Event::Rst);
+            }
+            if window == 0 && flags & (tcp_flags::RST | tcp_flags::SYN | tcp_flags::FIN) == 0 {
+                self.ev.push(conv, key, side, Event::ZeroWindow);
+            }
         }
         if syn {
             flow.dirs[side.index()].stream.syn(seq);
@@ -645,20 +824,27 @@ impl Engine {
             Some(Placement::Empty) => None,
             Some(Placement::Held) => return self.wait_reorder(key, side, packet, cut, fin_rst),
             Some(Placement::Old { offset }) => {
+                self.ev.push(flow.conv, key, side, Event::Retransmission);
                 let dir = &flow.dirs[side.index()];
                 Some(dir.was_important(offset, offset + u64::from(d.wire_payload_len)))
             }
             Some(Placement::Gap) => {
-                let dir = &mut flow.dirs[side.index()];
-                if dir.phase != Phase::Collect {
-                    dir.phase = Phase::Bulk;
-                }
+                lose_sync(&mut flow.dirs[side.index()]);
                 Some(false)
             }
             Some(Placement::InOrder { skip }) => {
+                if skip > 0 {
+                    self.ev.push(flow.conv, key, side, Event::Retransmission);
+                }
                 let start = flow.dirs[side.index()].stream.delivered() - u64::from(d.wire_payload_len) + skip as u64;
                 let new = bytes.get(skip..).unwrap_or(&[]);
-                match self.consume(key, side, start, new, packet, cut) {
+                // Bytes on the wire but not in the capture (snaplen, or an earlier trim).
+                let uncaptured = u64::from(d.wire_payload_len).saturating_sub(bytes.len().max(skip) as u64);
+                let consumed = self.consume(key, side, start, new, packet, cut);
+                if uncaptured > 0 {
+                    skip_uncaptured(&mut self.flows.get_mut(&key).expect("flow exists").dirs[side.index()], uncaptured);
+                }
+                match consumed {
                     Consumed::Important => Some(true),
                     Consumed::Bulk => Some(false),
                     Consumed::Open => {
@@ -674,7 +860,7 @@ impl Engine {
             }
         };
         self.release_ready(key, side);
-        if flow_class(&self.flows, key) == Class::Undecided && payload.is_some() {
+        if payload.is_some() && self.flows.get(&key).is_some_and(|f| f.needs_content()) {
             self.try_classify(key);
         }
         let flow = self.flows.get_mut(&key).expect("flow exists");
@@ -722,19 +908,34 @@ impl Engine {
     }
 
     fn replay_held(&mut self, key: FlowKey, side: Side, seg: HeldSegment, skip: usize) {
+        // Facts found in the replayed bytes cite the packet that carried them.
+        let now = self.ev.at;
+        self.ev.at.frame = seg.packet;
+        self.replay_segment(key, side, &seg, skip);
+        self.ev.at = now;
+    }
+
+    fn replay_segment(&mut self, key: FlowKey, side: Side, seg: &HeldSegment, skip: usize) {
         let flow = self.flows.get_mut(&key).expect("flow exists");
         let dir = &mut flow.dirs[side.index()];
+        // A packet that did not wait (a kept FIN or RST) still has its bytes read.
         let pos = dir.open.iter().position(|w| w.packet == seg.packet && w.cut & REORDER_MARK != 0);
-        let Some(pos) = pos else { return };
-        let w = dir.open.remove(pos);
-        let cut = w.cut & !REORDER_MARK;
+        let waiting = pos.map(|pos| dir.open.remove(pos).cut & !REORDER_MARK);
+        let cut = waiting.unwrap_or(0);
         let start = seg.offset + skip as u64;
         let consumed = if skip >= seg.bytes.len() {
             Consumed::Bulk
         } else {
             self.consume(key, side, start, &seg.bytes[skip..], seg.packet, cut)
         };
+        let uncaptured = u64::from(seg.wire_len).saturating_sub(seg.bytes.len().max(skip) as u64);
         let flow = self.flows.get_mut(&key).expect("flow exists");
+        if uncaptured > 0 {
+            skip_uncaptured(&mut flow.dirs[side.index()], uncaptured);
+        }
+        if waiting.is_none() {
+            return;
+        }
         match (flow.class, consumed) {
             (Class::Undecided, _) => flow.waiting.push(Waiting { packet: seg.packet, cut }),
             (Class::Dropped, _) => self.resolved.push((seg.packet, Verdict::Drop)),
@@ -754,6 +955,7 @@ impl Engine {
         let flow = self.flows.get_mut(&key).expect("flow exists");
         let class = flow.class;
         let client = flow.client;
+        let conv = flow.conv;
         let dir = &mut flow.dirs[side.index()];
         match dir.phase {
             Phase::Collect | Phase::AwaitPeer => {
@@ -777,8 +979,20 @@ impl Engine {
                 Consumed::Important
             }
             Phase::Bulk => Consumed::Bulk,
+            Phase::FramesLost => {
+                // A whole segment that is exactly a run of frames, masked as this side masks
+                // (RFC 6455 §5.1: clients mask, servers do not), starts at a boundary again.
+                if websocket::segment_is_frames(bytes) != Some(client == Some(side)) {
+                    return Consumed::Bulk;
+                }
+                dir.frames.resync();
+                dir.pending_close = None;
+                dir.phase = Phase::Frames;
+                let fed = feed_units(dir, bytes, keep_frames, &mut self.ev, (conv, key, side));
+                self.after_feed(key, side, fed, start, bytes.len() as u64, packet, base)
+            }
             Phase::Frames | Phase::Records => {
-                let fed = feed_units(dir, bytes, keep_frames);
+                let fed = feed_units(dir, bytes, keep_frames, &mut self.ev, (conv, key, side));
                 self.after_feed(key, side, fed, start, bytes.len() as u64, packet, base)
             }
         }
@@ -835,14 +1049,22 @@ impl Engine {
         if flow.class != Class::WebSocket && flow.class != Class::Port {
             return;
         }
+        if !matches!(flow.content, Content::Http | Content::Unknown) {
+            return;
+        }
+        let conv = flow.conv;
         // Client: the request head.
         if flow.dirs[ci].phase == Phase::Collect && flow.dirs[ci].handshake_end.is_none() {
             let head = &flow.dirs[ci].head;
             if let Some(n) = http::head_len(head) {
-                let body = http::parse_request(&head[..n]).map_or(0, |r| r.content_length);
+                let request = http::parse_request(&head[..n]);
+                let body = request.as_ref().map_or(0, |r| r.content_length);
                 let dir = &mut flow.dirs[ci];
-                dir.handshake_end = Some(dir.head_start + n as u64 + body);
+                dir.handshake_end = Some(dir.head_start.saturating_add(n as u64).saturating_add(body));
                 dir.phase = Phase::AwaitPeer;
+                if let Some(r) = request {
+                    self.ev.push(conv, key, client, Event::Request(r));
+                }
             } else if head.len() >= http::MAX_HEAD_BYTES {
                 flow.dirs[ci].phase = Phase::Bulk;
             }
@@ -860,13 +1082,17 @@ impl Engine {
                 }
                 break;
             };
-            let status = http::parse_response(&dir.head[..n]).map_or(0, |r| r.status);
+            let response = http::parse_response(&dir.head[..n]);
+            let status = response.as_ref().map_or(0, |r| r.status);
             let end = dir.head_start + n as u64;
             if (100..200).contains(&status) && status != 101 {
                 let dir = &mut flow.dirs[si];
                 dir.head.drain(..n);
                 dir.head_start = end;
                 continue;
+            }
+            if let Some(r) = response {
+                self.ev.push(conv, key, client.other(), Event::Response(r));
             }
             flow.dirs[si].handshake_end = Some(end);
             let next = if status == 101 { Phase::Frames } else { Phase::Bulk };
@@ -883,7 +1109,8 @@ impl Engine {
                     // Replay bytes that followed the head into the frame walker.
                     let from = (skip_to.saturating_sub(dir.head_start) as usize).min(dir.head.len());
                     let rest = std::mem::take(&mut dir.head);
-                    let _ = feed_units(dir, &rest[from..], keep_frames);
+                    let side = if i == ci { client } else { client.other() };
+                    let _ = feed_units(dir, &rest[from..], keep_frames, &mut self.ev, (conv, key, side));
                 } else {
                     dir.head = Vec::new();
                 }
@@ -892,27 +1119,43 @@ impl Engine {
         }
     }
 
-    /// Classifies an undecided flow from the bytes collected so far.
+    /// Classifies an undecided flow from the bytes collected so far (and finds what a flow to
+    /// a `--port` carries, without changing that it is kept).
     fn try_classify(&mut self, key: FlowKey) {
         let flow = self.flows.get_mut(&key).expect("flow exists");
+        let to_port = flow.class == Class::Port;
         let order = match flow.client {
             Some(c) => [c, c.other()],
             None => [Side::A, Side::B],
         };
         let mut class = Class::Undecided;
+        let mut content = Content::Unknown;
         let mut label = (Proto::Unknown, "");
         let mut names: Vec<String> = Vec::new();
         let mut undecided_any = false;
+        let mut hello = None;
         for s in order {
             let head = &flow.dirs[s.index()].head;
             if head.is_empty() || flow.client.is_some_and(|c| c != s) {
                 continue;
+            }
+            if head.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(head) {
+                undecided_any = true;
+                continue;
+            }
+            if head.starts_with(H2_PREFACE) {
+                flow.client = Some(s);
+                class = Class::H2Preface;
+                content = Content::H2Preface;
+                label = (Proto::H2c, "HTTP/2 with prior knowledge (no upgrade possible)");
+                break;
             }
             match http::looks_like_request(head) {
                 Some(true) => match http::head_len(head) {
                     Some(n) => {
                         let req = http::parse_request(&head[..n]);
                         flow.client = Some(s);
+                        content = Content::Http;
                         if let Some(r) = req.as_ref().filter(|r| r.is_websocket_attempt()) {
                             class = Class::WebSocket;
                             label = (Proto::WebSocket, "WebSocket upgrade request");
@@ -928,6 +1171,7 @@ impl Engine {
                     }
                     None if head.len() >= http::MAX_HEAD_BYTES => {
                         class = Class::Dropped;
+                        content = Content::Http;
                         label = (Proto::Http, "HTTP head over 64 KiB");
                         break;
                     }
@@ -945,6 +1189,7 @@ impl Engine {
             match tls::parse_client_hello(head) {
                 tls::Hello::Parsed(ch) => {
                     flow.client = Some(s);
+                    content = Content::Tls;
                     let sni = ch.sni.clone().unwrap_or_default();
                     let keep = if self.opts.hosts.is_empty() {
                         let h1 = ch.alpn.iter().any(|p| p == "http/1.1");
@@ -972,12 +1217,15 @@ impl Engine {
                         (false, true, _) => "TLS for another protocol",
                     };
                     label = (proto, why);
-                    if keep && !sni.is_empty() {
+                    if (keep || to_port) && !sni.is_empty() {
                         names.push(sni);
                     }
-                    if keep && let Ok(r) = <[u8; 32]>::try_from(ch.random.as_slice()) {
+                    if (keep || to_port)
+                        && let Ok(r) = <[u8; 32]>::try_from(ch.random.as_slice())
+                    {
                         self.kept_tls_randoms.push(r);
                     }
+                    hello = Some((s, ch));
                     break;
                 }
                 tls::Hello::NeedMore => {
@@ -1000,6 +1248,7 @@ impl Engine {
             if let Some(c) = client {
                 flow.client = Some(c);
                 class = Class::WebSocket;
+                content = Content::Frames;
                 label = (Proto::WebSocket, "WebSocket frames mid-connection");
                 for d in &mut flow.dirs {
                     d.phase = Phase::Frames;
@@ -1014,21 +1263,45 @@ impl Engine {
                 || flow.dirs.iter().any(|d| d.head.len() >= http::MAX_HEAD_BYTES);
             if limit_hit {
                 class = Class::Dropped;
+                content = Content::Other;
                 label = (Proto::Other, "not HTTP, TLS or WebSocket");
             }
         }
-        if class == Class::Undecided {
+        if content == Content::Unknown {
             return;
         }
-        flow.class = class;
-        (flow.proto, flow.why) = label;
-        if class == Class::Tls {
-            for d in &mut flow.dirs {
-                d.phase = Phase::Records;
-                let head = std::mem::take(&mut d.head);
-                d.handshake_end = Some(d.head_start);
-                let _ = feed_units(d, &head, self.opts.keep_frames);
+        flow.content = content;
+        if to_port {
+            // Kept whatever it carries; still read as what it carries.
+            flow.proto = label.0;
+            class = Class::Port;
+        } else {
+            flow.class = class;
+            (flow.proto, flow.why) = label;
+        }
+        let conv = flow.conv;
+        if let Some((s, ch)) = hello {
+            self.ev.push(conv, key, s, Event::ClientHello(ch));
+        }
+        let flow = self.flows.get_mut(&key).expect("flow exists");
+        match content {
+            Content::Tls if class.kept() => {
+                for s in [Side::A, Side::B] {
+                    let d = &mut flow.dirs[s.index()];
+                    d.phase = Phase::Records;
+                    let head = std::mem::take(&mut d.head);
+                    d.handshake_end = Some(d.head_start);
+                    let _ = feed_units(d, &head, self.opts.keep_frames, &mut self.ev, (conv, key, s));
+                }
             }
+            Content::H2Preface | Content::Other => {
+                for d in &mut flow.dirs {
+                    d.handshake_end.get_or_insert(d.stream.delivered());
+                    d.phase = Phase::Bulk;
+                    d.head = Vec::new();
+                }
+            }
+            _ => {}
         }
         if class == Class::Dropped {
             for d in &mut flow.dirs {
@@ -1036,6 +1309,12 @@ impl Engine {
             }
         }
         self.kept_names.extend(names);
+        if to_port {
+            let client = flow.client;
+            self.ev.push(conv, key, client.unwrap_or(Side::A), Event::Classified { class, content, client });
+            self.advance_heads(key);
+            return;
+        }
         self.on_classified(key);
         if class == Class::WebSocket {
             self.advance_heads(key);
@@ -1046,6 +1325,8 @@ impl Engine {
     /// that named its host or address.
     fn on_classified(&mut self, key: FlowKey) {
         let flow = self.flows.get_mut(&key).expect("flow exists");
+        let (class, content, client) = (flow.class, flow.content, flow.client);
+        self.ev.push(flow.conv, key, client.unwrap_or(Side::A), Event::Classified { class, content, client });
         let kept = flow.class.kept();
         if kept && !flow.counted_kept {
             flow.counted_kept = true;
@@ -1069,10 +1350,15 @@ impl Engine {
 
     // ---------------------------------------------------------------- DNS
 
-    fn dns_packet(&mut self, key: FlowKey, d: &Decoded<'_>, packet: u64) -> Decision {
+    fn dns_packet(&mut self, key: FlowKey, side: Side, d: &Decoded<'_>, packet: u64) -> Decision {
         let Some(msg) = dns::parse(d.payload) else {
             return Decision::Now(Verdict::Drop);
         };
+        if self.ev.on
+            && let Some(f) = self.flows.get(&key)
+        {
+            self.ev.push(f.conv, key, side, Event::Dns(msg.clone()));
+        }
         let tk = (key, msg.id);
         if let Some(f) = self.flows.get_mut(&key) {
             f.proto = Proto::Dns;
@@ -1297,33 +1583,119 @@ enum Consumed {
     Open,
 }
 
-fn flow_class(flows: &FlowTable<Box<Flow>>, key: FlowKey) -> Class {
-    flows.get(&key).map_or(Class::Dropped, |f| f.class)
-}
+/// Which flow and side bytes belong to, for the events they yield.
+type Source = (u64, FlowKey, Side);
 
-/// Feeds bytes to the direction's frame or record walker, judging importance.
-fn feed_units(dir: &mut Dir, bytes: &[u8], keep_frames: u32) -> Fed {
+/// Feeds bytes to the direction's frame or record walker, judging importance and reporting
+/// what the units are.
+fn feed_units(dir: &mut Dir, bytes: &[u8], keep_frames: u32, ev: &mut Events, src: Source) -> Fed {
+    let (conv, key, side) = src;
     let data_units = &mut dir.data_units;
     match dir.phase {
-        Phase::Frames => dir.frames.feed(bytes, |h, _| {
-            if h.is_control() {
-                return Some(u64::MAX);
+        Phase::Frames => {
+            // The rest of a close status code that a segment boundary cut off: the walker
+            // takes these bytes as the frame's body; they are only read here.
+            if let Some((mut code, mut have, mask)) = dir.pending_close.take() {
+                for &b in bytes.iter().take(2 - have) {
+                    code[have] = b ^ mask[have];
+                    have += 1;
+                }
+                if have == 2 {
+                    ev.push(conv, key, side, Event::CloseCode(u16::from_be_bytes(code)));
+                } else {
+                    dir.pending_close = Some((code, have, mask));
+                }
             }
-            if *data_units >= keep_frames || h.payload_len > MAX_WHOLE_FRAME_PAYLOAD_BYTES {
-                return None;
+            let pending = &mut dir.pending_close;
+            let fed = dir.frames.feed(bytes, |h, body| {
+                let close_code = websocket::close_code(h, body);
+                if h.opcode == websocket::OP_CLOSE && close_code.is_none() && h.payload_len >= 2 {
+                    let mask = h.mask.unwrap_or([0; 4]);
+                    let mut first = [0u8; 2];
+                    for (k, &b) in body.iter().take(2).enumerate() {
+                        first[k] = b ^ mask[k];
+                    }
+                    *pending = Some((first, body.len().min(2), mask));
+                }
+                ev.push(conv, key, side, Event::Frame { opcode: h.opcode, payload_len: h.payload_len, close_code });
+                if h.is_control() {
+                    return Some(u64::MAX);
+                }
+                if *data_units >= keep_frames || h.payload_len > MAX_WHOLE_FRAME_PAYLOAD_BYTES {
+                    return None;
+                }
+                *data_units += 1;
+                Some(u64::MAX)
+            });
+            if fed.failed {
+                dir.phase = Phase::FramesLost;
             }
-            *data_units += 1;
-            Some(u64::MAX)
-        }),
+            fed
+        }
         // Records stay whole: a cut record cannot be decrypted with a key log.
-        Phase::Records => dir.records.feed(bytes, |h, _| {
-            if h.content_type != tls::APPLICATION_DATA {
-                return Some(u64::MAX);
-            }
-            *data_units += 1;
-            (*data_units <= keep_frames + TLS_HIDDEN_HANDSHAKE_RECORDS).then_some(u64::MAX)
-        }),
+        Phase::Records => {
+            let encrypted = &mut dir.encrypted;
+            dir.records.feed(bytes, |h, body| {
+                match h.content_type {
+                    tls::CHANGE_CIPHER_SPEC => *encrypted = true,
+                    tls::ALERT => {
+                        let clear = !*encrypted && body.len() >= 2;
+                        let (level, description) = (clear.then(|| body[0]), clear.then(|| body[1]));
+                        ev.push(conv, key, side, Event::Alert { level, description });
+                    }
+                    tls::APPLICATION_DATA => ev.push(conv, key, side, Event::ApplicationData),
+                    tls::HANDSHAKE if ev.on && !*encrypted && body.len() == usize::from(h.len) => {
+                        let mut rec = vec![
+                            tls::HANDSHAKE,
+                            (h.version >> 8) as u8,
+                            h.version as u8,
+                            (h.len >> 8) as u8,
+                            h.len as u8,
+                        ];
+                        rec.extend_from_slice(body);
+                        if let tls::Hello::Parsed(sh) = tls::parse_server_hello(&rec) {
+                            ev.push(conv, key, side, Event::ServerAlpn(sh.alpn.unwrap_or_default()));
+                        }
+                    }
+                    _ => {}
+                }
+                if h.content_type != tls::APPLICATION_DATA {
+                    return Some(u64::MAX);
+                }
+                *data_units += 1;
+                (*data_units <= keep_frames + TLS_HIDDEN_HANDSHAKE_RECORDS).then_some(u64::MAX)
+            })
+        }
         _ => Fed::default(),
+    }
+}
+
+/// The capture lost bytes of this direction (a hole given up on): frames resynchronise at the
+/// next segment that is a run of whole frames; anything else is read no further.
+fn lose_sync(dir: &mut Dir) {
+    dir.phase = match dir.phase {
+        Phase::Collect => Phase::Collect,
+        Phase::Frames | Phase::FramesLost => Phase::FramesLost,
+        _ => Phase::Bulk,
+    };
+}
+
+/// Stream bytes that were on the wire but not captured: frame and record walks pass over
+/// them when they are body bytes; a lost header loses sync.
+fn skip_uncaptured(dir: &mut Dir, n: u64) {
+    match dir.phase {
+        Phase::Frames => {
+            if !dir.frames.skip(n) {
+                dir.phase = Phase::FramesLost;
+            }
+        }
+        Phase::Records => {
+            if !dir.records.skip(n) {
+                dir.phase = Phase::Bulk;
+            }
+        }
+        Phase::FramesLost | Phase::Bulk => {}
+        Phase::Collect | Phase::AwaitPeer => dir.phase = Phase::Bulk,
     }
 }
 
