@@ -16,7 +16,7 @@ use crate::flow::{PROTO_TCP, Side};
 use crate::policy::{FlowRecord, Options};
 use crate::progress::Progress;
 use crate::report::Summary;
-use crate::trim::{TrimConfig, rewrite};
+use crate::trim::{Listener, TrimConfig, rewrite};
 
 #[derive(Serialize)]
 struct Line<'a> {
@@ -93,14 +93,22 @@ pub fn flows(
     out: &mut dyn Write,
     progress: Option<&Arc<Progress>>,
 ) -> Result<(u64, Vec<String>)> {
+    struct Lister<'a> {
+        out: &'a mut dyn Write,
+        file: &'a str,
+        opts: &'a FlowsOptions,
+        count: u64,
+    }
+    impl Listener for Lister<'_> {
+        fn flow(&mut self, r: &FlowRecord) -> Result<()> {
+            write_line(self.out, &line(self.file, r), self.opts.json, self.opts.with_file)?;
+            self.count += 1;
+            Ok(())
+        }
+    }
     let cfg = TrimConfig { policy: opts.policy.clone(), read: opts.read, ..TrimConfig::default() };
     let mut summary = Summary::default();
-    let mut count = 0u64;
-    let mut on_flow = |r: &FlowRecord| -> Result<()> {
-        write_line(out, &line(file, r), opts.json, opts.with_file)?;
-        count += 1;
-        Ok(())
-    };
-    rewrite(input, std::io::sink(), &cfg, &mut summary, progress.map(|p| &**p), Some(&mut on_flow))?;
-    Ok((count, summary.warnings))
+    let mut lister = Lister { out, file, opts, count: 0 };
+    rewrite(input, std::io::sink(), &cfg, &mut summary, progress.map(|p| &**p), Some(&mut lister))?;
+    Ok((lister.count, summary.warnings))
 }

@@ -194,8 +194,11 @@ pub enum Event {
     Rst,
     ZeroWindow,
     Retransmission,
-    /// The packet carried payload: activity, as a proxy's idle timer sees it.
-    Payload,
+    /// A TCP packet of the flow, after the events it caused; `payload`: it carried payload
+    /// (activity, as a proxy's idle timer sees it).
+    Packet {
+        payload: bool,
+    },
     Classified {
         class: Class,
         content: Content,
@@ -725,12 +728,12 @@ impl Engine {
             }
         } else {
             let decision = self.tcp_packet(key, side, &d, meta.number, cut);
-            if d.wire_payload_len > 0
-                && d.tcp_flags() & tcp_flags::SYN == 0
+            if self.ev.on
                 && let Some(f) = self.flows.get(&key)
                 && f.class != Class::Dropped
             {
-                self.ev.push(f.conv, key, side, Event::Payload);
+                let payload = d.wire_payload_len > 0 && d.tcp_flags() & tcp_flags::SYN == 0;
+                self.ev.push(f.conv, key, side, Event::Packet { payload });
             }
             decision
         };

@@ -19,7 +19,7 @@ use crate::capture::{
     BlockFilter, Format, Input, Item, OutFormat, Packet, ReadOptions, Reader, RecordMeta, Writer, block, secrets,
 };
 use crate::error::Result;
-use crate::policy::{Decision, Engine, FlowRecord, Options, Ticket, Verdict};
+use crate::policy::{Decision, Engine, FlowRecord, Observed, Options, Ticket, Verdict};
 use crate::progress::{PUBLISH_EVERY, Progress};
 use crate::proto::tls;
 use crate::report::Summary;
@@ -170,18 +170,26 @@ pub fn trim<W: Write>(
     rewrite(input, out, cfg, summary, progress, None)
 }
 
-/// Receives each flow as the policy forgets it, once every packet of it is decided.
-pub type FlowSink<'a> = &'a mut dyn FnMut(&FlowRecord) -> Result<()>;
+/// A consumer of the pass besides the output: `flows` takes each flow's record, `diagnose` the
+/// engine's events. Both run this very pass (with the output thrown away), so what they say
+/// is what `trim` does.
+pub trait Listener {
+    /// A flow the engine forgot, once every packet of it is decided.
+    fn flow(&mut self, _record: &FlowRecord) -> Result<()> {
+        Ok(())
+    }
+    /// A fact the engine found (`Options::observe`).
+    fn event(&mut self, _event: Observed) {}
+}
 
-/// `trim`, also handing each flow's record to `on_flow` (for `flows`, which runs this very
-/// pass with a sink for the output, so that its verdicts are what `trim` does).
+/// `trim`, also telling `listener` what the engine decides and finds.
 pub fn rewrite<W: Write>(
     input: Input,
     out: W,
     cfg: &TrimConfig,
     summary: &mut Summary,
     progress: Option<&Progress>,
-    mut on_flow: Option<FlowSink<'_>>,
+    mut listener: Option<&mut dyn Listener>,
 ) -> Result<W> {
     let started = Instant::now();
     let mut reader = Reader::new(input)?;
@@ -196,7 +204,7 @@ pub fn rewrite<W: Write>(
         writer.begin_pcap(&h.clone(), None)?;
     }
     let mut policy = cfg.policy.clone();
-    policy.record_flows |= on_flow.is_some();
+    policy.record_flows |= listener.is_some();
     let mut engine = Engine::new(policy);
     let reader_is_pcapng = reader.format() == Format::PcapNg;
     let mut queue = Queue::new();
@@ -241,6 +249,11 @@ pub fn rewrite<W: Write>(
                 }
                 now_ns = now_ns.max(p.meta.ts_ns);
                 let (decision, ticket) = engine.packet(&p.meta, p.data());
+                if let Some(l) = listener.as_mut() {
+                    for e in engine.take_events() {
+                        l.event(e);
+                    }
+                }
                 for random in engine.take_kept_tls_randoms() {
                     let Some(lines) = keys.lines.remove(&random) else {
                         continue;
@@ -292,21 +305,21 @@ pub fn rewrite<W: Write>(
                 || q.entries.len() > MAX_QUEUED_PACKETS
                 || e.ts_ns.saturating_add(UNDECIDED_WINDOW_NS) < now_ns
         })?;
-        if let Some(f) = on_flow.as_mut() {
+        if let Some(l) = listener.as_mut() {
             for r in engine.take_retired() {
-                f(&r)?;
+                l.flow(&r)?;
             }
         }
     }
     drain(&mut queue, &mut engine, &mut writer, summary, annotate.then_some(&mut note), |_, _| true)?;
-    if let Some(f) = on_flow.as_mut() {
+    if let Some(l) = listener.as_mut() {
         for r in engine.take_retired() {
-            f(&r)?;
+            l.flow(&r)?;
         }
         let mut rest: Vec<FlowRecord> = engine.remaining().collect();
         rest.sort_by_key(|r| (r.first_ns, r.last_ns));
         for r in &rest {
-            f(r)?;
+            l.flow(r)?;
         }
     }
     summary.warnings.extend(reader.take_warnings());

@@ -15,7 +15,10 @@ use rustc_hash::FxHashMap;
 use serde::Serialize;
 use sha1::{Digest, Sha1};
 
-use crate::capture::{Input, Item, ReadOptions, Reader};
+use crate::capture::{Input, ReadOptions};
+use crate::policy::{Observed, Options};
+use crate::report::Summary;
+use crate::trim::{Listener, TrimConfig, rewrite};
 use crate::error::Result;
 use crate::flow::Side;
 use crate::proto::http;
@@ -134,18 +137,21 @@ impl Report {
 
 /// Reads a capture and diagnoses it. A truncated last record is a warning in the report.
 pub fn diagnose(input: Input, file: &str, opts: &DiagnoseOptions, warnings: &mut Vec<String>) -> Result<Report> {
-    let mut reader = Reader::new(input)?;
-    reader.set_options(opts.read);
-    let mut tracker = Tracker::new(&opts.hosts, &opts.ports);
-    loop {
-        match reader.next_item() {
-            Ok(Some(Item::Packet(p))) => tracker.packet(&p.meta, p.data()),
-            Ok(Some(Item::Block { .. })) => {}
-            Ok(None) => break,
-            Err(e) => return Err(e),
+    struct Observer(Tracker);
+    impl Listener for Observer {
+        fn event(&mut self, e: Observed) {
+            self.0.observe(e);
         }
     }
-    warnings.extend(reader.take_warnings());
+    // `trim`'s own pass with the output thrown away: the engine that decides what trim keeps
+    // is the one whose events make the diagnosis.
+    let policy = Options { hosts: opts.hosts.clone(), ports: opts.ports.clone(), observe: true, ..Options::default() };
+    let cfg = TrimConfig { policy, read: opts.read, ..TrimConfig::default() };
+    let mut summary = Summary::default();
+    let mut observer = Observer(Tracker::new());
+    rewrite(input, std::io::sink(), &cfg, &mut summary, None, Some(&mut observer))?;
+    let tracker = observer.0;
+    warnings.extend(summary.warnings);
     if tracker.evicted > 0 {
         warnings.push(format!(
             "more than {} connections were open at once; {} of the quietest were not analysed",
@@ -153,7 +159,7 @@ pub fn diagnose(input: Input, file: &str, opts: &DiagnoseOptions, warnings: &mut
             tracker.evicted
         ));
     }
-    Ok(analyse(file, &tracker, opts))
+    Ok(analyse(file, &tracker))
 }
 
 fn side_name(c: &Conv, s: Side) -> &'static str {
@@ -435,10 +441,10 @@ fn finding(
     Finding { code, severity, message, frames, attempt }
 }
 
-fn analyse(file: &str, t: &Tracker, opts: &DiagnoseOptions) -> Report {
+fn analyse(file: &str, t: &Tracker) -> Report {
     let mut attempts: Vec<Attempt> = Vec::new();
     for (i, c) in t.conversations() {
-        if c.is_attempt(&opts.hosts, &opts.ports) {
+        if c.is_attempt() {
             attempts.push(build_attempt(i, c, &t.lookups));
         }
     }

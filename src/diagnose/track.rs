@@ -1,19 +1,15 @@
-//! One pass over the packets, collecting per TCP conversation and per DNS exchange the facts a
-//! diagnosis needs, each with the frame number (1-based, as Wireshark numbers frames) that
-//! proves it. Bytes go through the same reassembly and classifiers as `trim`.
+//! The facts a diagnosis needs, per TCP conversation and per DNS exchange, each with the frame
+//! number (1-based, as Wireshark numbers frames) that proves it. Nothing here reads bytes: the
+//! facts are the engine's events (`policy::Event`), so `diagnose` sees every flow exactly as
+//! `trim` and `flows` do.
 
 use rustc_hash::FxHashMap;
 
-use crate::capture::RecordMeta;
-use crate::flow::reassembly::{Placement, Stream};
-use crate::flow::{FlowKey, PROTO_TCP, PROTO_UDP, Side};
-use crate::proto::units::Walker;
-use crate::proto::websocket::{self, Frames};
-use crate::proto::{dns, http, tls};
-use crate::wire::{self, Addr, Transport, tcp_flags};
-
-/// Payload segments a conversation may show before it is judged not to be HTTP or TLS.
-const CLASSIFY_SEGMENTS: u32 = 8;
+pub use crate::policy::At;
+use crate::flow::{FlowKey, Side};
+use crate::policy::{Class, Content, Event, Observed};
+use crate::proto::{dns, http, tls, websocket};
+use crate::wire::Addr;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -23,12 +19,6 @@ pub enum Kind {
     /// WebSocket frames met mid-connection.
     Frames,
     Other,
-}
-
-#[derive(Clone, Copy, Debug)]
-pub struct At {
-    pub frame: u64,
-    pub ts_ns: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -54,48 +44,6 @@ pub struct DirStats {
     pub data_frames: u64,
     pub data_bytes: u64,
     pub app_records: u64,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Phase {
-    Head,
-    AwaitPeer,
-    Frames,
-    /// Frames, but a header was lost (not captured): waiting for a segment that starts at
-    /// a frame boundary.
-    FramesLost,
-    Records,
-    Done,
-}
-
-struct Dir {
-    stream: Stream,
-    head: Vec<u8>,
-    phase: Phase,
-    frames: Walker<Frames>,
-    records: Walker<tls::Records>,
-    encrypted: bool,
-    masked_runs: u32,
-    unmasked_runs: u32,
-    /// A close frame whose status code had not arrived by the end of its header's segment:
-    /// (index in `closes`, code bytes so far, how many, mask).
-    pending_close: Option<(usize, [u8; 2], usize, [u8; 4])>,
-}
-
-impl Default for Dir {
-    fn default() -> Self {
-        Dir {
-            stream: Stream::default(),
-            head: Vec::new(),
-            phase: Phase::Head,
-            frames: Walker::default(),
-            records: Walker::default(),
-            encrypted: false,
-            masked_runs: 0,
-            unmasked_runs: 0,
-            pending_close: None,
-        }
-    }
 }
 
 /// How often something happened, and when first and last: enough for a mean interval without
@@ -138,6 +86,8 @@ pub struct Conv {
     pub key: FlowKey,
     pub client: Option<Side>,
     pub kind: Kind,
+    /// What the engine made of the flow (kept as a WebSocket, TLS, for a port, …).
+    pub class: Class,
     pub first: At,
     pub last: At,
     pub syns: Vec<At>,
@@ -164,10 +114,8 @@ pub struct Conv {
     pub dir_stats: [DirStats; 2],
     pub retransmissions: Evidence,
     pub zero_windows: Evidence,
-    payload_segments: u32,
-    /// The reassembly state was dropped after the conversation ended.
-    released: bool,
-    dirs: [Dir; 2],
+    /// Counted among the open conversations (not yet ended).
+    open: bool,
 }
 
 impl Conv {
@@ -176,6 +124,7 @@ impl Conv {
             key,
             client: None,
             kind: Kind::Unknown,
+            class: Class::Undecided,
             first: at,
             last: at,
             syns: Vec::new(),
@@ -197,9 +146,7 @@ impl Conv {
             dir_stats: [DirStats::default(), DirStats::default()],
             retransmissions: Evidence::default(),
             zero_windows: Evidence::default(),
-            payload_segments: 0,
-            released: false,
-            dirs: [Dir::default(), Dir::default()],
+            open: true,
         }
     }
 
@@ -208,45 +155,110 @@ impl Conv {
     }
 
     /// Whether this conversation is a WebSocket attempt, or a connection that may have been
-    /// one (to a port or host the user named, TLS that could carry HTTP/1.1, a failed connect,
-    /// HTTP/2 where an upgrade was expected).
-    pub fn is_attempt(&self, hosts: &[String], ports: &[u16]) -> bool {
-        let to_port = self.client.is_some_and(|cl| ports.contains(&self.key.port(cl.other())));
-        let failed_connect = !self.syns.is_empty() && self.synack.is_none();
-        match self.kind {
-            Kind::Http => self.request.as_ref().is_some_and(|(r, _)| r.is_websocket_attempt()) || to_port,
-            Kind::Tls => {
-                let Some((ch, _)) = &self.client_hello else { return to_port };
-                if !hosts.is_empty() {
-                    let sni = ch.sni.as_deref().unwrap_or_default();
-                    return to_port || hosts.iter().any(|h| h.eq_ignore_ascii_case(sni));
-                }
-                let h1 = ch.alpn.iter().any(|p| p == "http/1.1");
-                let h2 = ch.alpn.iter().any(|p| p == "h2");
-                to_port || ch.alpn.is_empty() || (h1 && !h2)
-            }
-            Kind::Frames => true,
-            Kind::Unknown | Kind::Other => failed_connect || to_port || self.h2_preface.is_some(),
-        }
+    /// one: exactly the flows `trim` keeps as such (a WebSocket upgrade, TLS that could carry
+    /// HTTP/1.1 or names a `--host`, a flow to a `--port`, a refused connect, HTTP/2 with prior
+    /// knowledge), and connects never answered.
+    pub fn is_attempt(&self) -> bool {
+        self.class.kept() || (self.class == Class::Undecided && !self.syns.is_empty() && self.synack.is_none())
     }
 
-    /// Whether what the conversation is has been decided for good (so that `is_attempt`
-    /// will not change).
-    fn settled(&self) -> bool {
-        match self.kind {
-            Kind::Unknown => false,
-            Kind::Http => {
-                self.request.is_some() || self.client.is_some_and(|cl| self.dirs[cl.index()].phase == Phase::Done)
-            }
-            Kind::Tls | Kind::Frames | Kind::Other => {
-                self.client.is_some() && (self.syns.is_empty() || self.synack.is_some())
-            }
-        }
-    }
-
-    /// After a reset, or a FIN each way: nothing more will be parsed.
+    /// After a reset, or a FIN each way: nothing more will happen.
     fn ended(&self) -> bool {
         !self.rsts.is_empty() || (self.fins.iter().any(|f| f.0 == Side::A) && self.fins.iter().any(|f| f.0 == Side::B))
+    }
+
+    fn event(&mut self, side: Side, at: At, event: Event) {
+        let s = side.index();
+        match event {
+            Event::Open | Event::Dns(_) => {}
+            Event::Syn { ack } => {
+                if ack {
+                    self.synack.get_or_insert(at);
+                    self.client.get_or_insert(side.other());
+                } else {
+                    self.syns.push(at);
+                    self.client.get_or_insert(side);
+                }
+            }
+            Event::Fin => self.fins.push((side, at, self.last_payload)),
+            Event::Rst => self.rsts.push((side, at, self.last_payload)),
+            Event::ZeroWindow => self.zero_windows.add(at.frame),
+            Event::Retransmission => self.retransmissions.add(at.frame),
+            Event::Packet { payload } => {
+                self.last = at;
+                if payload {
+                    self.last_payload = Some(at);
+                }
+            }
+            Event::Classified { class, content, client } => {
+                self.class = class;
+                if client.is_some() {
+                    self.client = client;
+                }
+                self.kind = match content {
+                    Content::Unknown => Kind::Unknown,
+                    Content::Http => Kind::Http,
+                    Content::Tls => Kind::Tls,
+                    Content::Frames => Kind::Frames,
+                    Content::H2Preface | Content::Other => Kind::Other,
+                };
+                if content == Content::H2Preface {
+                    self.h2_preface.get_or_insert(at);
+                }
+            }
+            Event::Request(mut r) => {
+                if self.request.is_none() {
+                    // What a diagnosis shows is pasted into tickets: no query tokens.
+                    r.path = http::mask_query_values(&r.path);
+                    self.request = Some((r, at));
+                }
+            }
+            Event::Response(mut r) => {
+                if self.response.is_none() {
+                    if r.status == 101 {
+                        self.last_activity = Some(at);
+                    }
+                    r.location = r.location.as_deref().map(http::mask_query_values);
+                    self.response = Some((r, at));
+                }
+            }
+            Event::ClientHello(ch) => {
+                self.client_hello.get_or_insert((ch, at));
+            }
+            Event::ServerAlpn(alpn) => {
+                if self.client.is_some_and(|c| c != side) {
+                    self.server_alpn.get_or_insert(alpn);
+                }
+            }
+            Event::Alert { level, description } => self.alerts.push(Alert { level, description, from: side, at }),
+            Event::ApplicationData => {
+                self.dir_stats[s].app_records += 1;
+                self.app_data[s].get_or_insert(at);
+            }
+            Event::Frame { opcode, payload_len, close_code } => {
+                // This packet's own `Packet` event comes after its frames: `last_payload` is
+                // still the activity before it.
+                let before = self.last_payload;
+                match opcode {
+                    websocket::OP_PING => self.pings.add(at),
+                    websocket::OP_PONG => self.pongs.add(at),
+                    websocket::OP_CLOSE => {
+                        self.closes.push(CloseFrame { code: close_code, from: side, at, activity_before: before });
+                        return;
+                    }
+                    _ => {
+                        self.dir_stats[s].data_frames += 1;
+                        self.dir_stats[s].data_bytes += payload_len;
+                    }
+                }
+                self.last_activity = Some(at);
+            }
+            Event::CloseCode(code) => {
+                if let Some(c) = self.closes.iter_mut().rev().find(|c| c.from == side) {
+                    c.code.get_or_insert(code);
+                }
+            }
+        }
     }
 }
 
@@ -260,37 +272,26 @@ pub struct Lookup {
     pub addrs: Vec<Addr>,
 }
 
-/// Where a flow's packets go: a conversation still of interest, or nowhere (a settled
-/// conversation that cannot be a WebSocket attempt; only its last packet time is kept, so that
-/// idle ones can be forgotten).
-#[derive(Clone, Copy)]
-enum Slot {
-    Live(usize),
-    Gone { last_ns: u64 },
-}
-
 /// Conversations not yet ended that are tracked at once. Beyond this the least telling and
 /// quietest eighth is forgotten (counted, and said in a warning): a SYN flood or a million
 /// idle connections must not take the memory of a million conversations.
 pub const MAX_OPEN_CONVS: usize = 20_000;
 
-/// Packets between sweeps of idle state.
+/// Events between sweeps of idle state.
 const SWEEP_EVERY: u64 = 1 << 16;
-/// Capture time after which an idle flow that is not an attempt, or the memory of a dropped
-/// one, is forgotten. A flow that resumes later is met again as mid-connection.
+/// Capture time after which an idle conversation that is not an attempt is forgotten.
 const FORGET_IDLE_NS: u64 = 300_000_000_000;
 
-/// Tracks conversations as long as they may matter to a diagnosis. Memory follows the
-/// attempts (which the report lists anyway), not the capture: conversations that settle as
-/// something else are dropped, and a finished attempt keeps its facts but not its buffers.
+/// Collects the engine's events into conversations and lookups. Memory follows the attempts
+/// (which the report lists anyway), not the capture: a conversation the engine drops is
+/// forgotten at once.
 pub struct Tracker {
     convs: Vec<Option<Box<Conv>>>,
-    index: FxHashMap<FlowKey, Slot>,
+    /// The engine's conversation number → index in `convs`.
+    index: FxHashMap<u64, usize>,
     pub lookups: Vec<Lookup>,
     dns_index: FxHashMap<(FlowKey, u16), usize>,
-    hosts: Vec<String>,
-    ports: Vec<u16>,
-    packets: u64,
+    events: u64,
     /// Conversations dropped because they settled as something other than an attempt.
     pub dropped: u64,
     /// Conversations forgotten because too many were open at once.
@@ -299,16 +300,20 @@ pub struct Tracker {
     open: usize,
 }
 
+impl Default for Tracker {
+    fn default() -> Self {
+        Tracker::new()
+    }
+}
+
 impl Tracker {
-    pub fn new(hosts: &[String], ports: &[u16]) -> Tracker {
+    pub fn new() -> Tracker {
         Tracker {
             convs: Vec::new(),
             index: FxHashMap::default(),
             lookups: Vec::new(),
             dns_index: FxHashMap::default(),
-            hosts: hosts.to_vec(),
-            ports: ports.to_vec(),
-            packets: 0,
+            events: 0,
             dropped: 0,
             evicted: 0,
             open: 0,
@@ -325,128 +330,91 @@ impl Tracker {
         self.convs.iter().enumerate().filter_map(|(i, c)| c.as_deref().map(|c| (i, c)))
     }
 
-    pub fn packet(&mut self, meta: &RecordMeta, frame: &[u8]) {
-        self.packets += 1;
-        if self.packets.is_multiple_of(SWEEP_EVERY) {
-            self.sweep(meta.ts_ns);
+    pub fn observe(&mut self, o: Observed) {
+        self.events += 1;
+        if self.events.is_multiple_of(SWEEP_EVERY) {
+            self.sweep(o.at.ts_ns);
         }
-        let Ok(d) = wire::decode(meta.link_type, frame) else { return };
-        let at = At { frame: meta.number, ts_ns: meta.ts_ns };
-        match d.transport {
-            Transport::Udp => {
-                if d.sport == 53 || d.dport == 53 {
-                    let (key, _) = FlowKey::of(d.src, d.sport, d.dst, d.dport, PROTO_UDP);
-                    if let Some(m) = dns::parse(d.payload) {
-                        self.dns(key, &m, at);
-                    }
-                }
+        if let Event::Dns(m) = &o.event {
+            self.dns(o.key, m, o.at);
+            return;
+        }
+        let i = match (&o.event, self.index.get(&o.conv)) {
+            (_, Some(&i)) => i,
+            (Event::Open, None) => self.open_conv(o.conv, o.key, o.at),
+            _ => return,
+        };
+        let Some(c) = self.convs[i].as_deref_mut() else { return };
+        let dropped = matches!(o.event, Event::Classified { class: Class::Dropped, .. });
+        c.event(o.side, o.at, o.event);
+        if dropped {
+            if c.open {
+                self.open -= 1;
             }
-            Transport::Tcp { seq, flags, window, .. } => {
-                let (key, side) = FlowKey::of(d.src, d.sport, d.dst, d.dport, PROTO_TCP);
-                let opening = flags & tcp_flags::SYN != 0 && flags & tcp_flags::ACK == 0;
-                let i = match self.index.get_mut(&key) {
-                    Some(Slot::Live(i)) => {
-                        let i = *i;
-                        let c = self.convs[i].as_deref().expect("live slot");
-                        // A port reused for a new connection after a close starts a new one.
-                        if opening && (!c.fins.is_empty() || !c.rsts.is_empty()) { self.open(key, at) } else { i }
-                    }
-                    Some(Slot::Gone { last_ns }) => {
-                        if !opening {
-                            *last_ns = at.ts_ns;
-                            return;
-                        }
-                        self.open(key, at)
-                    }
-                    None => self.open(key, at),
-                };
-                self.tcp(i, side, seq, flags, window, d.payload, d.wire_payload_len, at);
-                self.settle(i);
-            }
+            self.convs[i] = None;
+            self.index.remove(&o.conv);
+            self.dropped += 1;
+        } else if c.open && c.ended() {
+            c.open = false;
+            self.open -= 1;
         }
     }
 
-    fn open(&mut self, key: FlowKey, at: At) -> usize {
+    fn open_conv(&mut self, conv: u64, key: FlowKey, at: At) -> usize {
         if self.open >= MAX_OPEN_CONVS {
             self.evict_oldest(MAX_OPEN_CONVS / 8);
         }
         self.open += 1;
         self.convs.push(Some(Box::new(Conv::new(key, at))));
         let i = self.convs.len() - 1;
-        self.index.insert(key, Slot::Live(i));
+        self.index.insert(conv, i);
         i
-    }
-
-    /// Drops a conversation that can no longer become an attempt, and the buffers of one
-    /// that has ended.
-    fn settle(&mut self, i: usize) {
-        let Some(c) = self.convs[i].as_deref_mut() else { return };
-        if c.settled() && !c.is_attempt(&self.hosts, &self.ports) {
-            let last_ns = c.last.ts_ns;
-            if !c.released {
-                self.open -= 1;
-            }
-            self.index.insert(c.key, Slot::Gone { last_ns });
-            self.convs[i] = None;
-            self.dropped += 1;
-        } else if c.ended() && !c.released {
-            self.open -= 1;
-            c.released = true;
-            c.dirs = Default::default();
-            for d in &mut c.dirs {
-                d.phase = Phase::Done;
-            }
-        }
     }
 
     /// Forgets `n` open conversations: those that say least (not attempts, then connects that
     /// never got an answer) and were quiet longest.
     fn evict_oldest(&mut self, n: usize) {
-        let (hosts, ports) = (&self.hosts, &self.ports);
         let convs = &self.convs;
         let candidates = self
             .index
-            .values()
-            .filter_map(|slot| {
-                let Slot::Live(i) = *slot else { return None };
-                let c = convs[i].as_deref().filter(|c| !c.released)?;
-                let rank = if !c.is_attempt(hosts, ports) {
+            .iter()
+            .filter_map(|(&conv, &i)| {
+                let c = convs[i].as_deref().filter(|c| c.open)?;
+                let rank = if !c.is_attempt() {
                     0
                 } else if c.synack.is_none() && c.last_payload.is_none() {
                     1
                 } else {
                     2
                 };
-                Some((rank, c.last.ts_ns, i))
+                Some((rank, c.last.ts_ns, conv))
             })
             .collect();
-        for i in crate::flow::least_telling(candidates, n) {
-            if let Some(c) = self.convs[i].take() {
-                self.index.remove(&c.key);
+        for conv in crate::flow::least_telling(candidates, n) {
+            if let Some(i) = self.index.remove(&conv)
+                && self.convs[i].take().is_some()
+            {
                 self.open -= 1;
                 self.evicted += 1;
             }
         }
     }
 
-    /// Forgets flows idle for long in capture time: the dropped ones, and undecided ones that
-    /// are not attempts (ACKs of a connection whose start was not captured, say).
+    /// Forgets conversations idle for long in capture time that are not attempts (ACKs of a
+    /// connection whose start was not captured, say).
     fn sweep(&mut self, now_ns: u64) {
-        let Tracker { convs, index, hosts, ports, dropped, open, .. } = self;
-        index.retain(|_, slot| match *slot {
-            Slot::Gone { last_ns } => now_ns.saturating_sub(last_ns) < FORGET_IDLE_NS,
-            Slot::Live(i) => {
-                let Some(c) = convs[i].as_deref() else { return false };
-                if now_ns.saturating_sub(c.last.ts_ns) < FORGET_IDLE_NS || c.is_attempt(hosts, ports) {
-                    return true;
-                }
-                if !c.released {
-                    *open -= 1;
-                }
-                convs[i] = None;
-                *dropped += 1;
-                false
+        let Tracker { convs, index, dropped, open, .. } = self;
+        index.retain(|_, &mut i| {
+            let Some(c) = convs[i].as_deref() else { return false };
+            if now_ns.saturating_sub(c.last.ts_ns) < FORGET_IDLE_NS || c.is_attempt() {
+                return true;
             }
+            if c.open {
+                *open -= 1;
+            }
+            convs[i] = None;
+            *dropped += 1;
+            false
         });
         self.dns_index.retain(|_, &mut l| {
             let l = &self.lookups[l];
@@ -476,348 +444,5 @@ impl Tracker {
         } else {
             l.query.get_or_insert(at);
         }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn tcp(&mut self, i: usize, side: Side, seq: u32, flags: u8, window: u16, payload: &[u8], wire_len: u32, at: At) {
-        let Some(c) = self.convs[i].as_deref_mut() else { return };
-        c.last = at;
-        let syn = flags & tcp_flags::SYN != 0;
-        if syn {
-            c.dirs[side.index()].stream.syn(seq);
-            if flags & tcp_flags::ACK != 0 {
-                c.synack.get_or_insert(at);
-                c.client.get_or_insert(side.other());
-            } else {
-                c.syns.push(at);
-                c.client.get_or_insert(side);
-            }
-        }
-        if flags & tcp_flags::FIN != 0 {
-            c.fins.push((side, at, c.last_payload));
-        }
-        if flags & tcp_flags::RST != 0 {
-            c.rsts.push((side, at, c.last_payload));
-        }
-        if window == 0 && flags & (tcp_flags::RST | tcp_flags::SYN | tcp_flags::FIN) == 0 {
-            c.zero_windows.add(at.frame);
-        }
-        if syn || wire_len == 0 {
-            return;
-        }
-        c.payload_segments += 1;
-        let before = c.last_payload;
-        match c.dirs[side.index()].stream.place(seq, wire_len, payload, at.frame) {
-            Placement::InOrder { skip } => {
-                if skip > 0 {
-                    c.retransmissions.add(at.frame);
-                }
-                let new = payload.get(skip..).unwrap_or(&[]);
-                feed(c, side, new, at, before);
-                // Bytes on the wire but not in the capture (snaplen, or a trimmed packet).
-                let missing = u64::from(wire_len).saturating_sub(payload.len().max(skip) as u64);
-                if missing > 0 {
-                    skip_uncaptured(c, side, missing);
-                }
-            }
-            Placement::Old { .. } => c.retransmissions.add(at.frame),
-            Placement::Held | Placement::Empty => {}
-            Placement::Gap => c.dirs[side.index()].phase = Phase::Done,
-        }
-        while let Some((seg, skip)) = c.dirs[side.index()].stream.pop_ready() {
-            feed(c, side, &seg.bytes[skip..], At { frame: seg.packet, ts_ns: at.ts_ns }, before);
-            let missing = u64::from(seg.wire_len).saturating_sub(seg.bytes.len().max(skip) as u64);
-            if missing > 0 {
-                skip_uncaptured(c, side, missing);
-            }
-        }
-        c.last_payload = Some(at);
-    }
-}
-
-/// Uncaptured stream bytes: frame and record walks pass over them if they are body bytes.
-fn skip_uncaptured(c: &mut Conv, side: Side, n: u64) {
-    let dir = &mut c.dirs[side.index()];
-    match dir.phase {
-        Phase::Frames => {
-            if !dir.frames.skip(n) {
-                dir.phase = Phase::FramesLost;
-            }
-        }
-        Phase::Records => {
-            if !dir.records.skip(n) {
-                dir.phase = Phase::Done;
-            }
-        }
-        Phase::FramesLost | Phase::Done => {}
-        Phase::Head | Phase::AwaitPeer => dir.phase = Phase::Done,
-    }
-}
-
-/// In-order bytes of one direction; `before` is the last payload packet before this one.
-fn feed(c: &mut Conv, side: Side, bytes: &[u8], at: At, before: Option<At>) {
-    if bytes.is_empty() {
-        return;
-    }
-    let s = side.index();
-    match c.dirs[s].phase {
-        Phase::Done => {}
-        Phase::Frames => feed_frames(c, side, bytes, at, before),
-        Phase::FramesLost => {
-            // A whole segment that is exactly a run of frames, masked as this side masks
-            // (RFC 6455 §5.1: clients mask, servers do not), starts at a boundary again.
-            let client = c.client == Some(side);
-            if websocket::segment_is_frames(bytes) == Some(client) {
-                c.dirs[s].frames.resync();
-                c.dirs[s].phase = Phase::Frames;
-                feed_frames(c, side, bytes, at, before);
-            }
-        }
-        Phase::Records => feed_records(c, side, bytes, at),
-        Phase::Head | Phase::AwaitPeer => {
-            let dir = &mut c.dirs[s];
-            if dir.head.len() < http::MAX_HEAD_BYTES {
-                let room = http::MAX_HEAD_BYTES - dir.head.len();
-                dir.head.extend_from_slice(&bytes[..bytes.len().min(room)]);
-            }
-            if c.kind == Kind::Unknown && c.client.is_none() {
-                match websocket::segment_is_frames(bytes) {
-                    Some(true) => c.dirs[s].masked_runs += 1,
-                    Some(false) => c.dirs[s].unmasked_runs += 1,
-                    None => {}
-                }
-            }
-            if c.kind == Kind::Unknown {
-                classify(c, side, at);
-            }
-            if c.kind == Kind::Http {
-                heads(c, at);
-            }
-        }
-    }
-}
-
-/// Decides what a conversation carries from its first bytes.
-fn classify(c: &mut Conv, side: Side, at: At) {
-    let head = &c.dirs[side.index()].head;
-    if c.client.is_none_or(|cl| cl == side) {
-        const PREFACE: &[u8] = b"PRI * HTTP/2.0";
-        if head.len() < PREFACE.len() && PREFACE.starts_with(head) {
-            return;
-        }
-        if head.starts_with(PREFACE) {
-            c.kind = Kind::Other;
-            c.client = Some(side);
-            c.h2_preface = Some(at);
-            return;
-        }
-        match http::looks_like_request(head) {
-            Some(true) => {
-                c.kind = Kind::Http;
-                c.client = Some(side);
-                return;
-            }
-            None => return,
-            Some(false) => {}
-        }
-        match tls::parse_client_hello(head) {
-            tls::Hello::Parsed(ch) => {
-                c.kind = Kind::Tls;
-                c.client = Some(side);
-                c.client_hello = Some((ch, at));
-                // Both directions walk records from their first byte from now on.
-                for s in [Side::A, Side::B] {
-                    let head = std::mem::take(&mut c.dirs[s.index()].head);
-                    c.dirs[s.index()].phase = Phase::Records;
-                    feed_records(c, s, &head, at);
-                }
-                return;
-            }
-            tls::Hello::NeedMore => return,
-            tls::Hello::NotTls => {}
-        }
-    }
-    if c.client.is_none() && http::looks_like_response(head) == Some(true) {
-        c.kind = Kind::Http;
-        c.client = Some(side.other());
-        return;
-    }
-    let (a, b) = (&c.dirs[0], &c.dirs[1]);
-    let mid = if a.masked_runs >= 2 || (a.masked_runs >= 1 && b.unmasked_runs >= 1) {
-        Some(Side::A)
-    } else if b.masked_runs >= 2 || (b.masked_runs >= 1 && a.unmasked_runs >= 1) {
-        Some(Side::B)
-    } else {
-        None
-    };
-    if let (Some(cl), None) = (mid, c.client) {
-        c.kind = Kind::Frames;
-        c.client = Some(cl);
-        for d in &mut c.dirs {
-            d.phase = Phase::Frames;
-            d.head = Vec::new();
-        }
-        return;
-    }
-    if c.payload_segments >= CLASSIFY_SEGMENTS || c.client.is_some() {
-        c.kind = Kind::Other;
-        for d in &mut c.dirs {
-            d.phase = Phase::Done;
-            d.head = Vec::new();
-        }
-    }
-}
-
-/// Parses complete HTTP heads and moves the directions on after the response.
-fn heads(c: &mut Conv, at: At) {
-    let Some(client) = c.client else { return };
-    let (ci, si) = (client.index(), client.other().index());
-    if c.request.is_none() && c.dirs[ci].phase == Phase::Head {
-        if let Some(n) = http::head_len(&c.dirs[ci].head) {
-            match http::parse_request(&c.dirs[ci].head[..n]) {
-                Some(mut r) => {
-                    let end = n + r.content_length as usize;
-                    // What a diagnosis shows is pasted into tickets: no query tokens.
-                    r.path = http::mask_query_values(&r.path);
-                    c.request = Some((r, at));
-                    let dir = &mut c.dirs[ci];
-                    dir.head.drain(..end.min(dir.head.len()));
-                    dir.phase = Phase::AwaitPeer;
-                }
-                None => c.dirs[ci].phase = Phase::Done,
-            }
-        } else if c.dirs[ci].head.len() >= http::MAX_HEAD_BYTES {
-            c.dirs[ci].phase = Phase::Done;
-        }
-    }
-    while c.response.is_none() && c.dirs[si].phase == Phase::Head && !c.dirs[si].head.is_empty() {
-        let Some(n) = http::head_len(&c.dirs[si].head) else { break };
-        let Some(r) = http::parse_response(&c.dirs[si].head[..n]) else {
-            c.dirs[si].phase = Phase::Done;
-            break;
-        };
-        if (100..200).contains(&r.status) && r.status != 101 {
-            c.dirs[si].head.drain(..n);
-            continue;
-        }
-        let upgraded = r.status == 101;
-        let mut r = r;
-        r.location = r.location.as_deref().map(http::mask_query_values);
-        c.response = Some((r, at));
-        if upgraded {
-            c.last_activity = Some(at);
-            for i in [si, ci] {
-                let rest = std::mem::take(&mut c.dirs[i].head);
-                let from = if i == si { n } else { 0 };
-                c.dirs[i].phase = Phase::Frames;
-                let before = c.last_payload;
-                feed_frames(
-                    c,
-                    if i == ci { client } else { client.other() },
-                    &rest[from.min(rest.len())..],
-                    at,
-                    before,
-                );
-            }
-        } else {
-            for i in [si, ci] {
-                c.dirs[i].phase = Phase::Done;
-                c.dirs[i].head = Vec::new();
-            }
-        }
-        break;
-    }
-}
-
-fn feed_frames(c: &mut Conv, side: Side, bytes: &[u8], at: At, before: Option<At>) {
-    let s = side.index();
-    let dir = &mut c.dirs[s];
-    // The rest of a close status code cut off by a segment boundary: the walker consumes
-    // these bytes as the frame's body; they are only read here.
-    if let Some((i, mut code, mut have, mask)) = dir.pending_close.take() {
-        for &b in bytes.iter().take(2 - have) {
-            code[have] = b ^ mask[have];
-            have += 1;
-        }
-        if have == 2 {
-            if let Some(cf) = c.closes.get_mut(i) {
-                cf.code = Some(u16::from_be_bytes(code));
-            }
-        } else {
-            dir.pending_close = Some((i, code, have, mask));
-        }
-    }
-    let pending = &mut dir.pending_close;
-    let (pings, pongs, closes, last, stats) =
-        (&mut c.pings, &mut c.pongs, &mut c.closes, &mut c.last_activity, &mut c.dir_stats[s]);
-    let fed = dir.frames.feed(bytes, |h, body| {
-        match h.opcode {
-            websocket::OP_PING => pings.add(at),
-            websocket::OP_PONG => pongs.add(at),
-            websocket::OP_CLOSE => {
-                let code = websocket::close_code(h, body);
-                if code.is_none() && h.payload_len >= 2 {
-                    let mask = h.mask.unwrap_or([0; 4]);
-                    let mut first = [0u8; 2];
-                    let have = body.len().min(2);
-                    for (k, &b) in body.iter().take(have).enumerate() {
-                        first[k] = b ^ mask[k];
-                    }
-                    *pending = Some((closes.len(), first, have, mask));
-                }
-                closes.push(CloseFrame { code, from: side, at, activity_before: before });
-                return None;
-            }
-            _ => {
-                stats.data_frames += 1;
-                stats.data_bytes += h.payload_len;
-            }
-        }
-        *last = Some(at);
-        None
-    });
-    if fed.failed {
-        dir.phase = Phase::FramesLost;
-    }
-}
-
-fn feed_records(c: &mut Conv, side: Side, bytes: &[u8], at: At) {
-    let s = side.index();
-    let dir = &mut c.dirs[s];
-    let encrypted = &mut dir.encrypted;
-    let (alerts, app) = (&mut c.alerts, &mut c.app_data[s]);
-    let stats = &mut c.dir_stats[s];
-    let server_alpn = &mut c.server_alpn;
-    let from_server = c.client.is_some_and(|cl| cl != side);
-    let fed = dir.records.feed(bytes, |h, body| {
-        match h.content_type {
-            tls::HANDSHAKE if from_server && server_alpn.is_none() && body.len() == usize::from(h.len) => {
-                let mut rec =
-                    vec![tls::HANDSHAKE, (h.version >> 8) as u8, h.version as u8, (h.len >> 8) as u8, h.len as u8];
-                rec.extend_from_slice(body);
-                if let tls::Hello::Parsed(sh) = tls::parse_server_hello(&rec) {
-                    *server_alpn = Some(sh.alpn.unwrap_or_default());
-                }
-            }
-            tls::CHANGE_CIPHER_SPEC => *encrypted = true,
-            tls::ALERT => {
-                let clear = !*encrypted && body.len() >= 2;
-                alerts.push(Alert {
-                    level: clear.then(|| body[0]),
-                    description: clear.then(|| body[1]),
-                    from: side,
-                    at,
-                });
-            }
-            tls::APPLICATION_DATA => {
-                stats.app_records += 1;
-                app.get_or_insert(at);
-            }
-            _ => {}
-        }
-        None
-    });
-    if fed.failed {
-        dir.phase = Phase::Done;
     }
 }
