@@ -130,6 +130,16 @@ pub enum Decision {
     Wait(WaitOn),
 }
 
+/// What the engine says of one packet.
+#[derive(Clone, Copy, Debug)]
+pub struct Outcome {
+    pub decision: Decision,
+    /// Where to find the packet again when it must wait.
+    pub ticket: Option<Ticket>,
+    /// The packet's flow is dropped whole: nothing of it is written or needs scrubbing.
+    pub flow_dropped: bool,
+}
+
 /// Where a waiting packet can be found again.
 #[derive(Clone, Copy, Debug)]
 pub struct Ticket {
@@ -531,10 +541,8 @@ pub struct Engine {
     kept_tls_randoms: Vec<[u8; 32]>,
     pub stats: Stats,
     last_sweep_ns: u64,
-    /// Whether the last packet's flow was dropped whole (its bytes need no scrubbing).
+    /// Whether the packet being decided belongs to a flow dropped whole.
     last_flow_dropped: bool,
-    /// The last packet's flow, if it was TCP or UDP.
-    last_key: Option<FlowKey>,
     /// Flows forgotten since the last `take_retired`, when `Options::record_flows` is set.
     retired: Vec<FlowRecord>,
     ev: Events,
@@ -567,7 +575,6 @@ impl Engine {
             stats: Stats::default(),
             last_sweep_ns: 0,
             last_flow_dropped: false,
-            last_key: None,
             retired: Vec::new(),
             ev: Events { on: opts_observe, ..Events::default() },
             next_conv: 0,
@@ -597,14 +604,20 @@ impl Engine {
         self.flows.iter().map(|(k, f)| f.record(*k))
     }
 
+    /// What the flow of `key` carries and which side is its client, as far as known.
+    pub fn flow_content(&self, key: &FlowKey) -> Option<(Content, Option<Side>)> {
+        self.flows.get(key).map(|f| (f.content, f.client))
+    }
+
     /// Why the flow of `key` was kept or dropped, and what it carries.
     pub fn flow_label(&self, key: &FlowKey) -> Option<(Proto, &'static str)> {
         self.flows.get(key).map(|f| (f.proto, f.why))
     }
 
     /// Verdicts for packets that were told to wait, decided since the last call.
-    pub fn take_resolutions(&mut self) -> std::vec::Drain<'_, (u64, Verdict)> {
-        self.resolved.drain(..)
+    pub fn take_resolutions(&mut self) -> impl Iterator<Item = (u64, Verdict)> + '_ {
+        let keep_all = self.opts.keep_all;
+        self.resolved.drain(..).map(move |(n, v)| (n, if keep_all { Verdict::Keep } else { v }))
     }
 
     /// Client randoms of the TLS sessions kept since the last call: their key-log lines may
@@ -617,51 +630,20 @@ impl Engine {
         self.flows.iter().map(|(k, f)| (k, &**f))
     }
 
-    /// True when the last packet given to `packet` belongs to a flow dropped whole.
-    pub fn last_flow_dropped(&self) -> bool {
-        self.last_flow_dropped
-    }
-
-    /// The flow of the last packet given to `packet`.
-    pub fn last_key(&self) -> Option<FlowKey> {
-        self.last_key
-    }
-
-    /// The decision for one packet, with the ticket to find it again if it must wait.
-    pub fn packet(&mut self, meta: &RecordMeta, frame: &[u8]) -> (Decision, Option<Ticket>) {
-        if self.opts.keep_all {
-            self.count_flow(meta, frame);
-            self.last_flow_dropped = false;
-            return (Decision::Now(Verdict::Keep), None);
-        }
-        self.last_key = None;
+    /// The decision for one packet. With `Options::keep_all` (`scrub` alone) every packet is
+    /// written, but the flow is read all the same, and a packet of an undecided flow still
+    /// waits: the scrubber must know what a flow carries before it rewrites its bytes.
+    pub fn packet(&mut self, meta: &RecordMeta, frame: &[u8]) -> Outcome {
         // A packet that decodes to no flow is dropped whole (decide says otherwise for flows).
         self.last_flow_dropped = true;
-        self.decide(meta, frame)
-    }
-
-    /// Flow accounting alone, for `scrub` without trimming.
-    fn count_flow(&mut self, meta: &RecordMeta, frame: &[u8]) {
-        let Ok(d) = wire::decode(meta.link_type, frame) else {
-            return;
-        };
-        let proto = if matches!(d.transport, Transport::Tcp { .. }) { PROTO_TCP } else { PROTO_UDP };
-        let (key, side) = FlowKey::of(d.src, d.sport, d.dst, d.dport, proto);
-        if meta.ts_ns >= self.last_sweep_ns + SWEEP_EVERY_NS {
-            self.sweep(meta.ts_ns);
+        let (mut decision, ticket) = self.decide(meta, frame);
+        if self.opts.keep_all {
+            self.last_flow_dropped = false;
+            if let Decision::Now(v) = &mut decision {
+                *v = Verdict::Keep;
+            }
         }
-        if self.flows.len() >= MAX_FLOWS && !self.flows.contains_key(&key) {
-            self.evict_oldest(MAX_FLOWS / 8);
-        }
-        if !self.flows.contains_key(&key) {
-            self.stats.flows_seen += 1;
-            self.stats.flows_kept += 1;
-            self.open_flow(key, side, meta.ts_ns);
-        }
-        let f = self.flows.get_mut(&key).expect("flow inserted above");
-        f.last_ns = f.last_ns.max(meta.ts_ns);
-        f.note_end(side, d.tcp_flags());
-        f.udp = proto == PROTO_UDP;
+        Outcome { decision, ticket, flow_dropped: self.last_flow_dropped }
     }
 
     fn decide(&mut self, meta: &RecordMeta, frame: &[u8]) -> (Decision, Option<Ticket>) {
@@ -681,7 +663,6 @@ impl Engine {
             Transport::Udp => PROTO_UDP,
         };
         let (key, side) = FlowKey::of(d.src, d.sport, d.dst, d.dport, proto);
-        self.last_key = Some(key);
         let ts = meta.ts_ns;
         self.ev.at = At { frame: meta.number, ts_ns: ts };
         if ts >= self.last_sweep_ns + SWEEP_EVERY_NS {
@@ -1441,6 +1422,11 @@ impl Engine {
     /// half-parsed unit is kept whole, an unanswered DNS query is kept; a DNS lookup for a
     /// name no kept flow used is dropped.
     pub fn force(&mut self, packet: u64, ticket: Ticket) -> Verdict {
+        let v = self.force_one(packet, ticket);
+        if self.opts.keep_all { Verdict::Keep } else { v }
+    }
+
+    fn force_one(&mut self, packet: u64, ticket: Ticket) -> Verdict {
         match ticket.on {
             WaitOn::Dns => {
                 let Some(tk) = self.dns_waiting.remove(&packet) else {

@@ -19,7 +19,7 @@ use crate::capture::{
     BlockFilter, Format, Input, Item, OutFormat, Packet, ReadOptions, Reader, RecordMeta, Writer, block, secrets,
 };
 use crate::error::Result;
-use crate::policy::{Decision, Engine, FlowRecord, Observed, Options, Ticket, Verdict};
+use crate::policy::{Decision, Engine, FlowRecord, Observed, Options, Outcome, Ticket, Verdict, WaitOn};
 use crate::progress::{PUBLISH_EVERY, Progress};
 use crate::proto::tls;
 use crate::report::Summary;
@@ -87,6 +87,9 @@ struct Entry {
     ts_ns: u64,
     slot: Slot,
     held: Held,
+    /// Not scrubbed yet: its flow was undecided when it was read, and the scrubber must know
+    /// what a flow carries before it rewrites it.
+    scrub_pending: bool,
 }
 
 /// Packets read but not yet written, in input order.
@@ -112,7 +115,7 @@ impl Queue {
         v
     }
 
-    fn push_packet(&mut self, p: &Packet<'_>, slot: Slot) {
+    fn push_packet(&mut self, p: &Packet<'_>, slot: Slot, scrub_pending: bool) {
         let raw = self.copy(p.raw);
         self.last_number = p.meta.number;
         self.entries.push_back(Entry {
@@ -120,6 +123,7 @@ impl Queue {
             ts_ns: p.meta.ts_ns,
             slot,
             held: Held::Packet { meta: p.meta, raw },
+            scrub_pending,
         });
     }
 
@@ -130,10 +134,12 @@ impl Queue {
             ts_ns,
             slot: Slot::Decided(Verdict::Keep),
             held: Held::Block { kind, raw, big_endian },
+            scrub_pending: false,
         });
     }
 
-    fn decide(&mut self, number: u64, v: Verdict) {
+    /// Records the verdict of a waiting packet; returns its entry.
+    fn decide(&mut self, number: u64, v: Verdict) -> Option<&mut Entry> {
         let found = self.entries.binary_search_by_key(&number, |e| e.number);
         if let Ok(mut i) = found {
             // Blocks share the number of the packet before them; find the packet itself.
@@ -146,8 +152,29 @@ impl Queue {
                 }
                 if let (Slot::Waiting(_), Held::Packet { .. }) = (&e.slot, &e.held) {
                     e.slot = Slot::Decided(v);
-                    return;
+                    return Some(e);
                 }
+            }
+        }
+        None
+    }
+
+    /// Records verdicts, scrubbing each deferred packet that will be written.
+    fn settle(
+        &mut self,
+        verdicts: impl IntoIterator<Item = (u64, Verdict)>,
+        engine: &Engine,
+        scrubber: Option<&mut Scrubber>,
+    ) {
+        let mut scrubber = scrubber;
+        for (n, v) in verdicts {
+            let Some(e) = self.decide(n, v) else { continue };
+            if !std::mem::take(&mut e.scrub_pending) || v == Verdict::Drop {
+                continue;
+            }
+            if let (Some(s), Held::Packet { meta, raw }) = (scrubber.as_deref_mut(), &mut e.held) {
+                let start = meta.data_offset as usize;
+                s.frame(meta, &mut raw[start..start + meta.caplen as usize], engine);
             }
         }
     }
@@ -213,6 +240,7 @@ pub fn rewrite<W: Write>(
     let mut section_big = false;
     let mut scrubber = cfg.scrub.as_ref().map(Scrubber::new);
     let mut scrubbed: Vec<u8> = Vec::new();
+    let mut resolved: Vec<(u64, Verdict)> = Vec::new();
     if let Some(s) = &cfg.scrub {
         writer.set_filter(BlockFilter { strip_comments: !s.keep_comments, strip_identity: s.pseudonymize.is_some() });
     }
@@ -248,7 +276,11 @@ pub fn rewrite<W: Write>(
                     pr.publish(summary.packets_in, engine.stats.flows_kept);
                 }
                 now_ns = now_ns.max(p.meta.ts_ns);
-                let (decision, ticket) = engine.packet(&p.meta, p.data());
+                let outcome = engine.packet(&p.meta, p.data());
+                // Packets this one decided are earlier ones: they are settled (and scrubbed)
+                // before this one is scrubbed, so each flow is scrubbed in order.
+                resolved.extend(engine.take_resolutions());
+                queue.settle(resolved.drain(..), &engine, scrubber.as_mut());
                 if let Some(l) = listener.as_mut() {
                     for e in engine.take_events() {
                         l.event(e);
@@ -270,18 +302,14 @@ pub fn rewrite<W: Write>(
                         queue.push_block(block::DECRYPTION_SECRETS, &dsb, big, now_ns);
                     }
                 }
+                let Outcome { decision, ticket, flow_dropped } = outcome;
+                let defer = matches!(decision, Decision::Wait(WaitOn::Classification));
                 let p = match scrubber.as_mut() {
-                    Some(s) if engine.last_flow_dropped() => {
-                        if let Some(key) = engine.last_key() {
-                            s.forget(&key);
-                        }
-                        p
-                    }
-                    Some(s) => {
+                    Some(s) if !flow_dropped && !defer => {
                         scrubbed.clear();
                         scrubbed.extend_from_slice(p.raw);
                         let start = p.meta.data_offset as usize;
-                        s.frame(&p.meta, &mut scrubbed[start..start + p.meta.caplen as usize]);
+                        s.frame(&p.meta, &mut scrubbed[start..start + p.meta.caplen as usize], &engine);
                         Packet { meta: p.meta, raw: &scrubbed }
                     }
                     _ => p,
@@ -292,15 +320,17 @@ pub fn rewrite<W: Write>(
                         write(&mut writer, &p, v, summary, note)?
                     }
                     Decision::Now(Verdict::Drop) => {}
-                    Decision::Now(v) => queue.push_packet(&p, Slot::Decided(v)),
-                    Decision::Wait(_) => queue.push_packet(&p, Slot::Waiting(ticket.expect("a wait has a ticket"))),
+                    Decision::Now(v) => queue.push_packet(&p, Slot::Decided(v), false),
+                    Decision::Wait(_) => queue.push_packet(
+                        &p,
+                        Slot::Waiting(ticket.expect("a wait has a ticket")),
+                        defer && scrubber.is_some(),
+                    ),
                 }
             }
         }
-        for (n, v) in engine.take_resolutions() {
-            queue.decide(n, v);
-        }
-        drain(&mut queue, &mut engine, &mut writer, summary, annotate.then_some(&mut note), |e, q| {
+        let mut forcer = Forcer { engine: &mut engine, scrubber: scrubber.as_mut(), resolved: &mut resolved };
+        drain(&mut queue, &mut forcer, &mut writer, summary, annotate.then_some(&mut note), |e, q| {
             q.bytes > MAX_QUEUED_BYTES
                 || q.entries.len() > MAX_QUEUED_PACKETS
                 || e.ts_ns.saturating_add(UNDECIDED_WINDOW_NS) < now_ns
@@ -311,7 +341,8 @@ pub fn rewrite<W: Write>(
             }
         }
     }
-    drain(&mut queue, &mut engine, &mut writer, summary, annotate.then_some(&mut note), |_, _| true)?;
+    let mut forcer = Forcer { engine: &mut engine, scrubber: scrubber.as_mut(), resolved: &mut resolved };
+    drain(&mut queue, &mut forcer, &mut writer, summary, annotate.then_some(&mut note), |_, _| true)?;
     if let Some(l) = listener.as_mut() {
         for r in engine.take_retired() {
             l.flow(&r)?;
@@ -335,7 +366,8 @@ pub fn rewrite<W: Write>(
         pr.publish(summary.packets_in, stats.flows_kept);
     }
     summary.flows_seen = stats.flows_seen;
-    summary.flows_kept = stats.flows_kept;
+    // `scrub` alone writes every flow.
+    summary.flows_kept = if cfg.policy.keep_all { stats.flows_seen } else { stats.flows_kept };
     summary.unsupported_link = stats.unsupported_link;
     summary.flows_evicted = stats.flows_evicted;
     summary.bytes_in = reader.bytes_read();
@@ -373,11 +405,19 @@ fn write<W: Write>(
     w.packet(p, cut, comment)
 }
 
+/// What `drain` needs to decide a waiting packet now: the engine, and the scrubber for the
+/// packets that were waiting to be scrubbed.
+struct Forcer<'a> {
+    engine: &'a mut Engine,
+    scrubber: Option<&'a mut Scrubber>,
+    resolved: &'a mut Vec<(u64, Verdict)>,
+}
+
 /// Writes decided packets from the front of the queue; forces the front when `must_force`
 /// says it has waited long enough.
 fn drain<W: Write>(
     q: &mut Queue,
-    engine: &mut Engine,
+    f: &mut Forcer<'_>,
     writer: &mut Writer<W>,
     summary: &mut Summary,
     mut note: Option<&mut String>,
@@ -388,19 +428,18 @@ fn drain<W: Write>(
             if !must_force(front, q) {
                 return Ok(());
             }
-            let v = engine.force(front.number, ticket);
             let number = front.number;
-            q.decide(number, v);
-            for (n, v) in engine.take_resolutions() {
-                q.decide(n, v);
-            }
+            let v = f.engine.force(number, ticket);
+            f.resolved.push((number, v));
+            f.resolved.extend(f.engine.take_resolutions());
+            q.settle(f.resolved.drain(..), f.engine, f.scrubber.as_deref_mut());
             continue;
         }
         let e = q.entries.pop_front().expect("front exists");
         let Slot::Decided(v) = e.slot else { unreachable!("front is decided") };
         match e.held {
             Held::Packet { meta, raw } => {
-                let note = note.as_deref_mut().map(|b| (&*engine, b));
+                let note = note.as_deref_mut().map(|b| (&*f.engine, b));
                 write(writer, &Packet { meta, raw: &raw }, v, summary, note)?;
                 q.recycle(raw);
             }

@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use crate::capture::RecordMeta;
 use crate::flow::reassembly::{Placement, Stream};
+use crate::policy::{Content, Engine};
 use crate::flow::{FlowKey, PROTO_TCP, PROTO_UDP, Side};
 use crate::proto::tls;
 use crate::proto::units::{Header, UnitFormat};
@@ -125,8 +126,14 @@ impl Tally {
 /// What the next bytes of one direction are.
 #[derive(Clone, Debug)]
 enum Mode {
-    /// Nothing seen yet: the first bytes say HTTP, TLS, or something else.
+    /// Nothing seen yet: what the engine says of the flow decides (`start_mode`).
     Start,
+    /// An HTTP flow's direction before its first byte: a request or response head (or TLS
+    /// records after a `CONNECT`).
+    Sniff,
+    /// WebSocket frames met mid-connection: the first segment that is exactly a run of frames
+    /// masked as this side masks starts the walk; segments before it are overwritten.
+    FramesAt { masked: bool },
     Head(Box<HeadRedactor>),
     Body {
         left: u64,
@@ -139,9 +146,6 @@ enum Mode {
     AfterRequest,
     Frames(FrameCursor),
     Records(RecordCursor),
-    /// DNS over TCP: kept as DNS is (with `--pseudonymize` its messages are filled, since
-    /// their names are not mapped over TCP).
-    Keep,
     Opaque,
 }
 
@@ -272,8 +276,10 @@ impl Scrubber {
         }
     }
 
-    /// Rewrites one frame in place (the packet data of a record).
-    pub fn frame(&mut self, meta: &RecordMeta, frame: &mut [u8]) {
+    /// Rewrites one frame in place (the packet data of a record). `engine` says what each flow
+    /// carries: the scrubber reads a stream as HTTP, TLS or WebSocket frames only when the
+    /// engine does, and overwrites every other stream whole.
+    pub fn frame(&mut self, meta: &RecordMeta, frame: &mut [u8], engine: &Engine) {
         let Ok(d) = wire::decode(meta.link_type, frame) else {
             self.undecodable(meta.link_type, frame);
             if let Some(p) = &mut self.pseudo {
@@ -316,8 +322,11 @@ impl Scrubber {
                 if flags & tcp_flags::SYN != 0 {
                     flow.dirs[side.index()].stream.syn(seq);
                 } else if wire_len > 0 {
-                    let dns = sport == DNS_PORT || dport == DNS_PORT;
-                    self.tcp_payload(key, side, seq, wire_len, &mut frame[pay_off..cap_end], meta.number, dns);
+                    let dir = &mut flow.dirs[side.index()];
+                    if matches!(dir.mode, Mode::Start) {
+                        dir.mode = start_mode(engine.flow_content(&key), side);
+                    }
+                    self.tcp_payload(key, side, seq, wire_len, &mut frame[pay_off..cap_end], meta.number);
                 }
             }
         }
@@ -384,21 +393,9 @@ impl Scrubber {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn tcp_payload(
-        &mut self,
-        key: FlowKey,
-        side: Side,
-        seq: u32,
-        wire_len: u32,
-        payload: &mut [u8],
-        packet: u64,
-        dns: bool,
-    ) {
+    fn tcp_payload(&mut self, key: FlowKey, side: Side, seq: u32, wire_len: u32, payload: &mut [u8], packet: u64) {
         let flow = self.flows.get_mut(&key).expect("flow inserted by caller");
         let dir = &mut flow.dirs[side.index()];
-        if dns && matches!(dir.mode, Mode::Start) {
-            dir.mode = Mode::Keep;
-        }
         match dir.stream.place(seq, wire_len, payload, packet) {
             Placement::InOrder { skip } => {
                 let skip = skip.min(payload.len());
@@ -446,18 +443,11 @@ impl Scrubber {
                 // A 101: the other direction's bytes after its request are frames now.
                 let other = &mut flow.dirs[side.other().index()];
                 other.mode = match other.mode {
-                    Mode::AfterRequest | Mode::Start => Mode::Frames(FrameCursor::default()),
+                    Mode::AfterRequest | Mode::Start | Mode::Sniff => Mode::Frames(FrameCursor::default()),
                     _ => Mode::Opaque,
                 };
             }
             b = &mut b[used..];
-        }
-    }
-
-    /// Forgets a flow that will not be written (trim dropped it).
-    pub fn forget(&mut self, key: &FlowKey) {
-        if !self.flows.is_empty() {
-            self.flows.remove(key);
         }
     }
 
@@ -477,6 +467,19 @@ impl Scrubber {
     }
 }
 
+/// How a direction's first payload is read, from what the engine made of its flow: HTTP heads
+/// only in an HTTP flow, records from the first byte in a TLS flow (a server's plaintext
+/// alert before any ServerHello included), frames in a WebSocket met mid-connection;
+/// anything else, or a flow the engine does not know, is overwritten whole.
+fn start_mode(content: Option<(Content, Option<Side>)>, side: Side) -> Mode {
+    match content {
+        Some((Content::Http, _)) => Mode::Sniff,
+        Some((Content::Tls, _)) => Mode::Records(RecordCursor::default()),
+        Some((Content::Frames, client)) => Mode::FramesAt { masked: client == Some(side) },
+        _ => Mode::Opaque,
+    }
+}
+
 fn flow_gap(flows: &FxHashMap<FlowKey, Box<ScrubFlow>>, key: FlowKey, side: Side) -> bool {
     flows
         .get(&key)
@@ -492,20 +495,26 @@ fn step_mode(
     mut pseudo: Option<&mut Pseudonymizer>,
 ) -> (usize, Event) {
     match mode {
-        Mode::Start | Mode::AfterRequest => {
+        Mode::FramesAt { masked } => {
+            if websocket::segment_is_frames(b) == Some(*masked) {
+                *mode = Mode::Frames(FrameCursor::default());
+                return (0, Event::None);
+            }
+            b.fill(FILL);
+            tally.add(Rule::Unparsed, b.len());
+            (b.len(), Event::None)
+        }
+        Mode::Start => {
+            *mode = Mode::Opaque;
+            (0, Event::None)
+        }
+        Mode::Sniff | Mode::AfterRequest => {
             *mode = if b[0] == tls::HANDSHAKE {
                 Mode::Records(RecordCursor::default())
             } else {
                 Mode::Head(Box::default())
             };
             (0, Event::None)
-        }
-        Mode::Keep => {
-            if pseudo.is_some() {
-                b.fill(FILL);
-                tally.add(Rule::Unparsed, b.len());
-            }
-            (b.len(), Event::None)
         }
         Mode::Opaque => {
             b.fill(FILL);
@@ -775,7 +784,7 @@ mod tests {
 
     #[test]
     fn chunked_body_keeps_its_framing_and_the_next_response() {
-        let mut m = Mode::Start;
+        let mut m = Mode::Sniff;
         let resp = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n";
         let out = run(&mut m, resp);
         let s = String::from_utf8(out).unwrap();
@@ -784,13 +793,13 @@ mod tests {
 
     #[test]
     fn unknown_protocol_is_overwritten_whole() {
-        let mut m = Mode::Start;
+        let mut m = Mode::Sniff;
         assert_eq!(run(&mut m, b"\x00secret binary"), vec![FILL; 14]);
     }
 
     #[test]
     fn tls_keeps_hellos_and_headers_and_fills_certificates_and_application_data() {
-        let mut m = Mode::Start;
+        let mut m = Mode::Sniff;
         // ClientHello (type 1, 2-byte body), then a Certificate (type 11, 3-byte body)
         // split over two records, then application data.
         let mut rec = vec![22, 3, 3, 0, 6, 1, 0, 0, 2, 7, 7];
