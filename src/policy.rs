@@ -604,6 +604,11 @@ impl Engine {
         self.flows.iter().map(|(k, f)| f.record(*k))
     }
 
+    /// Whether the flow of `key` is dropped whole (or forgotten).
+    pub fn flow_dropped(&self, key: &FlowKey) -> bool {
+        self.flows.get(key).is_none_or(|f| f.class == Class::Dropped)
+    }
+
     /// What the flow of `key` carries and which side is its client, as far as known.
     pub fn flow_content(&self, key: &FlowKey) -> Option<(Content, Option<Side>)> {
         self.flows.get(key).map(|f| (f.content, f.client))

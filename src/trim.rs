@@ -19,11 +19,13 @@ use crate::capture::{
     BlockFilter, Format, Input, Item, OutFormat, Packet, ReadOptions, Reader, RecordMeta, Writer, block, secrets,
 };
 use crate::error::Result;
-use crate::policy::{Decision, Engine, FlowRecord, Observed, Options, Outcome, Ticket, Verdict, WaitOn};
+use crate::flow::{FlowKey, PROTO_TCP, Side};
+use crate::policy::{Decision, Engine, FlowRecord, Observed, Options, Outcome, Ticket, Verdict};
 use crate::progress::{PUBLISH_EVERY, Progress};
 use crate::proto::tls;
 use crate::report::Summary;
 use crate::scrub::{ScrubOptions, Scrubber};
+use crate::wire::{self, Transport};
 
 /// How long (capture time) a packet may wait for its flow to be classified. Long enough for
 /// DNS → connect → request even over a slow link; a DNS answer waits this long for a kept
@@ -82,6 +84,12 @@ enum Held {
     Block { kind: u32, raw: Vec<u8>, big_endian: bool },
 }
 
+impl Entry {
+    fn slot_is_drop(&self) -> bool {
+        matches!(self.slot, Slot::Decided(Verdict::Drop))
+    }
+}
+
 struct Entry {
     number: u64,
     ts_ns: u64,
@@ -138,41 +146,83 @@ impl Queue {
         });
     }
 
-    /// Records the verdict of a waiting packet; returns its entry.
-    fn decide(&mut self, number: u64, v: Verdict) -> Option<&mut Entry> {
+    /// Records the verdict of a waiting packet; returns its index.
+    fn decide(&mut self, number: u64, v: Verdict) -> Option<usize> {
         let found = self.entries.binary_search_by_key(&number, |e| e.number);
         if let Ok(mut i) = found {
             // Blocks share the number of the packet before them; find the packet itself.
             while i > 0 && self.entries[i - 1].number == number {
                 i -= 1;
             }
-            for e in self.entries.range_mut(i..) {
+            for (k, e) in self.entries.range_mut(i..).enumerate() {
                 if e.number != number {
                     break;
                 }
                 if let (Slot::Waiting(_), Held::Packet { .. }) = (&e.slot, &e.held) {
                     e.slot = Slot::Decided(v);
-                    return Some(e);
+                    return Some(i + k);
                 }
             }
         }
         None
     }
 
-    /// Records verdicts, scrubbing each deferred packet that will be written.
+    /// Records verdicts, then scrubs the deferred packets among them (and `also`, a queued
+    /// packet decided with them) in stream order: a segment that arrived ahead of a hole is
+    /// scrubbed after the one that fills it, so the scrubber reads each stream in order and
+    /// need not overwrite reordered bytes. Packets of flows dropped whole are not scrubbed.
     fn settle(
         &mut self,
         verdicts: impl IntoIterator<Item = (u64, Verdict)>,
+        also: Option<usize>,
         engine: &Engine,
         scrubber: Option<&mut Scrubber>,
     ) {
-        let mut scrubber = scrubber;
+        let mut todo: Vec<usize> = Vec::new();
         for (n, v) in verdicts {
-            let Some(e) = self.decide(n, v) else { continue };
-            if !std::mem::take(&mut e.scrub_pending) || v == Verdict::Drop {
-                continue;
+            if let Some(i) = self.decide(n, v)
+                && self.entries[i].scrub_pending
+            {
+                todo.push(i);
             }
-            if let (Some(s), Held::Packet { meta, raw }) = (scrubber.as_deref_mut(), &mut e.held) {
+        }
+        todo.extend(also);
+        let Some(s) = scrubber else { return };
+        if todo.is_empty() {
+            return;
+        }
+        // (first index of the flow's direction in `todo`, sequence offset within it, index).
+        let mut order: Vec<(usize, i64, usize)> = Vec::with_capacity(todo.len());
+        let mut streams: Vec<(FlowKey, Side, u32)> = Vec::new();
+        for &i in &todo {
+            let e = &mut self.entries[i];
+            e.scrub_pending = false;
+            let Held::Packet { meta, raw } = &e.held else { continue };
+            let data = &raw[meta.data_offset as usize..meta.data_offset as usize + meta.caplen as usize];
+            let at = match wire::decode(meta.link_type, data) {
+                Ok(d) => match d.transport {
+                    Transport::Tcp { seq, .. } => {
+                        let (key, side) = FlowKey::of(d.src, d.sport, d.dst, d.dport, PROTO_TCP);
+                        if e.slot_is_drop() && engine.flow_dropped(&key) {
+                            continue;
+                        }
+                        match streams.iter().position(|&(k, sd, _)| k == key && sd == side) {
+                            Some(g) => (g, i64::from(seq.wrapping_sub(streams[g].2) as i32)),
+                            None => {
+                                streams.push((key, side, seq));
+                                (streams.len() - 1, 0)
+                            }
+                        }
+                    }
+                    Transport::Udp => (usize::MAX, 0),
+                },
+                Err(_) => (usize::MAX, 0),
+            };
+            order.push((at.0, at.1, i));
+        }
+        order.sort_by_key(|&(g, off, i)| (g, off, i));
+        for (_, _, i) in order {
+            if let Held::Packet { meta, raw } = &mut self.entries[i].held {
                 let start = meta.data_offset as usize;
                 s.frame(meta, &mut raw[start..start + meta.caplen as usize], engine);
             }
@@ -277,10 +327,7 @@ pub fn rewrite<W: Write>(
                 }
                 now_ns = now_ns.max(p.meta.ts_ns);
                 let outcome = engine.packet(&p.meta, p.data());
-                // Packets this one decided are earlier ones: they are settled (and scrubbed)
-                // before this one is scrubbed, so each flow is scrubbed in order.
                 resolved.extend(engine.take_resolutions());
-                queue.settle(resolved.drain(..), &engine, scrubber.as_mut());
                 if let Some(l) = listener.as_mut() {
                     for e in engine.take_events() {
                         l.event(e);
@@ -303,29 +350,42 @@ pub fn rewrite<W: Write>(
                     }
                 }
                 let Outcome { decision, ticket, flow_dropped } = outcome;
-                let defer = matches!(decision, Decision::Wait(WaitOn::Classification));
-                let p = match scrubber.as_mut() {
-                    Some(s) if !flow_dropped && !defer => {
-                        scrubbed.clear();
-                        scrubbed.extend_from_slice(p.raw);
-                        let start = p.meta.data_offset as usize;
-                        s.frame(&p.meta, &mut scrubbed[start..start + p.meta.caplen as usize], &engine);
-                        Packet { meta: p.meta, raw: &scrubbed }
+                // A packet is scrubbed when its flow's bytes before it have been: one that
+                // waits, or that completes earlier waiting ones, is scrubbed with them.
+                let scrub_later = scrubber.is_some() && !flow_dropped;
+                let defer = scrub_later && (matches!(decision, Decision::Wait(_)) || !resolved.is_empty());
+                if defer {
+                    let slot = match decision {
+                        Decision::Now(v) => Slot::Decided(v),
+                        Decision::Wait(_) => Slot::Waiting(ticket.expect("a wait has a ticket")),
+                    };
+                    queue.push_packet(&p, slot, true);
+                    let me = queue.entries.len() - 1;
+                    let also = matches!(decision, Decision::Now(_)).then_some(me);
+                    queue.settle(resolved.drain(..), also, &engine, scrubber.as_mut());
+                } else {
+                    queue.settle(resolved.drain(..), None, &engine, scrubber.as_mut());
+                    let p = match scrubber.as_mut() {
+                        Some(s) if !flow_dropped => {
+                            scrubbed.clear();
+                            scrubbed.extend_from_slice(p.raw);
+                            let start = p.meta.data_offset as usize;
+                            s.frame(&p.meta, &mut scrubbed[start..start + p.meta.caplen as usize], &engine);
+                            Packet { meta: p.meta, raw: &scrubbed }
+                        }
+                        _ => p,
+                    };
+                    match decision {
+                        Decision::Now(v) if queue.entries.is_empty() => {
+                            let note = annotate.then_some((&engine, &mut note));
+                            write(&mut writer, &p, v, summary, note)?
+                        }
+                        Decision::Now(Verdict::Drop) => {}
+                        Decision::Now(v) => queue.push_packet(&p, Slot::Decided(v), false),
+                        Decision::Wait(_) => {
+                            queue.push_packet(&p, Slot::Waiting(ticket.expect("a wait has a ticket")), false)
+                        }
                     }
-                    _ => p,
-                };
-                match decision {
-                    Decision::Now(v) if queue.entries.is_empty() => {
-                        let note = annotate.then_some((&engine, &mut note));
-                        write(&mut writer, &p, v, summary, note)?
-                    }
-                    Decision::Now(Verdict::Drop) => {}
-                    Decision::Now(v) => queue.push_packet(&p, Slot::Decided(v), false),
-                    Decision::Wait(_) => queue.push_packet(
-                        &p,
-                        Slot::Waiting(ticket.expect("a wait has a ticket")),
-                        defer && scrubber.is_some(),
-                    ),
                 }
             }
         }
@@ -432,7 +492,7 @@ fn drain<W: Write>(
             let v = f.engine.force(number, ticket);
             f.resolved.push((number, v));
             f.resolved.extend(f.engine.take_resolutions());
-            q.settle(f.resolved.drain(..), f.engine, f.scrubber.as_deref_mut());
+            q.settle(f.resolved.drain(..), None, f.engine, f.scrubber.as_deref_mut());
             continue;
         }
         let e = q.entries.pop_front().expect("front exists");

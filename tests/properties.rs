@@ -362,6 +362,14 @@ fn diagnosis(b: &[u8]) -> Value {
     common::comparable(serde_json::to_value(&r).unwrap())
 }
 
+/// Finding codes and severities, sorted.
+fn codes(d: &Value) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> =
+        d["findings"].as_array().unwrap().iter().map(|f| (f["code"].to_string(), f["severity"].to_string())).collect();
+    v.sort();
+    v
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
@@ -403,7 +411,10 @@ proptest! {
             prop_assert_eq!((a.0, a.1, a.2.len()), (b.0, b.1, b.2.len()));
         }
 
-        // Trimming keeps the diagnosis.
-        prop_assert_eq!(diagnosis(&pcap), diagnosis(&trimmed));
+        // Trimming keeps the diagnosis; scrubbing keeps its findings (codes and severities).
+        let x = diagnosis(&pcap);
+        prop_assert_eq!(&x, &diagnosis(&trimmed));
+        prop_assert_eq!(codes(&x), codes(&diagnosis(&run_trim(&pcap, true, true))));
+        prop_assert_eq!(codes(&x), codes(&diagnosis(&run_trim(&pcap, false, true))));
     }
 }

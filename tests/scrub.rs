@@ -151,7 +151,7 @@ fn trim_with_scrub_removes_secrets_too() {
 }
 
 #[test]
-fn retransmitted_and_out_of_order_copies_are_redacted_too() {
+fn retransmitted_and_out_of_order_copies_are_redacted_in_stream_order() {
     let dir = tmpdir();
     // ws-split-request: packets 4, 6, 8 carry the request in three segments; the query value
     // straddles 4 and 6, the Cookie and Authorization are in 8.
@@ -170,7 +170,9 @@ fn retransmitted_and_out_of_order_copies_are_redacted_too() {
         let out = scrub_to(f, dir.path(), &[]);
         let bytes = std::fs::read(&out).unwrap();
         assert!(!contains(&bytes, b"SECRET"), "{}: a secret survived", f.display());
-        assert!(!contains(&bytes, b"dGhlIHNhbXBsZSBub25jZQ") || f == &retrans, "reordered bytes are filled whole");
+        // Segments are scrubbed in stream order, not capture order: the reordered request is
+        // read as HTTP, so its allow-listed Sec-WebSocket-Key stays for the diagnosis.
+        assert!(contains(&bytes, b"dGhlIHNhbXBsZSBub25jZQ") || f == &retrans, "reordered request read in order");
     }
 }
 

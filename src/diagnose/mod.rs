@@ -16,12 +16,12 @@ use serde::Serialize;
 use sha1::{Digest, Sha1};
 
 use crate::capture::{Input, ReadOptions};
-use crate::policy::{Observed, Options};
-use crate::report::Summary;
-use crate::trim::{Listener, TrimConfig, rewrite};
 use crate::error::Result;
 use crate::flow::Side;
+use crate::policy::{Observed, Options};
 use crate::proto::http;
+use crate::report::Summary;
+use crate::trim::{Listener, TrimConfig, rewrite};
 use crate::wire::Addr;
 use track::{At, Conv, Kind, Lookup, Tracker};
 

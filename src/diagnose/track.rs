@@ -5,8 +5,8 @@
 
 use rustc_hash::FxHashMap;
 
-pub use crate::policy::At;
 use crate::flow::{FlowKey, Side};
+pub use crate::policy::At;
 use crate::policy::{Class, Content, Event, Observed};
 use crate::proto::{dns, http, tls, websocket};
 use crate::wire::Addr;

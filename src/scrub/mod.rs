@@ -19,8 +19,8 @@ use serde::Serialize;
 
 use crate::capture::RecordMeta;
 use crate::flow::reassembly::{Placement, Stream};
-use crate::policy::{Content, Engine};
 use crate::flow::{FlowKey, PROTO_TCP, PROTO_UDP, Side};
+use crate::policy::{Content, Engine};
 use crate::proto::tls;
 use crate::proto::units::{Header, UnitFormat};
 use crate::proto::websocket::{self, Frames};
@@ -133,7 +133,9 @@ enum Mode {
     Sniff,
     /// WebSocket frames met mid-connection: the first segment that is exactly a run of frames
     /// masked as this side masks starts the walk; segments before it are overwritten.
-    FramesAt { masked: bool },
+    FramesAt {
+        masked: bool,
+    },
     Head(Box<HeadRedactor>),
     Body {
         left: u64,

@@ -86,6 +86,11 @@ const DECODE_AS: &[&str] = &[
     "tcp.port==18443,tls",
 ];
 
+/// The `-d` options that make tshark dissect the testdata ports as HTTP / TLS.
+pub fn decode_as() -> &'static [&'static str] {
+    DECODE_AS
+}
+
 pub const FIELDS: &[&str] = &[
     "frame.number",
     "ip.src",
