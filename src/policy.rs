@@ -214,9 +214,11 @@ pub enum Event {
         content: Content,
         client: Option<Side>,
     },
-    Request(http::RequestHead),
-    Response(http::ResponseHead),
-    ClientHello(tls::ClientHello),
+    // Heads and hellos are boxed: they are rare, and a small `Event` keeps the per-packet
+    // events cheap.
+    Request(Box<http::RequestHead>),
+    Response(Box<http::ResponseHead>),
+    ClientHello(Box<tls::ClientHello>),
     ServerAlpn(String),
     /// A TLS alert; level and description are None when the alert was encrypted.
     Alert {
@@ -231,7 +233,7 @@ pub enum Event {
     },
     /// The status code of the last close frame, when a segment boundary cut it off.
     CloseCode(u16),
-    Dns(dns::Message),
+    Dns(Box<dns::Message>),
 }
 
 /// An event with where it happened: which flow (`conv` tells connections on a reused port
@@ -1052,7 +1054,7 @@ impl Engine {
                 dir.handshake_end = Some(dir.head_start.saturating_add(n as u64).saturating_add(body));
                 dir.phase = Phase::AwaitPeer;
                 if let Some(r) = request {
-                    self.ev.push(conv, key, client, Event::Request(r));
+                    self.ev.push(conv, key, client, Event::Request(Box::new(r)));
                 }
             } else if head.len() >= http::MAX_HEAD_BYTES {
                 flow.dirs[ci].phase = Phase::Bulk;
@@ -1081,7 +1083,7 @@ impl Engine {
                 continue;
             }
             if let Some(r) = response {
-                self.ev.push(conv, key, client.other(), Event::Response(r));
+                self.ev.push(conv, key, client.other(), Event::Response(Box::new(r)));
             }
             flow.dirs[si].handshake_end = Some(end);
             let next = if status == 101 { Phase::Frames } else { Phase::Bulk };
@@ -1270,7 +1272,7 @@ impl Engine {
         }
         let conv = flow.conv;
         if let Some((s, ch)) = hello {
-            self.ev.push(conv, key, s, Event::ClientHello(ch));
+            self.ev.push(conv, key, s, Event::ClientHello(Box::new(ch)));
         }
         let flow = self.flows.get_mut(&key).expect("flow exists");
         match content {
@@ -1346,7 +1348,7 @@ impl Engine {
         if self.ev.on
             && let Some(f) = self.flows.get(&key)
         {
-            self.ev.push(f.conv, key, side, Event::Dns(msg.clone()));
+            self.ev.push(f.conv, key, side, Event::Dns(Box::new(msg.clone())));
         }
         let tk = (key, msg.id);
         if let Some(f) = self.flows.get_mut(&key) {

@@ -206,14 +206,16 @@ impl Conv {
                     self.h2_preface.get_or_insert(at);
                 }
             }
-            Event::Request(mut r) => {
+            Event::Request(r) => {
+                let mut r = *r;
                 if self.request.is_none() {
                     // What a diagnosis shows is pasted into tickets: no query tokens.
                     r.path = http::mask_query_values(&r.path);
                     self.request = Some((r, at));
                 }
             }
-            Event::Response(mut r) => {
+            Event::Response(r) => {
+                let mut r = *r;
                 if self.response.is_none() {
                     if r.status == 101 {
                         self.last_activity = Some(at);
@@ -223,7 +225,7 @@ impl Conv {
                 }
             }
             Event::ClientHello(ch) => {
-                self.client_hello.get_or_insert((ch, at));
+                self.client_hello.get_or_insert((*ch, at));
             }
             Event::ServerAlpn(alpn) => {
                 if self.client.is_some_and(|c| c != side) {
