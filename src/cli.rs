@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::capture::OutFormat;
-use crate::policy::Bulk;
+use crate::policy::{Bulk, Selection};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -97,6 +97,25 @@ impl BatchArgs {
     }
 }
 
+/// `--host` and `--port`, the same in every command: the flows they select are kept by
+/// `trim`, listed as kept by `flows` and diagnosed as attempts by `diagnose`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct SelectionArgs {
+    /// Select TLS flows whose SNI is HOST (also *.domain, which matches domain and its
+    /// subdomains) whatever their ALPN, and DNS lookups of HOST. Repeatable.
+    #[arg(long = "host", value_name = "HOST")]
+    pub hosts: Vec<String>,
+    /// Select every TCP flow to PORT, whatever it carries. Repeatable.
+    #[arg(long = "port", value_name = "PORT")]
+    pub ports: Vec<u16>,
+}
+
+impl SelectionArgs {
+    pub fn selection(&self) -> Selection {
+        Selection::new(&self.hosts, &self.ports)
+    }
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct FlowsArgs {
     /// Capture files (pcap, pcapng, optionally gzip-compressed), directories with
@@ -106,12 +125,8 @@ pub struct FlowsArgs {
     /// One JSON object per flow (JSON Lines).
     #[arg(long)]
     pub json: bool,
-    /// As for trim: keep TLS flows whose SNI is HOST. Repeatable.
-    #[arg(long = "host", value_name = "HOST")]
-    pub hosts: Vec<String>,
-    /// As for trim: keep every TCP flow to PORT. Repeatable.
-    #[arg(long = "port", value_name = "PORT")]
-    pub ports: Vec<u16>,
+    #[command(flatten)]
+    pub select: SelectionArgs,
     /// Print nothing on stderr but errors.
     #[arg(short, long)]
     pub quiet: bool,
@@ -130,12 +145,8 @@ pub struct DiagnoseArgs {
     /// Exit with status 3 when a finding reaches this severity.
     #[arg(long, value_enum, value_name = "SEVERITY")]
     pub fail_on: Option<crate::diagnose::Severity>,
-    /// Treat TLS flows whose SNI is HOST as WebSocket attempts, whatever their ALPN. Repeatable.
-    #[arg(long = "host", value_name = "HOST")]
-    pub hosts: Vec<String>,
-    /// Treat TCP flows to PORT as WebSocket attempts. Repeatable.
-    #[arg(long = "port", value_name = "PORT")]
-    pub ports: Vec<u16>,
+    #[command(flatten)]
+    pub select: SelectionArgs,
     /// Print nothing but errors (and the JSON with --json).
     #[arg(short, long)]
     pub quiet: bool,
@@ -208,12 +219,8 @@ pub struct TrimArgs {
     pub inputs: Vec<PathBuf>,
     #[command(flatten)]
     pub out: OutputArgs,
-    /// Keep TLS flows whose SNI is HOST (also *.domain), and DNS lookups of HOST. Repeatable.
-    #[arg(long = "host", value_name = "HOST")]
-    pub hosts: Vec<String>,
-    /// Keep every TCP flow to PORT. Repeatable.
-    #[arg(long = "port", value_name = "PORT")]
-    pub ports: Vec<u16>,
+    #[command(flatten)]
+    pub select: SelectionArgs,
     /// WebSocket data frames (and TLS application-data records) kept whole per direction.
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub keep_frames: u32,

@@ -8,6 +8,7 @@
 pub mod annotate;
 pub mod batch;
 pub mod capture;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod diagnose;
 pub mod error;

@@ -50,8 +50,7 @@ fn main() -> ExitCode {
             }
             let cfg = TrimConfig {
                 policy: Options {
-                    hosts: args.hosts.clone(),
-                    ports: args.ports.clone(),
+                    select: args.select.selection(),
                     keep_frames: args.keep_frames,
                     bulk: args.bulk,
                     bulk_budget: args.bulk_budget,
@@ -162,7 +161,7 @@ fn run_diagnose(args: &DiagnoseArgs) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let opts = DiagnoseOptions { hosts: args.hosts.clone(), ports: args.ports.clone(), read: args.batch.read() };
+    let opts = DiagnoseOptions { select: args.select.selection(), read: args.batch.read() };
     let color = use_color();
     let ui = Ui::new(!args.quiet);
     let mut status = 0u8;
@@ -265,7 +264,7 @@ fn run_flows(args: &FlowsArgs) -> ExitCode {
         Err(code) => return code,
     };
     let opts = FlowsOptions {
-        policy: Options { hosts: args.hosts.clone(), ports: args.ports.clone(), ..Options::default() },
+        policy: Options { select: args.select.selection(), ..Options::default() },
         json: args.json,
         with_file: srcs.len() > 1,
         read: args.batch.read(),

@@ -51,7 +51,8 @@ const MID_STREAM_CLASSIFY_SEGMENTS: u32 = 8;
 /// Important byte ranges remembered per direction, for judging retransmissions.
 const IMPORTANT_RANGES: usize = 32;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Bulk {
     /// Drop bulk packets.
     Drop,
@@ -61,10 +62,45 @@ pub enum Bulk {
     Keep,
 }
 
+/// What `--host` and `--port` select, one meaning for every command.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// Lower-cased names; `*.example.com` matches example.com and its subdomains.
+    hosts: Vec<String>,
+    ports: Vec<u16>,
+}
+
+impl Selection {
+    pub fn new(hosts: &[String], ports: &[u16]) -> Selection {
+        Selection { hosts: hosts.iter().map(|h| h.trim_end_matches('.').to_ascii_lowercase()).collect(), ports: ports.to_vec() }
+    }
+
+    pub fn has_hosts(&self) -> bool {
+        !self.hosts.is_empty()
+    }
+
+    /// Whether a host name (an SNI, a DNS name, a Host header) is selected.
+    pub fn host_matches(&self, name: &str) -> bool {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        self.hosts.iter().any(|h| match h.strip_prefix("*.") {
+            Some(suffix) => name == suffix || name.strip_suffix(suffix).is_some_and(|rest| rest.ends_with('.')),
+            None => name == *h,
+        })
+    }
+
+    pub fn port_matches(&self, port: u16) -> bool {
+        self.ports.contains(&port)
+    }
+
+    /// Names given literally (not wildcards): DNS lookups of them are kept.
+    fn literal_hosts(&self) -> impl Iterator<Item = &String> {
+        self.hosts.iter().filter(|h| !h.starts_with("*."))
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Options {
-    pub hosts: Vec<String>,
-    pub ports: Vec<u16>,
+    pub select: Selection,
     pub keep_frames: u32,
     pub bulk: Bulk,
     pub bulk_budget: u64,
@@ -79,8 +115,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            hosts: Vec::new(),
-            ports: Vec::new(),
+            select: Selection::default(),
             keep_frames: 4,
             bulk: Bulk::Headers,
             bulk_budget: 1 << 20,
@@ -91,17 +126,6 @@ impl Default for Options {
     }
 }
 
-impl Options {
-    fn host_matches(&self, name: &str) -> bool {
-        self.hosts.iter().any(|h| {
-            let h = h.to_ascii_lowercase();
-            match h.strip_prefix("*.") {
-                Some(suffix) => name.ends_with(&format!(".{suffix}")) || name == suffix,
-                None => name == h,
-            }
-        })
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -564,7 +588,7 @@ pub const MAX_FLOWS: usize = 65_536;
 impl Engine {
     pub fn new(opts: Options) -> Engine {
         let opts_observe = opts.observe;
-        let kept_names = opts.hosts.iter().map(|h| h.to_ascii_lowercase()).collect();
+        let kept_names = opts.select.literal_hosts().cloned().collect();
         Engine {
             opts,
             flows: FlowTable::default(),
@@ -744,7 +768,7 @@ impl Engine {
 
     fn tcp_packet(&mut self, key: FlowKey, side: Side, d: &Decoded<'_>, packet: u64, cut: u32) -> Decision {
         let Transport::Tcp { seq, flags, window, .. } = d.transport else { unreachable!("tcp_packet gets TCP") };
-        let opts_ports = &self.opts.ports;
+        let select = &self.opts.select;
         let flow = self.flows.get_mut(&key).expect("flow inserted by decide");
         let syn = flags & tcp_flags::SYN != 0;
         let ack = flags & tcp_flags::ACK != 0;
@@ -781,8 +805,8 @@ impl Engine {
         if flow.class == Class::Undecided {
             let server_port = flow.client.map(|c| key.port(c.other()));
             let port_hit = match server_port {
-                Some(p) => opts_ports.contains(&p),
-                None => opts_ports.contains(&key.port_a) || opts_ports.contains(&key.port_b),
+                Some(p) => select.port_matches(p),
+                None => select.port_matches(key.port_a) || select.port_matches(key.port_b),
             };
             if port_hit {
                 flow.class = Class::Port;
@@ -1182,12 +1206,12 @@ impl Engine {
                     flow.client = Some(s);
                     content = Content::Tls;
                     let sni = ch.sni.clone().unwrap_or_default();
-                    let keep = if self.opts.hosts.is_empty() {
+                    let keep = if !self.opts.select.has_hosts() {
                         let h1 = ch.alpn.iter().any(|p| p == "http/1.1");
                         let h2 = ch.alpn.iter().any(|p| p == "h2");
                         ch.alpn.is_empty() || (h1 && !h2)
                     } else {
-                        self.opts.host_matches(&sni)
+                        self.opts.select.host_matches(&sni)
                     };
                     class = if keep { Class::Tls } else { Class::Dropped };
                     let h2 = ch.alpn.iter().any(|p| p == "h2");
@@ -1199,7 +1223,7 @@ impl Engine {
                     } else {
                         Proto::Other
                     };
-                    let why = match (keep, self.opts.hosts.is_empty(), proto) {
+                    let why = match (keep, !self.opts.select.has_hosts(), proto) {
                         (true, false, _) => "SNI matches --host",
                         (false, false, _) => "SNI not among --host",
                         (true, true, _) if ch.alpn.is_empty() => "TLS without ALPN (HTTP/1.1 possible)",
@@ -1367,7 +1391,7 @@ impl Engine {
         txn.addrs.extend(msg.addrs.iter().copied());
         txn.answered |= msg.response;
         let matched = msg.is_failure()
-            || txn.names.iter().any(|n| self.kept_names.contains(n) || self.opts.host_matches(n))
+            || txn.names.iter().any(|n| self.kept_names.contains(n) || self.opts.select.host_matches(n))
             || txn.addrs.iter().any(|a| self.kept_addrs.contains(a));
         if matched {
             if let Some(f) = self.flows.get_mut(&key) {

@@ -226,3 +226,27 @@ fn wireshark_sees_nothing_in_a_trimmed_capture_that_the_input_lacks() {
         bad
     });
 }
+
+#[test]
+fn host_selection_means_the_same_in_every_command() {
+    require_tshark();
+    // ws-bulk-mixed has a TLS flow to ws.test:18443 offering h2: dropped by default, selected
+    // by --host, also as a wildcard.
+    let input = testdata().join("ws-bulk-mixed.pcap");
+    let dir = tmpdir();
+    for host in ["ws.test", "*.test", "*.ws.test"] {
+        let out = produce(&input, dir.path(), "host", &["trim", "--host", host]);
+        let trimmed = tshark_flows(&out).iter().any(|f| f.contains(":18443"));
+        let flows = run(&["flows", "--json", "--host", host, input.to_str().unwrap()]);
+        let listed = String::from_utf8_lossy(&flows.stdout)
+            .lines()
+            .any(|l| l.contains(":18443") && l.contains("\"verdict\":\"kept\""));
+        let diag = run(&["diagnose", "--json", "--host", host, input.to_str().unwrap()]);
+        let d: serde_json::Value = serde_json::from_slice(&diag.stdout).unwrap();
+        let attempt =
+            d["attempts"].as_array().unwrap().iter().any(|a| a["server"].as_str().unwrap().ends_with(":18443"));
+        assert!(trimmed && listed && attempt, "--host {host}: trim {trimmed}, flows {listed}, diagnose {attempt}");
+    }
+    let none = produce(&input, dir.path(), "nohost", &["trim", "--host", "*.other.test"]);
+    assert!(!tshark_flows(&none).iter().any(|f| f.contains(":18443")), "*.other.test selects nothing here");
+}

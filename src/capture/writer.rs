@@ -9,7 +9,8 @@ use super::{Format, Packet, block};
 use crate::error::{Error, Result};
 
 /// The output format asked for on the command line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum OutFormat {
     Pcap,
     Pcapng,

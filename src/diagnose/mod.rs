@@ -18,7 +18,7 @@ use sha1::{Digest, Sha1};
 use crate::capture::{Input, ReadOptions};
 use crate::error::Result;
 use crate::flow::Side;
-use crate::policy::{Observed, Options};
+use crate::policy::{Observed, Options, Selection};
 use crate::proto::http;
 use crate::report::Summary;
 use crate::trim::{Listener, TrimConfig, rewrite};
@@ -38,12 +38,13 @@ const IDLE_TOLERANCE: f64 = 0.10;
 
 #[derive(Clone, Debug, Default)]
 pub struct DiagnoseOptions {
-    pub hosts: Vec<String>,
-    pub ports: Vec<u16>,
+    /// `--host` / `--port`: which flows count as attempts besides WebSocket upgrades.
+    pub select: Selection,
     pub read: ReadOptions,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Info,
@@ -145,7 +146,7 @@ pub fn diagnose(input: Input, file: &str, opts: &DiagnoseOptions, warnings: &mut
     }
     // `trim`'s own pass with the output thrown away: the engine that decides what trim keeps
     // is the one whose events make the diagnosis.
-    let policy = Options { hosts: opts.hosts.clone(), ports: opts.ports.clone(), observe: true, ..Options::default() };
+    let policy = Options { select: opts.select.clone(), observe: true, ..Options::default() };
     let cfg = TrimConfig { policy, read: opts.read, ..TrimConfig::default() };
     let mut summary = Summary::default();
     let mut observer = Observer(Tracker::new());
