@@ -52,9 +52,117 @@ pub enum Severity {
     Error,
 }
 
+/// The finding codes: stable names for scripts (`--json`), one per kind of failure or fact.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Code {
+    DnsFailure,
+    TcpConnectRefused,
+    TcpConnectTimeout,
+    TlsAlert,
+    TlsReset,
+    TlsAborted,
+    H2Negotiated,
+    UpgradeHeaderMissing,
+    ProxyStrippedUpgrade,
+    UpgradeRejected,
+    UpgradeUnanswered,
+    AuthRedirect,
+    BadAccept,
+    TlsToPlainPort,
+    ProxyConnectFailed,
+    OneSidedCapture,
+    ResetAfterUpgrade,
+    ClosedAfterUpgrade,
+    IdleTimeout,
+    NoKeepalive,
+    Retransmissions,
+    ZeroWindow,
+    UpgradeOk,
+}
+
+impl Code {
+    pub const ALL: [Code; 23] = [Code::DnsFailure, Code::TcpConnectRefused, Code::TcpConnectTimeout, Code::TlsAlert, Code::TlsReset, Code::TlsAborted, Code::H2Negotiated, Code::UpgradeHeaderMissing, Code::ProxyStrippedUpgrade, Code::UpgradeRejected, Code::UpgradeUnanswered, Code::AuthRedirect, Code::BadAccept, Code::TlsToPlainPort, Code::ProxyConnectFailed, Code::OneSidedCapture, Code::ResetAfterUpgrade, Code::ClosedAfterUpgrade, Code::IdleTimeout, Code::NoKeepalive, Code::Retransmissions, Code::ZeroWindow, Code::UpgradeOk];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::DnsFailure => "dns-failure",
+            Code::TcpConnectRefused => "tcp-connect-refused",
+            Code::TcpConnectTimeout => "tcp-connect-timeout",
+            Code::TlsAlert => "tls-alert",
+            Code::TlsReset => "tls-reset",
+            Code::TlsAborted => "tls-aborted",
+            Code::H2Negotiated => "h2-negotiated",
+            Code::UpgradeHeaderMissing => "upgrade-header-missing",
+            Code::ProxyStrippedUpgrade => "proxy-stripped-upgrade",
+            Code::UpgradeRejected => "upgrade-rejected",
+            Code::UpgradeUnanswered => "upgrade-unanswered",
+            Code::AuthRedirect => "auth-redirect",
+            Code::BadAccept => "bad-accept",
+            Code::TlsToPlainPort => "tls-to-plain-port",
+            Code::ProxyConnectFailed => "proxy-connect-failed",
+            Code::OneSidedCapture => "one-sided-capture",
+            Code::ResetAfterUpgrade => "reset-after-upgrade",
+            Code::ClosedAfterUpgrade => "closed-after-upgrade",
+            Code::IdleTimeout => "idle-timeout",
+            Code::NoKeepalive => "no-keepalive",
+            Code::Retransmissions => "retransmissions",
+            Code::ZeroWindow => "zero-window",
+            Code::UpgradeOk => "upgrade-ok",
+        }
+    }
+}
+
+/// How a connection ended: the first FIN or the first RST.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CloseKind {
+    Fin,
+    Rst,
+}
+
+/// Which leg of a (possibly proxied) attempt a connection is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Leg {
+    Direct,
+    ClientProxy,
+    ProxyBackend,
+    /// A proxy's copy of the client's request to an auth service (nginx auth_request).
+    AuthSubrequest,
+    /// Inside an HTTP CONNECT through a forward proxy.
+    Tunnel,
+}
+
+impl Leg {
+    pub const ALL: [Leg; 5] = [Leg::Direct, Leg::ClientProxy, Leg::ProxyBackend, Leg::AuthSubrequest, Leg::Tunnel];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Leg::Direct => "direct",
+            Leg::ClientProxy => "client-proxy",
+            Leg::ProxyBackend => "proxy-backend",
+            Leg::AuthSubrequest => "auth-subrequest",
+            Leg::Tunnel => "tunnel",
+        }
+    }
+}
+
+impl std::fmt::Display for Leg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Finding {
-    pub code: &'static str,
+    pub code: Code,
     pub severity: Severity,
     pub message: String,
     pub frames: Vec<u64>,
@@ -83,13 +191,13 @@ pub struct AlertFact {
 pub struct Attempt {
     pub client: String,
     pub server: String,
-    pub leg: &'static str,
+    pub leg: Leg,
     pub sni: Option<String>,
     pub path: Option<String>,
     pub status: Option<u16>,
     pub upgraded: bool,
     pub closed_by: Option<&'static str>,
-    pub close: Option<&'static str>,
+    pub close: Option<CloseKind>,
     pub close_code: Option<u16>,
     pub idle_before_close_s: Option<f64>,
     pub frames: Vec<u64>,
@@ -188,9 +296,9 @@ fn build_attempt(i: usize, c: &Conv, lookups: &[Lookup]) -> Attempt {
     let fin = c.fins.iter().find(|(_, at, _)| at.ts_ns >= upgraded_at);
     let rst = c.rsts.iter().find(|(_, at, _)| at.ts_ns >= upgraded_at);
     let end = match (fin, rst) {
-        (Some(f), Some(r)) => Some(if r.1.frame < f.1.frame { ("rst", r) } else { ("fin", f) }),
-        (Some(f), None) => Some(("fin", f)),
-        (None, Some(r)) => Some(("rst", r)),
+        (Some(f), Some(r)) => Some(if r.1.frame < f.1.frame { (CloseKind::Rst, r) } else { (CloseKind::Fin, f) }),
+        (Some(f), None) => Some((CloseKind::Fin, f)),
+        (None, Some(r)) => Some((CloseKind::Rst, r)),
         (None, None) => None,
     };
     let first_close = c.closes.first();
@@ -252,7 +360,7 @@ fn build_attempt(i: usize, c: &Conv, lookups: &[Lookup]) -> Attempt {
     Attempt {
         client: c.key.endpoint(client),
         server: c.key.endpoint(server),
-        leg: "direct",
+        leg: Leg::Direct,
         sni: c.client_hello.as_ref().and_then(|(h, _)| h.sni.clone()),
         path: req.map(|r| r.path.clone()),
         status: resp.map(|r| r.status),
@@ -365,8 +473,8 @@ fn pair_legs(attempts: &mut [Attempt], t: &Tracker) -> Vec<Option<usize>> {
             };
             partner[front] = Some(back);
             partner[back] = Some(front);
-            attempts[front].leg = "client-proxy";
-            attempts[back].leg = "proxy-backend";
+            attempts[front].leg = Leg::ClientProxy;
+            attempts[back].leg = Leg::ProxyBackend;
             break;
         }
     }
@@ -396,8 +504,8 @@ fn pair_legs(attempts: &mut [Attempt], t: &Tracker) -> Vec<Option<usize>> {
             if partner[j].is_none() && i != j && cj.first.ts_ns >= ci.first.ts_ns && cj.first.ts_ns <= ci.last.ts_ns {
                 partner[i] = Some(j);
                 partner[j] = Some(i);
-                attempts[i].leg = "client-proxy";
-                attempts[j].leg = "proxy-backend";
+                attempts[i].leg = Leg::ClientProxy;
+                attempts[j].leg = Leg::ProxyBackend;
                 break;
             }
         }
@@ -417,20 +525,20 @@ fn pair_legs(attempts: &mut [Attempt], t: &Tracker) -> Vec<Option<usize>> {
         if let Some(i) = front {
             partner[i] = Some(j);
             partner[j] = Some(i);
-            attempts[i].leg = "client-proxy";
-            attempts[j].leg = "proxy-backend";
+            attempts[i].leg = Leg::ClientProxy;
+            attempts[j].leg = Leg::ProxyBackend;
         }
     }
     for (i, a) in attempts.iter_mut().enumerate() {
         if partner[i].is_none() && forwarded(t.conv(a.conv)) {
-            a.leg = "proxy-backend";
+            a.leg = Leg::ProxyBackend;
         }
     }
     partner
 }
 
 fn finding(
-    code: &'static str,
+    code: Code,
     severity: Severity,
     message: String,
     frames: Vec<u64>,
@@ -465,7 +573,7 @@ fn analyse(file: &str, t: &Tracker) -> Report {
                 _ => "got no answer".to_string(),
             };
             findings.push(finding(
-                "dns-failure",
+                Code::DnsFailure,
                 Severity::Error,
                 format!("DNS lookup of {} {what}: check the name in the client's URL and the resolver.", l.name),
                 [l.query, l.response].into_iter().flatten().map(|a| a.frame).collect(),
@@ -483,7 +591,7 @@ fn analyse(file: &str, t: &Tracker) -> Report {
                 let mut fr: Vec<u64> = c.syns.iter().map(|s| s.frame).collect();
                 fr.extend(c.rsts.first().map(|r| r.1.frame));
                 findings.push(finding(
-                    "tcp-connect-refused",
+                    Code::TcpConnectRefused,
                     Severity::Error,
                     format!("{who}: the connection was refused (SYN answered by RST): nothing listens on that port, or a firewall rejects it."),
                     fr,
@@ -493,7 +601,7 @@ fn analyse(file: &str, t: &Tracker) -> Report {
             }
             "timeout" => {
                 findings.push(finding(
-                    "tcp-connect-timeout",
+                    Code::TcpConnectTimeout,
                     Severity::Error,
                     format!("{who}: {} SYN(s) never answered: the server or a firewall drops the connection; check routing and security groups.", c.syns.len()),
                     c.syns.iter().map(|s| s.frame).collect(),
@@ -509,7 +617,7 @@ fn analyse(file: &str, t: &Tracker) -> Report {
             if let Some(al) = c.alerts.iter().find(|al| al.level == Some(2) || al.description.is_some_and(|d| d != 0)) {
                 let desc = al.description.map_or("an encrypted alert".to_string(), |d| alert_name(d).to_string());
                 findings.push(finding(
-                    "tls-alert",
+                    Code::TlsAlert,
                     Severity::Error,
                     format!("{who}: the {} sent TLS alert {desc}{}: the handshake failed before any HTTP; check the certificate (trust, name, expiry) and TLS versions.", side_name(c, al.from), a.sni.as_ref().map(|s| format!(" for {s}")).unwrap_or_default()),
                     vec![al.at.frame],
@@ -520,7 +628,7 @@ fn analyse(file: &str, t: &Tracker) -> Report {
             let before_app = |at: &At| app.is_none_or(|t| at.ts_ns < t);
             if let Some((s, at, _)) = c.rsts.iter().find(|(_, at, _)| before_app(at)) {
                 findings.push(finding(
-                    "tls-reset",
+                    Code::TlsReset,
                     Severity::Error,
                     format!("{who}: the {} reset the connection during the TLS handshake: look at the TLS terminator's logs (SNI routing, protocol or cipher mismatch).", side_name(c, *s)),
                     vec![at.frame],
@@ -530,7 +638,7 @@ fn analyse(file: &str, t: &Tracker) -> Report {
             }
             if let Some((s, at, _)) = c.fins.iter().find(|(_, at, _)| before_app(at)) {
                 findings.push(finding(
-                    "tls-aborted",
+                    Code::TlsAborted,
                     Severity::Error,
                     format!("{who}: the {} closed the connection during the TLS handshake without an alert: typically a client that does not trust the server's certificate.", side_name(c, *s)),
                     vec![at.frame],
@@ -540,7 +648,7 @@ fn analyse(file: &str, t: &Tracker) -> Report {
             }
             if a.alpn.as_deref() == Some("h2") {
                 findings.push(finding(
-                    "h2-negotiated",
+                    Code::H2Negotiated,
                     Severity::Error,
                     format!("{who}: the server selected HTTP/2 (ALPN h2): an RFC 6455 upgrade cannot happen on it unless both sides support RFC 8441; offer only http/1.1 for WebSocket."),
                     a.frames.clone(),
@@ -551,7 +659,7 @@ fn analyse(file: &str, t: &Tracker) -> Report {
         }
         if let Some(at) = c.h2_preface {
             findings.push(finding(
-                "h2-negotiated",
+                Code::H2Negotiated,
                 Severity::Error,
                 format!(
                     "{who}: the client speaks HTTP/2 (connection preface): no RFC 6455 upgrade on this connection."
@@ -564,7 +672,7 @@ fn analyse(file: &str, t: &Tracker) -> Report {
         let Some((req, req_at)) = &c.request else { continue };
         if req.upgrade.as_deref().is_some_and(|u| u.eq_ignore_ascii_case("h2c")) {
             findings.push(finding(
-                "h2-negotiated",
+                Code::H2Negotiated,
                 Severity::Error,
                 format!("{who}: the request asks for Upgrade: h2c (HTTP/2), not websocket."),
                 vec![req_at.frame],
@@ -578,10 +686,10 @@ fn analyse(file: &str, t: &Tracker) -> Report {
                 && r.connection.as_deref().is_some_and(|c| c.to_ascii_lowercase().contains("upgrade"))
         };
         if !has_upgrade(req) {
-            let front = partner[i].filter(|_| a.leg == "proxy-backend").map(|p| t.conv(attempts[p].conv));
+            let front = partner[i].filter(|_| a.leg == Leg::ProxyBackend).map(|p| t.conv(attempts[p].conv));
             match front.and_then(|f| f.request.as_ref()) {
                 Some((fr, fat)) if has_upgrade(fr) => findings.push(finding(
-                    "proxy-stripped-upgrade",
+                    Code::ProxyStrippedUpgrade,
                     Severity::Error,
                     format!(
                         "The proxy forwarded {} to {} without the Upgrade/Connection headers the client sent: configure the proxy to pass them (nginx: proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection \"upgrade\").",
@@ -590,8 +698,8 @@ fn analyse(file: &str, t: &Tracker) -> Report {
                     vec![fat.frame, req_at.frame],
                     Some(i),
                 )),
-                _ if a.leg != "proxy-backend" => findings.push(finding(
-                    "upgrade-header-missing",
+                _ if a.leg != Leg::ProxyBackend => findings.push(finding(
+                    Code::UpgradeHeaderMissing,
                     Severity::Error,
                     format!("{who}: the request for {} lacks Upgrade: websocket or Connection: Upgrade (Upgrade {:?}, Connection {:?}): the client or something in front of it dropped them.", req.path, req.upgrade, req.connection),
                     vec![req_at.frame],
@@ -601,12 +709,12 @@ fn analyse(file: &str, t: &Tracker) -> Report {
             }
         }
         // The response.
-        let front_reports = a.leg == "proxy-backend" && partner[i].is_some();
+        let front_reports = a.leg == Leg::ProxyBackend && partner[i].is_some();
         let Some((resp, resp_at)) = &c.response else {
             if !front_reports {
                 let end = c.fins.first().or(c.rsts.first()).map(|x| x.1.frame);
                 findings.push(finding(
-                    "upgrade-unanswered",
+                    Code::UpgradeUnanswered,
                     Severity::Error,
                     format!("{who}: the upgrade request for {} got no response before the connection {}: the server or a proxy hung; check its timeouts and logs.", req.path, if end.is_some() { "closed" } else { "capture ended" }),
                     [Some(req_at.frame), end].into_iter().flatten().collect(),
@@ -630,7 +738,7 @@ fn analyse(file: &str, t: &Tracker) -> Report {
             };
             if (300..400).contains(&resp.status) || resp.status == 401 || resp.status == 407 {
                 findings.push(finding(
-                    "auth-redirect",
+                    Code::AuthRedirect,
                     Severity::Error,
                     format!("{who}: {} {} instead of 101{}{via}: the WebSocket endpoint wants authentication (a login redirect); browsers do not follow redirects on a WebSocket handshake; send the session cookie or token the endpoint expects.", resp.status, resp.reason, resp.location.as_ref().map(|l| format!(" to {l}")).unwrap_or_default()),
                     frames,
@@ -653,7 +761,7 @@ fn analyse(file: &str, t: &Tracker) -> Report {
                     _ => "see the server's logs for why it refused",
                 };
                 findings.push(finding(
-                    "upgrade-rejected",
+                    Code::UpgradeRejected,
                     Severity::Error,
                     format!(
                         "{who}: {} {} instead of 101 Switching Protocols for {}{via}: {hint}.",
@@ -667,7 +775,7 @@ fn analyse(file: &str, t: &Tracker) -> Report {
         }
         if a.accept_valid == Some(false) {
             findings.push(finding(
-                "bad-accept",
+                Code::BadAccept,
                 Severity::Error,
                 format!("{who}: the 101 carries Sec-WebSocket-Accept {:?}, not the value derived from the request's key: clients reject it; something between client and server rewrote the key or the answer.", resp.accept.as_deref().unwrap_or("")),
                 vec![req_at.frame, resp_at.frame],
@@ -676,7 +784,7 @@ fn analyse(file: &str, t: &Tracker) -> Report {
             continue;
         }
         findings.push(finding(
-            "upgrade-ok",
+            Code::UpgradeOk,
             Severity::Info,
             format!("{who}: 101 Switching Protocols for {}.", req.path),
             vec![req_at.frame, resp_at.frame],
@@ -692,7 +800,7 @@ fn analyse(file: &str, t: &Tracker) -> Report {
         }
     }
     idle_timeouts(&mut findings, &attempts);
-    findings.sort_by_key(|f| (f.frames.first().copied().unwrap_or(u64::MAX), f.code));
+    findings.sort_by_key(|f| (f.frames.first().copied().unwrap_or(u64::MAX), f.code.as_str()));
     Report { file: file.to_string(), attempts, findings }
 }
 
@@ -701,17 +809,17 @@ fn lifetime(findings: &mut Vec<Finding>, i: usize, a: &Attempt, c: &Conv, who: &
     let idle = a.idle_before_close_s.map(|s| format!(" after {s:.1} s idle")).unwrap_or_default();
     let end_frame = a.frames.last().copied().unwrap_or(0);
     match a.close {
-        Some("rst") => findings.push(finding(
-            "reset-after-upgrade",
+        Some(CloseKind::Rst) => findings.push(finding(
+            Code::ResetAfterUpgrade,
             Severity::Error,
             format!("{who}: the {} reset the WebSocket{idle}{}: the application aborted it or a middlebox killed it; check the {} side's logs.", a.closed_by.unwrap_or("?"), a.close_code.map(|c| format!(" (close code {c} first)")).unwrap_or_default(), a.closed_by.unwrap_or("closing")),
             c.rsts.iter().map(|r| r.1.frame).take(1).collect(),
             Some(i),
         )),
-        Some("fin") => {
+        Some(CloseKind::Fin) => {
             let clean = a.close_code.is_some_and(|c| c == 1000 || c == 1001);
             findings.push(finding(
-                "closed-after-upgrade",
+                Code::ClosedAfterUpgrade,
                 if clean { Severity::Info } else { Severity::Warning },
                 match a.close_code {
                     Some(code) => format!("{who}: the {} closed the WebSocket{idle}, close code {code} from the {}.", a.closed_by.unwrap_or("?"), a.close_frame_from.unwrap_or("?")),
@@ -725,7 +833,7 @@ fn lifetime(findings: &mut Vec<Finding>, i: usize, a: &Attempt, c: &Conv, who: &
     }
     if a.pings + a.pongs == 0 && a.idle_before_close_s.is_some_and(|s| s * 1e9 >= NO_KEEPALIVE_IDLE_NS as f64) {
         findings.push(finding(
-            "no-keepalive",
+            Code::NoKeepalive,
             Severity::Warning,
             format!(
                 "{who}: idle {idle} with no ping/pong: enable WebSocket pings shorter than the proxies' idle timeouts.",
@@ -737,7 +845,7 @@ fn lifetime(findings: &mut Vec<Finding>, i: usize, a: &Attempt, c: &Conv, who: &
     }
     if c.retransmissions.count > 0 {
         findings.push(finding(
-            "retransmissions",
+            Code::Retransmissions,
             Severity::Warning,
             format!("{who}: {} retransmitted segment(s): packet loss on the path.", c.retransmissions.count),
             c.retransmissions.frames.clone(),
@@ -746,7 +854,7 @@ fn lifetime(findings: &mut Vec<Finding>, i: usize, a: &Attempt, c: &Conv, who: &
     }
     if c.zero_windows.count > 0 {
         findings.push(finding(
-            "zero-window",
+            Code::ZeroWindow,
             Severity::Warning,
             format!(
                 "{who}: {} zero-window advertisement(s): a receiver stopped reading (slow consumer).",
@@ -762,7 +870,7 @@ fn lifetime(findings: &mut Vec<Finding>, i: usize, a: &Attempt, c: &Conv, who: &
 fn idle_timeouts(findings: &mut Vec<Finding>, attempts: &[Attempt]) {
     let mut gaps: Vec<(f64, u64)> = attempts
         .iter()
-        .filter(|a| a.leg != "proxy-backend" && a.close.is_some())
+        .filter(|a| a.leg != Leg::ProxyBackend && a.close.is_some())
         .filter_map(|a| {
             a.idle_before_close_s
                 .filter(|s| s * 1e9 >= MIN_IDLE_GAP_NS as f64)
@@ -780,7 +888,7 @@ fn idle_timeouts(findings: &mut Vec<Finding>, attempts: &[Attempt]) {
     if best.len() >= 2 {
         let mean = best.iter().map(|g| g.0).sum::<f64>() / best.len() as f64;
         findings.push(finding(
-            "idle-timeout",
+            Code::IdleTimeout,
             Severity::Warning,
             format!(
                 "closed after {mean:.1} s idle on {} connections: a proxy or load-balancer timeout (e.g. nginx proxy_read_timeout); send pings more often than that or raise the timeout.",
@@ -814,18 +922,18 @@ pub fn write_text(out: &mut dyn Write, r: &Report, color: bool) -> std::io::Resu
         });
         let target = a.path.clone().or(a.sni.clone()).unwrap_or_default();
         let verdict = match worst {
-            Some(f) => paint(f.severity, f.code),
+            Some(f) => paint(f.severity, f.code.as_str()),
             None => "no findings".to_string(),
         };
         writeln!(out, "  {} -> {} [{}] {}: {}", a.client, a.server, a.leg, target, verdict)?;
     }
     for f in &r.findings {
-        if f.severity == Severity::Info && f.code != "upgrade-ok" {
+        if f.severity == Severity::Info && f.code != Code::UpgradeOk {
             continue;
         }
         let frames: Vec<String> = f.frames.iter().map(u64::to_string).collect();
         let sev = format!("{:?}", f.severity).to_lowercase();
-        writeln!(out, "  {} {}", paint(f.severity, &sev), f.code)?;
+        writeln!(out, "  {} {}", paint(f.severity, &sev), f.code.as_str())?;
         for line in wrap(&f.message, TEXT_WIDTH - 6) {
             writeln!(out, "      {line}")?;
         }
@@ -861,4 +969,19 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
 /// Colour only on a terminal, and never with NO_COLOR set.
 pub fn use_color() -> bool {
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_legs_serialize_as_their_names() {
+        for c in Code::ALL {
+            assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
+        }
+        for l in Leg::ALL {
+            assert_eq!(serde_json::to_value(l).unwrap(), l.as_str());
+        }
+    }
 }
