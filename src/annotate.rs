@@ -8,8 +8,9 @@
 use std::fmt::Write as _;
 
 use crate::capture::RecordMeta;
+use crate::engine::Engine;
 use crate::flow::{FlowKey, PROTO_TCP, PROTO_UDP};
-use crate::policy::{Engine, Verdict};
+use crate::policy::Verdict;
 use crate::proto::units::{Header, UnitFormat};
 use crate::proto::websocket::{self, Frames};
 use crate::proto::{dns, http, tls};
@@ -31,7 +32,7 @@ pub fn reason(out: &mut String, engine: &Engine, meta: &RecordMeta, frame: &[u8]
     let proto = if matches!(d.transport, Transport::Tcp { .. }) { PROTO_TCP } else { PROTO_UDP };
     let (key, _) = FlowKey::of(d.src, d.sport, d.dst, d.dport, proto);
     let label = engine.flow_label(&key);
-    let is_ws = label.is_some_and(|(p, _)| p == crate::policy::Proto::WebSocket);
+    let is_ws = label.is_some_and(|(p, _)| p == crate::engine::Proto::WebSocket);
     let mut parts: Vec<String> = Vec::new();
     if let Transport::Tcp { flags, .. } = d.transport {
         let syn = flags & tcp_flags::SYN != 0;

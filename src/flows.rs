@@ -11,9 +11,10 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::capture::{Input, ReadOptions};
+use crate::engine::FlowRecord;
 use crate::error::Result;
 use crate::flow::{PROTO_TCP, Side};
-use crate::policy::{FlowRecord, Options};
+use crate::policy::Options;
 use crate::progress::Progress;
 use crate::report::Summary;
 use crate::trim::{Listener, TrimConfig, rewrite};

@@ -18,9 +18,10 @@ use crate::annotate;
 use crate::capture::{
     BlockFilter, Format, Input, Item, OutFormat, Packet, ReadOptions, Reader, RecordMeta, Writer, block, secrets,
 };
+use crate::engine::{Engine, FlowRecord, Observed};
 use crate::error::Result;
 use crate::flow::{FlowKey, PROTO_TCP, Side};
-use crate::policy::{Decision, Engine, FlowRecord, Observed, Options, Outcome, Ticket, Verdict};
+use crate::policy::{Decision, Options, Outcome, Ticket, Verdict};
 use crate::progress::{PUBLISH_EVERY, Progress};
 use crate::proto::tls;
 use crate::report::Summary;

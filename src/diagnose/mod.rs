@@ -16,9 +16,10 @@ use serde::Serialize;
 use sha1::{Digest, Sha1};
 
 use crate::capture::{Input, ReadOptions};
+use crate::engine::Observed;
 use crate::error::Result;
 use crate::flow::Side;
-use crate::policy::{Observed, Options, Selection};
+use crate::policy::{Options, Selection};
 use crate::proto::http;
 use crate::report::Summary;
 use crate::trim::{Listener, TrimConfig, rewrite};
@@ -82,7 +83,31 @@ pub enum Code {
 }
 
 impl Code {
-    pub const ALL: [Code; 23] = [Code::DnsFailure, Code::TcpConnectRefused, Code::TcpConnectTimeout, Code::TlsAlert, Code::TlsReset, Code::TlsAborted, Code::H2Negotiated, Code::UpgradeHeaderMissing, Code::ProxyStrippedUpgrade, Code::UpgradeRejected, Code::UpgradeUnanswered, Code::AuthRedirect, Code::BadAccept, Code::TlsToPlainPort, Code::ProxyConnectFailed, Code::OneSidedCapture, Code::ResetAfterUpgrade, Code::ClosedAfterUpgrade, Code::IdleTimeout, Code::NoKeepalive, Code::Retransmissions, Code::ZeroWindow, Code::UpgradeOk];
+    pub const ALL: [Code; 23] = [
+        Code::DnsFailure,
+        Code::TcpConnectRefused,
+        Code::TcpConnectTimeout,
+        Code::TlsAlert,
+        Code::TlsReset,
+        Code::TlsAborted,
+        Code::H2Negotiated,
+        Code::UpgradeHeaderMissing,
+        Code::ProxyStrippedUpgrade,
+        Code::UpgradeRejected,
+        Code::UpgradeUnanswered,
+        Code::AuthRedirect,
+        Code::BadAccept,
+        Code::TlsToPlainPort,
+        Code::ProxyConnectFailed,
+        Code::OneSidedCapture,
+        Code::ResetAfterUpgrade,
+        Code::ClosedAfterUpgrade,
+        Code::IdleTimeout,
+        Code::NoKeepalive,
+        Code::Retransmissions,
+        Code::ZeroWindow,
+        Code::UpgradeOk,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -537,13 +562,7 @@ fn pair_legs(attempts: &mut [Attempt], t: &Tracker) -> Vec<Option<usize>> {
     partner
 }
 
-fn finding(
-    code: Code,
-    severity: Severity,
-    message: String,
-    frames: Vec<u64>,
-    attempt: Option<usize>,
-) -> Finding {
+fn finding(code: Code, severity: Severity, message: String, frames: Vec<u64>, attempt: Option<usize>) -> Finding {
     let mut frames = frames;
     frames.sort_unstable();
     frames.dedup();

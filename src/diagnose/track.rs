@@ -1,13 +1,14 @@
 //! The facts a diagnosis needs, per TCP conversation and per DNS exchange, each with the frame
 //! number (1-based, as Wireshark numbers frames) that proves it. Nothing here reads bytes: the
-//! facts are the engine's events (`policy::Event`), so `diagnose` sees every flow exactly as
+//! facts are the engine's events (`engine::Event`), so `diagnose` sees every flow exactly as
 //! `trim` and `flows` do.
 
 use rustc_hash::FxHashMap;
 
+pub use crate::engine::At;
+use crate::engine::{Content, Event, Observed};
 use crate::flow::{FlowKey, Side};
-pub use crate::policy::At;
-use crate::policy::{Class, Content, Event, Observed};
+use crate::policy::Class;
 use crate::proto::{dns, http, tls, websocket};
 use crate::wire::Addr;
 

@@ -18,9 +18,9 @@ use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use crate::capture::RecordMeta;
+use crate::engine::{Content, Engine};
 use crate::flow::reassembly::{Placement, Stream};
 use crate::flow::{FlowKey, PROTO_TCP, PROTO_UDP, Side};
-use crate::policy::{Content, Engine};
 use crate::proto::tls;
 use crate::proto::units::{Header, UnitFormat};
 use crate::proto::websocket::{self, Frames};
@@ -253,7 +253,7 @@ enum Event {
 }
 
 pub struct Scrubber {
-    /// Boxed and capped like the policy's table (`policy::MAX_FLOWS`).
+    /// Boxed and capped like the policy's table (`engine::MAX_FLOWS`).
     flows: FxHashMap<FlowKey, Box<ScrubFlow>>,
     pseudo: Option<Pseudonymizer>,
     pub report: ScrubReport,
@@ -315,8 +315,8 @@ impl Scrubber {
                 if meta.ts_ns >= self.last_sweep_ns + SWEEP_EVERY_NS {
                     self.sweep(meta.ts_ns);
                 }
-                if self.flows.len() >= crate::policy::MAX_FLOWS && !self.flows.contains_key(&key) {
-                    self.evict_oldest(crate::policy::MAX_FLOWS / 8);
+                if self.flows.len() >= crate::engine::MAX_FLOWS && !self.flows.contains_key(&key) {
+                    self.evict_oldest(crate::engine::MAX_FLOWS / 8);
                 }
                 let flow = self.flows.entry(key).or_default();
                 flow.last_ns = flow.last_ns.max(meta.ts_ns);
