@@ -221,7 +221,8 @@ pub struct TrimArgs {
     pub out: OutputArgs,
     #[command(flatten)]
     pub select: SelectionArgs,
-    /// WebSocket data frames (and TLS application-data records) kept whole per direction.
+    /// WebSocket data frames of up to 4 KiB (and TLS application-data records) kept whole per
+    /// direction; longer frames are bulk.
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub keep_frames: u32,
     /// What to do with the other packets of kept flows.
