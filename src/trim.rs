@@ -365,7 +365,9 @@ pub fn rewrite<W: Write>(
                     let also = matches!(decision, Decision::Now(_)).then_some(me);
                     queue.settle(resolved.drain(..), also, &engine, scrubber.as_mut());
                 } else {
-                    queue.settle(resolved.drain(..), None, &engine, scrubber.as_mut());
+                    if !resolved.is_empty() {
+                        queue.settle(resolved.drain(..), None, &engine, scrubber.as_mut());
+                    }
                     let p = match scrubber.as_mut() {
                         Some(s) if !flow_dropped => {
                             scrubbed.clear();
