@@ -19,7 +19,14 @@ Make it safe to share: pcap-surgery trim --scrub customer.pcapng -o ticket.pcapn
 Say what failed:       pcap-surgery diagnose customer.pcapng\n  \
 A folder of captures:  pcap-surgery trim -r --out-dir out/ tickets/\n\n\
 Exit status: 0 ok; 1 an input or output failed (the others still ran); 2 usage error;\n\
-3 diagnose --fail-on met a finding."
+3 diagnose --fail-on met a finding; 130 / 143 interrupted by SIGINT / SIGTERM.\n\n\
+Interrupting: reading standard input or a pipe, Ctrl-C (SIGINT) or SIGTERM ends the capture\n\
+as it ends tcpdump: the packets read so far are decided and written, the summary says\n\
+\"interrupted after N packets\", and diagnose and flows report what they read. Reading a\n\
+file, it abandons the run and writes nothing for it (finished files of a batch stay, no\n\
+new one starts). A second signal stops at once. An output is never left half-written, not\n\
+even after kill -9: it has no name until it is complete. A closed standard output (| head)\n\
+ends the run quietly, as it ends cat."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -31,30 +38,40 @@ pub enum Command {
     /// Keep the packets that carry a WebSocket diagnosis: DNS, connect, TLS hello and alerts,
     /// the whole upgrade handshake, control frames and teardown; cut bulk to headers.
     #[command(after_help = "Examples:\n  pcap-surgery trim big.pcapng -o ticket.pcapng\n  \
+tcpdump -i any -w - port 443 | pcap-surgery trim - -o live.pcap    # Ctrl-C ends the capture, live.pcap is written\n  \
 tcpdump -i any -w - port 443 | pcap-surgery trim - -o - | tshark -r -\n  \
 pcap-surgery trim --host chat.example.com --bulk drop capture.pcap.gz -o small.pcap\n  \
 pcap-surgery trim -j 4 --recursive --out-dir trimmed/ tickets/\n  \
-pcap-surgery trim --annotate big.pcap -o why.pcapng && tshark -r why.pcapng -T fields -e frame.comment")]
+pcap-surgery trim --annotate big.pcap -o why.pcapng && tshark -r why.pcapng -T fields -e frame.comment\n\n\
+Ctrl-C or SIGTERM on standard input or a pipe ends the capture: what was read is decided and\n\
+written, exit 130 / 143. On a file it writes nothing. A second signal stops at once; an output\n\
+is never left half-written, not even after kill -9.")]
     Trim(TrimArgs),
     /// Overwrite cookies, tokens, message payloads (and with --pseudonymize addresses and
     /// names) while keeping the headers that carry the diagnosis. Packet lengths never change.
     #[command(after_help = "Examples:\n  pcap-surgery scrub capture.pcapng -o safe.pcapng\n  \
 pcap-surgery scrub --pseudonymize --key \"$TEAM_KEY\" a.pcap b.pcap --out-dir safe/\n  \
-pcap-surgery trim --scrub --scrub-report report.json big.pcap -o ticket.pcap")]
+pcap-surgery trim --scrub --scrub-report report.json big.pcap -o ticket.pcap\n\n\
+Ctrl-C or SIGTERM on standard input or a pipe ends the capture and writes it (exit 130 / 143);\n\
+on a file it writes nothing. An output is never left half-written, not even after kill -9.")]
     Scrub(ScrubCmdArgs),
     /// Name the phase that failed for each WebSocket attempt — DNS, TCP connect, TLS, the
     /// upgrade request, the response, proxy legs, the connection's lifetime — and the frames
     /// (numbered as Wireshark numbers them) that prove it.
     #[command(after_help = "Examples:\n  pcap-surgery diagnose customer.pcapng\n  \
 pcap-surgery diagnose --json *.pcap | jq -c '.findings[] | select(.severity == \"error\")'\n  \
-pcap-surgery diagnose --fail-on error capture.pcap || echo 'broken'")]
+pcap-surgery diagnose --fail-on error capture.pcap || echo 'broken'\n\n\
+Ctrl-C or SIGTERM on standard input or a pipe ends the capture and reports what was read\n\
+(exit 130 / 143).")]
     Diagnose(DiagnoseArgs),
     /// List every flow, one line each: addresses, first time and span, packets, bytes, what
-    /// it carries (websocket, tls-http1, tls-h2, http, dns, other) and whether `trim` keeps
-    /// it, and why.
+    /// it carries (websocket, tls-http1, tls-h2, http, h2c, dns, other) and whether `trim`
+    /// keeps it, and why.
     #[command(after_help = "Examples:\n  pcap-surgery flows capture.pcapng\n  \
 pcap-surgery flows --json capture.pcap | jq -r 'select(.class == \"websocket\") | .client'\n  \
-pcap-surgery flows --host chat.example.com capture.pcap | grep kept")]
+pcap-surgery flows --host chat.example.com capture.pcap | grep kept\n\n\
+Ctrl-C or SIGTERM on standard input or a pipe ends the capture and lists what was read\n\
+(exit 130 / 143).")]
     Flows(FlowsArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
     #[command(after_help = "Examples:\n  pcap-surgery completions bash > /etc/bash_completion.d/pcap-surgery\n  \

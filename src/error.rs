@@ -18,6 +18,9 @@ pub enum Error {
     Io(#[from] io::Error),
     #[error("{0}")]
     Usage(String),
+    /// SIGINT or SIGTERM while reading a file: the run is abandoned, nothing is written.
+    #[error("interrupted by signal {0}")]
+    Interrupted(i32),
 }
 
 impl Error {

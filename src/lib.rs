@@ -19,6 +19,7 @@ pub mod flow;
 pub mod flows;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod interrupt;
 pub mod policy;
 pub mod progress;
 pub mod proto;

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{CommandFactory, Parser};
 
-use pcap_surgery::Error;
 use pcap_surgery::batch::{self, Source};
 use pcap_surgery::capture::{AtomicOutput, Input, OutFormat, OutputTarget};
 use pcap_surgery::cli::{BatchArgs, Cli, Command, DiagnoseArgs, FlowsArgs, OutputArgs, ScrubArgs};
@@ -23,6 +22,7 @@ use pcap_surgery::progress::Progress;
 use pcap_surgery::report::Summary;
 use pcap_surgery::scrub::ScrubOptions;
 use pcap_surgery::trim::{TrimConfig, trim};
+use pcap_surgery::{Error, interrupt};
 
 use ui::Ui;
 
@@ -32,7 +32,9 @@ const EXIT_FINDING: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    interrupt::install();
+    interrupt::default_sigpipe();
+    let code = match cli.command {
         Command::Trim(args) => {
             if !args.scrub
                 && (args.scrub_opts.pseudonymize
@@ -79,8 +81,25 @@ fn main() -> ExitCode {
             clap_complete::generate(shell, &mut Cli::command(), "pcap-surgery", &mut std::io::stdout());
             ExitCode::SUCCESS
         }
+    };
+    // SIGINT / SIGTERM: what was finished stays; the status says the run was cut short.
+    match interrupt::requested() {
+        Some(sig) => ExitCode::from(interrupt::exit_status(sig)),
+        None => code,
     }
 }
+
+/// A batch input not started because an interrupt came first.
+#[derive(Debug)]
+struct NotStarted;
+
+impl std::fmt::Display for NotStarted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("not started: interrupted")
+    }
+}
+
+impl std::error::Error for NotStarted {}
 
 fn usage(msg: &str) -> ExitCode {
     eprintln!("pcap-surgery: {msg}");
@@ -150,6 +169,9 @@ fn with_input<T>(
     path: &Path,
     job: impl FnOnce(Input, &Arc<Progress>) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
+    if interrupt::requested().is_some() {
+        return Err(NotStarted.into());
+    }
     let progress = Arc::new(Progress::default());
     let _bar = ui.bar(path, file_size(path), &progress);
     let input = Input::open_with(path, Some(progress.clone()))?;
@@ -338,6 +360,13 @@ fn random_key() -> [u8; 32] {
 /// Prints an error on one line and says whether it is the user's (exit 2) or the input's /
 /// system's (exit 1).
 fn report_error(ui: &Ui, file: &Path, err: &anyhow::Error) -> u8 {
+    if err.downcast_ref::<NotStarted>().is_some() {
+        return EXIT_RUNTIME;
+    }
+    if let Some(Error::Interrupted(_)) = err.downcast_ref::<Error>() {
+        ui.println(&format!("pcap-surgery: {}: interrupted; nothing written for it", file.display()));
+        return EXIT_RUNTIME;
+    }
     ui.println(&format!("pcap-surgery: {}: {err:#}", file.display()));
     match err.downcast_ref::<Error>() {
         Some(Error::Usage(_)) => EXIT_USAGE,
@@ -396,7 +425,7 @@ fn run(verb: Verb, inputs: &[PathBuf], out: &OutputArgs, cfg: &TrimConfig, repor
     let mut reports = Vec::new();
     let mut status = 0u8;
     let mut total = Summary { file: "total".into(), ..Default::default() };
-    let (mut ok, mut failed) = (0usize, 0usize);
+    let (mut ok, mut failed, mut not_started) = (0usize, 0usize, 0usize);
     batch::run_ordered(
         srcs.len(),
         out.batch.jobs(),
@@ -426,6 +455,7 @@ fn run(verb: Verb, inputs: &[PathBuf], out: &OutputArgs, cfg: &TrimConfig, repor
                     }
                     total.add(&summary);
                 }
+                Err(e) if e.downcast_ref::<NotStarted>().is_some() => not_started += 1,
                 Err(e) => {
                     failed += 1;
                     status = status.max(report_error(&ui, path, &e));
@@ -435,7 +465,8 @@ fn run(verb: Verb, inputs: &[PathBuf], out: &OutputArgs, cfg: &TrimConfig, repor
     );
     if srcs.len() > 1 && !out.quiet {
         let failed = if failed > 0 { format!(", {failed} failed") } else { String::new() };
-        ui.println(&format!("{} ({ok} files{failed})", total.line(verb.name())));
+        let skipped = if not_started > 0 { format!(", {not_started} not started: interrupted") } else { String::new() };
+        ui.println(&format!("{} ({ok} files{failed}{skipped})", total.line(verb.name())));
     }
     if let Some(path) = report {
         let mut text = reports.join("\n");

@@ -20,6 +20,9 @@ pub struct Summary {
     /// TLS sessions whose key-log lines were carried into the output.
     pub tls_sessions_with_keys: u64,
     pub elapsed_s: f64,
+    /// Reading stopped at SIGINT/SIGTERM (a live capture, written up to there).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
     pub warnings: Vec<String>,
     /// What scrubbing overwrote, per rule (absent when not scrubbing).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -49,7 +52,7 @@ impl Summary {
             self.flows_seen,
             self.flows_kept,
             self.elapsed_s
-        )
+        ) + &if self.interrupted { format!(", interrupted after {} packets", self.packets_in) } else { String::new() }
     }
 
     /// Adds another file's counts (for the total of a batch).
@@ -66,6 +69,7 @@ impl Summary {
         self.over_snaplen += o.over_snaplen;
         self.tls_sessions_with_keys += o.tls_sessions_with_keys;
         self.elapsed_s += o.elapsed_s;
+        self.interrupted |= o.interrupted;
     }
 
     pub fn json(&self) -> String {

@@ -418,6 +418,7 @@ pub fn rewrite<W: Write>(
     }
     summary.warnings.extend(reader.take_warnings());
     summary.over_snaplen = reader.over_snaplen;
+    summary.interrupted = reader.interrupted;
     if let Some((packet, len, snap)) = reader.first_over_snaplen {
         summary.warnings.push(format!(
             "packet {packet}: captured length {len} exceeds the snaplen {snap} ({} such records; kept, as Wireshark does)",

@@ -128,6 +128,10 @@ pub struct Reader {
     pos: usize,
     end: usize,
     eof: bool,
+    /// Standard input, a pipe or a device: an interrupt ends the capture rather than the run.
+    live: bool,
+    /// Reading stopped at an interrupt (of a live input).
+    pub interrupted: bool,
     /// File offset (of the decompressed stream) of `buf[0]`.
     base_offset: u64,
     format: Format,
@@ -148,6 +152,8 @@ pub struct Reader {
 impl Reader {
     pub fn new(input: Input) -> Result<Reader> {
         let mut r = Reader {
+            live: input.size.is_none(),
+            interrupted: false,
             src: input.stream,
             opts: ReadOptions::default(),
             warnings: Vec::new(),
@@ -236,6 +242,15 @@ impl Reader {
             self.buf.resize(need.max(READ_CHUNK_BYTES), 0);
         }
         while self.end < need && !self.eof {
+            if let Some(sig) = crate::interrupt::requested() {
+                // A live capture ends here and is written; a file is abandoned.
+                if !self.live {
+                    return Err(Error::Interrupted(sig));
+                }
+                self.eof = true;
+                self.interrupted = true;
+                break;
+            }
             match self.src.read(&mut self.buf[self.end..]) {
                 Ok(0) => self.eof = true,
                 Ok(n) => self.end += n,
