@@ -203,3 +203,22 @@ fn a_closed_standard_output_ends_the_run_quietly() {
         assert!(stderr.is_empty(), "{cmd}: {stderr}");
     }
 }
+
+#[test]
+fn a_second_signal_stops_at_once_and_writes_nothing() {
+    let input = testdata().join("ws-bulk-mixed.pcap");
+    let dir = tmpdir();
+    let out = dir.path().join("never.pcap");
+    let (child, stdin) = live(&["trim", "-", "-o", out.to_str().unwrap()], &input);
+    // Two signals delivered together: the first ends the capture, the second the process,
+    // before the output is named.
+    signal(&child, libc::SIGSTOP);
+    signal(&child, libc::SIGINT);
+    signal(&child, libc::SIGTERM);
+    signal(&child, libc::SIGCONT);
+    let (status, stderr, _) = finish(child);
+    drop(stdin);
+    assert!(matches!(status.code(), Some(130 | 143)), "{status:?} {stderr}");
+    assert!(!stderr.contains("interrupted after"), "no summary: it stopped at once: {stderr}");
+    assert_eq!(entries(dir.path()), Vec::<String>::new(), "no output, no temporary file");
+}
