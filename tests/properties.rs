@@ -5,7 +5,9 @@
 //! - trim's output is a subsequence of the input, in input order, each packet whole or a
 //!   prefix (same timestamp, same original length);
 //! - scrub keeps every packet and every length, and so does trim --scrub relative to trim;
-//! - diagnose(trim(x)) == diagnose(x), frame numbers and data-frame counts aside.
+//! - diagnose(trim(x)) == diagnose(x), frame numbers and data-frame counts aside, and
+//!   diagnose(scrub(x)) and diagnose(trim --scrub(x)) have the same findings;
+//! - `flows` calls a flow kept exactly when trim writes packets of it.
 
 mod common;
 
@@ -16,6 +18,7 @@ use serde_json::Value;
 
 use pcap_surgery::capture::{Input, Item, Reader};
 use pcap_surgery::diagnose::{DiagnoseOptions, diagnose};
+use pcap_surgery::flows::{FlowsOptions, flows};
 use pcap_surgery::policy::Options;
 use pcap_surgery::report::Summary;
 use pcap_surgery::scrub::ScrubOptions;
@@ -362,6 +365,38 @@ fn diagnosis(b: &[u8]) -> Value {
     common::comparable(serde_json::to_value(&r).unwrap())
 }
 
+/// Flows of a capture as "a:port-b:port" (lower endpoint first), from its packets.
+fn written_flows(b: &[u8]) -> std::collections::BTreeSet<String> {
+    let mut r = Reader::new(input(b)).unwrap();
+    let mut set = std::collections::BTreeSet::new();
+    while let Some(item) = r.next_item().unwrap() {
+        if let Item::Packet(p) = item
+            && let Ok(d) = pcap_surgery::wire::decode(p.meta.link_type, p.data())
+        {
+            let (x, y) = (format!("{}:{}", d.src, d.sport), format!("{}:{}", d.dst, d.dport));
+            set.insert(if x <= y { format!("{x}-{y}") } else { format!("{y}-{x}") });
+        }
+    }
+    set
+}
+
+/// The flows `flows` calls kept, named as `written_flows` names them.
+fn listed_kept(b: &[u8]) -> std::collections::BTreeSet<String> {
+    let opts = FlowsOptions { policy: Options::default(), json: true, with_file: false, read: Default::default() };
+    let mut out = Vec::new();
+    flows(input(b), "x", &opts, &mut out, None).unwrap();
+    String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|j| j["verdict"] == "kept")
+        .map(|j| {
+            let (x, y) = (j["client"].as_str().unwrap().to_string(), j["server"].as_str().unwrap().to_string());
+            if x <= y { format!("{x}-{y}") } else { format!("{y}-{x}") }
+        })
+        .collect()
+}
+
 /// Finding codes and severities, sorted.
 fn codes(d: &Value) -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> =
@@ -416,5 +451,8 @@ proptest! {
         prop_assert_eq!(&x, &diagnosis(&trimmed));
         prop_assert_eq!(codes(&x), codes(&diagnosis(&run_trim(&pcap, true, true))));
         prop_assert_eq!(codes(&x), codes(&diagnosis(&run_trim(&pcap, false, true))));
+
+        // `flows` says kept exactly for the flows trim writes.
+        prop_assert_eq!(listed_kept(&pcap), written_flows(&trimmed));
     }
 }
