@@ -306,3 +306,59 @@ fn diagnoses_carry_none_of_the_planted_secrets() {
         }
     }
 }
+
+/// A copy of capture record `k` (0-based) turned into a TCP keep-alive probe: one byte at the
+/// sequence number just before the next one the sender would use, 1 ms later.
+fn keep_alive_after(src: &Path, k: usize) -> Vec<u8> {
+    let b = std::fs::read(src).unwrap();
+    let at = pcap_record_offsets(&b)[k];
+    let caplen = u32::from_le_bytes(b[at + 8..at + 12].try_into().unwrap()) as usize;
+    let frame = &b[at + 16..at + 16 + caplen];
+    let p = etherparse::SlicedPacket::from_ethernet(frame).unwrap();
+    let Some(etherparse::NetSlice::Ipv4(ip)) = p.net else { panic!("IPv4") };
+    let Some(etherparse::TransportSlice::Tcp(t)) = p.transport else { panic!("TCP") };
+    let next = t.sequence_number().wrapping_add(t.payload().len() as u32);
+    let mut probe = Vec::new();
+    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4(ip.header().source(), ip.header().destination(), 64)
+        .tcp(t.source_port(), t.destination_port(), next.wrapping_sub(1), t.window_size())
+        .ack(t.acknowledgment_number())
+        .write(&mut probe, &[0])
+        .unwrap();
+    let mut rec = b[at..at + 16].to_vec();
+    let frac = u32::from_le_bytes(rec[4..8].try_into().unwrap()) + 1_000_000;
+    rec[4..8].copy_from_slice(&frac.to_le_bytes());
+    rec[8..12].copy_from_slice(&(probe.len() as u32).to_le_bytes());
+    rec[12..16].copy_from_slice(&(probe.len() as u32).to_le_bytes());
+    rec.extend_from_slice(&probe);
+    rec
+}
+
+#[test]
+fn tcp_keep_alives_are_not_retransmissions() {
+    require_tshark();
+    let dir = tmpdir();
+    // ws-direct-ok (nanosecond pcap): packet 16 is the client's last frame before the close.
+    let src = testdata().join("ws-direct-ok.pcap");
+    let b = std::fs::read(&src).unwrap();
+    let offsets = pcap_record_offsets(&b);
+    let probe = keep_alive_after(&src, 15);
+    let mut out = b[..offsets[16]].to_vec();
+    out.extend_from_slice(&probe);
+    out.extend_from_slice(&probe);
+    out.extend_from_slice(&b[offsets[16]..]);
+    let f = dir.path().join("keepalive.pcap");
+    std::fs::write(&f, out).unwrap();
+    // Wireshark calls them keep-alives...
+    let t = std::process::Command::new("tshark")
+        .arg("-r")
+        .arg(&f)
+        .args(["-Y", "tcp.analysis.keep_alive", "-T", "fields", "-e", "frame.number"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&t.stdout).lines().count(), 2, "tshark sees two keep-alives");
+    // ...and so does diagnose: no retransmissions.
+    let d = diagnose(&f);
+    assert!(!has(&d, "retransmissions"), "{:?}", codes(&d));
+    assert_eq!(attempts(&d)[0]["retransmissions"], 0);
+}

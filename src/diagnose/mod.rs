@@ -644,7 +644,10 @@ fn analyse(file: &str, t: &Tracker) -> Report {
                 ));
                 continue;
             }
-            let before_app = |at: &At| app.is_none_or(|t| at.ts_ns < t);
+            // A finished TLS 1.2 handshake (ChangeCipherSpec each way) is never reset or
+            // aborted "during the handshake", whatever closes it later (close_notify, FIN).
+            let finished = c.ccs.iter().all(Option::is_some);
+            let before_app = |at: &At| !finished && app.is_none_or(|t| at.ts_ns < t);
             if let Some((s, at, _)) = c.rsts.iter().find(|(_, at, _)| before_app(at)) {
                 findings.push(finding(
                     Code::TlsReset,

@@ -106,6 +106,8 @@ pub struct Conv {
     pub alerts: Vec<Alert>,
     /// First application data record after the handshake, per direction.
     pub app_data: [Option<At>; 2],
+    /// ChangeCipherSpec per direction: both, and a TLS 1.2 handshake finished.
+    pub ccs: [Option<At>; 2],
     pub h2_preface: Option<At>,
     pub pings: Tally,
     pub pongs: Tally,
@@ -139,6 +141,7 @@ impl Conv {
             server_alpn: None,
             alerts: Vec::new(),
             app_data: [None, None],
+            ccs: [None, None],
             h2_preface: None,
             pings: Tally::default(),
             pongs: Tally::default(),
@@ -171,7 +174,10 @@ impl Conv {
     fn event(&mut self, side: Side, at: At, event: Event) {
         let s = side.index();
         match event {
-            Event::Open | Event::Dns(_) => {}
+            Event::Open | Event::Dns(_) | Event::KeepAlive => {}
+            Event::ChangeCipherSpec => {
+                self.ccs[s].get_or_insert(at);
+            }
             Event::Syn { ack } => {
                 if ack {
                     self.synack.get_or_insert(at);

@@ -41,6 +41,8 @@ pub enum Event {
     Rst,
     ZeroWindow,
     Retransmission,
+    /// A keep-alive probe (one byte just before the next expected sequence number).
+    KeepAlive,
     /// A TCP packet of the flow, after the events it caused; `payload`: it carried payload
     /// (activity, as a proxy's idle timer sees it).
     Packet {
@@ -63,6 +65,8 @@ pub enum Event {
         description: Option<u8>,
     },
     ApplicationData,
+    /// A TLS ChangeCipherSpec record: with one each way, a TLS 1.2 handshake finished.
+    ChangeCipherSpec,
     Frame {
         opcode: u8,
         payload_len: u64,

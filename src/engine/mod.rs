@@ -593,8 +593,15 @@ impl Engine {
             Some(Placement::Empty) => None,
             Some(Placement::Held) => return self.wait_reorder(key, side, packet, cut, fin_rst),
             Some(Placement::Old { offset }) => {
-                self.ev.push(flow.conv, key, side, Event::Retransmission);
                 let dir = &flow.dirs[side.index()];
+                // A keep-alive probe: one byte at the sequence number before the next expected
+                // one (Wireshark's "TCP Keep-Alive"), not a retransmission.
+                let keep_alive = d.wire_payload_len == 1 && offset + 1 == dir.stream.delivered() && !fin_rst;
+                if keep_alive {
+                    self.ev.push(flow.conv, key, side, Event::KeepAlive);
+                } else {
+                    self.ev.push(flow.conv, key, side, Event::Retransmission);
+                }
                 Some(dir.was_important(offset, offset + u64::from(d.wire_payload_len)))
             }
             Some(Placement::Gap) => {
@@ -1403,7 +1410,10 @@ fn feed_units(dir: &mut Dir, bytes: &[u8], keep_frames: u32, ev: &mut Events, sr
             let encrypted = &mut dir.encrypted;
             dir.records.feed(bytes, |h, body| {
                 match h.content_type {
-                    tls::CHANGE_CIPHER_SPEC => *encrypted = true,
+                    tls::CHANGE_CIPHER_SPEC => {
+                        *encrypted = true;
+                        ev.push(conv, key, side, Event::ChangeCipherSpec);
+                    }
                     tls::ALERT => {
                         let clear = !*encrypted && body.len() >= 2;
                         let (level, description) = (clear.then(|| body[0]), clear.then(|| body[1]));
