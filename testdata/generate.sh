@@ -66,6 +66,7 @@ record ws-proxy-504.pcap proxy-504
 record wss-ok.tmp.pcap wss-ok
 record wss-alert.pcap wss-alert
 record wss-aborted.pcap wss-aborted
+record tls12-close-notify.pcap tls12-close-notify
 record ws-reset-after-101.pcap reset-after-101
 record ws-idle-timeout.pcap idle-timeout
 record ws-ping-survives.pcap ping-survives

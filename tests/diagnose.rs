@@ -62,6 +62,27 @@ fn every_scenario_gets_its_finding() {
 }
 
 #[test]
+fn a_finished_tls12_handshake_closed_with_close_notify_is_not_aborted() {
+    require_tshark();
+    let f = testdata().join("tls12-close-notify.pcap");
+    // tshark: ChangeCipherSpec each way, then an encrypted alert and FINs.
+    let t = std::process::Command::new("tshark")
+        .arg("-r")
+        .arg(&f)
+        .args(["-d", "tcp.port==18443,tls", "-T", "fields", "-e", "tls.record.content_type"])
+        .output()
+        .unwrap();
+    let types = String::from_utf8_lossy(&t.stdout).to_string();
+    assert_eq!(types.matches("20").count(), 2, "one ChangeCipherSpec each way: {types}");
+    assert!(types.contains("21"), "the close_notify alert: {types}");
+    let d = diagnose(&f);
+    for code in ["tls-aborted", "tls-reset", "tls-alert"] {
+        assert!(!has(&d, code), "{code} on a finished handshake: {:?}", codes(&d));
+    }
+    assert!(worst_is_below_warning(&d), "{:?}", codes(&d));
+}
+
+#[test]
 fn statuses_legs_and_headers_per_leg() {
     for (file, status) in [
         ("ws-reject-403.pcap", 403),

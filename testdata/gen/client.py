@@ -154,6 +154,20 @@ async def run(scenario, cafile):
                         "-H", "Sec-WebSocket-Version: 13",
                         "-H", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
                         "-H", f"Cookie: {COOKIE}", f"https://ws.test:18443/echo?{QUERY}"])
+    elif scenario == "tls12-close-notify":
+        # A TLS 1.2 handshake that finishes (ChangeCipherSpec and Finished both ways), then
+        # only close_notify and FIN: a client that gave up before its request. Healthy TLS:
+        # not an aborted handshake.
+        ctx = ssl.create_default_context(cafile=cafile)
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        ctx.set_alpn_protocols(["http/1.1"])
+        with socket.create_connection(("127.0.0.1", 18443)) as raw:
+            tls = ctx.wrap_socket(raw, server_hostname="ws.test")
+            time.sleep(0.2)
+            try:
+                tls.unwrap()
+            except (ssl.SSLError, OSError):
+                pass
     elif scenario == "reset-after-101":
         await expect_failure(url(18765, "/reset"))
     elif scenario == "idle-timeout":
