@@ -383,3 +383,61 @@ fn tcp_keep_alives_are_not_retransmissions() {
     assert!(!has(&d, "retransmissions"), "{:?}", codes(&d));
     assert_eq!(attempts(&d)[0]["retransmissions"], 0);
 }
+
+#[test]
+fn a_failed_lookup_of_a_name_no_attempt_used_is_info() {
+    require_tshark();
+    let dir = tmpdir();
+    let shifted = |secs: &str, name: &str| {
+        let out = dir.path().join(name);
+        let st = std::process::Command::new("editcap")
+            .args(["-t", secs])
+            .arg(testdata().join("dns-failure.pcap"))
+            .arg(&out)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        out
+    };
+    let merged = |dns: &Path, name: &str| {
+        let out = dir.path().join(name);
+        let st = std::process::Command::new("mergecap")
+            .args(["-F", "pcap", "-w"])
+            .arg(&out)
+            .arg(dns)
+            .arg(testdata().join("ws-direct-ok.pcap"))
+            .status()
+            .unwrap();
+        assert!(st.success());
+        out
+    };
+    let severity = |d: &Value| {
+        d["findings"].as_array().unwrap().iter().find(|f| f["code"] == "dns-failure").unwrap()["severity"].clone()
+    };
+    // NXDOMAIN for no-such-host.test, then a WebSocket to 127.0.0.1 that never used that name.
+    let before = merged(&shifted("-3600", "early.pcap"), "before.pcap");
+    assert_eq!(severity(&diagnose(&before)), "info");
+    // The same lookup with no attempt after it: it may be the whole story.
+    let after = merged(&shifted("3600", "late.pcap"), "after.pcap");
+    assert_eq!(severity(&diagnose(&after)), "error");
+    assert_eq!(severity(&diagnose(&testdata().join("dns-failure.pcap"))), "error");
+}
+
+#[test]
+fn a_capture_without_attempts_says_what_it_holds() {
+    require_tshark();
+    let dir = tmpdir();
+    // Only the plain page loads of ws-bulk-mixed (HTTP GETs on :18090 without an upgrade).
+    let plain = dir.path().join("plain.pcap");
+    let st = std::process::Command::new("tshark")
+        .arg("-r")
+        .arg(testdata().join("ws-bulk-mixed.pcap"))
+        .args(["-Y", "tcp.port == 18090", "-F", "pcap", "-w"])
+        .arg(&plain)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let r = run(&["diagnose", plain.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&r.stdout).replace('\n', " ");
+    assert!(text.contains("0 WebSocket attempt(s); TCP flows seen: 5 HTTP without an upgrade"), "{text}");
+}

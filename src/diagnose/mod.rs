@@ -261,6 +261,10 @@ pub struct Report {
     pub file: String,
     pub attempts: Vec<Attempt>,
     pub findings: Vec<Finding>,
+    /// TCP flows that are not attempts, by what they are ("TLS offering h2": 3): said when
+    /// there is no attempt, so that "0 attempts" comes with its reason.
+    #[serde(skip)]
+    pub not_attempts: Vec<(&'static str, u64)>,
 }
 
 impl Report {
@@ -580,21 +584,38 @@ fn analyse(file: &str, t: &Tracker) -> Report {
     let partner = pair_legs(&mut attempts, t);
     let mut findings = Vec::new();
 
-    // DNS first: a failing lookup is often the whole story.
+    // DNS first: a failing lookup is often the whole story — when it is the name of an
+    // attempt, or no attempt followed it. A failure for a name no later attempt used (an ad
+    // server, a typo in another tab) is noted, not blamed.
+    let attempt_names: Vec<String> = attempts
+        .iter()
+        .flat_map(|a| [a.sni.clone(), a.host.as_deref().map(http::strip_port)])
+        .flatten()
+        .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+        .collect();
     for l in &t.lookups {
         let failed = matches!(l.rcode, Some(2 | 3 | 5));
         let unanswered = l.response.is_none() && l.query.is_some();
         if failed || unanswered {
+            let asked_ns = l.query.or(l.response).map_or(0, |a| a.ts_ns);
+            let name = l.name.trim_end_matches('.').to_ascii_lowercase();
+            let followed = attempts.iter().any(|a| a.start_ns >= asked_ns);
+            let blamed = !followed || attempt_names.contains(&name);
             let what = match l.rcode {
                 Some(3) => "does not exist (NXDOMAIN)".to_string(),
                 Some(2) => "failed on the server (SERVFAIL)".to_string(),
                 Some(5) => "was refused by the server (REFUSED)".to_string(),
                 _ => "got no answer".to_string(),
             };
+            let (severity, advice) = if blamed {
+                (Severity::Error, "check the name in the client's URL and the resolver.")
+            } else {
+                (Severity::Info, "no WebSocket attempt after it used that name.")
+            };
             findings.push(finding(
                 Code::DnsFailure,
-                Severity::Error,
-                format!("DNS lookup of {} {what}: check the name in the client's URL and the resolver.", l.name),
+                severity,
+                format!("DNS lookup of {} {what}: {advice}", l.name),
                 [l.query, l.response].into_iter().flatten().map(|a| a.frame).collect(),
                 None,
             ));
@@ -823,7 +844,9 @@ fn analyse(file: &str, t: &Tracker) -> Report {
     }
     idle_timeouts(&mut findings, &attempts);
     findings.sort_by_key(|f| (f.frames.first().copied().unwrap_or(u64::MAX), f.code.as_str()));
-    Report { file: file.to_string(), attempts, findings }
+    let mut not_attempts: Vec<(&'static str, u64)> = t.not_attempts.iter().map(|(w, n)| (*w, *n)).collect();
+    not_attempts.sort_by_key(|&(w, n)| (std::cmp::Reverse(n), w));
+    Report { file: file.to_string(), attempts, findings, not_attempts }
 }
 
 /// After the 101: how the connection ended, keepalive, retransmissions, zero windows.
@@ -935,7 +958,15 @@ pub fn write_text(out: &mut dyn Write, r: &Report, color: bool) -> std::io::Resu
         };
         format!("\x1b[{code}m{text}\x1b[0m")
     };
-    writeln!(out, "{}: {} WebSocket attempt(s)", r.file, r.attempts.len())?;
+    if r.attempts.is_empty() && !r.not_attempts.is_empty() {
+        let what: Vec<String> = r.not_attempts.iter().map(|(why, n)| format!("{n} {why}")).collect();
+        let line = format!("{}: 0 WebSocket attempt(s); TCP flows seen: {}", r.file, what.join("; "));
+        for l in wrap(&line, TEXT_WIDTH) {
+            writeln!(out, "{l}")?;
+        }
+    } else {
+        writeln!(out, "{}: {} WebSocket attempt(s)", r.file, r.attempts.len())?;
+    }
     for (i, a) in r.attempts.iter().enumerate() {
         // The first finding of the highest severity: the phase that failed first.
         let worst = r.findings.iter().filter(|f| f.attempt == Some(i)).fold(None::<&Finding>, |best, f| match best {

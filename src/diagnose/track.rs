@@ -197,7 +197,7 @@ impl Conv {
                     self.last_payload = Some(at);
                 }
             }
-            Event::Classified { class, content, client } => {
+            Event::Classified { class, content, client, .. } => {
                 self.class = class;
                 if client.is_some() {
                     self.client = client;
@@ -307,6 +307,8 @@ pub struct Tracker {
     pub evicted: u64,
     /// Tracked conversations that have not ended.
     open: usize,
+    /// Conversations that are not attempts, by what they are (for a report with none).
+    pub not_attempts: std::collections::BTreeMap<&'static str, u64>,
 }
 
 impl Default for Tracker {
@@ -326,6 +328,7 @@ impl Tracker {
             dropped: 0,
             evicted: 0,
             open: 0,
+            not_attempts: Default::default(),
         }
     }
 
@@ -354,7 +357,13 @@ impl Tracker {
             _ => return,
         };
         let Some(c) = self.convs[i].as_deref_mut() else { return };
-        let dropped = matches!(o.event, Event::Classified { class: Class::Dropped, .. });
+        let dropped = match o.event {
+            Event::Classified { class: Class::Dropped, why, .. } => {
+                *self.not_attempts.entry(why).or_insert(0) += 1;
+                true
+            }
+            _ => false,
+        };
         c.event(o.side, o.at, o.event);
         if dropped {
             if c.open {

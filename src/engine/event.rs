@@ -52,6 +52,8 @@ pub enum Event {
         class: Class,
         content: Content,
         client: Option<Side>,
+        /// Why the flow was kept or dropped, in a few words (as `flows` says it).
+        why: &'static str,
     },
     // Heads and hellos are boxed: they are rare, and a small `Event` keeps the per-packet
     // events cheap.

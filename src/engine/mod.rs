@@ -1086,8 +1086,8 @@ impl Engine {
         }
         self.kept_names.extend(names);
         if to_port {
-            let client = flow.client;
-            self.ev.push(conv, key, client.unwrap_or(Side::A), Event::Classified { class, content, client });
+            let (client, why) = (flow.client, flow.why);
+            self.ev.push(conv, key, client.unwrap_or(Side::A), Event::Classified { class, content, client, why });
             self.advance_heads(key);
             return;
         }
@@ -1101,8 +1101,8 @@ impl Engine {
     /// that named its host or address.
     fn on_classified(&mut self, key: FlowKey) {
         let flow = self.flows.get_mut(&key).expect("flow exists");
-        let (class, content, client) = (flow.class, flow.content, flow.client);
-        self.ev.push(flow.conv, key, client.unwrap_or(Side::A), Event::Classified { class, content, client });
+        let (class, content, client, why) = (flow.class, flow.content, flow.client, flow.why);
+        self.ev.push(flow.conv, key, client.unwrap_or(Side::A), Event::Classified { class, content, client, why });
         let kept = flow.class.kept();
         if kept && !flow.counted_kept {
             flow.counted_kept = true;
