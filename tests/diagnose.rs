@@ -41,7 +41,7 @@ fn every_scenario_gets_its_finding() {
         ("ws-auth-redirect.pcap", &["auth-redirect"]),
         ("ws-bad-accept.pcapng.gz", &["bad-accept"]),
         ("ws-proxy-502.pcap", &["upgrade-rejected", "tcp-connect-refused"]),
-        ("ws-proxy-504.pcap", &["upgrade-rejected"]),
+        ("ws-proxy-504.pcap", &["upgrade-rejected", "upgrade-unanswered"]),
         ("ws-proxy-stripped.pcap", &["proxy-stripped-upgrade", "upgrade-rejected"]),
         ("ws-reject-403.pcap", &["upgrade-rejected"]),
         ("ws-reject-404.pcap", &["upgrade-rejected"]),
@@ -440,4 +440,18 @@ fn a_capture_without_attempts_says_what_it_holds() {
     let r = run(&["diagnose", plain.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&r.stdout).replace('\n', " ");
     assert!(text.contains("0 WebSocket attempt(s); TCP flows seen: 5 HTTP without an upgrade"), "{text}");
+}
+
+#[test]
+fn a_backend_that_never_answers_the_proxy_carries_its_own_finding() {
+    // ws-proxy-504: nginx forwards the upgrade (frame 9), the backend is silent, nginx gives up
+    // with a FIN (frame 11) and answers the client 504 (frame 12) — frame numbers as tshark
+    // shows them.
+    let d = diagnose(&testdata().join("ws-proxy-504.pcap"));
+    let f: Vec<&Value> =
+        d["findings"].as_array().unwrap().iter().filter(|f| f["code"] == "upgrade-unanswered").collect();
+    assert_eq!(f.len(), 1, "{d}");
+    assert_eq!(f[0]["frames"], serde_json::json!([9, 11]));
+    assert_eq!(f[0]["severity"], "error");
+    assert!(has(&d, "upgrade-rejected"), "the client leg's 504 still says what the client saw");
 }

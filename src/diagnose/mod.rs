@@ -754,16 +754,36 @@ fn analyse(file: &str, t: &Tracker) -> Report {
         // The response.
         let front_reports = a.leg == Leg::ProxyBackend && partner[i].is_some();
         let Some((resp, resp_at)) = &c.response else {
-            if !front_reports {
-                let end = c.fins.first().or(c.rsts.first()).map(|x| x.1.frame);
+            let end = c.fins.first().or(c.rsts.first()).map(|x| x.1.frame);
+            let message = if front_reports {
+                // The backend leg of a proxied attempt: its silence is why the front leg got
+                // the proxy's error (504), so it carries its own finding, with the proxy's
+                // FIN or RST that gave up on it.
+                let proxy_end =
+                    c.client.and_then(|cl| c.fins.iter().chain(&c.rsts).filter(|x| x.0 == cl).map(|x| x.1.frame).min());
+                let end = proxy_end.or(end);
                 findings.push(finding(
                     Code::UpgradeUnanswered,
                     Severity::Error,
-                    format!("{who}: the upgrade request for {} got no response before the connection {}: the server or a proxy hung; check its timeouts and logs.", req.path, if end.is_some() { "closed" } else { "capture ended" }),
+                    format!("{who}: the backend never answered the proxy's upgrade request for {}; the proxy {}: the backend hung or is overloaded, or the proxy's timeout is too short for it.", req.path, if end.is_some() { "gave up and closed the connection" } else { "was still waiting when the capture ended" }),
                     [Some(req_at.frame), end].into_iter().flatten().collect(),
                     Some(i),
                 ));
-            }
+                continue;
+            } else {
+                format!(
+                    "{who}: the upgrade request for {} got no response before the connection {}: the server or a proxy hung; check its timeouts and logs.",
+                    req.path,
+                    if end.is_some() { "closed" } else { "capture ended" }
+                )
+            };
+            findings.push(finding(
+                Code::UpgradeUnanswered,
+                Severity::Error,
+                message,
+                [Some(req_at.frame), end].into_iter().flatten().collect(),
+                Some(i),
+            ));
             continue;
         };
         if resp.status != 101 {
