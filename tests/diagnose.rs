@@ -455,3 +455,50 @@ fn a_backend_that_never_answers_the_proxy_carries_its_own_finding() {
     assert_eq!(f[0]["severity"], "error");
     assert!(has(&d, "upgrade-rejected"), "the client leg's 504 still says what the client saw");
 }
+
+/// Runs diagnose on capture bytes written to a temporary file.
+fn diagnose_bytes(bytes: &[u8]) -> Value {
+    let dir = tmpdir();
+    let f = dir.path().join("x.pcap");
+    std::fs::write(&f, bytes).unwrap();
+    diagnose(&f)
+}
+
+fn h2_severity(d: &Value) -> Value {
+    d["findings"].as_array().unwrap().iter().find(|f| f["code"] == "h2-negotiated").expect("h2-negotiated")["severity"]
+        .clone()
+}
+
+#[test]
+fn http2_is_an_error_only_where_a_websocket_was_attempted() {
+    use pcap_surgery::fuzzing::conversation_pcap;
+    let h2c = conversation_pcap(
+        b"GET /robots.txt HTTP/1.1\r\nHost: example.test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n",
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n",
+        &[200],
+        false,
+    );
+    // A plain HTTP/2 upgrade with no WebSocket anywhere: a fact, not a failure.
+    assert_eq!(h2_severity(&diagnose_bytes(&h2c)), "info");
+    // The same, then a WebSocket attempt to the same server and port: HTTP/2 there explains a
+    // failure. (The second connection reuses the port after the first closed; a second later.)
+    let ws = conversation_pcap(
+        b"GET /chat HTTP/1.1\r\nHost: example.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        b"HTTP/1.1 426 Upgrade Required\r\nContent-Length: 0\r\n\r\n",
+        &[200],
+        false,
+    );
+    let mut both = h2c.clone();
+    let mut at = 24;
+    while at + 16 <= ws.len() {
+        let len = u32::from_le_bytes(ws[at + 8..at + 12].try_into().unwrap()) as usize;
+        let mut rec = ws[at..at + 16 + len].to_vec();
+        let sec = u32::from_le_bytes(rec[0..4].try_into().unwrap()) + 1;
+        rec[0..4].copy_from_slice(&sec.to_le_bytes());
+        both.extend_from_slice(&rec);
+        at += 16 + len;
+    }
+    let d = diagnose_bytes(&both);
+    assert_eq!(attempts(&d).len(), 2, "{d}");
+    assert_eq!(h2_severity(&d), "error");
+}

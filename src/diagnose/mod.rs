@@ -252,6 +252,9 @@ pub struct Attempt {
     pub zero_windows: usize,
     #[serde(skip)]
     start_ns: u64,
+    /// The client's address, to tell which other connections the same client made.
+    #[serde(skip)]
+    client_addr: Option<Addr>,
     #[serde(skip)]
     conv: usize,
 }
@@ -388,6 +391,7 @@ fn build_attempt(i: usize, c: &Conv, lookups: &[Lookup]) -> Attempt {
     let ss = &c.dir_stats[server.index()];
     Attempt {
         client: c.key.endpoint(client),
+        client_addr: Some(c.key.addr(client)),
         server: c.key.endpoint(server),
         leg: Leg::Direct,
         sni: c.client_hello.as_ref().and_then(|(h, _)| h.sni.clone()),
@@ -622,6 +626,39 @@ fn analyse(file: &str, t: &Tracker) -> Report {
         }
     }
 
+    // Where WebSockets were attempted: their servers and names, and the names their clients
+    // looked up. HTTP/2 there explains a failure (error); HTTP/2 elsewhere is a fact (info).
+    let is_ws = |a: &Attempt| {
+        a.upgrade.as_deref().is_some_and(|u| u.eq_ignore_ascii_case("websocket"))
+            || a.ws_version.is_some()
+            || t.conv(a.conv).kind == Kind::Frames
+    };
+    let ws_servers: std::collections::HashSet<&str> =
+        attempts.iter().filter(|a| is_ws(a)).map(|a| a.server.as_str()).collect();
+    let ws_clients: std::collections::HashSet<Addr> =
+        attempts.iter().filter(|a| is_ws(a)).filter_map(|a| a.client_addr).collect();
+    let mut ws_names: std::collections::HashSet<String> = attempts
+        .iter()
+        .filter(|a| is_ws(a))
+        .flat_map(|a| [a.sni.clone(), a.host.as_deref().map(http::strip_port)])
+        .flatten()
+        .map(|h| h.to_ascii_lowercase())
+        .collect();
+    ws_names.extend(
+        attempts
+            .iter()
+            .filter(|a| a.client_addr.is_some_and(|c| ws_clients.contains(&c)))
+            .filter_map(|a| a.sni.clone())
+            .map(|h| h.to_ascii_lowercase()),
+    );
+    let h2_severity = |a: &Attempt| {
+        let named = [a.sni.clone(), a.host.as_deref().map(http::strip_port)]
+            .into_iter()
+            .flatten()
+            .any(|h| ws_names.contains(&h.to_ascii_lowercase()));
+        if ws_servers.contains(a.server.as_str()) || named { Severity::Error } else { Severity::Info }
+    };
+
     for (i, a) in attempts.iter().enumerate() {
         let c = t.conv(a.conv);
         let who = format!("{} -> {}", a.client, a.server);
@@ -692,7 +729,7 @@ fn analyse(file: &str, t: &Tracker) -> Report {
             if a.alpn.as_deref() == Some("h2") {
                 findings.push(finding(
                     Code::H2Negotiated,
-                    Severity::Error,
+                    h2_severity(a),
                     format!("{who}: the server selected HTTP/2 (ALPN h2): an RFC 6455 upgrade cannot happen on it unless both sides support RFC 8441; offer only http/1.1 for WebSocket."),
                     a.frames.clone(),
                     Some(i),
@@ -703,7 +740,7 @@ fn analyse(file: &str, t: &Tracker) -> Report {
         if let Some(at) = c.h2_preface {
             findings.push(finding(
                 Code::H2Negotiated,
-                Severity::Error,
+                h2_severity(a),
                 format!(
                     "{who}: the client speaks HTTP/2 (connection preface): no RFC 6455 upgrade on this connection."
                 ),
@@ -716,7 +753,7 @@ fn analyse(file: &str, t: &Tracker) -> Report {
         if req.upgrade.as_deref().is_some_and(|u| u.eq_ignore_ascii_case("h2c")) {
             findings.push(finding(
                 Code::H2Negotiated,
-                Severity::Error,
+                h2_severity(a),
                 format!("{who}: the request asks for Upgrade: h2c (HTTP/2), not websocket."),
                 vec![req_at.frame],
                 Some(i),
