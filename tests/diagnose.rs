@@ -502,3 +502,28 @@ fn http2_is_an_error_only_where_a_websocket_was_attempted() {
     assert_eq!(attempts(&d).len(), 2, "{d}");
     assert_eq!(h2_severity(&d), "error");
 }
+
+#[test]
+fn a_capture_of_one_direction_is_judged_from_what_is_there() {
+    require_tshark();
+    let dir = tmpdir();
+    // ws-direct-ok seen through a filter that kept one direction only (client port 48766).
+    for (side, filter) in [("client", "tcp.srcport == 48766"), ("server", "tcp.srcport == 18765")] {
+        let out = dir.path().join(format!("{side}.pcap"));
+        let st = std::process::Command::new("tshark")
+            .arg("-r")
+            .arg(testdata().join("ws-direct-ok.pcap"))
+            .args(["-Y", filter, "-F", "pcap", "-w"])
+            .arg(&out)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let d = diagnose(&out);
+        assert_eq!(attempts(&d).len(), 1, "{side}: {d}");
+        assert!(has(&d, "one-sided-capture"), "{side}: {:?}", codes(&d));
+        assert!(worst_is_below_warning(&d), "{side}: no verdict from the silence: {:?}", codes(&d));
+        if side == "server" {
+            assert_eq!(attempts(&d)[0]["status"], 101, "the 101 alone shows the WebSocket");
+        }
+    }
+}

@@ -351,6 +351,8 @@ fn build_attempt(i: usize, c: &Conv, lookups: &[Lookup]) -> Attempt {
         "mid-stream"
     } else if c.synack.is_some() {
         "established"
+    } else if c.one_sided() {
+        "one-sided"
     } else if c.rsts.iter().any(|(s, _, _)| *s == server) {
         "refused"
     } else {
@@ -663,6 +665,19 @@ fn analyse(file: &str, t: &Tracker) -> Report {
         let c = t.conv(a.conv);
         let who = format!("{} -> {}", a.client, a.server);
         // TCP connect.
+        // One direction only: silence from the other proves nothing, so no verdict is drawn
+        // from it (no connect timeout, no unanswered request).
+        let one_sided = c.one_sided();
+        if one_sided {
+            let side = if c.client.is_some_and(|cl| c.sent[cl.index()] > 0) { "client" } else { "server" };
+            findings.push(finding(
+                Code::OneSidedCapture,
+                Severity::Info,
+                format!("{who}: only the {side}'s packets were captured (its ACKs show the other side answered): a capture filter or a mirror port saw one direction; what the other side sent is not in the file."),
+                c.syns.iter().take(1).map(|s| s.frame).chain(c.last_payload.map(|p| p.frame)).collect(),
+                Some(i),
+            ));
+        }
         match a.connect {
             "refused" => {
                 let mut fr: Vec<u64> = c.syns.iter().map(|s| s.frame).collect();
@@ -791,6 +806,9 @@ fn analyse(file: &str, t: &Tracker) -> Report {
         // The response.
         let front_reports = a.leg == Leg::ProxyBackend && partner[i].is_some();
         let Some((resp, resp_at)) = &c.response else {
+            if one_sided {
+                continue;
+            }
             let end = c.fins.first().or(c.rsts.first()).map(|x| x.1.frame);
             let message = if front_reports {
                 // The backend leg of a proxied attempt: its silence is why the front leg got

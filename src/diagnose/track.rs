@@ -117,6 +117,9 @@ pub struct Conv {
     pub dir_stats: [DirStats; 2],
     pub retransmissions: Evidence,
     pub zero_windows: Evidence,
+    /// Packets seen from each side, and whether a side sent an ACK (other than a SYN-ACK).
+    pub sent: [u64; 2],
+    pub acked: [bool; 2],
     /// Counted among the open conversations (not yet ended).
     open: bool,
 }
@@ -150,6 +153,8 @@ impl Conv {
             dir_stats: [DirStats::default(), DirStats::default()],
             retransmissions: Evidence::default(),
             zero_windows: Evidence::default(),
+            sent: [0, 0],
+            acked: [false, false],
             open: true,
         }
     }
@@ -163,7 +168,19 @@ impl Conv {
     /// HTTP/1.1 or names a `--host`, a flow to a `--port`, a refused connect, HTTP/2 with prior
     /// knowledge), and connects never answered.
     pub fn is_attempt(&self) -> bool {
-        self.class.kept() || (self.class == Class::Undecided && !self.syns.is_empty() && self.synack.is_none())
+        self.class.kept()
+            || (self.class == Class::Undecided && !self.syns.is_empty() && self.synack.is_none() && !self.one_sided())
+    }
+
+    /// Only one side's packets were captured (a client-side filter, a mirror port): that side
+    /// ACKed what the other sent — a client's ACK after its SYN proves a SYN-ACK — yet nothing
+    /// from the other side is in the capture.
+    pub fn one_sided(&self) -> bool {
+        match self.sent {
+            [0, 0] => false,
+            [n, 0] | [0, n] if n > 0 => self.acked[if self.sent[0] > 0 { 0 } else { 1 }],
+            _ => false,
+        }
     }
 
     /// After a reset, or a FIN each way: nothing more will happen.
@@ -191,8 +208,10 @@ impl Conv {
             Event::Rst => self.rsts.push((side, at, self.last_payload)),
             Event::ZeroWindow => self.zero_windows.add(at.frame),
             Event::Retransmission => self.retransmissions.add(at.frame),
-            Event::Packet { payload } => {
+            Event::Packet { payload, ack } => {
                 self.last = at;
+                self.sent[s] += 1;
+                self.acked[s] |= ack;
                 if payload {
                     self.last_payload = Some(at);
                 }

@@ -47,6 +47,8 @@ pub enum Event {
     /// (activity, as a proxy's idle timer sees it).
     Packet {
         payload: bool,
+        /// The ACK flag (a client's ACK after its SYN proves a SYN-ACK it got, captured or not).
+        ack: bool,
     },
     Classified {
         class: Class,

@@ -498,8 +498,10 @@ impl Engine {
                 && let Some(f) = self.flows.get(&key)
                 && f.class != Class::Dropped
             {
-                let payload = d.wire_payload_len > 0 && d.tcp_flags() & tcp_flags::SYN == 0;
-                self.ev.push(f.conv, key, side, Event::Packet { payload });
+                let flags = d.tcp_flags();
+                let payload = d.wire_payload_len > 0 && flags & tcp_flags::SYN == 0;
+                let ack = flags & tcp_flags::ACK != 0 && flags & tcp_flags::SYN == 0;
+                self.ev.push(f.conv, key, side, Event::Packet { payload, ack });
             }
             decision
         };
@@ -912,21 +914,23 @@ impl Engine {
         let mut hello = None;
         for s in order {
             let head = &flow.dirs[s.index()].head;
-            if head.is_empty() || flow.client.is_some_and(|c| c != s) {
+            // The server's bytes are read only when the client's side is missing from the capture.
+            if head.is_empty() || flow.client.is_some_and(|c| c != s && !flow.dirs[c.index()].head.is_empty()) {
                 continue;
             }
-            if head.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(head) {
+            let server_side = flow.client.is_some_and(|c| c != s);
+            if !server_side && head.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(head) {
                 undecided_any = true;
                 continue;
             }
-            if head.starts_with(H2_PREFACE) {
+            if !server_side && head.starts_with(H2_PREFACE) {
                 flow.client = Some(s);
                 class = Class::H2Preface;
                 content = Content::H2Preface;
                 label = (Proto::H2c, "HTTP/2 with prior knowledge (no upgrade possible)");
                 break;
             }
-            match http::looks_like_request(head) {
+            match if server_side { Some(false) } else { http::looks_like_request(head) } {
                 Some(true) => match http::head_len(head) {
                     Some(n) => {
                         let req = http::parse_request(&head[..n]);
@@ -961,6 +965,30 @@ impl Engine {
                     continue;
                 }
                 Some(false) => {}
+            }
+            // Met from the server's side (the request was not captured): a 101 that switches
+            // to websocket is a WebSocket; any other response, plain HTTP.
+            if flow.client.is_none_or(|c| c != s) && http::looks_like_response(head) == Some(true) {
+                let Some(n) = http::head_len(head) else {
+                    undecided_any = true;
+                    continue;
+                };
+                let ws = http::parse_response(&head[..n]).is_some_and(|r| {
+                    r.status == 101
+                        && (r.upgrade.as_deref().is_some_and(|u| u.eq_ignore_ascii_case("websocket"))
+                            || r.accept.is_some())
+                });
+                flow.client = Some(s.other());
+                content = Content::Http;
+                (class, label) = if ws {
+                    (Class::WebSocket, (Proto::WebSocket, "WebSocket 101 (its request not captured)"))
+                } else {
+                    (Class::Dropped, (Proto::Http, "HTTP response without an upgrade"))
+                };
+                break;
+            }
+            if server_side {
+                continue;
             }
             match tls::parse_client_hello(head) {
                 tls::Hello::Parsed(ch) => {
