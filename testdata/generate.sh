@@ -67,6 +67,7 @@ record wss-ok.tmp.pcap wss-ok
 record wss-alert.pcap wss-alert
 record wss-aborted.pcap wss-aborted
 record tls12-close-notify.pcap tls12-close-notify
+record wss-to-plain-port.pcap tls-to-plain
 record ws-reset-after-101.pcap reset-after-101
 record ws-idle-timeout.pcap idle-timeout
 record ws-ping-survives.pcap ping-survives

@@ -51,6 +51,7 @@ fn every_scenario_gets_its_finding() {
         ("ws-idle-timeout.pcap", &["idle-timeout", "no-keepalive", "closed-after-upgrade"]),
         ("wss-alert.pcap", &["tls-alert"]),
         ("wss-aborted.pcap", &["tls-aborted"]),
+        ("wss-to-plain-port.pcap", &["tls-to-plain-port"]),
         ("ws-two-links.pcapng", &["upgrade-rejected", "upgrade-ok"]),
     ];
     for (file, want) in cases {

@@ -704,6 +704,18 @@ fn analyse(file: &str, t: &Tracker) -> Report {
             _ => {}
         }
         // TLS.
+        if c.kind == Kind::Tls
+            && let Some((status, at)) = c.plain_answer
+        {
+            findings.push(finding(
+                Code::TlsToPlainPort,
+                Severity::Error,
+                format!("{who}: the client opened TLS{} but the server answered in plain HTTP ({status}): the wss:// URL points at a ws:// (plain HTTP) port; use ws:// there, or the TLS port.", a.sni.as_ref().map(|s| format!(" for {s}")).unwrap_or_default()),
+                c.client_hello.iter().map(|(_, h)| h.frame).chain([at.frame]).collect(),
+                Some(i),
+            ));
+            continue;
+        }
         if c.kind == Kind::Tls {
             let app = c.app_data.iter().flatten().map(|x| x.ts_ns).min();
             if let Some(al) = c.alerts.iter().find(|al| al.level == Some(2) || al.description.is_some_and(|d| d != 0)) {

@@ -108,6 +108,8 @@ pub struct Conv {
     pub app_data: [Option<At>; 2],
     /// ChangeCipherSpec per direction: both, and a TLS 1.2 handshake finished.
     pub ccs: [Option<At>; 2],
+    /// The server answered the ClientHello in plaintext HTTP: its status.
+    pub plain_answer: Option<(u16, At)>,
     pub h2_preface: Option<At>,
     pub pings: Tally,
     pub pongs: Tally,
@@ -145,6 +147,7 @@ impl Conv {
             alerts: Vec::new(),
             app_data: [None, None],
             ccs: [None, None],
+            plain_answer: None,
             h2_preface: None,
             pings: Tally::default(),
             pongs: Tally::default(),
@@ -192,6 +195,9 @@ impl Conv {
         let s = side.index();
         match event {
             Event::Open | Event::Dns(_) | Event::KeepAlive => {}
+            Event::PlainAnswer { status } => {
+                self.plain_answer.get_or_insert((status, at));
+            }
             Event::ChangeCipherSpec => {
                 self.ccs[s].get_or_insert(at);
             }

@@ -69,6 +69,10 @@ pub enum Event {
         description: Option<u8>,
     },
     ApplicationData,
+    /// The server answered a TLS ClientHello with plaintext HTTP (this status).
+    PlainAnswer {
+        status: u16,
+    },
     /// A TLS ChangeCipherSpec record: with one each way, a TLS 1.2 handshake finished.
     ChangeCipherSpec,
     Frame {

@@ -38,6 +38,9 @@ use crate::policy::{
 pub const DNS_PORT: u16 = 53;
 /// A client's first bytes on an HTTP/2 connection with prior knowledge (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// How much of a plaintext HTTP answer to a ClientHello is kept whole (nginx's 400 page is
+/// a few hundred bytes; a server that streams more is cut after this).
+const PLAIN_ANSWER_BYTES: u32 = 16 * 1024;
 /// Payload segments a mid-connection flow may show before it is judged not to be WebSocket.
 const MID_STREAM_CLASSIFY_SEGMENTS: u32 = 8;
 /// Important byte ranges remembered per direction, for judging retransmissions.
@@ -54,6 +57,9 @@ enum Phase {
     /// frames (masked as this side masks) shows a boundary again.
     FramesLost,
     Records,
+    /// A server that answered a ClientHello in plaintext HTTP (a `wss://` URL on a `ws://`
+    /// port): its answer is kept whole, up to this many more bytes.
+    PlainAnswer(u32),
     Bulk,
 }
 
@@ -200,6 +206,8 @@ pub struct Flow {
     ends: u8,
     /// UDP has no close; its flows (mostly one DNS exchange each) are forgotten when quiet.
     udp: bool,
+    /// The server answered the client's TLS in plaintext HTTP (`Event::PlainAnswer`).
+    plain_answer: bool,
 }
 
 impl Flow {
@@ -224,6 +232,7 @@ impl Flow {
             counted_kept: false,
             ends: 0,
             udp: false,
+            plain_answer: false,
         }
     }
 
@@ -392,6 +401,11 @@ impl Engine {
     /// What the flow of `key` carries and which side is its client, as far as known.
     pub fn flow_content(&self, key: &FlowKey) -> Option<(Content, Option<Side>)> {
         self.flows.get(key).map(|f| (f.content, f.client))
+    }
+
+    /// Whether the server of the TLS flow `key` answered in plaintext HTTP.
+    pub fn plain_answer(&self, key: &FlowKey) -> bool {
+        self.flows.get(key).is_some_and(|f| f.plain_answer)
     }
 
     /// Why the flow of `key` was kept or dropped, and what it carries.
@@ -768,6 +782,27 @@ impl Engine {
                 dir.phase = Phase::Frames;
                 let fed = feed_units(dir, bytes, keep_frames, &mut self.ev, (conv, key, side));
                 self.after_feed(key, side, fed, start, bytes.len() as u64, packet, base)
+            }
+            Phase::PlainAnswer(left) => {
+                let n = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+                dir.phase = if n >= left { Phase::Bulk } else { Phase::PlainAnswer(left - n) };
+                Consumed::Important
+            }
+            Phase::Records
+                if client.is_some_and(|c| c != side)
+                    && dir.records.at_boundary()
+                    && !dir.records.failed()
+                    && start == dir.handshake_end.unwrap_or(0)
+                    && http::looks_like_response(bytes) == Some(true) =>
+            {
+                // The server's first bytes are an HTTP status line, not a TLS record.
+                let status = bytes.get(9..12).and_then(|d| std::str::from_utf8(d).ok()?.parse().ok()).unwrap_or(0);
+                self.ev.push(conv, key, side, Event::PlainAnswer { status });
+                flow.plain_answer = true;
+                let dir = &mut flow.dirs[side.index()];
+                let n = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+                dir.phase = Phase::PlainAnswer(PLAIN_ANSWER_BYTES.saturating_sub(n));
+                Consumed::Important
             }
             Phase::Frames | Phase::Records => {
                 let fed = feed_units(dir, bytes, keep_frames, &mut self.ev, (conv, key, side));
@@ -1494,7 +1529,7 @@ fn skip_uncaptured(dir: &mut Dir, n: u64) {
                 dir.phase = Phase::Bulk;
             }
         }
-        Phase::FramesLost | Phase::Bulk => {}
+        Phase::FramesLost | Phase::Bulk | Phase::PlainAnswer(_) => {}
         Phase::Collect | Phase::AwaitPeer => dir.phase = Phase::Bulk,
     }
 }

@@ -326,7 +326,10 @@ impl Scrubber {
                 } else if wire_len > 0 {
                     let dir = &mut flow.dirs[side.index()];
                     if matches!(dir.mode, Mode::Start) {
-                        dir.mode = start_mode(engine.flow_content(&key), side);
+                        let content = engine.flow_content(&key);
+                        // A TLS client answered in plaintext HTTP: the server's side is HTTP.
+                        let plain = content.is_some_and(|(_, c)| c != Some(side)) && engine.plain_answer(&key);
+                        dir.mode = if plain { Mode::Sniff } else { start_mode(content, side) };
                     }
                     self.tcp_payload(key, side, seq, wire_len, &mut frame[pay_off..cap_end], meta.number);
                 }

@@ -168,6 +168,11 @@ async def run(scenario, cafile):
                 tls.unwrap()
             except (ssl.SSLError, OSError):
                 pass
+    elif scenario == "tls-to-plain":
+        # wss:// on a ws:// port: the ClientHello reaches nginx's plain HTTP listener, which
+        # answers 400 Bad Request in plaintext and closes; the client's TLS fails.
+        await expect_failure(url(18080, "/echo", "wss", "ws.test"), ssl=ssl.create_default_context(cafile=cafile),
+                             host="127.0.0.1", port=18080, server_hostname="ws.test")
     elif scenario == "reset-after-101":
         await expect_failure(url(18765, "/reset"))
     elif scenario == "idle-timeout":
