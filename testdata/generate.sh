@@ -56,6 +56,8 @@ record() {
 record ws-direct-ok.pcap direct-ok --time-stamp-precision=nano
 record ws-proxy-ok.pcap proxy-ok
 record ws-proxy-stripped.pcap proxy-stripped
+record ws-proxy-stripped-rewrite.pcap proxy-stripped-rewrite
+record ws-auth-subrequest.pcap auth-subrequest
 record ws-reject-403.pcap reject-403
 record ws-reject-404.pcap reject-404
 record ws-reject-426.pcap reject-426

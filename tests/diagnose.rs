@@ -43,6 +43,8 @@ fn every_scenario_gets_its_finding() {
         ("ws-proxy-502.pcap", &["upgrade-rejected", "tcp-connect-refused"]),
         ("ws-proxy-504.pcap", &["upgrade-rejected", "upgrade-unanswered"]),
         ("ws-proxy-stripped.pcap", &["proxy-stripped-upgrade", "upgrade-rejected"]),
+        ("ws-proxy-stripped-rewrite.pcap", &["proxy-stripped-upgrade", "upgrade-rejected"]),
+        ("ws-auth-subrequest.pcap", &["auth-redirect"]),
         ("ws-reject-403.pcap", &["upgrade-rejected"]),
         ("ws-reject-404.pcap", &["upgrade-rejected"]),
         ("ws-reject-426.pcap", &["upgrade-rejected"]),
@@ -527,4 +529,25 @@ fn a_capture_of_one_direction_is_judged_from_what_is_there() {
             assert_eq!(attempts(&d)[0]["status"], 101, "the 101 alone shows the WebSocket");
         }
     }
+}
+
+#[test]
+fn legs_pair_by_key_through_a_path_rewrite_and_an_auth_subrequest_is_its_own_leg() {
+    // nginx `location /app/ { proxy_pass http://backend/; }` without the Upgrade headers.
+    let d = diagnose(&testdata().join("ws-proxy-stripped-rewrite.pcap"));
+    assert_eq!(leg(&d, "client-proxy")["path"], "/app/echo?token=*");
+    assert_eq!(leg(&d, "proxy-backend")["path"], "/echo?token=*");
+    assert!(has(&d, "proxy-stripped-upgrade"), "{:?}", codes(&d));
+    assert!(!has(&d, "upgrade-header-missing"), "the backend leg is judged against its front leg");
+    // nginx auth_request: the auth service's copy of the headers under /check, answered 401.
+    let d = diagnose(&testdata().join("ws-auth-subrequest.pcap"));
+    let auth = leg(&d, "auth-subrequest");
+    assert_eq!(auth["path"], "/check");
+    assert_eq!(auth["status"], 401);
+    assert_eq!(leg(&d, "client-proxy")["status"], 401);
+    assert!(!has(&d, "upgrade-header-missing"), "{:?}", codes(&d));
+    let f: Vec<&Value> = d["findings"].as_array().unwrap().iter().filter(|f| f["severity"] == "error").collect();
+    assert_eq!(f.len(), 1, "one error, on the client's leg: {d}");
+    assert_eq!(f[0]["code"], "auth-redirect");
+    assert!(f[0]["message"].as_str().unwrap().contains("auth subrequest"), "{}", f[0]["message"]);
 }

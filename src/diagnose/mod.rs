@@ -255,6 +255,9 @@ pub struct Attempt {
     /// The client's address, to tell which other connections the same client made.
     #[serde(skip)]
     client_addr: Option<Addr>,
+    /// The auth service's leg of this (client) leg, when the proxy asked one.
+    #[serde(skip)]
+    auth_leg: Option<usize>,
     #[serde(skip)]
     conv: usize,
 }
@@ -394,6 +397,7 @@ fn build_attempt(i: usize, c: &Conv, lookups: &[Lookup]) -> Attempt {
     Attempt {
         client: c.key.endpoint(client),
         client_addr: Some(c.key.addr(client)),
+        auth_leg: None,
         server: c.key.endpoint(server),
         leg: Leg::Direct,
         sni: c.client_hello.as_ref().and_then(|(h, _)| h.sni.clone()),
@@ -479,39 +483,65 @@ fn forwarded(c: &Conv) -> bool {
 /// Pairs the legs of proxied attempts; returns, per attempt, its partner on the other leg.
 fn pair_legs(attempts: &mut [Attempt], t: &Tracker) -> Vec<Option<usize>> {
     let mut partner = vec![None; attempts.len()];
+    // Legs of one attempt carry the same Sec-WebSocket-Key: random per attempt, and forwarded
+    // by proxies that rewrite the path (location /app/ -> /) or drop Upgrade. The path is no
+    // part of the match.
     let key_of = |a: &Attempt| {
         let c = t.conv(a.conv);
-        c.request.as_ref().and_then(|(r, _)| r.ws_key.clone().map(|k| (r.path.clone(), k)))
+        c.request.as_ref().and_then(|(r, _)| r.ws_key.clone())
+    };
+    let status_of = |a: &Attempt| t.conv(a.conv).response.as_ref().map(|(r, _)| r.status);
+    let asks_upgrade = |a: &Attempt| {
+        t.conv(a.conv)
+            .request
+            .as_ref()
+            .is_some_and(|(r, _)| r.upgrade.as_deref().is_some_and(|u| u.to_ascii_lowercase().contains("websocket")))
     };
     for i in 0..attempts.len() {
-        if partner[i].is_some() {
+        if partner[i].is_some() || attempts[i].leg != Leg::Direct {
             continue;
         }
         let Some(ki) = key_of(&attempts[i]) else { continue };
-        for j in i + 1..attempts.len() {
-            // Attempts are in order of start.
-            if attempts[j].start_ns.saturating_sub(attempts[i].start_ns) > LEG_PAIRING_NS {
-                break;
-            }
-            if partner[j].is_some() {
-                continue;
-            }
-            if key_of(&attempts[j]).as_ref() != Some(&ki) {
-                continue;
-            }
-            // The backend leg carries X-Forwarded-* / Via, or else starts second.
-            let (front, back) = match (forwarded(t.conv(attempts[i].conv)), forwarded(t.conv(attempts[j].conv))) {
-                (true, false) => (j, i),
-                (false, true) => (i, j),
-                _ if attempts[j].start_ns >= attempts[i].start_ns => (i, j),
-                _ => (j, i),
-            };
-            partner[front] = Some(back);
-            partner[back] = Some(front);
-            attempts[front].leg = Leg::ClientProxy;
-            attempts[back].leg = Leg::ProxyBackend;
-            break;
+        // Attempts are in order of start: the first is the client's leg, the others the
+        // proxy's copies of its request, within a second.
+        let group: Vec<usize> = (i + 1..attempts.len())
+            .take_while(|&j| attempts[j].start_ns.saturating_sub(attempts[i].start_ns) <= LEG_PAIRING_NS)
+            .filter(|&j| partner[j].is_none() && attempts[j].leg == Leg::Direct)
+            .filter(|&j| key_of(&attempts[j]).as_ref() == Some(&ki))
+            .collect();
+        if group.is_empty() {
+            continue;
         }
+        // An auth service's copy (nginx auth_request, Traefik forwardAuth, Envoy ext_authz):
+        // no Upgrade, answered 2xx with another leg after it, or 401/403 that the client got too.
+        let front_status = status_of(&attempts[i]);
+        let mut backend = None;
+        for (n, &j) in group.iter().enumerate() {
+            let st = status_of(&attempts[j]);
+            let later = n + 1 < group.len();
+            let auth = !asks_upgrade(&attempts[j])
+                && (st.is_some_and(|s| (200..300).contains(&s)) && later
+                    || st.is_some_and(|s| s == 401 || s == 403) && st == front_status);
+            if auth {
+                attempts[j].leg = Leg::AuthSubrequest;
+                attempts[i].auth_leg.get_or_insert(j);
+            } else if backend.is_none() {
+                backend = Some(j);
+            }
+        }
+        let Some(j) = backend else {
+            attempts[i].leg = Leg::ClientProxy;
+            continue;
+        };
+        // The backend leg carries X-Forwarded-* / Via, or else starts second.
+        let (front, back) = match (forwarded(t.conv(attempts[i].conv)), forwarded(t.conv(attempts[j].conv))) {
+            (true, false) => (j, i),
+            _ => (i, j),
+        };
+        partner[front] = Some(back);
+        partner[back] = Some(front);
+        attempts[front].leg = Leg::ClientProxy;
+        attempts[back].leg = Leg::ProxyBackend;
     }
     // A TLS leg terminated by a proxy: its backend leg starts while it is open, from the
     // address the TLS leg connected to. Indexed by address: a capture may hold many attempts.
@@ -664,7 +694,11 @@ fn analyse(file: &str, t: &Tracker) -> Report {
     for (i, a) in attempts.iter().enumerate() {
         let c = t.conv(a.conv);
         let who = format!("{} -> {}", a.client, a.server);
-        // TCP connect.
+        // An auth service's copy of the client's request is no WebSocket attempt of its own:
+        // its answer is cited by the client leg's finding.
+        if a.leg == Leg::AuthSubrequest {
+            continue;
+        }
         // One direction only: silence from the other proves nothing, so no verdict is drawn
         // from it (no connect timeout, no unanswered request).
         let one_sided = c.one_sided();
@@ -678,6 +712,7 @@ fn analyse(file: &str, t: &Tracker) -> Report {
                 Some(i),
             ));
         }
+        // TCP connect.
         match a.connect {
             "refused" => {
                 let mut fr: Vec<u64> = c.syns.iter().map(|s| s.frame).collect();
@@ -859,12 +894,25 @@ fn analyse(file: &str, t: &Tracker) -> Report {
             }
             let mut frames = vec![req_at.frame, resp_at.frame];
             let backend = partner[i].map(|p| t.conv(attempts[p].conv)).and_then(|b| b.response.as_ref());
-            let via = match backend {
-                Some((br, bat)) => {
+            let auth = a.auth_leg.map(|p| (&attempts[p], t.conv(attempts[p].conv)));
+            let via = match (auth, backend) {
+                (Some((aa, ac)), _) if ac.response.is_some() => {
+                    let (ar, aat) = ac.response.as_ref().expect("checked");
+                    frames.extend(ac.request.as_ref().map(|(_, at)| at.frame));
+                    frames.push(aat.frame);
+                    format!(
+                        " (the proxy's auth subrequest to {} {} answered {} {})",
+                        aa.server,
+                        aa.path.as_deref().unwrap_or("/"),
+                        ar.status,
+                        ar.reason
+                    )
+                }
+                (_, Some((br, bat))) => {
                     frames.push(bat.frame);
                     format!(" (the backend answered {} {})", br.status, br.reason)
                 }
-                None => String::new(),
+                _ => String::new(),
             };
             if (300..400).contains(&resp.status) || resp.status == 401 || resp.status == 407 {
                 findings.push(finding(

@@ -118,6 +118,10 @@ async def run(scenario, cafile):
         await chat(url(18080, "/echo"))
     elif scenario == "proxy-stripped":
         await expect_failure(url(18081, "/echo"))
+    elif scenario == "proxy-stripped-rewrite":
+        await expect_failure(url(18081, "/app/echo"))
+    elif scenario == "auth-subrequest":
+        await expect_failure(url(18086, "/echo"))
     elif scenario.startswith("reject-"):
         code = scenario.split("-")[1]
         port = 18080 if code in ("403", "404") else 18765
