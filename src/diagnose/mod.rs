@@ -822,6 +822,15 @@ fn analyse(file: &str, t: &Tracker) -> Report {
             ));
             continue;
         }
+        // An upgrade to another protocol (Docker's `Upgrade: tcp` attach, a custom tunnel)
+        // with no Sec-WebSocket-* header: not a WebSocket, so neither its headers nor its
+        // stream are judged as one.
+        if req.upgrade.as_deref().is_some_and(|u| !u.to_ascii_lowercase().contains("websocket"))
+            && req.ws_key.is_none()
+            && req.ws_version.is_none()
+        {
+            continue;
+        }
         // The request's headers; a backend leg is judged against its front leg.
         let has_upgrade = |r: &http::RequestHead| {
             r.upgrade.as_deref().is_some_and(|u| u.to_ascii_lowercase().contains("websocket"))
@@ -997,12 +1006,16 @@ fn lifetime(findings: &mut Vec<Finding>, i: usize, a: &Attempt, c: &Conv, who: &
             Some(i),
         )),
         Some(CloseKind::Fin) => {
-            let clean = a.close_code.is_some_and(|c| c == 1000 || c == 1001);
+            // RFC 6455 §7.1.5: a close frame without a body is a close with no status (1005),
+            // as clean as 1000 — it is the absence of any close frame that is not.
+            let clean = a.close_code.is_some_and(|c| c == 1000 || c == 1001)
+                || (a.close_code.is_none() && !c.closes.is_empty());
             findings.push(finding(
                 Code::ClosedAfterUpgrade,
                 if clean { Severity::Info } else { Severity::Warning },
                 match a.close_code {
                     Some(code) => format!("{who}: the {} closed the WebSocket{idle}, close code {code} from the {}.", a.closed_by.unwrap_or("?"), a.close_frame_from.unwrap_or("?")),
+                    None if !c.closes.is_empty() => format!("{who}: the {} closed the WebSocket{idle} after close frames without a status code (1005, no status: a clean close).", a.closed_by.unwrap_or("?")),
                     None => format!("{who}: the {} closed the connection{idle} without a WebSocket close frame: an idle timeout or a crash, not a clean close.", a.closed_by.unwrap_or("?")),
                 },
                 vec![end_frame],

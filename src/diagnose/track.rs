@@ -277,7 +277,10 @@ impl Conv {
                     websocket::OP_PING => self.pings.add(at),
                     websocket::OP_PONG => self.pongs.add(at),
                     websocket::OP_CLOSE => {
-                        self.closes.push(CloseFrame { code: close_code, from: side, at, activity_before: before });
+                        // In capture order (frames met mid-connection are read a side at a time).
+                        let pos = self.closes.partition_point(|c| c.at.frame <= at.frame);
+                        self.closes
+                            .insert(pos, CloseFrame { code: close_code, from: side, at, activity_before: before });
                         return;
                     }
                     _ => {

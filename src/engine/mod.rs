@@ -94,6 +94,9 @@ struct Dir {
     /// A close frame whose status code a segment boundary cut: code bytes so far, how many,
     /// and the mask.
     pending_close: Option<([u8; 2], usize, [u8; 4])>,
+    /// Where the first segments start in `head`, and their packets, while the flow is not
+    /// classified (a WebSocket met mid-connection is read from them).
+    segments: Vec<(u32, At)>,
 }
 
 impl Default for Dir {
@@ -114,6 +117,7 @@ impl Default for Dir {
             unmasked_runs: 0,
             encrypted: false,
             pending_close: None,
+            segments: Vec::new(),
         }
     }
 }
@@ -754,6 +758,14 @@ impl Engine {
                 if dir.head.is_empty() {
                     dir.head_start = start;
                 }
+                if class == Class::Undecided
+                    && client.is_none()
+                    && dir.segments.len() < MID_STREAM_CLASSIFY_SEGMENTS as usize
+                {
+                    // Where each segment starts in the head: frames met mid-connection are read
+                    // from it segment by segment, citing the packet that carried them.
+                    dir.segments.push((dir.head.len() as u32, self.ev.at));
+                }
                 if dir.head.len() < http::MAX_HEAD_BYTES {
                     let room = http::MAX_HEAD_BYTES - dir.head.len();
                     dir.head.extend_from_slice(&bytes[..bytes.len().min(room)]);
@@ -1089,11 +1101,23 @@ impl Engine {
                 class = Class::WebSocket;
                 content = Content::Frames;
                 label = (Proto::WebSocket, "WebSocket frames mid-connection");
-                for d in &mut flow.dirs {
+                let now = self.ev.at;
+                for (i, d) in flow.dirs.iter_mut().enumerate() {
                     d.phase = Phase::Frames;
                     d.handshake_end = Some(d.stream.delivered());
-                    d.head = Vec::new();
+                    // The segments that showed the frames are frames too (a close frame in
+                    // them is the story): read them, each citing its own packet.
+                    let head = std::mem::take(&mut d.head);
+                    let marks = std::mem::take(&mut d.segments);
+                    for (k, &(from, at)) in marks.iter().enumerate() {
+                        let to = marks.get(k + 1).map_or(head.len(), |m| m.0 as usize).min(head.len());
+                        let Some(seg) = head.get(from as usize..to) else { break };
+                        self.ev.at = at;
+                        let side = if i == 0 { Side::A } else { Side::B };
+                        let _ = feed_units(d, seg, self.opts.keep_frames, &mut self.ev, (flow.conv, key, side));
+                    }
                 }
+                self.ev.at = now;
             }
         }
         if class == Class::Undecided && !undecided_any {
