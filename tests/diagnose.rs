@@ -551,3 +551,44 @@ fn legs_pair_by_key_through_a_path_rewrite_and_an_auth_subrequest_is_its_own_leg
     assert_eq!(f[0]["code"], "auth-redirect");
     assert!(f[0]["message"].as_str().unwrap().contains("auth subrequest"), "{}", f[0]["message"]);
 }
+
+/// The public corpus (captures other projects made), when present: every finding at warning
+/// or above is one tshark backs (testdata/README.md has the table with what tshark shows);
+/// everything else gets nothing at warning or above.
+#[test]
+fn public_captures_get_only_the_alarms_tshark_backs() {
+    let expected: &[(&str, &[(&str, &str)])] = &[
+        // Client FIN then RST, no close frame (tshark: no websocket.opcode == 8).
+        ("suricata-verify/websocket-ping/input.pcap", &[("closed-after-upgrade", "warning")]),
+        // One DNS query, never answered, nothing after it.
+        ("tcpdump/LINKTYPE_IPV4.pcap", &[("dns-failure", "error")]),
+        // TLS alert 40 (handshake_failure) from the server, before any application data.
+        ("zeek/tls_certificate-request-failed.pcap", &[("tls-alert", "error")]),
+        // Close frame with status 1009 (message too big).
+        ("zeek/websocket_message-too-big-status.pcap", &[("closed-after-upgrade", "warning")]),
+        // Sec-WebSocket-Accept does not match the key.
+        ("zeek/websocket_wrong-accept-header.pcap", &[("bad-accept", "error")]),
+        // RST from the client after the 101 on both tunnels (tshark: tcp.flags.reset == 1).
+        ("zeek/websocket_wstunnel-ssh.pcap", &[("reset-after-upgrade", "error")]),
+    ];
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/public");
+    for capture in corpus_captures() {
+        let rel = capture.strip_prefix(&root).unwrap().to_string_lossy().to_string();
+        let d = diagnose(&capture);
+        let mut got: Vec<(String, String)> = d["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["severity"] != "info")
+            .map(|f| (f["code"].as_str().unwrap().to_string(), f["severity"].as_str().unwrap().to_string()))
+            .collect();
+        got.sort();
+        got.dedup();
+        let want: Vec<(String, String)> = expected
+            .iter()
+            .find(|(p, _)| *p == rel)
+            .map(|(_, w)| w.iter().map(|(c, s)| (c.to_string(), s.to_string())).collect())
+            .unwrap_or_default();
+        assert_eq!(got, want, "{rel}");
+    }
+}

@@ -1024,7 +1024,13 @@ fn lifetime(findings: &mut Vec<Finding>, i: usize, a: &Attempt, c: &Conv, who: &
         }
         _ => {}
     }
-    if a.pings + a.pongs == 0 && a.idle_before_close_s.is_some_and(|s| s * 1e9 >= NO_KEEPALIVE_IDLE_NS as f64) {
+    // Idle with no ping matters when something else ended the connection; a clean close
+    // (close frames with 1000/1001 or no status) after a quiet spell is the application's.
+    let clean_close = !c.closes.is_empty() && c.closes.iter().all(|cf| cf.code.is_none_or(|x| x == 1000 || x == 1001));
+    if a.pings + a.pongs == 0
+        && !clean_close
+        && a.idle_before_close_s.is_some_and(|s| s * 1e9 >= NO_KEEPALIVE_IDLE_NS as f64)
+    {
         findings.push(finding(
             Code::NoKeepalive,
             Severity::Warning,

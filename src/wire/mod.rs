@@ -198,8 +198,8 @@ fn fast_ipv4(link_type: u32, frame: &[u8]) -> Option<Decoded<'_>> {
 /// Decodes any frame through etherparse (the general path).
 fn sliced(link_type: u32, frame: &[u8]) -> Result<Decoded<'_>, Skip> {
     let sliced = match link_type {
-        linktype::ETHERNET => match mpls_payload_offset(frame) {
-            // etherparse stops at MPLS; the label stack is skipped here.
+        linktype::ETHERNET => match mpls_payload_offset(frame).or_else(|| pppoe_payload_offset(frame)) {
+            // etherparse stops at MPLS and PPPoE; their headers are skipped here.
             Some(at) => LaxSlicedPacket::from_ip(&frame[at..]).map_err(|_| Skip::NotTcpUdp)?,
             None => LaxSlicedPacket::from_ethernet(frame).map_err(|_| Skip::NotTcpUdp)?,
         },
@@ -290,7 +290,7 @@ fn sliced(link_type: u32, frame: &[u8]) -> Result<Decoded<'_>, Skip> {
 /// protocols over IP).
 pub fn ip_offset(link_type: u32, frame: &[u8]) -> Option<(usize, bool)> {
     let at = match link_type {
-        linktype::ETHERNET => match mpls_payload_offset(frame) {
+        linktype::ETHERNET => match mpls_payload_offset(frame).or_else(|| pppoe_payload_offset(frame)) {
             Some(at) => at,
             None => match ethertype(frame)? {
                 (0x0800 | 0x86dd, at) => at,
@@ -337,6 +337,19 @@ pub fn ethertype(frame: &[u8]) -> Option<(u16, usize)> {
 
 /// Offset of the IP packet inside an MPLS-labelled Ethernet frame (RFC 3032): labels are
 /// four bytes each, the last one has the bottom-of-stack bit.
+/// Where the IP packet of a PPPoE session frame starts (RFC 2516: a 6-byte PPPoE header,
+/// then the PPP protocol, 0x0021 for IPv4 and 0x0057 for IPv6; DSL links carry them).
+fn pppoe_payload_offset(frame: &[u8]) -> Option<usize> {
+    let (et, at) = ethertype(frame)?;
+    if et != 0x8864 || frame.get(at)? != &0x11 {
+        return None;
+    }
+    // The protocol field may be compressed to one byte (RFC 1661 §6.5: an odd first byte).
+    let first = *frame.get(at + 6)?;
+    let (proto, len) = if first & 1 == 1 { (u16::from(first), 1) } else { (be16(frame, at + 6)?, 2) };
+    matches!(proto, 0x0021 | 0x0057).then_some(at + 6 + len)
+}
+
 fn mpls_payload_offset(frame: &[u8]) -> Option<usize> {
     let (et, mut at) = ethertype(frame)?;
     if et != 0x8847 && et != 0x8848 {
@@ -461,6 +474,22 @@ mod tests {
         m.extend_from_slice(&f[14..]);
         let d = decode(linktype::ETHERNET, &m).unwrap();
         assert_eq!((d.dport, d.payload_offset), (8080, 14 + 8 + 40));
+    }
+
+    #[test]
+    fn pppoe_session_ip_is_decoded_with_either_protocol_field() {
+        let f = tcp_v4_frame(b"GET / HTTP/1.1\r\n");
+        for ppp in [&[0x00u8, 0x21][..], &[0x21][..]] {
+            let mut m = f[..12].to_vec();
+            let len = (f.len() - 14 + ppp.len()) as u16;
+            m.extend_from_slice(&[0x88, 0x64, 0x11, 0x00, 0x00, 0x2d]);
+            m.extend_from_slice(&len.to_be_bytes());
+            m.extend_from_slice(ppp);
+            m.extend_from_slice(&f[14..]);
+            let d = decode(linktype::ETHERNET, &m).unwrap();
+            assert_eq!((d.dport, d.payload_offset), (8080, 14 + 6 + ppp.len() + 40));
+            assert_eq!(ip_offset(linktype::ETHERNET, &m), Some((14 + 6 + ppp.len(), false)));
+        }
     }
 
     #[test]

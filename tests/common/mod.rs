@@ -34,21 +34,21 @@ pub fn testdata_captures() -> Vec<PathBuf> {
     v
 }
 
-/// The public corpus in ../shared/corpus/public, when that folder exists (it does in CI).
+/// The public corpus in ../shared/corpus/public, when that folder exists (it does in CI): every
+/// capture at any depth (suricata-verify keeps each under its test's folder).
 pub fn corpus_captures() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/public");
-    let mut v = Vec::new();
-    let Ok(subdirs) = std::fs::read_dir(&dir) else {
-        return v;
-    };
-    for sub in subdirs.flatten() {
-        for f in std::fs::read_dir(sub.path()).into_iter().flatten().flatten() {
-            let n = f.file_name().to_string_lossy().to_string();
-            if n.contains(".pcap") {
-                v.push(f.path());
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if e.file_name().to_string_lossy().contains(".pcap") {
+                out.push(p);
             }
         }
     }
+    let mut v = Vec::new();
+    walk(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/public"), &mut v);
     v.sort();
     v
 }
