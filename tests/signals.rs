@@ -105,28 +105,36 @@ fn diagnose_and_flows_on_a_live_pipe_report_what_they_read() {
     assert!(String::from_utf8_lossy(&stdout).contains("websocket kept"));
 }
 
-/// A gzip file of concatenated members that decompresses to about `mb` MB of capture (the
-/// packets of ws-bulk-mixed over and over): slow enough to interrupt, small on disk.
+/// A gzip file of concatenated members that decompresses to about `mb` MB of capture: the
+/// largest packet of ws-bulk-mixed, its payload zeroed, over and over. Slow enough to
+/// interrupt, a few megabytes on disk.
 fn long_capture(dir: &Path, mb: usize) -> PathBuf {
     let src = std::fs::read(testdata().join("ws-bulk-mixed.pcap")).unwrap();
-    let (header, records) = src.split_at(24);
+    let offsets = pcap_record_offsets(&src);
+    let len = |at: usize| u32::from_le_bytes(src[at + 8..at + 12].try_into().unwrap()) as usize;
+    let at = *offsets.iter().max_by_key(|&&at| len(at)).unwrap();
+    let mut record = src[at..at + 16 + len(at)].to_vec();
+    record[16 + 66..].fill(0);
+    let mut chunk = Vec::with_capacity(8 << 20);
+    while chunk.len() < 8 << 20 {
+        chunk.extend_from_slice(&record);
+    }
     let member = |with_header: bool| {
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         if with_header {
-            e.write_all(header).unwrap();
+            e.write_all(&src[..24]).unwrap();
         }
-        for _ in 0..4 {
-            e.write_all(records).unwrap();
-        }
+        e.write_all(&chunk).unwrap();
         e.finish().unwrap()
     };
     let (first, rest) = (member(true), member(false));
-    let mut f = std::fs::File::create(dir.join("long.pcap.gz")).unwrap();
+    let path = dir.join("long.pcap.gz");
+    let mut f = std::fs::File::create(&path).unwrap();
     f.write_all(&first).unwrap();
     for _ in 0..mb / 8 {
         f.write_all(&rest).unwrap();
     }
-    dir.join("long.pcap.gz")
+    path
 }
 
 #[test]
