@@ -161,13 +161,16 @@ pub enum Class {
     /// HTTP/2 with prior knowledge (the client's first bytes are the HTTP/2 preface): an
     /// RFC 6455 upgrade cannot happen on it, and that is worth showing.
     H2Preface,
+    /// An HTTP `CONNECT` through a forward proxy: the exchange is kept whole, and what the
+    /// tunnel carries is read like any connection (corporate proxies break WebSockets).
+    Tunnel,
     /// Not kept: plain HTTP, h2 TLS, other protocols.
     Dropped,
 }
 
 impl Class {
     pub fn kept(self) -> bool {
-        matches!(self, Class::WebSocket | Class::Tls | Class::Port | Class::Refused | Class::H2Preface)
+        matches!(self, Class::WebSocket | Class::Tls | Class::Port | Class::Refused | Class::H2Preface | Class::Tunnel)
     }
 }
 

@@ -2,7 +2,8 @@
 # Records the test captures in testdata/ from real software on loopback:
 # nginx (reverse proxy and TLS terminator), a python `websockets` server, dnsmasq, tcpdump.
 # Needs root (tcpdump, DNS on port 53, a temporary loopback MTU for the bulk scenario) and
-# Debian's nginx-light, dnsmasq-base, tcpdump, tshark, openssl, plus pip's websockets and dnslib.
+# Debian's nginx-light, dnsmasq-base, tinyproxy, tcpdump, tshark, openssl, plus pip's
+# websockets and dnslib.
 # CI does not run this: the captures it makes are committed. Usage: bash testdata/generate.sh
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -33,6 +34,11 @@ python3 "$gen/servers.py" >"$work/servers.log" 2>&1 &
 pids+=($!)
 nginx -p "$work" -c nginx.conf 2>"$work/nginx.log" &
 pids+=($!)
+# Forward proxies for the CONNECT scenarios: one open, one that wants credentials.
+for conf in tinyproxy-open.conf tinyproxy-auth.conf; do
+  tinyproxy -d -c "$gen/$conf" >"$work/$conf.log" 2>&1 &
+  pids+=($!)
+done
 sleep 1.5
 
 # record NAME SCENARIO [tcpdump options...]
@@ -77,6 +83,8 @@ record ws-bad-accept.tmp.pcap bad-accept
 record tcp-refused.pcap refused
 record dns-failure.pcap dns-failure
 record ws-split-request.pcap split-request
+record wss-connect-ok.pcap connect-ok
+record wss-connect-407.pcap connect-407
 # A realistic MTU for the bulk run, so that WebSocket frames span TCP segments.
 ip link set lo mtu 1500
 record ws-bulk-mixed.pcap bulk-mixed

@@ -54,6 +54,7 @@ fn every_scenario_gets_its_finding() {
         ("wss-alert.pcap", &["tls-alert"]),
         ("wss-aborted.pcap", &["tls-aborted"]),
         ("wss-to-plain-port.pcap", &["tls-to-plain-port"]),
+        ("wss-connect-407.pcap", &["proxy-connect-failed"]),
         ("ws-two-links.pcapng", &["upgrade-rejected", "upgrade-ok"]),
     ];
     for (file, want) in cases {
@@ -591,4 +592,21 @@ fn public_captures_get_only_the_alarms_tshark_backs() {
             .unwrap_or_default();
         assert_eq!(got, want, "{rel}");
     }
+}
+
+#[test]
+fn a_connect_tunnel_is_a_leg_and_a_refused_one_says_why() {
+    // tinyproxy: CONNECT 127.0.0.1:18443, 200, then TLS (SNI ws.test, ALPN http/1.1) inside.
+    let d = diagnose(&testdata().join("wss-connect-ok.pcap"));
+    let t = leg(&d, "tunnel");
+    assert_eq!(t["status"], 200);
+    assert_eq!(t["sni"], "ws.test");
+    assert_eq!(t["alpn_offered"], serde_json::json!(["http/1.1"]));
+    assert!(d["findings"].as_array().unwrap().iter().all(|f| f["severity"] != "error"), "{:?}", codes(&d));
+    // The same through a proxy that wants credentials: 407, the CONNECT and the answer cited.
+    let d = diagnose(&testdata().join("wss-connect-407.pcap"));
+    assert_eq!(leg(&d, "tunnel")["status"], 407);
+    let f = d["findings"].as_array().unwrap().iter().find(|f| f["code"] == "proxy-connect-failed").unwrap();
+    assert_eq!(f["frames"], serde_json::json!([4, 6]));
+    assert!(f["message"].as_str().unwrap().contains("credentials"), "{}", f["message"]);
 }

@@ -399,7 +399,7 @@ fn build_attempt(i: usize, c: &Conv, lookups: &[Lookup]) -> Attempt {
         client_addr: Some(c.key.addr(client)),
         auth_leg: None,
         server: c.key.endpoint(server),
-        leg: Leg::Direct,
+        leg: if req.is_some_and(|r| r.method.eq_ignore_ascii_case("CONNECT")) { Leg::Tunnel } else { Leg::Direct },
         sni: c.client_hello.as_ref().and_then(|(h, _)| h.sni.clone()),
         path: req.map(|r| r.path.clone()),
         status: resp.map(|r| r.status),
@@ -560,7 +560,7 @@ fn pair_legs(attempts: &mut [Attempt], t: &Tracker) -> Vec<Option<usize>> {
     }
     for i in 0..attempts.len() {
         let ci = t.conv(attempts[i].conv);
-        if ci.kind != Kind::Tls || partner[i].is_some() {
+        if ci.kind != Kind::Tls || partner[i].is_some() || attempts[i].leg == Leg::Tunnel {
             continue;
         }
         let Some(proxy) = ci.client.map(|cl| ci.key.addr(cl.other())) else { continue };
@@ -585,7 +585,11 @@ fn pair_legs(attempts: &mut [Attempt], t: &Tracker) -> Vec<Option<usize>> {
         let Some(from) = cj.client.map(|cl| cj.key.addr(cl)) else { continue };
         let front = by_server.get(&from).into_iter().flatten().copied().find(|&i| {
             let ci = t.conv(attempts[i].conv);
-            i != j && partner[i].is_none() && cj.first.ts_ns >= ci.first.ts_ns && cj.first.ts_ns <= ci.last.ts_ns
+            i != j
+                && partner[i].is_none()
+                && attempts[i].leg != Leg::Tunnel
+                && cj.first.ts_ns >= ci.first.ts_ns
+                && cj.first.ts_ns <= ci.last.ts_ns
         });
         if let Some(i) = front {
             partner[i] = Some(j);
@@ -595,7 +599,7 @@ fn pair_legs(attempts: &mut [Attempt], t: &Tracker) -> Vec<Option<usize>> {
         }
     }
     for (i, a) in attempts.iter_mut().enumerate() {
-        if partner[i].is_none() && forwarded(t.conv(a.conv)) {
+        if partner[i].is_none() && a.leg == Leg::Direct && forwarded(t.conv(a.conv)) {
             a.leg = Leg::ProxyBackend;
         }
     }
@@ -738,6 +742,32 @@ fn analyse(file: &str, t: &Tracker) -> Report {
             }
             _ => {}
         }
+        // A forward proxy's tunnel: refused, nothing inside it happened.
+        if a.leg == Leg::Tunnel
+            && let (Some((req, req_at)), Some((resp, resp_at))) = (&c.request, &c.response)
+            && !(200..300).contains(&resp.status)
+        {
+            let why = match resp.status {
+                407 => {
+                    "the proxy wants credentials the client did not send (Proxy-Authorization): configure the client's proxy settings with them"
+                }
+                403 => {
+                    "the proxy's policy forbids this destination or port: ask for it to be allowed (often only 443 is)"
+                }
+                502 | 503 | 504 => {
+                    "the proxy could not reach the destination: check its DNS, routes and firewall towards it"
+                }
+                _ => "the proxy refused the tunnel: look at its logs",
+            };
+            findings.push(finding(
+                Code::ProxyConnectFailed,
+                Severity::Error,
+                format!("{who}: CONNECT {} answered {} {}: {why}.", req.path, resp.status, resp.reason),
+                vec![req_at.frame, resp_at.frame],
+                Some(i),
+            ));
+            continue;
+        }
         // TLS.
         if c.kind == Kind::Tls
             && let Some((status, at)) = c.plain_answer
@@ -812,6 +842,10 @@ fn analyse(file: &str, t: &Tracker) -> Report {
             continue;
         }
         let Some((req, req_at)) = &c.request else { continue };
+        // The tunnel itself is judged above (and its TLS with the TLS checks).
+        if a.leg == Leg::Tunnel {
+            continue;
+        }
         if req.upgrade.as_deref().is_some_and(|u| u.eq_ignore_ascii_case("h2c")) {
             findings.push(finding(
                 Code::H2Negotiated,

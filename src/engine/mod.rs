@@ -38,8 +38,9 @@ use crate::policy::{
 pub const DNS_PORT: u16 = 53;
 /// A client's first bytes on an HTTP/2 connection with prior knowledge (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-/// How much of a plaintext HTTP answer to a ClientHello is kept whole (nginx's 400 page is
-/// a few hundred bytes; a server that streams more is cut after this).
+/// How much of a plaintext HTTP answer to a ClientHello, or of the body of a refusal (a
+/// proxy's 407 page), is kept whole: error pages are a few hundred bytes; a server that
+/// streams more is cut after this.
 const PLAIN_ANSWER_BYTES: u32 = 16 * 1024;
 /// Payload segments a mid-connection flow may show before it is judged not to be WebSocket.
 const MID_STREAM_CLASSIFY_SEGMENTS: u32 = 8;
@@ -149,6 +150,7 @@ pub enum Proto {
     TlsH2,
     Http,
     H2c,
+    Connect,
     Dns,
     Other,
 }
@@ -162,6 +164,7 @@ impl Proto {
             Proto::TlsH2 => "tls-h2",
             Proto::Http => "http",
             Proto::H2c => "h2c",
+            Proto::Connect => "http-connect",
             Proto::Dns => "dns",
             Proto::Other => "other",
         }
@@ -212,6 +215,8 @@ pub struct Flow {
     udp: bool,
     /// The server answered the client's TLS in plaintext HTTP (`Event::PlainAnswer`).
     plain_answer: bool,
+    /// A CONNECT was answered 2xx: the bytes after the heads are the tunnelled connection.
+    tunnel_open: bool,
 }
 
 impl Flow {
@@ -237,6 +242,7 @@ impl Flow {
             ends: 0,
             udp: false,
             plain_answer: false,
+            tunnel_open: false,
         }
     }
 
@@ -294,7 +300,8 @@ impl Flow {
     /// Whether what the flow carries is still to be found: it is undecided, or kept for its
     /// port before its bytes said what they are.
     fn needs_content(&self) -> bool {
-        self.class == Class::Undecided || (self.class == Class::Port && self.content == Content::Unknown)
+        self.class == Class::Undecided
+            || (matches!(self.class, Class::Port | Class::Tunnel) && self.content == Content::Unknown)
     }
 
     fn has_waiters(&self) -> bool {
@@ -405,6 +412,11 @@ impl Engine {
     /// What the flow of `key` carries and which side is its client, as far as known.
     pub fn flow_content(&self, key: &FlowKey) -> Option<(Content, Option<Side>)> {
         self.flows.get(key).map(|f| (f.content, f.client))
+    }
+
+    /// Whether the flow of `key` is an HTTP CONNECT through a forward proxy.
+    pub fn is_tunnel(&self, key: &FlowKey) -> bool {
+        self.flows.get(key).is_some_and(|f| f.class == Class::Tunnel)
     }
 
     /// Whether the server of the TLS flow `key` answered in plaintext HTTP.
@@ -871,7 +883,7 @@ impl Engine {
         let flow = self.flows.get_mut(&key).expect("flow exists");
         let Some(client) = flow.client else { return };
         let (ci, si) = (client.index(), client.other().index());
-        if flow.class != Class::WebSocket && flow.class != Class::Port {
+        if !matches!(flow.class, Class::WebSocket | Class::Port | Class::Tunnel) {
             return;
         }
         if !matches!(flow.content, Content::Http | Content::Unknown) {
@@ -909,6 +921,7 @@ impl Engine {
             };
             let response = http::parse_response(&dir.head[..n]);
             let status = response.as_ref().map_or(0, |r| r.status);
+            let content_length = response.as_ref().and_then(|r| r.content_length);
             let end = dir.head_start + n as u64;
             if (100..200).contains(&status) && status != 101 {
                 let dir = &mut flow.dirs[si];
@@ -920,13 +933,43 @@ impl Engine {
                 self.ev.push(conv, key, client.other(), Event::Response(Box::new(r)));
             }
             flow.dirs[si].handshake_end = Some(end);
+            if flow.class == Class::Tunnel && !flow.tunnel_open && (200..300).contains(&status) {
+                flow.tunnel_open = true;
+                // The tunnel is open: what follows each head is a new connection's first
+                // bytes (TLS, or plain HTTP for ws://), read and classified afresh.
+                flow.content = Content::Unknown;
+                for (i, skip_to) in [(si, end), (ci, flow.dirs[ci].handshake_end.unwrap_or(0))] {
+                    let dir = &mut flow.dirs[i];
+                    let from = (skip_to.saturating_sub(dir.head_start) as usize).min(dir.head.len());
+                    dir.head.drain(..from);
+                    dir.head_start = skip_to.max(dir.head_start);
+                    dir.handshake_end = None;
+                    dir.phase = Phase::Collect;
+                }
+                let flow_has_inner = flow.dirs.iter().any(|d| !d.head.is_empty());
+                if flow_has_inner {
+                    self.try_classify(key);
+                }
+                return;
+            }
             let next = if status == 101 { Phase::Frames } else { Phase::Bulk };
+            // The body of a refusal (a proxy's 407 page, a 403, a 502) is kept whole up to
+            // PLAIN_ANSWER_BYTES: Wireshark shows the response only when it can reassemble it.
+            let body_left = if status == 101 || status == 204 || status == 304 {
+                0
+            } else {
+                let want =
+                    content_length.map_or(u64::from(PLAIN_ANSWER_BYTES), |n| n.min(u64::from(PLAIN_ANSWER_BYTES)));
+                let here =
+                    (flow.dirs[si].head.len() as u64).saturating_sub(end.saturating_sub(flow.dirs[si].head_start));
+                want.saturating_sub(here) as u32
+            };
             for (i, skip_to) in [(si, end), (ci, flow.dirs[ci].handshake_end.unwrap_or(0))] {
                 let dir = &mut flow.dirs[i];
                 if dir.phase == Phase::Bulk {
                     continue;
                 }
-                dir.phase = next;
+                dir.phase = if i == si && body_left > 0 { Phase::PlainAnswer(body_left) } else { next };
                 if dir.handshake_end.is_none() {
                     dir.handshake_end = Some(skip_to);
                 }
@@ -948,7 +991,13 @@ impl Engine {
     /// a `--port` carries, without changing that it is kept).
     fn try_classify(&mut self, key: FlowKey) {
         let flow = self.flows.get_mut(&key).expect("flow exists");
-        let to_port = flow.class == Class::Port;
+        // Kept whatever it carries (a --port flow, an open CONNECT tunnel), still read as
+        // what it carries.
+        let to_port = matches!(flow.class, Class::Port | Class::Tunnel);
+        if to_port && flow.dirs.iter().all(|d| d.head.is_empty()) {
+            // Nothing of what it carries has arrived yet (a tunnel just opened).
+            return;
+        }
         let order = match flow.client {
             Some(c) => [c, c.other()],
             None => [Side::A, Side::B],
@@ -987,6 +1036,10 @@ impl Engine {
                             class = Class::WebSocket;
                             label = (Proto::WebSocket, "WebSocket upgrade request");
                             names.extend(r.host_name());
+                        } else if let Some(r) = req.as_ref().filter(|r| r.method.eq_ignore_ascii_case("CONNECT")) {
+                            class = Class::Tunnel;
+                            label = (Proto::Connect, "HTTP CONNECT through a forward proxy");
+                            names.push(http::strip_port(&r.path));
                         } else {
                             class = Class::Dropped;
                             label = match req {
@@ -1136,8 +1189,10 @@ impl Engine {
         flow.content = content;
         if to_port {
             // Kept whatever it carries; still read as what it carries.
-            flow.proto = label.0;
-            class = Class::Port;
+            class = flow.class;
+            if class == Class::Port {
+                flow.proto = label.0;
+            }
         } else {
             flow.class = class;
             (flow.proto, flow.why) = label;
@@ -1179,7 +1234,7 @@ impl Engine {
             return;
         }
         self.on_classified(key);
-        if class == Class::WebSocket {
+        if matches!(class, Class::WebSocket | Class::Tunnel) {
             self.advance_heads(key);
         }
     }

@@ -241,6 +241,8 @@ impl Default for Direction {
 #[derive(Default)]
 struct ScrubFlow {
     dirs: [Direction; 2],
+    /// An HTTP CONNECT (the engine's `Class::Tunnel`): a 2xx opens a new connection inside.
+    tunnel: bool,
     last_ns: u64,
     /// A FIN or RST was seen: only stragglers are still to come.
     closed: bool,
@@ -250,6 +252,8 @@ struct ScrubFlow {
 enum Event {
     None,
     Switching,
+    /// A 2xx to a CONNECT: both directions carry a new connection's first bytes now.
+    TunnelOpen,
 }
 
 pub struct Scrubber {
@@ -326,10 +330,13 @@ impl Scrubber {
                 } else if wire_len > 0 {
                     let dir = &mut flow.dirs[side.index()];
                     if matches!(dir.mode, Mode::Start) {
+                        flow.tunnel |= engine.is_tunnel(&key);
+                        let dir = &mut flow.dirs[side.index()];
                         let content = engine.flow_content(&key);
                         // A TLS client answered in plaintext HTTP: the server's side is HTTP.
                         let plain = content.is_some_and(|(_, c)| c != Some(side)) && engine.plain_answer(&key);
-                        dir.mode = if plain { Mode::Sniff } else { start_mode(content, side) };
+                        // A tunnel's CONNECT and its answer are HTTP, whatever the tunnel carries.
+                        dir.mode = if plain || flow.tunnel { Mode::Sniff } else { start_mode(content, side) };
                     }
                     self.tcp_payload(key, side, seq, wire_len, &mut frame[pay_off..cap_end], meta.number);
                 }
@@ -443,7 +450,13 @@ impl Scrubber {
         let flow = self.flows.get_mut(&key).expect("flow exists");
         while !b.is_empty() {
             let dir = &mut flow.dirs[side.index()];
-            let (used, event) = step_mode(&mut dir.mode, b, &mut self.tally, self.pseudo.as_mut());
+            let (used, event) = step_mode(&mut dir.mode, b, &mut self.tally, self.pseudo.as_mut(), flow.tunnel);
+            if let Event::TunnelOpen = event {
+                let other = &mut flow.dirs[side.other().index()];
+                if matches!(other.mode, Mode::AfterRequest | Mode::Start | Mode::Sniff) {
+                    other.mode = Mode::Sniff;
+                }
+            }
             if let Event::Switching = event {
                 // A 101: the other direction's bytes after its request are frames now.
                 let other = &mut flow.dirs[side.other().index()];
@@ -498,6 +511,7 @@ fn step_mode(
     b: &mut [u8],
     tally: &mut Tally,
     mut pseudo: Option<&mut Pseudonymizer>,
+    tunnel: bool,
 ) -> (usize, Event) {
     match mode {
         Mode::FramesAt { masked } => {
@@ -549,6 +563,11 @@ fn step_mode(
                             if end.status == 101 {
                                 *mode = Mode::Frames(FrameCursor::default());
                                 return (used, Event::Switching);
+                            }
+                            if tunnel && (200..300).contains(&end.status) {
+                                // The tunnel's first bytes: TLS records or an HTTP head.
+                                *mode = Mode::Sniff;
+                                return (used, Event::TunnelOpen);
                             }
                             *mode = if (100..200).contains(&end.status) || end.status == 204 || end.status == 304 {
                                 Mode::Head(Box::default())
@@ -764,7 +783,7 @@ mod tests {
         let mut t = Tally::default();
         let mut rest = &mut b[..];
         while !rest.is_empty() {
-            let (n, _) = step_mode(mode, rest, &mut t, None);
+            let (n, _) = step_mode(mode, rest, &mut t, None, false);
             rest = &mut rest[n..];
         }
         b

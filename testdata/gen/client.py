@@ -177,6 +177,25 @@ async def run(scenario, cafile):
         # answers 400 Bad Request in plaintext and closes; the client's TLS fails.
         await expect_failure(url(18080, "/echo", "wss", "ws.test"), ssl=ssl.create_default_context(cafile=cafile),
                              host="127.0.0.1", port=18080, server_hostname="ws.test")
+    elif scenario in ("connect-ok", "connect-407"):
+        # wss:// through a forward proxy (tinyproxy): CONNECT, then TLS and the upgrade inside
+        # the tunnel; the second proxy wants credentials the client does not send: 407.
+        port = 18888 if scenario == "connect-ok" else 18889
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(b"CONNECT 127.0.0.1:18443 HTTP/1.1\r\nHost: 127.0.0.1:18443\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            head += chunk
+        print("  proxy said:", head.split(b"\r\n")[0].decode(errors="replace"), file=sys.stderr)
+        if head.startswith(b"HTTP/1.1 200") or head.startswith(b"HTTP/1.0 200"):
+            ctx = ssl.create_default_context(cafile=cafile)
+            ctx.set_alpn_protocols(["http/1.1"])
+            await chat("wss://ws.test/echo", sock=sock, ssl=ctx, server_hostname="ws.test")
+        else:
+            sock.close()
     elif scenario == "reset-after-101":
         await expect_failure(url(18765, "/reset"))
     elif scenario == "idle-timeout":
