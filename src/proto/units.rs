@@ -26,18 +26,12 @@ pub trait UnitFormat {
 pub struct Fed {
     /// Some byte belonged to an important unit.
     pub important: bool,
-    /// Where the last important byte of this feed ends (bytes from its start).
-    pub important_end: usize,
     /// The segment ended inside a unit header: whether it matters is known only later.
     pub open_header: bool,
     /// A header that an earlier segment left open was completed: was its unit important?
     pub completed_open: Option<bool>,
     /// The stream stopped parsing (invalid header).
     pub failed: bool,
-    /// Where the last unit header in this feed ends (bytes from its start; the whole feed
-    /// when it ends inside a header), 0 when none: a cut packet that keeps its bytes up to
-    /// here still lets a reader walk the units across the bytes cut away.
-    pub header_end: usize,
 }
 
 pub struct Walker<F: UnitFormat> {
@@ -97,7 +91,6 @@ impl<F: UnitFormat> Walker<F> {
     /// bytes present in this segment) and says whether its unit is important: `None` not at
     /// all, `Some(n)` its header and the first `n` body bytes.
     pub fn feed(&mut self, b: &[u8], mut on_header: impl FnMut(&F::Header, &[u8]) -> Option<u64>) -> Fed {
-        let total = b.len();
         let mut b = b;
         let mut out = Fed::default();
         if self.failed {
@@ -111,8 +104,6 @@ impl<F: UnitFormat> Walker<F> {
                 self.body_left -= take as u64;
                 if self.important_left > 0 {
                     out.important = true;
-                    let used = total - b.len();
-                    out.important_end = used + (self.important_left.min(take as u64) as usize);
                 }
                 self.important_left = self.important_left.saturating_sub(take as u64);
                 b = &b[take..];
@@ -126,12 +117,6 @@ impl<F: UnitFormat> Walker<F> {
             tmp[had..had + want].copy_from_slice(&b[..want]);
             match F::parse(&tmp[..had + want]) {
                 Header::NeedMore => {
-                    out.header_end = total;
-                    if out.important {
-                        // An important unit already made this packet whole-worthy; keep the
-                        // start of the next header with it.
-                        out.important_end = total;
-                    }
                     self.partial[had..had + want].copy_from_slice(&b[..want]);
                     self.partial_len = had + want;
                     out.open_header = true;
@@ -152,10 +137,8 @@ impl<F: UnitFormat> Walker<F> {
                         out.completed_open = Some(important);
                     }
                     self.important_left = verdict.unwrap_or(0);
-                    out.header_end = total - b.len() + used;
                     if important {
                         out.important = true;
-                        out.important_end = total - b.len() + used;
                     }
                     self.partial_len = 0;
                     self.body_left = body;
