@@ -754,9 +754,7 @@ fn analyse(file: &str, t: &Tracker) -> Report {
                 403 => {
                     "the proxy's policy forbids this destination or port: ask for it to be allowed (often only 443 is)"
                 }
-                502..=504 => {
-                    "the proxy could not reach the destination: check its DNS, routes and firewall towards it"
-                }
+                502..=504 => "the proxy could not reach the destination: check its DNS, routes and firewall towards it",
                 _ => "the proxy refused the tunnel: look at its logs",
             };
             findings.push(finding(

@@ -309,6 +309,17 @@ impl Flow {
     }
 }
 
+/// How a flow's bytes are to be read: what the engine found it carries.
+#[derive(Clone, Copy, Debug)]
+pub struct Reading {
+    pub content: Content,
+    pub client: Option<Side>,
+    /// An HTTP CONNECT through a forward proxy.
+    pub tunnel: bool,
+    /// The server answered the client's TLS in plaintext HTTP.
+    pub plain_answer: bool,
+}
+
 /// A DNS query/response exchange, decided together.
 struct DnsTxn {
     packets: Vec<u64>,
@@ -409,19 +420,14 @@ impl Engine {
         self.flows.get(key).is_none_or(|f| f.class == Class::Dropped)
     }
 
-    /// What the flow of `key` carries and which side is its client, as far as known.
-    pub fn flow_content(&self, key: &FlowKey) -> Option<(Content, Option<Side>)> {
-        self.flows.get(key).map(|f| (f.content, f.client))
-    }
-
-    /// Whether the flow of `key` is an HTTP CONNECT through a forward proxy.
-    pub fn is_tunnel(&self, key: &FlowKey) -> bool {
-        self.flows.get(key).is_some_and(|f| f.class == Class::Tunnel)
-    }
-
-    /// Whether the server of the TLS flow `key` answered in plaintext HTTP.
-    pub fn plain_answer(&self, key: &FlowKey) -> bool {
-        self.flows.get(key).is_some_and(|f| f.plain_answer)
+    /// How the flow of `key` is to be read, as far as known.
+    pub fn reading(&self, key: &FlowKey) -> Option<Reading> {
+        self.flows.get(key).map(|f| Reading {
+            content: f.content,
+            client: f.client,
+            tunnel: f.class == Class::Tunnel,
+            plain_answer: f.plain_answer,
+        })
     }
 
     /// Why the flow of `key` was kept or dropped, and what it carries.
@@ -1228,8 +1234,7 @@ impl Engine {
         }
         self.kept_names.extend(names);
         if to_port {
-            let (client, why) = (flow.client, flow.why);
-            self.ev.push(conv, key, client.unwrap_or(Side::A), Event::Classified { class, content, client, why });
+            self.report_class(key);
             self.advance_heads(key);
             return;
         }
@@ -1239,12 +1244,18 @@ impl Engine {
         }
     }
 
+    /// Reports what the flow was found to be (`Event::Classified`).
+    fn report_class(&mut self, key: FlowKey) {
+        let f = self.flows.get(&key).expect("flow exists");
+        let (class, content, client, why) = (f.class, f.content, f.client, f.why);
+        self.ev.push(f.conv, key, client.unwrap_or(Side::A), Event::Classified { class, content, client, why });
+    }
+
     /// Resolves the packets that waited for this flow's classification, and DNS lookups
     /// that named its host or address.
     fn on_classified(&mut self, key: FlowKey) {
+        self.report_class(key);
         let flow = self.flows.get_mut(&key).expect("flow exists");
-        let (class, content, client, why) = (flow.class, flow.content, flow.client, flow.why);
-        self.ev.push(flow.conv, key, client.unwrap_or(Side::A), Event::Classified { class, content, client, why });
         let kept = flow.class.kept();
         if kept && !flow.counted_kept {
             flow.counted_kept = true;

@@ -18,7 +18,7 @@ use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use crate::capture::RecordMeta;
-use crate::engine::{Content, Engine};
+use crate::engine::{Content, Engine, Reading};
 use crate::flow::reassembly::{Placement, Stream};
 use crate::flow::{FlowKey, PROTO_TCP, PROTO_UDP, Side};
 use crate::proto::tls;
@@ -330,13 +330,9 @@ impl Scrubber {
                 } else if wire_len > 0 {
                     let dir = &mut flow.dirs[side.index()];
                     if matches!(dir.mode, Mode::Start) {
-                        flow.tunnel |= engine.is_tunnel(&key);
-                        let dir = &mut flow.dirs[side.index()];
-                        let content = engine.flow_content(&key);
-                        // A TLS client answered in plaintext HTTP: the server's side is HTTP.
-                        let plain = content.is_some_and(|(_, c)| c != Some(side)) && engine.plain_answer(&key);
-                        // A tunnel's CONNECT and its answer are HTTP, whatever the tunnel carries.
-                        dir.mode = if plain || flow.tunnel { Mode::Sniff } else { start_mode(content, side) };
+                        let reading = engine.reading(&key);
+                        dir.mode = start_mode(reading, side);
+                        flow.tunnel |= reading.is_some_and(|r| r.tunnel);
                     }
                     self.tcp_payload(key, side, seq, wire_len, &mut frame[pay_off..cap_end], meta.number);
                 }
@@ -489,11 +485,17 @@ impl Scrubber {
 /// only in an HTTP flow, records from the first byte in a TLS flow (a server's plaintext
 /// alert before any ServerHello included), frames in a WebSocket met mid-connection;
 /// anything else, or a flow the engine does not know, is overwritten whole.
-fn start_mode(content: Option<(Content, Option<Side>)>, side: Side) -> Mode {
-    match content {
-        Some((Content::Http, _)) => Mode::Sniff,
-        Some((Content::Tls, _)) => Mode::Records(RecordCursor::default()),
-        Some((Content::Frames, client)) => Mode::FramesAt { masked: client == Some(side) },
+fn start_mode(reading: Option<Reading>, side: Side) -> Mode {
+    let Some(r) = reading else { return Mode::Opaque };
+    // A tunnel's CONNECT and its answer are HTTP, whatever the tunnel carries; so is the
+    // server's side of a TLS client answered in plaintext.
+    if r.tunnel || (r.plain_answer && r.client != Some(side)) {
+        return Mode::Sniff;
+    }
+    match r.content {
+        Content::Http => Mode::Sniff,
+        Content::Tls => Mode::Records(RecordCursor::default()),
+        Content::Frames => Mode::FramesAt { masked: r.client == Some(side) },
         _ => Mode::Opaque,
     }
 }
