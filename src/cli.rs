@@ -26,7 +26,11 @@ as it ends tcpdump: the packets read so far are decided and written, the summary
 file, it abandons the run and writes nothing for it (finished files of a batch stay, no\n\
 new one starts). A second signal stops at once. An output is never left half-written, not\n\
 even after kill -9: it has no name until it is complete. A closed standard output (| head)\n\
-ends the run quietly, as it ends cat."
+ends the run quietly, as it ends cat.\n\n\
+Link layers read: Ethernet (VLAN, QinQ, MPLS, PPPoE), Linux cooked (SLL, SLL2), raw IP, BSD\n\
+loopback, PPP, NFLOG, 802.11 data (with radiotap). Tunnels entered: IP-in-IP, GRE (also\n\
+ERSPAN, PPTP), VXLAN, Geneve, GTP-U. A link type or encapsulation that cannot be read\n\
+(IPsec ESP, encrypted 802.11 or PPP) is named in a warning with its packet count."
 )]
 pub struct Cli {
     #[command(subcommand)]

@@ -34,10 +34,14 @@ pub fn reader(data: &[u8]) {
 /// The link/IP/TCP/UDP decoder, for each link type it knows.
 pub fn decode(data: &[u8]) {
     let Some((&sel, frame)) = data.split_first() else { return };
-    const LINKS: [u32; 8] = [1, 0, 101, 113, 276, 12, 228, 229];
+    const LINKS: [u32; 15] = [1, 0, 101, 113, 276, 12, 228, 229, 9, 50, 51, 105, 127, 204, 239];
     let link = LINKS[usize::from(sel) % LINKS.len()];
     if let Ok(d) = crate::wire::decode(link, frame) {
-        assert!(d.payload.len() <= frame.len());
+        assert!(d.payload_offset + d.payload.len() <= frame.len());
+        assert!(d.ip_offset < d.transport_offset && d.transport_offset < d.payload_offset.max(d.transport_offset + 1));
+        for l in d.tunnels.iter() {
+            assert!(l.ip < d.ip_offset);
+        }
         let _ = d.tcp_flags();
     }
     let _ = crate::wire::ip_offset(link, frame);

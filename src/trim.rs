@@ -438,8 +438,16 @@ pub fn rewrite<W: Write>(
     summary.bytes_out = writer.bytes_written;
     summary.elapsed_s = started.elapsed().as_secs_f64();
     summary.scrub = scrubber.map(|s| s.report);
-    if stats.unsupported_link > 0 {
-        summary.warnings.push(format!("{} packets with an unsupported link type were dropped", stats.unsupported_link));
+    if let Some(link) = stats.unsupported_link_type {
+        summary.warnings.push(format!(
+            "{} packets of a link type not supported (LINKTYPE {link}) were dropped unread",
+            stats.unsupported_link
+        ));
+    }
+    for (o, n) in wire::Opaque::ALL.iter().zip(stats.opaque) {
+        if n > 0 {
+            summary.warnings.push(format!("{n} packets inside {} were dropped unread", o.describe()));
+        }
     }
     writer.finish()
 }

@@ -107,6 +107,11 @@ if [ -f "$here/wss-keylog.tmp.pcap" ]; then
   editcap -F pcapng --inject-secrets "tls,$work/keys.log" "$here/wss-keylog.tmp.pcap" "$here/wss-keylog.pcapng"
 fi
 rm -f "$here"/*.tmp.pcap
+# Link layers and tunnels loopback cannot record: the proxy-stripped packets, each wrapped.
+if [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" proxy-stripped "* ]]; then
+  mkdir -p "$here/encap"
+  python3 "$gen/encapsulate.py" "$here/ws-proxy-stripped.pcap" "$here/encap"
+fi
 if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" proxy-ok-any "* ]]; then exit 0; fi
 tcpdump -i any -U -w "$here/ws-proxy-ok-any.pcap" 'port 53 or portrange 18000-18999' 2>/dev/null &
 tp=$!

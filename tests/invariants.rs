@@ -19,6 +19,7 @@ use common::*;
 
 fn all_captures() -> Vec<PathBuf> {
     let mut v = testdata_captures();
+    v.extend(encap_captures());
     v.extend(corpus_captures());
     v
 }

@@ -113,7 +113,7 @@ fn assert_scrub_is_safe_and_faithful(input: &Path, dir: &Path) {
 fn testdata_scrubs_remove_every_planted_secret_and_keep_the_diagnosis() {
     require_tshark();
     let dir = tmpdir();
-    for f in testdata_captures() {
+    for f in testdata_captures().into_iter().chain(encap_captures()) {
         assert_scrub_is_safe_and_faithful(&f, dir.path());
     }
 }

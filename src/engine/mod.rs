@@ -27,7 +27,7 @@ use crate::flow::{FlowKey, FlowTable, PROTO_TCP, PROTO_UDP, Side};
 use crate::proto::units::{Fed, Walker};
 use crate::proto::websocket::{self, Frames};
 use crate::proto::{dns, http, tls};
-use crate::wire::{self, Addr, Decoded, Skip, Transport, tcp_flags};
+use crate::wire::{self, Addr, Decoded, Opaque, Skip, Transport, tcp_flags};
 
 use self::event::Events;
 pub use self::event::{At, Content, Event, Observed};
@@ -333,6 +333,10 @@ pub struct Stats {
     pub flows_seen: u64,
     pub flows_kept: u64,
     pub unsupported_link: u64,
+    /// The first link type met that is not supported, to name it.
+    pub unsupported_link_type: Option<u32>,
+    /// Packets inside each encapsulation that is recognised but not decoded.
+    pub opaque: [u64; Opaque::ALL.len()],
     pub not_tcp_udp: u64,
     pub flows_evicted: u64,
 }
@@ -472,6 +476,11 @@ impl Engine {
             Ok(d) => d,
             Err(Skip::UnsupportedLink) => {
                 self.stats.unsupported_link += 1;
+                self.stats.unsupported_link_type.get_or_insert(meta.link_type);
+                return (Decision::Now(Verdict::Drop), None);
+            }
+            Err(Skip::Opaque(o)) => {
+                self.stats.opaque[o as usize] += 1;
                 return (Decision::Now(Verdict::Drop), None);
             }
             Err(Skip::NotTcpUdp) => {

@@ -43,6 +43,39 @@ pub fn update(hc: u16, old_sum: u16, new_sum: u16) -> u16 {
     !(s as u16)
 }
 
+/// Recomputes a tunnel header's checksum (outer UDP or GRE) after the packet inside it was
+/// rewritten. The inner packet's own checksums are updated incrementally; the outer one covers
+/// all of them and the inner addresses, so it is summed anew. When the frame was cut by the
+/// snaplen the sum cannot be known: a UDP checksum becomes zero ("none", which RFC 6935 also
+/// allows for tunnels over IPv6), a GRE one is left.
+pub fn recompute_tunnel(frame: &mut [u8], ip: usize, s: &crate::wire::Sum) {
+    if s.to > frame.len() || s.from > s.to || s.field + 2 > s.to {
+        if s.pseudo && s.field + 2 <= frame.len() {
+            frame[s.field..s.field + 2].fill(0);
+        }
+        return;
+    }
+    frame[s.field..s.field + 2].fill(0);
+    let mut acc = u32::from(sum(&frame[s.from..s.to]));
+    if s.pseudo {
+        let v6 = frame.get(ip).is_some_and(|b| b >> 4 == 6);
+        let addrs = if v6 { frame.get(ip + 8..ip + 40) } else { frame.get(ip + 12..ip + 20) };
+        let Some(addrs) = addrs else {
+            return;
+        };
+        let len = (s.to - s.from) as u32;
+        acc += u32::from(sum(addrs)) + 17 + (len >> 16) + (len & 0xffff);
+    }
+    while acc >> 16 != 0 {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    let mut v = !(acc as u16);
+    if s.pseudo && v == 0 {
+        v = 0xffff;
+    }
+    frame[s.field..s.field + 2].copy_from_slice(&v.to_be_bytes());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

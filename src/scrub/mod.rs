@@ -298,6 +298,7 @@ impl Scrubber {
         let (ip_off, l4_off, pay_off) = (d.ip_offset, d.transport_offset, d.payload_offset);
         let wire_len = d.wire_payload_len;
         let transport = d.transport;
+        let tunnels = d.tunnels;
         let cap_end = pay_off + d.payload.len();
         let proto = if matches!(transport, Transport::Tcp { .. }) { PROTO_TCP } else { PROTO_UDP };
         let csum_at = l4_off + if proto == PROTO_TCP { 16 } else { 6 };
@@ -353,6 +354,17 @@ impl Scrubber {
                 frame[csum_at..csum_at + 2].copy_from_slice(&v.to_be_bytes());
             }
         }
+        if !tunnels.is_empty() {
+            if let Some(p) = &mut self.pseudo {
+                p.tunnels(frame, &tunnels, &mut self.tally);
+            }
+            // Innermost first: an outer sum covers the inner ones.
+            for l in tunnels.iter().rev() {
+                if let Some(s) = &l.sum {
+                    checksum::recompute_tunnel(frame, l.ip, s);
+                }
+            }
+        }
         self.tally.fold_into(&mut self.report);
     }
 
@@ -385,7 +397,7 @@ impl Scrubber {
             None => match wire::link_header_len(link_type, frame) {
                 Some(_)
                     if link_type == wire::linktype::ETHERNET
-                        && wire::ethertype(frame).is_some_and(|(et, _)| et == 0x0806) =>
+                        && wire::ethertype(frame, 0).is_some_and(|(et, _)| et == 0x0806) =>
                 {
                     return;
                 }

@@ -185,7 +185,54 @@ impl Pseudonymizer {
             }
             linktype::LINUX_SLL if frame.get(4..6) == Some(&[0, 6]) => self.map_mac_at(frame, 6),
             linktype::LINUX_SLL2 if frame.get(11) == Some(&6) => self.map_mac_at(frame, 12),
+            linktype::IEEE802_11 => self.wifi(frame, 0),
+            linktype::IEEE802_11_RADIOTAP => {
+                if let Some(b) = frame.get(2..4) {
+                    self.wifi(frame, usize::from(u16::from_le_bytes([b[0], b[1]])));
+                }
+            }
             _ => {}
+        }
+    }
+
+    /// The addresses of an 802.11 header: three in management and data frames (four between
+    /// access points), one or two in control frames.
+    fn wifi(&self, frame: &mut [u8], at: usize) {
+        let Some(fc) = frame.get(at..at + 2) else {
+            return;
+        };
+        let (kind, subtype, flags) = ((fc[0] >> 2) & 0x3, fc[0] >> 4, fc[1]);
+        let count = match kind {
+            0 => 3,
+            2 if flags & 0x03 == 0x03 => 4,
+            2 => 3,
+            1 if matches!(subtype, 0x8..=0xb | 0xe | 0xf) => 2,
+            _ => 1,
+        };
+        // The fourth address follows the sequence control field.
+        for off in [4, 10, 16, 24].into_iter().take(count) {
+            self.map_mac_at(frame, at + off);
+        }
+    }
+
+    /// The outer layers of a tunnelled packet: each outer IP header's addresses (IPv4 header
+    /// checksum updated) and the MAC addresses of a carried Ethernet frame. Outer UDP and GRE
+    /// checksums are recomputed by the caller once everything inside is rewritten.
+    pub fn tunnels(&mut self, frame: &mut [u8], tunnels: &crate::wire::Tunnels, tally: &mut Tally) {
+        for layer in tunnels.iter() {
+            let ip = layer.ip;
+            let v6 = frame.get(ip).is_some_and(|b| b >> 4 == 6);
+            let (src, dst) = if v6 { (ip + 8, ip + 24) } else { (ip + 12, ip + 16) };
+            let a = self.map_addr_at(frame, src, v6);
+            let b = self.map_addr_at(frame, dst, v6);
+            if !v6 {
+                fix_checksum(frame, ip + 10, &[a, b]);
+            }
+            tally.add(Rule::PseudonymizedAddress, if v6 { 32 } else { 8 });
+            if let Some(e) = layer.ether {
+                self.map_mac_at(frame, e);
+                self.map_mac_at(frame, e + 6);
+            }
         }
     }
 

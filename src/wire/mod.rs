@@ -1,28 +1,19 @@
 //! Zero-copy decoding of one captured frame down to its transport header: which link layer,
-//! which addresses and ports, the TCP fields the flow layer needs, and where the transport
-//! payload starts (the truncation point for bulk packets). Ethernet, VLAN/QinQ and IP are
-//! sliced by etherparse's lax parser, which tolerates snaplen-truncated frames; the few link
-//! headers it does not know (SLL2, BSD loopback) are skipped here by their fixed layouts.
+//! which tunnels, which addresses and ports, the TCP fields the flow layer needs, and where
+//! the transport payload starts (the truncation point for bulk packets). Link layers and
+//! tunnel headers are walked in `link` and `tunnel`; IP and TCP/UDP are sliced by
+//! etherparse's lax parser, which tolerates snaplen-truncated frames, except for the common
+//! IPv4 case, read by hand below.
 
-use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, TransportSlice};
+use etherparse::{LaxNetSlice, LaxSlicedPacket, TransportSlice};
 
-/// pcap LINKTYPE_* values this decoder understands.
-pub mod linktype {
-    pub const NULL: u32 = 0;
-    pub const ETHERNET: u32 = 1;
-    pub const RAW_ALT12: u32 = 12;
-    pub const RAW_ALT14: u32 = 14;
-    pub const RAW: u32 = 101;
-    pub const LOOP: u32 = 108;
-    pub const LINUX_SLL: u32 = 113;
-    pub const IPV4: u32 = 228;
-    pub const IPV6: u32 = 229;
-    pub const LINUX_SLL2: u32 = 276;
-}
+mod link;
+mod tunnel;
 
-const SLL_HEADER_BYTES: usize = 16;
-const SLL2_HEADER_BYTES: usize = 20;
-const NULL_HEADER_BYTES: usize = 4;
+pub use link::{ethertype, header_len as link_header_len, linktype};
+pub use tunnel::{Layer, Sum, Tunnels};
+
+use link::{NULL_HEADER_BYTES, SLL_HEADER_BYTES, SLL2_HEADER_BYTES};
 
 /// An IPv4 or IPv6 address in one fixed-size form (IPv4 stored in the first four bytes),
 /// so that flow keys hash and compare without branching on the family.
@@ -88,6 +79,8 @@ pub struct Decoded<'a> {
     pub payload: &'a [u8],
     /// Payload length on the wire, from the IP length fields; the sequence space it covers.
     pub wire_payload_len: u32,
+    /// The tunnels around the packet, outermost first (empty for most packets).
+    pub tunnels: Tunnels,
 }
 
 impl Decoded<'_> {
@@ -104,8 +97,36 @@ impl Decoded<'_> {
 pub enum Skip {
     /// A link type this decoder does not know.
     UnsupportedLink,
-    /// ARP, MPLS, other protocols over IP, non-first fragments, or headers cut by snaplen.
+    /// ARP, other protocols over IP, non-first fragments, or headers cut by snaplen.
     NotTcpUdp,
+    /// An encapsulation recognised but not decodable (encrypted, or not implemented).
+    Opaque(Opaque),
+}
+
+/// Encapsulations whose packets are counted and named rather than silently dropped: a
+/// WebSocket inside them cannot be seen, and the user should be told so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Opaque {
+    Esp,
+    Gre,
+    PppCompressed,
+    WifiProtected,
+    TooDeep,
+}
+
+impl Opaque {
+    pub const ALL: [Opaque; 5] =
+        [Opaque::Esp, Opaque::Gre, Opaque::PppCompressed, Opaque::WifiProtected, Opaque::TooDeep];
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Opaque::Esp => "IPsec ESP (encrypted)",
+            Opaque::Gre => "GRE with routing or an unsupported payload",
+            Opaque::PppCompressed => "compressed or encrypted PPP (CCP/ECP, MPPE)",
+            Opaque::WifiProtected => "protected (encrypted) 802.11 frames",
+            Opaque::TooDeep => "tunnels nested more than three deep",
+        }
+    }
 }
 
 /// Decodes a frame of the given link type.
@@ -171,10 +192,11 @@ fn fast_ipv4(link_type: u32, frame: &[u8]) -> Option<Decoded<'_>> {
             let uh = frame.get(t..t + 8)?;
             let ulen = usize::from(u16::from_be_bytes([uh[4], uh[5]]));
             // etherparse takes the UDP length field; keep to the cases where it agrees with IP.
-            if total < ihl + 8 || ulen != total - ihl {
+            let (sport, dport) = (u16::from_be_bytes([uh[0], uh[1]]), u16::from_be_bytes([uh[2], uh[3]]));
+            if total < ihl + 8 || ulen != total - ihl || tunnel::udp_port(sport, dport) {
                 return None;
             }
-            (u16::from_be_bytes([uh[0], uh[1]]), u16::from_be_bytes([uh[2], uh[3]]), Transport::Udp, t + 8)
+            (sport, dport, Transport::Udp, t + 8)
         }
         _ => return None,
     };
@@ -192,117 +214,91 @@ fn fast_ipv4(link_type: u32, frame: &[u8]) -> Option<Decoded<'_>> {
         payload_offset,
         payload,
         wire_payload_len: wire.max(payload.len()) as u32,
+        tunnels: Tunnels::default(),
     })
 }
 
-/// Decodes any frame through etherparse (the general path).
+/// Decodes any frame: the link layer, then IP packets, entering tunnels until the innermost
+/// TCP or UDP packet.
 fn sliced(link_type: u32, frame: &[u8]) -> Result<Decoded<'_>, Skip> {
-    let sliced = match link_type {
-        linktype::ETHERNET => match mpls_payload_offset(frame).or_else(|| pppoe_payload_offset(frame)) {
-            // etherparse stops at MPLS and PPPoE; their headers are skipped here.
-            Some(at) => LaxSlicedPacket::from_ip(&frame[at..]).map_err(|_| Skip::NotTcpUdp)?,
-            None => LaxSlicedPacket::from_ethernet(frame).map_err(|_| Skip::NotTcpUdp)?,
-        },
-        linktype::RAW | linktype::RAW_ALT12 | linktype::RAW_ALT14 | linktype::IPV4 | linktype::IPV6 => {
-            LaxSlicedPacket::from_ip(frame).map_err(|_| Skip::NotTcpUdp)?
-        }
-        linktype::LINUX_SLL => {
-            let proto = be16(frame, 14).ok_or(Skip::NotTcpUdp)?;
-            LaxSlicedPacket::from_ether_type(EtherType(proto), &frame[SLL_HEADER_BYTES..])
-        }
-        linktype::LINUX_SLL2 => {
-            let proto = be16(frame, 0).ok_or(Skip::NotTcpUdp)?;
-            if frame.len() < SLL2_HEADER_BYTES {
-                return Err(Skip::NotTcpUdp);
+    let mut at = link::ip_start(link_type, frame)?;
+    let mut tunnels = Tunnels::default();
+    loop {
+        let sliced = LaxSlicedPacket::from_ip(frame.get(at..).ok_or(Skip::NotTcpUdp)?).map_err(|_| Skip::NotTcpUdp)?;
+        let net = sliced.net.as_ref().ok_or(Skip::NotTcpUdp)?;
+        let (src, dst, ip_offset, ip_end) = match net {
+            LaxNetSlice::Ipv4(v4) => {
+                let h = v4.header();
+                let start = offset_in(frame, h.slice());
+                (Addr::v4(h.source()), Addr::v4(h.destination()), start, start + usize::from(h.total_len()))
             }
-            LaxSlicedPacket::from_ether_type(EtherType(proto), &frame[SLL2_HEADER_BYTES..])
-        }
-        linktype::NULL | linktype::LOOP => {
-            if frame.len() < NULL_HEADER_BYTES {
-                return Err(Skip::NotTcpUdp);
+            LaxNetSlice::Ipv6(v6) => {
+                let h = v6.header();
+                let start = offset_in(frame, h.slice());
+                let plen = usize::from(h.payload_length());
+                let end = if plen == 0 { usize::MAX } else { start + 40 + plen };
+                (Addr::v6(h.source()), Addr::v6(h.destination()), start, end)
             }
-            // BSD loopback: the address family in host order (NULL) or network order (LOOP).
-            // IPv6 has a different AF_INET6 value on each BSD, so sniff the IP version instead.
-            LaxSlicedPacket::from_ip(&frame[NULL_HEADER_BYTES..]).map_err(|_| Skip::NotTcpUdp)?
+            LaxNetSlice::Arp(_) => return Err(Skip::NotTcpUdp),
+        };
+        let ip_payload = net.ip_payload_ref().ok_or(Skip::NotTcpUdp)?;
+        let payload_at = offset_in(frame, ip_payload.payload);
+        let proto = ip_payload.ip_number.0;
+        if let Some((inner, layer)) = tunnel::inner(frame, ip_offset, proto, payload_at, ip_end, ip_payload.fragmented)?
+        {
+            tunnels.push(layer)?;
+            at = inner;
+            continue;
         }
-        _ => return Err(Skip::UnsupportedLink),
-    };
-    let net = sliced.net.as_ref().ok_or(Skip::NotTcpUdp)?;
-    let (src, dst, ip_offset, ip_end) = match net {
-        LaxNetSlice::Ipv4(v4) => {
-            let h = v4.header();
-            let start = offset_in(frame, h.slice());
-            (Addr::v4(h.source()), Addr::v4(h.destination()), start, start + usize::from(h.total_len()))
-        }
-        LaxNetSlice::Ipv6(v6) => {
-            let h = v6.header();
-            let start = offset_in(frame, h.slice());
-            let plen = usize::from(h.payload_length());
-            let end = if plen == 0 { usize::MAX } else { start + 40 + plen };
-            (Addr::v6(h.source()), Addr::v6(h.destination()), start, end)
-        }
-        LaxNetSlice::Arp(_) => return Err(Skip::NotTcpUdp),
-    };
-    let (sport, dport, transport, payload, header) = match sliced.transport.as_ref().ok_or(Skip::NotTcpUdp)? {
-        TransportSlice::Tcp(t) => {
-            let mut flags = 0;
-            for (on, bit) in [
-                (t.fin(), tcp_flags::FIN),
-                (t.syn(), tcp_flags::SYN),
-                (t.rst(), tcp_flags::RST),
-                (t.ack(), tcp_flags::ACK),
-            ] {
-                if on {
-                    flags |= bit;
+        let (sport, dport, transport, payload, header) = match sliced.transport.as_ref().ok_or(Skip::NotTcpUdp)? {
+            TransportSlice::Tcp(t) => {
+                let mut flags = 0;
+                for (on, bit) in [
+                    (t.fin(), tcp_flags::FIN),
+                    (t.syn(), tcp_flags::SYN),
+                    (t.rst(), tcp_flags::RST),
+                    (t.ack(), tcp_flags::ACK),
+                ] {
+                    if on {
+                        flags |= bit;
+                    }
                 }
+                let tr = Transport::Tcp {
+                    seq: t.sequence_number(),
+                    ack: t.acknowledgment_number(),
+                    flags,
+                    window: t.window_size(),
+                };
+                (t.source_port(), t.destination_port(), tr, t.payload(), t.header_slice())
             }
-            let tr = Transport::Tcp {
-                seq: t.sequence_number(),
-                ack: t.acknowledgment_number(),
-                flags,
-                window: t.window_size(),
-            };
-            (t.source_port(), t.destination_port(), tr, t.payload(), t.header_slice())
-        }
-        TransportSlice::Udp(u) => {
-            (u.source_port(), u.destination_port(), Transport::Udp, u.payload(), u.header_slice())
-        }
-        _ => return Err(Skip::NotTcpUdp),
-    };
-    let payload_offset = offset_in(frame, payload);
-    let wire = if ip_end == usize::MAX { payload.len() } else { ip_end.saturating_sub(payload_offset) };
-    Ok(Decoded {
-        src,
-        dst,
-        sport,
-        dport,
-        transport,
-        ip_offset,
-        transport_offset: offset_in(frame, header),
-        payload_offset,
-        payload,
-        wire_payload_len: wire.max(payload.len()) as u32,
-    })
+            TransportSlice::Udp(u) => {
+                (u.source_port(), u.destination_port(), Transport::Udp, u.payload(), u.header_slice())
+            }
+            _ => return Err(Skip::NotTcpUdp),
+        };
+        let payload_offset = offset_in(frame, payload);
+        let wire = if ip_end == usize::MAX { payload.len() } else { ip_end.saturating_sub(payload_offset) };
+        return Ok(Decoded {
+            src,
+            dst,
+            sport,
+            dport,
+            transport,
+            ip_offset,
+            transport_offset: offset_in(frame, header),
+            payload_offset,
+            payload,
+            wire_payload_len: wire.max(payload.len()) as u32,
+            tunnels,
+        });
+    }
 }
 
-/// Offset and version (true: IPv6) of the IP header of a frame of a known link type, found
-/// without parsing further (for frames `decode` does not take: ICMP, fragments, other
-/// protocols over IP).
+/// Offset and version (true: IPv6) of the outermost IP header of a frame of a known link
+/// type, found without parsing further (for frames `decode` does not take: ICMP, fragments,
+/// other protocols over IP, tunnels it cannot enter).
 pub fn ip_offset(link_type: u32, frame: &[u8]) -> Option<(usize, bool)> {
-    let at = match link_type {
-        linktype::ETHERNET => match mpls_payload_offset(frame).or_else(|| pppoe_payload_offset(frame)) {
-            Some(at) => at,
-            None => match ethertype(frame)? {
-                (0x0800 | 0x86dd, at) => at,
-                _ => return None,
-            },
-        },
-        linktype::LINUX_SLL => SLL_HEADER_BYTES,
-        linktype::LINUX_SLL2 => SLL2_HEADER_BYTES,
-        linktype::NULL | linktype::LOOP => NULL_HEADER_BYTES,
-        linktype::RAW | linktype::RAW_ALT12 | linktype::RAW_ALT14 | linktype::IPV4 | linktype::IPV6 => 0,
-        _ => return None,
-    };
+    let at = link::ip_start(link_type, frame).ok()?;
     match frame.get(at)? >> 4 {
         4 if frame.len() >= at + 20 => Some((at, false)),
         6 if frame.len() >= at + 40 => Some((at, true)),
@@ -310,61 +306,7 @@ pub fn ip_offset(link_type: u32, frame: &[u8]) -> Option<(usize, bool)> {
     }
 }
 
-/// Length of the link-layer header of a known link type (Ethernet: up to the payload after
-/// VLAN tags), or None for a link type this decoder does not know.
-pub fn link_header_len(link_type: u32, frame: &[u8]) -> Option<usize> {
-    match link_type {
-        linktype::ETHERNET => Some(ethertype(frame).map_or(frame.len(), |(_, at)| at)),
-        linktype::LINUX_SLL => Some(SLL_HEADER_BYTES),
-        linktype::LINUX_SLL2 => Some(SLL2_HEADER_BYTES),
-        linktype::NULL | linktype::LOOP => Some(NULL_HEADER_BYTES),
-        linktype::RAW | linktype::RAW_ALT12 | linktype::RAW_ALT14 | linktype::IPV4 | linktype::IPV6 => Some(0),
-        _ => None,
-    }
-}
-
-/// The ethertype after any VLAN tags of an Ethernet frame, and where its payload starts.
-pub fn ethertype(frame: &[u8]) -> Option<(u16, usize)> {
-    let mut at = 12;
-    loop {
-        let et = be16(frame, at)?;
-        match et {
-            0x8100 | 0x88a8 | 0x9100 => at += 4,
-            _ => return Some((et, at + 2)),
-        }
-    }
-}
-
-/// Offset of the IP packet inside an MPLS-labelled Ethernet frame (RFC 3032): labels are
-/// four bytes each, the last one has the bottom-of-stack bit.
-/// Where the IP packet of a PPPoE session frame starts (RFC 2516: a 6-byte PPPoE header,
-/// then the PPP protocol, 0x0021 for IPv4 and 0x0057 for IPv6; DSL links carry them).
-fn pppoe_payload_offset(frame: &[u8]) -> Option<usize> {
-    let (et, at) = ethertype(frame)?;
-    if et != 0x8864 || frame.get(at)? != &0x11 {
-        return None;
-    }
-    // The protocol field may be compressed to one byte (RFC 1661 §6.5: an odd first byte).
-    let first = *frame.get(at + 6)?;
-    let (proto, len) = if first & 1 == 1 { (u16::from(first), 1) } else { (be16(frame, at + 6)?, 2) };
-    matches!(proto, 0x0021 | 0x0057).then_some(at + 6 + len)
-}
-
-fn mpls_payload_offset(frame: &[u8]) -> Option<usize> {
-    let (et, mut at) = ethertype(frame)?;
-    if et != 0x8847 && et != 0x8848 {
-        return None;
-    }
-    loop {
-        let label = frame.get(at..at + 4)?;
-        at += 4;
-        if label[2] & 0x01 != 0 {
-            return Some(at);
-        }
-    }
-}
-
-fn be16(b: &[u8], at: usize) -> Option<u16> {
+pub(crate) fn be16(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?))
 }
 

@@ -34,6 +34,18 @@ pub fn testdata_captures() -> Vec<PathBuf> {
     v
 }
 
+/// The re-encapsulated captures in testdata/encap/ (tunnels and link layers loopback cannot
+/// record; see testdata/gen/encapsulate.py).
+pub fn encap_captures() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(testdata().join("encap"))
+        .expect("testdata/encap/")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pcap"))
+        .collect();
+    v.sort();
+    v
+}
+
 /// The public corpus in ../shared/corpus/public, when that folder exists (it does in CI): every
 /// capture at any depth (suricata-verify keeps each under its test's folder).
 pub fn corpus_captures() -> Vec<PathBuf> {
@@ -139,9 +151,12 @@ pub fn col(name: &str) -> usize {
 }
 
 /// A flow's identity independent of direction and of tshark's stream numbering.
+/// Through a tunnel tshark lists every IP header's address, outermost first; the flow is the
+/// innermost one.
 pub fn flow_of(row: &[String]) -> String {
-    let src = if row[col("ip.src")].is_empty() { &row[col("ipv6.src")] } else { &row[col("ip.src")] };
-    let dst = if row[col("ip.dst")].is_empty() { &row[col("ipv6.dst")] } else { &row[col("ip.dst")] };
+    let last = |f: &str| row[col(f)].rsplit(',').next().unwrap_or("").to_string();
+    let src = if row[col("ip.src")].is_empty() { last("ipv6.src") } else { last("ip.src") };
+    let dst = if row[col("ip.dst")].is_empty() { last("ipv6.dst") } else { last("ip.dst") };
     let (sp, dp) = if row[col("tcp.srcport")].is_empty() {
         (&row[col("udp.srcport")], &row[col("udp.dstport")])
     } else {
