@@ -563,6 +563,9 @@ fn public_captures_get_only_the_alarms_tshark_backs() {
         ("suricata-verify/websocket-ping/input.pcap", &[("closed-after-upgrade", "warning")]),
         // One DNS query, never answered, nothing after it.
         ("tcpdump/LINKTYPE_IPV4.pcap", &[("dns-failure", "error")]),
+        // A ClientHello (offering h2) answered by the server with a plaintext HTML error page
+        // (tshark: no TLS record from port 80, text payload in frame 6).
+        ("zeek/tls_https-to-http.pcap", &[("tls-to-plain-port", "error")]),
         // TLS alert 40 (handshake_failure) from the server, before any application data.
         ("zeek/tls_certificate-request-failed.pcap", &[("tls-alert", "error")]),
         // Close frame with status 1009 (message too big).

@@ -233,7 +233,7 @@ fn unknown_link_type_is_dropped_with_a_count() {
     let r = run(&["trim", odd.to_str().unwrap(), "-o", out.to_str().unwrap()]);
     assert_eq!(r.status.code(), Some(0));
     let err = String::from_utf8_lossy(&r.stderr);
-    assert!(err.contains("2 packets with an unsupported link type"), "{err}");
+    assert!(err.contains("2 packets of a link type not supported (LINKTYPE 147)"), "{err}");
 }
 
 #[test]

@@ -773,7 +773,7 @@ fn analyse(file: &str, t: &Tracker) -> Report {
             findings.push(finding(
                 Code::TlsToPlainPort,
                 Severity::Error,
-                format!("{who}: the client opened TLS{} but the server answered in plain HTTP ({status}): the wss:// URL points at a ws:// (plain HTTP) port; use ws:// there, or the TLS port.", a.sni.as_ref().map(|s| format!(" for {s}")).unwrap_or_default()),
+                format!("{who}: the client opened TLS{} but the server answered in plain HTTP ({}): the wss:// URL points at a ws:// (plain HTTP) port; use ws:// there, or the TLS port.", a.sni.as_ref().map(|s| format!(" for {s}")).unwrap_or_default(), if status == 0 { "text without a status line".to_string() } else { status.to_string() }),
                 c.client_hello.iter().map(|(_, h)| h.frame).chain([at.frame]).collect(),
                 Some(i),
             ));

@@ -217,6 +217,11 @@ pub struct Flow {
     plain_answer: bool,
     /// A CONNECT was answered 2xx: the bytes after the heads are the tunnelled connection.
     tunnel_open: bool,
+    /// A ClientHello offering h2 waits for the server's first bytes: a plaintext HTTP answer
+    /// (https:// pointed at a plain port) is kept whatever the hello offered. Where the hello
+    /// was, so that its event cites its own packet.
+    hello_waits: Option<At>,
+    hello_timed_out: bool,
 }
 
 impl Flow {
@@ -238,6 +243,8 @@ impl Flow {
             bytes: 0,
             first_ns: ts,
             last_ns: ts,
+            hello_waits: None,
+            hello_timed_out: false,
             counted_kept: false,
             ends: 0,
             udp: false,
@@ -683,7 +690,12 @@ impl Engine {
             }
         };
         self.release_ready(key, side);
-        if payload.is_some() && self.flows.get(&key).is_some_and(|f| f.needs_content()) {
+        // A hello waiting for its answer is decided by a FIN or RST too.
+        if self
+            .flows
+            .get(&key)
+            .is_some_and(|f| f.needs_content() && (payload.is_some() || (fin_rst && f.hello_waits.is_some())))
+        {
             self.try_classify(key);
         }
         let flow = self.flows.get_mut(&key).expect("flow exists");
@@ -832,10 +844,10 @@ impl Engine {
                     && dir.records.at_boundary()
                     && !dir.records.failed()
                     && start == dir.handshake_end.unwrap_or(0)
-                    && http::looks_like_response(bytes) == Some(true) =>
+                    && matches!(http::plaintext_answer(bytes), Some(Some(_))) =>
             {
-                // The server's first bytes are an HTTP status line, not a TLS record.
-                let status = bytes.get(9..12).and_then(|d| std::str::from_utf8(d).ok()?.parse().ok()).unwrap_or(0);
+                // The server's first bytes are plaintext, not a TLS record.
+                let status = http::plaintext_answer(bytes).flatten().unwrap_or(0);
                 self.ev.push(conv, key, side, Event::PlainAnswer { status });
                 flow.plain_answer = true;
                 let dir = &mut flow.dirs[side.index()];
@@ -1110,14 +1122,13 @@ impl Engine {
                     flow.client = Some(s);
                     content = Content::Tls;
                     let sni = ch.sni.clone().unwrap_or_default();
-                    let keep = if !self.opts.select.has_hosts() {
+                    let mut keep = if !self.opts.select.has_hosts() {
                         let h1 = ch.alpn.iter().any(|p| p == "http/1.1");
                         let h2 = ch.alpn.iter().any(|p| p == "h2");
                         ch.alpn.is_empty() || (h1 && !h2)
                     } else {
                         self.opts.select.host_matches(&sni)
                     };
-                    class = if keep { Class::Tls } else { Class::Dropped };
                     let h2 = ch.alpn.iter().any(|p| p == "h2");
                     let h1 = ch.alpn.iter().any(|p| p == "http/1.1");
                     let proto = if h2 {
@@ -1127,7 +1138,24 @@ impl Engine {
                     } else {
                         Proto::Other
                     };
+                    let mut plain = false;
+                    if !keep && !self.opts.select.has_hosts() {
+                        // Dropped for what it offers, unless the server answers in plaintext.
+                        let answer = &flow.dirs[s.other().index()].head;
+                        match http::plaintext_answer(answer) {
+                            Some(Some(_)) => (keep, plain) = (true, true),
+                            None if flow.ends == 0 && !flow.hello_timed_out => {
+                                flow.hello_waits.get_or_insert(self.ev.at);
+                                undecided_any = true;
+                                content = Content::Unknown;
+                                continue;
+                            }
+                            _ => {}
+                        }
+                    }
+                    class = if keep { Class::Tls } else { Class::Dropped };
                     let why = match (keep, !self.opts.select.has_hosts(), proto) {
+                        _ if plain => "TLS answered in plaintext HTTP",
                         (true, false, _) => "SNI matches --host",
                         (false, false, _) => "SNI not among --host",
                         (true, true, _) if ch.alpn.is_empty() => "TLS without ALPN (HTTP/1.1 possible)",
@@ -1214,16 +1242,29 @@ impl Engine {
         }
         let conv = flow.conv;
         if let Some((s, ch)) = hello {
+            let now = self.ev.at;
+            self.ev.at = flow.hello_waits.take().unwrap_or(now);
             self.ev.push(conv, key, s, Event::ClientHello(Box::new(ch)));
+            self.ev.at = now;
         }
         let flow = self.flows.get_mut(&key).expect("flow exists");
         match content {
             Content::Tls if class.kept() => {
                 for s in [Side::A, Side::B] {
                     let d = &mut flow.dirs[s.index()];
-                    d.phase = Phase::Records;
                     let head = std::mem::take(&mut d.head);
                     d.handshake_end = Some(d.head_start);
+                    if flow.client != Some(s)
+                        && let Some(Some(status)) = http::plaintext_answer(&head)
+                    {
+                        // Answered in plaintext before the hello was decided (it offered h2).
+                        self.ev.push(conv, key, s, Event::PlainAnswer { status });
+                        flow.plain_answer = true;
+                        let n = u32::try_from(head.len()).unwrap_or(u32::MAX);
+                        flow.dirs[s.index()].phase = Phase::PlainAnswer(PLAIN_ANSWER_BYTES.saturating_sub(n));
+                        continue;
+                    }
+                    d.phase = Phase::Records;
                     let _ = feed_units(d, &head, self.opts.keep_frames, &mut self.ev, (conv, key, s));
                 }
             }
@@ -1409,6 +1450,14 @@ impl Engine {
                 let Some(flow) = self.flows.get_mut(&ticket.key) else {
                     return Verdict::Drop;
                 };
+                if flow.hello_waits.is_some() {
+                    // No answer came in time: decided as what the hello offered.
+                    flow.hello_timed_out = true;
+                    self.try_classify(ticket.key);
+                    let flow = self.flows.get_mut(&ticket.key).expect("flow exists");
+                    flow.waiting.retain(|w| w.packet != packet);
+                    return if flow.class.kept() { Verdict::Keep } else { Verdict::Drop };
+                }
                 flow.waiting.retain(|w| w.packet != packet);
                 if !flow.syn_seen {
                     return Verdict::Drop;

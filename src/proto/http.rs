@@ -27,6 +27,28 @@ pub fn looks_like_response(b: &[u8]) -> Option<bool> {
     if n < P.len() { None } else { Some(true) }
 }
 
+/// Whether a server's first bytes, sent in answer to a TLS ClientHello, are plaintext instead
+/// of a TLS record: an HTTP status line (its status returned), or text without one (an
+/// HTTP/0.9-style error page from a server that could not parse the hello as a request; status
+/// 0). None while too few bytes have come to tell.
+pub fn plaintext_answer(b: &[u8]) -> Option<Option<u16>> {
+    match looks_like_response(b) {
+        Some(true) => {
+            let status = b.get(9..12).and_then(|d| std::str::from_utf8(d).ok()?.parse().ok()).unwrap_or(0);
+            return Some(Some(status));
+        }
+        None if !b.is_empty() => return None,
+        _ => {}
+    }
+    // A TLS record starts with a content type 20..=24 and version 3.x: never printable text.
+    let text = |c: &u8| c.is_ascii_graphic() || c.is_ascii_whitespace();
+    match b.first()? {
+        0x14..=0x18 => Some(None),
+        _ if b.len() < 8 => None,
+        _ => Some(b[..8].iter().all(text).then_some(0)),
+    }
+}
+
 /// Length of the head (through the blank line), once it is all there.
 pub fn head_len(b: &[u8]) -> Option<usize> {
     let limit = b.len().min(MAX_HEAD_BYTES);
