@@ -2,7 +2,7 @@
 # Records the test captures in testdata/ from real software on loopback:
 # nginx (reverse proxy and TLS terminator), a python `websockets` server, dnsmasq, tcpdump.
 # Needs root (tcpdump, DNS on port 53, a temporary loopback MTU for the bulk scenario) and
-# Debian's nginx-light, dnsmasq-base, tinyproxy, tcpdump, tshark, openssl, plus pip's
+# Debian's nginx-light, dnsmasq-base, tinyproxy, chromium, tcpdump, tshark, openssl, plus pip's
 # websockets and dnslib.
 # CI does not run this: the captures it makes are committed. Usage: bash testdata/generate.sh
 set -euo pipefail
@@ -25,6 +25,9 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj /CN=ws.test \
   -addext subjectAltName=DNS:ws.test -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
 mkdir -p "$work/tmp"
 cp "$gen/nginx.conf" "$work/nginx.conf"
+mkdir -p "$work/html"
+cp "$gen/browser.html" "$work/html/"
+chmod 755 "$work" "$work/html" && chmod 644 "$work/html/browser.html"  # nginx workers read it
 
 dnsmasq --no-daemon --port=53 --listen-address=127.0.0.1 --bind-interfaces --no-resolv \
   --no-hosts --address=/ws.test/127.0.0.1 --address=/no-such-host.test/ \
@@ -48,7 +51,7 @@ record() {
   # ONLY="a b" records just those scenarios (the others' committed captures stay as they are).
   if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $scenario "* ]]; then return 0; fi
   local out="$here/$name"
-  tcpdump -i lo -U -w "$out" "$@" 'port 53 or portrange 18000-18999' 2>/dev/null &
+  tcpdump -i lo -U -w "$out" "$@" "${FILTER:-port 53 or portrange 18000-18999}" 2>/dev/null &
   tp=$!
   sleep 1
   echo "scenario $scenario -> $name" >&2
@@ -85,6 +88,9 @@ record dns-failure.pcap dns-failure
 record ws-split-request.pcap split-request
 record wss-connect-ok.pcap connect-ok
 record wss-connect-407.pcap connect-407
+# A real browser: what it sends is not what a script sends (its own headers, Origin, the
+# page load first). Only the test ports: Chromium may look up names of its own.
+FILTER='portrange 18000-18999' record ws-browser-chromium.pcap browser
 # A realistic MTU for the bulk run, so that WebSocket frames span TCP segments.
 ip link set lo mtu 1500
 record ws-bulk-mixed.pcap bulk-mixed

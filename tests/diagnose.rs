@@ -553,6 +553,40 @@ fn legs_pair_by_key_through_a_path_rewrite_and_an_auth_subrequest_is_its_own_leg
     assert!(f[0]["message"].as_str().unwrap().contains("auth subrequest"), "{}", f[0]["message"]);
 }
 
+/// A real browser (headless Chromium) through nginx: its own headers, the page load and a
+/// favicon request first, then a WebSocket through the correct proxy and one through the
+/// proxy that strips Upgrade/Connection and rewrites /app/echo to /echo.
+#[test]
+fn a_browser_made_capture_pairs_legs_by_key_through_a_path_rewrite() {
+    let d = diagnose(&testdata().join("ws-browser-chromium.pcap"));
+    let legs: Vec<(String, String, Value)> = d["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["leg"].as_str().unwrap().to_string(), a["path"].as_str().unwrap().to_string(), a["status"].clone()))
+        .collect();
+    assert_eq!(
+        legs,
+        [
+            ("client-proxy".to_string(), "/echo?token=*".to_string(), Value::from(101)),
+            ("proxy-backend".to_string(), "/echo?token=*".to_string(), Value::from(101)),
+            ("client-proxy".to_string(), "/app/echo?token=*".to_string(), Value::from(426)),
+            ("proxy-backend".to_string(), "/echo?token=*".to_string(), Value::from(426)),
+        ],
+        "{d}"
+    );
+    let errors: Vec<&str> = d["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["severity"] == "error")
+        .map(|f| f["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(errors, ["proxy-stripped-upgrade", "upgrade-rejected"], "{d}");
+    // Chromium's close 1000 on the working pair (tshark: websocket.payload.close.status_code).
+    assert_eq!(d["attempts"][0]["close_code"], 1000);
+}
+
 /// The public corpus (captures other projects made), when present: every finding at warning
 /// or above is one tshark backs (testdata/README.md has the table with what tshark shows);
 /// everything else gets nothing at warning or above.

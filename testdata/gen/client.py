@@ -242,6 +242,15 @@ async def run(scenario, cafile):
         print(f"  dns: {dns('no-such-host.test').header}", file=sys.stderr)
     elif scenario == "split-request":
         split_request(18765)
+    elif scenario == "browser":
+        # Headless Chromium loads the page from nginx; its script opens the WebSockets. The
+        # flags keep it from calling home (only the loopback ports are recorded anyway).
+        subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                        "--disable-background-networking", "--disable-component-update",
+                        "--disable-sync", "--no-first-run", "--disable-default-apps",
+                        "--virtual-time-budget=8000", "--dump-dom",
+                        "http://127.0.0.1:18080/browser.html"],
+                       check=True, timeout=40, stderr=subprocess.DEVNULL)
     else:
         raise SystemExit(f"unknown scenario {scenario}")
 
