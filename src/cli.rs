@@ -106,6 +106,11 @@ pub struct BatchArgs {
     /// go on (with a warning) instead of stopping with an error.
     #[arg(long)]
     pub salvage: bool,
+    /// TLS key log (NSS format, as written by SSLKEYLOGFILE) to decrypt TLS sessions with,
+    /// besides the input's own Decryption Secrets Blocks: a WebSocket inside TLS is then read
+    /// like a plain one. Nothing decrypted is written; scrub never writes keys.
+    #[arg(long, value_name = "FILE")]
+    pub keylog: Option<PathBuf>,
 }
 
 impl BatchArgs {

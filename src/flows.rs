@@ -83,6 +83,8 @@ pub struct FlowsOptions {
     /// Prefix text lines with the file name (several inputs).
     pub with_file: bool,
     pub read: ReadOptions,
+    /// `--keylog`: TLS secrets; a decrypted session is listed by what it carries.
+    pub keylog: Option<std::sync::Arc<Vec<u8>>>,
 }
 
 /// Lists the flows of one capture into `out`; returns the number of flows and any warnings.
@@ -107,7 +109,12 @@ pub fn flows(
             Ok(())
         }
     }
-    let cfg = TrimConfig { policy: opts.policy.clone(), read: opts.read, ..TrimConfig::default() };
+    let cfg = TrimConfig {
+        policy: opts.policy.clone(),
+        read: opts.read,
+        keylog: opts.keylog.clone(),
+        ..TrimConfig::default()
+    };
     let mut summary = Summary::default();
     let mut lister = Lister { out, file, opts, count: 0 };
     rewrite(input, std::io::sink(), &cfg, &mut summary, progress.map(|p| &**p), Some(&mut lister))?;

@@ -190,6 +190,7 @@ pub fn pipeline(data: &[u8]) {
             scrub: None,
             annotate: Some("fuzz".into()),
             read: ReadOptions { strict: false, salvage: true },
+            keylog: None,
         },
         TrimConfig {
             policy: Options::default(),
@@ -197,6 +198,7 @@ pub fn pipeline(data: &[u8]) {
             scrub: Some(ScrubOptions { keep_comments: false, pseudonymize: key }),
             annotate: None,
             read: ReadOptions::default(),
+            keylog: None,
         },
         TrimConfig {
             policy: Options { keep_all: true, ..Options::default() },
@@ -204,6 +206,7 @@ pub fn pipeline(data: &[u8]) {
             scrub: Some(ScrubOptions { keep_comments: true, pseudonymize: None }),
             annotate: None,
             read: ReadOptions::default(),
+            keylog: None,
         },
     ];
     for (i, cfg) in configs.iter().enumerate() {
@@ -237,8 +240,13 @@ pub fn pipeline(data: &[u8]) {
         );
     }
     if let Some(inp) = input(data) {
-        let opts =
-            FlowsOptions { policy: Options::default(), json: true, with_file: false, read: ReadOptions::default() };
+        let opts = FlowsOptions {
+            policy: Options::default(),
+            json: true,
+            with_file: false,
+            read: ReadOptions::default(),
+            keylog: None,
+        };
         let _ = flows(inp, "fuzz", &opts, &mut std::io::sink(), None);
     }
 }

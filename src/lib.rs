@@ -12,6 +12,7 @@ pub mod batch;
 pub mod capture;
 #[cfg(feature = "cli")]
 pub mod cli;
+pub mod decrypt;
 pub mod diagnose;
 pub mod engine;
 pub mod error;

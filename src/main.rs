@@ -62,6 +62,10 @@ fn main() -> ExitCode {
                 scrub: args.scrub.then(|| scrub_options(&args.scrub_opts)),
                 annotate: args.annotate.then(|| pcap_surgery::annotate::section_comment(&shown_args())),
                 read: args.out.batch.read(),
+                keylog: match keylog(&args.out.batch) {
+                    Ok(k) => k,
+                    Err(code) => return code,
+                },
             };
             run(Verb::Trim, &args.inputs, &args.out, &cfg, args.scrub_opts.scrub_report.as_deref())
         }
@@ -72,6 +76,10 @@ fn main() -> ExitCode {
                 scrub: Some(scrub_options(&args.scrub)),
                 annotate: None,
                 read: args.out.batch.read(),
+                keylog: match keylog(&args.out.batch) {
+                    Ok(k) => k,
+                    Err(code) => return code,
+                },
             };
             run(Verb::Scrub, &args.inputs, &args.out, &cfg, args.scrub.scrub_report.as_deref())
         }
@@ -86,6 +94,18 @@ fn main() -> ExitCode {
     match interrupt::requested() {
         Some(sig) => ExitCode::from(interrupt::exit_status(sig)),
         None => code,
+    }
+}
+
+/// The `--keylog` file, read once for every input (a bad one is a one-line error, exit 1).
+fn keylog(batch: &pcap_surgery::cli::BatchArgs) -> Result<Option<std::sync::Arc<Vec<u8>>>, ExitCode> {
+    let Some(path) = &batch.keylog else { return Ok(None) };
+    match std::fs::read(path) {
+        Ok(text) => Ok(Some(std::sync::Arc::new(text))),
+        Err(e) => {
+            eprintln!("pcap-surgery: {}: cannot read the key log: {e}", path.display());
+            Err(ExitCode::from(1))
+        }
     }
 }
 
@@ -183,7 +203,11 @@ fn run_diagnose(args: &DiagnoseArgs) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let opts = DiagnoseOptions { select: args.select.selection(), read: args.batch.read() };
+    let keylog = match keylog(&args.batch) {
+        Ok(k) => k,
+        Err(code) => return code,
+    };
+    let opts = DiagnoseOptions { select: args.select.selection(), read: args.batch.read(), keylog };
     let color = use_color();
     let ui = Ui::new(!args.quiet);
     let mut status = 0u8;
@@ -290,6 +314,10 @@ fn run_flows(args: &FlowsArgs) -> ExitCode {
         json: args.json,
         with_file: srcs.len() > 1,
         read: args.batch.read(),
+        keylog: match keylog(&args.batch) {
+            Ok(k) => k,
+            Err(code) => return code,
+        },
     };
     let ui = Ui::new(!args.quiet && !std::io::stdout().is_terminal());
     let mut status = 0u8;

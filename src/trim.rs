@@ -73,6 +73,9 @@ pub struct TrimConfig {
     pub annotate: Option<String>,
     /// `--strict` / `--salvage`.
     pub read: ReadOptions,
+    /// `--keylog FILE`: TLS secrets (NSS key-log text) to decrypt sessions with, besides the
+    /// input's own Decryption Secrets Blocks.
+    pub keylog: Option<std::sync::Arc<Vec<u8>>>,
 }
 
 enum Slot {
@@ -284,6 +287,9 @@ pub fn rewrite<W: Write>(
     let mut policy = cfg.policy.clone();
     policy.record_flows |= listener.is_some();
     let mut engine = Engine::new(policy);
+    if let Some(k) = &cfg.keylog {
+        engine.add_key_log(k);
+    }
     let reader_is_pcapng = reader.format() == Format::PcapNg;
     let mut queue = Queue::new();
     let mut now_ns = 0u64;
@@ -310,6 +316,7 @@ pub fn rewrite<W: Write>(
                     // Held back: only the kept sessions' lines are written, later.
                     if let Some((secrets::TLS_KEY_LOG, data)) = secrets::parse(raw, big) {
                         keys.add(data);
+                        engine.add_key_log(data);
                     }
                     continue;
                 }
@@ -425,6 +432,7 @@ pub fn rewrite<W: Write>(
             reader.over_snaplen
         ));
     }
+    summary.warnings.extend(engine.take_notes());
     let stats = engine.stats;
     if let Some(pr) = progress {
         pr.publish(summary.packets_in, stats.flows_kept);

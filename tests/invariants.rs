@@ -135,11 +135,14 @@ fn diagnose_agrees_on_a_capture_and_its_trimmed_and_scrubbed_versions() {
     let dir = tmpdir();
     each_capture(|input| {
         let x = findings(input);
+        // Scrubbing drops the keys: a scrubbed capture says what the input says without them.
+        let x_without_keys = findings(&without_secrets(input, dir.path()));
         let mut bad = Vec::new();
         for (tag, args) in [("t", &["trim"][..]), ("s", &["scrub"][..]), ("ts", &["trim", "--scrub"][..])] {
             let out = produce(input, dir.path(), tag, args);
             let y = findings(&out);
-            if x != y {
+            let x = if tag == "t" { &x } else { &x_without_keys };
+            if *x != y {
                 bad.push(format!(
                     "{}: diagnose(x) = {x:?} but diagnose({}(x)) = {y:?}",
                     input.display(),

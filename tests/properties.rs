@@ -356,6 +356,7 @@ fn run_trim(b: &[u8], keep_all: bool, scrub: bool) -> Vec<u8> {
         scrub: scrub.then_some(ScrubOptions { keep_comments: false, pseudonymize: None }),
         annotate: None,
         read: Default::default(),
+        keylog: None,
     };
     trim(input(b), Vec::new(), &cfg, &mut Summary::default(), None).unwrap()
 }
@@ -382,7 +383,13 @@ fn written_flows(b: &[u8]) -> std::collections::BTreeSet<String> {
 
 /// The flows `flows` calls kept, named as `written_flows` names them.
 fn listed_kept(b: &[u8]) -> std::collections::BTreeSet<String> {
-    let opts = FlowsOptions { policy: Options::default(), json: true, with_file: false, read: Default::default() };
+    let opts = FlowsOptions {
+        policy: Options::default(),
+        json: true,
+        with_file: false,
+        read: Default::default(),
+        keylog: None,
+    };
     let mut out = Vec::new();
     flows(input(b), "x", &opts, &mut out, None).unwrap();
     String::from_utf8(out)

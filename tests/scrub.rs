@@ -54,32 +54,6 @@ fn diagnosis(rows: &[Vec<String>]) -> std::collections::BTreeMap<(String, String
     f
 }
 
-/// The input with its pcapng Decryption Secrets Blocks removed (little-endian sections, as
-/// the test captures are), or the input itself when it has none.
-fn without_secrets(input: &Path, dir: &Path) -> PathBuf {
-    let b = std::fs::read(input).unwrap();
-    if !b.starts_with(&[0x0a, 0x0d, 0x0d, 0x0a]) {
-        return input.to_path_buf();
-    }
-    let (mut i, mut out, mut dropped) = (0, Vec::new(), false);
-    while i + 8 <= b.len() {
-        let kind = u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
-        let len = u32::from_le_bytes(b[i + 4..i + 8].try_into().unwrap()) as usize;
-        if kind == 0x0a {
-            dropped = true;
-        } else {
-            out.extend_from_slice(&b[i..i + len]);
-        }
-        i += len.max(12);
-    }
-    if !dropped {
-        return input.to_path_buf();
-    }
-    let p = dir.join("no-secrets.pcapng");
-    std::fs::write(&p, out).unwrap();
-    p
-}
-
 fn assert_scrub_is_safe_and_faithful(input: &Path, dir: &Path) {
     let out = scrub_to(input, dir, &[]);
     let bytes = std::fs::read(&out).unwrap();

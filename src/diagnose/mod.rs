@@ -42,6 +42,8 @@ pub struct DiagnoseOptions {
     /// `--host` / `--port`: which flows count as attempts besides WebSocket upgrades.
     pub select: Selection,
     pub read: ReadOptions,
+    /// `--keylog`: TLS secrets to read wss:// sessions with.
+    pub keylog: Option<std::sync::Arc<Vec<u8>>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -290,7 +292,7 @@ pub fn diagnose(input: Input, file: &str, opts: &DiagnoseOptions, warnings: &mut
     // `trim`'s own pass with the output thrown away: the engine that decides what trim keeps
     // is the one whose events make the diagnosis.
     let policy = Options { select: opts.select.clone(), observe: true, ..Options::default() };
-    let cfg = TrimConfig { policy, read: opts.read, ..TrimConfig::default() };
+    let cfg = TrimConfig { policy, read: opts.read, keylog: opts.keylog.clone(), ..TrimConfig::default() };
     let mut summary = Summary::default();
     let mut observer = Observer(Tracker::new());
     rewrite(input, std::io::sink(), &cfg, &mut summary, None, Some(&mut observer))?;

@@ -18,10 +18,12 @@
 //! when the caller cannot wait any longer.
 
 pub mod event;
+mod inner;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::capture::RecordMeta;
+use crate::decrypt::KeyLog;
 use crate::flow::reassembly::{HeldSegment, Placement, Stream};
 use crate::flow::{FlowKey, FlowTable, PROTO_TCP, PROTO_UDP, Side};
 use crate::proto::units::{Fed, Walker};
@@ -31,6 +33,7 @@ use crate::wire::{self, Addr, Decoded, Opaque, Skip, Transport, tcp_flags};
 
 use self::event::Events;
 pub use self::event::{At, Content, Event, Observed};
+use self::inner::{DirDecrypt, Keyed};
 use crate::policy::{
     Class, Decision, Options, Outcome, Ticket, Verdict, WaitOn, bulk_verdict, frame_importance, record_importance,
 };
@@ -98,6 +101,11 @@ struct Dir {
     /// Where the first segments start in `head`, and their packets, while the flow is not
     /// classified (a WebSocket met mid-connection is read from them).
     segments: Vec<(u32, At)>,
+    /// A keyed TLS session: this direction's record decryption (from the ServerHello on).
+    dec: Option<Box<DirDecrypt>>,
+    /// The ServerHello of a keyed session, read by the record walk for `inner` to set keys.
+    server_hello: Option<Box<tls::ServerHello>>,
+    want_hello: bool,
 }
 
 impl Default for Dir {
@@ -117,6 +125,9 @@ impl Default for Dir {
             masked_runs: 0,
             unmasked_runs: 0,
             encrypted: false,
+            dec: None,
+            server_hello: None,
+            want_hello: false,
             pending_close: None,
             segments: Vec::new(),
         }
@@ -222,6 +233,8 @@ pub struct Flow {
     /// was, so that its event cites its own packet.
     hello_waits: Option<At>,
     hello_timed_out: bool,
+    /// A TLS session the key log has keys for: decrypted, and judged by what it carries.
+    keyed: Option<Box<Keyed>>,
 }
 
 impl Flow {
@@ -245,6 +258,7 @@ impl Flow {
             last_ns: ts,
             hello_waits: None,
             hello_timed_out: false,
+            keyed: None,
             counted_kept: false,
             ends: 0,
             udp: false,
@@ -361,6 +375,10 @@ pub struct Engine {
     resolved: Vec<(u64, Verdict)>,
     /// Client randoms of TLS flows kept since the last call to `take_kept_tls_randoms`.
     kept_tls_randoms: Vec<[u8; 32]>,
+    /// TLS secrets from `--keylog` and the input's Decryption Secrets Blocks.
+    keys: KeyLog,
+    /// Things the user should know that are not findings (sessions read without keys).
+    notes: Vec<String>,
     pub stats: Stats,
     last_sweep_ns: u64,
     /// Whether the packet being decided belongs to a flow dropped whole.
@@ -394,6 +412,8 @@ impl Engine {
             dns_waiting: FxHashMap::default(),
             resolved: Vec::new(),
             kept_tls_randoms: Vec::new(),
+            keys: KeyLog::default(),
+            notes: Vec::new(),
             stats: Stats::default(),
             last_sweep_ns: 0,
             last_flow_dropped: false,
@@ -454,6 +474,23 @@ impl Engine {
 
     /// Client randoms of the TLS sessions kept since the last call: their key-log lines may
     /// go into the output.
+    /// Adds TLS secrets (NSS key-log text): sessions whose ClientHello comes later are
+    /// decrypted. Returns the number of lines taken.
+    pub fn add_key_log(&mut self, text: &[u8]) -> usize {
+        self.keys.add(text)
+    }
+
+    /// Notes for the user since the last call (sessions read without keys, a key log cut).
+    pub fn take_notes(&mut self) -> Vec<String> {
+        if std::mem::take(&mut self.keys.truncated) {
+            self.notes.push(format!(
+                "the key log is read only up to {} MiB; sessions with later lines are read without keys",
+                crate::decrypt::keylog::MAX_KEY_LOG_BYTES >> 20
+            ));
+        }
+        std::mem::take(&mut self.notes)
+    }
+
     pub fn take_kept_tls_randoms(&mut self) -> std::vec::Drain<'_, [u8; 32]> {
         self.kept_tls_randoms.drain(..)
     }
@@ -701,7 +738,8 @@ impl Engine {
         let flow = self.flows.get_mut(&key).expect("flow exists");
         match flow.class {
             Class::Dropped => Decision::Now(Verdict::Drop),
-            Class::Undecided => {
+            // Also a keyed TLS session until its plaintext says what it carries.
+            c if c == Class::Undecided || flow.keyed.as_ref().is_some_and(|k| k.pending) => {
                 flow.waiting.push(Waiting { packet, cut });
                 Decision::Wait(WaitOn::Classification)
             }
@@ -856,7 +894,10 @@ impl Engine {
                 Consumed::Important
             }
             Phase::Frames | Phase::Records => {
-                let fed = feed_units(dir, bytes, keep_frames, &mut self.ev, (conv, key, side));
+                let mut fed = feed_units(dir, bytes, keep_frames, &mut self.ev, (conv, key, side));
+                if dir.dec.is_some() || dir.server_hello.is_some() {
+                    fed.important |= self.after_records(key, side, base);
+                }
                 self.after_feed(key, side, fed, start, bytes.len() as u64, packet, base)
             }
         }
@@ -1154,7 +1195,9 @@ impl Engine {
                         }
                     }
                     class = if keep { Class::Tls } else { Class::Dropped };
+                    let keys = !plain && !self.opts.select.has_hosts() && self.keys.get(&ch.random).is_some();
                     let why = match (keep, !self.opts.select.has_hosts(), proto) {
+                        _ if keys => "TLS with keys: judged by what it carries",
                         _ if plain => "TLS answered in plaintext HTTP",
                         (true, false, _) => "SNI matches --host",
                         (false, false, _) => "SNI not among --host",
@@ -1164,6 +1207,23 @@ impl Engine {
                         (false, true, _) => "TLS for another protocol",
                     };
                     label = (proto, why);
+                    if keys {
+                        let fallback = (
+                            class,
+                            proto,
+                            if class == Class::Tls { "TLS offering HTTP/1.1 only" } else { "TLS offering h2" },
+                        );
+                        let fallback = if ch.alpn.is_empty() && class == Class::Tls {
+                            (class, proto, "TLS without ALPN (HTTP/1.1 possible)")
+                        } else if class == Class::Dropped && proto != Proto::TlsH2 {
+                            (class, proto, "TLS for another protocol")
+                        } else {
+                            fallback
+                        };
+                        flow.keyed = Some(Keyed::new(&ch.random, fallback));
+                        class = Class::Tls;
+                        keep = true;
+                    }
                     if (keep || to_port) && !sni.is_empty() {
                         names.push(sni);
                     }
@@ -1250,8 +1310,13 @@ impl Engine {
         let flow = self.flows.get_mut(&key).expect("flow exists");
         match content {
             Content::Tls if class.kept() => {
+                let keyed = flow.keyed.is_some();
                 for s in [Side::A, Side::B] {
                     let d = &mut flow.dirs[s.index()];
+                    if keyed {
+                        d.records.capture_units();
+                        d.want_hello = true;
+                    }
                     let head = std::mem::take(&mut d.head);
                     d.handshake_end = Some(d.head_start);
                     if flow.client != Some(s)
@@ -1286,6 +1351,18 @@ impl Engine {
         if to_port {
             self.report_class(key);
             self.advance_heads(key);
+            return;
+        }
+        if self.flows.get(&key).is_some_and(|f| f.keyed.as_ref().is_some_and(|k| k.pending)) {
+            // Its packets wait for what the plaintext is (`inner`); say what it is so far.
+            self.report_class(key);
+            // The heads just fed may hold the ServerHello already.
+            for s in [Side::A, Side::B] {
+                let d = &self.flows.get(&key).expect("flow exists").dirs[s.index()];
+                if d.server_hello.is_some() || d.dec.is_some() {
+                    self.after_records(key, s, 0);
+                }
+            }
             return;
         }
         self.on_classified(key);
@@ -1619,35 +1696,53 @@ fn feed_units(dir: &mut Dir, bytes: &[u8], keep_frames: u32, ev: &mut Events, sr
         }
         Phase::Records => {
             let encrypted = &mut dir.encrypted;
-            dir.records.feed(bytes, |h, body| {
-                match h.content_type {
-                    tls::CHANGE_CIPHER_SPEC => {
-                        *encrypted = true;
-                        ev.push(conv, key, side, Event::ChangeCipherSpec);
-                    }
-                    tls::ALERT => {
-                        let clear = !*encrypted && body.len() >= 2;
-                        let (level, description) = (clear.then(|| body[0]), clear.then(|| body[1]));
-                        ev.push(conv, key, side, Event::Alert { level, description });
-                    }
-                    tls::APPLICATION_DATA => ev.push(conv, key, side, Event::ApplicationData),
-                    tls::HANDSHAKE if ev.on && !*encrypted && body.len() == usize::from(h.len) => {
-                        let mut rec = vec![
-                            tls::HANDSHAKE,
-                            (h.version >> 8) as u8,
-                            h.version as u8,
-                            (h.len >> 8) as u8,
-                            h.len as u8,
-                        ];
-                        rec.extend_from_slice(body);
-                        if let tls::Hello::Parsed(sh) = tls::parse_server_hello(&rec) {
-                            ev.push(conv, key, side, Event::ServerAlpn(sh.alpn.unwrap_or_default()));
-                        }
-                    }
-                    _ => {}
+            let want_hello = dir.want_hello;
+            let server_hello = &mut dir.server_hello;
+            let dec = &mut dir.dec;
+            let keyed = dec.is_some();
+            let on_unit = |h: &tls::RecordHeader, body: Option<&[u8]>| {
+                if let Some(d) = dec.as_mut() {
+                    d.record(h, body);
                 }
-                record_importance(h, data_units, keep_frames)
-            })
+            };
+            dir.records.feed_units(
+                bytes,
+                |h, body| {
+                    match h.content_type {
+                        tls::CHANGE_CIPHER_SPEC => {
+                            *encrypted = true;
+                            ev.push(conv, key, side, Event::ChangeCipherSpec);
+                        }
+                        // A protected alert of a keyed session is reported once decrypted.
+                        tls::ALERT if keyed && *encrypted => {}
+                        tls::ALERT => {
+                            let clear = !*encrypted && body.len() >= 2;
+                            let (level, description) = (clear.then(|| body[0]), clear.then(|| body[1]));
+                            ev.push(conv, key, side, Event::Alert { level, description });
+                        }
+                        tls::APPLICATION_DATA => ev.push(conv, key, side, Event::ApplicationData),
+                        tls::HANDSHAKE if (ev.on || want_hello) && !*encrypted && body.len() == usize::from(h.len) => {
+                            let mut rec = vec![
+                                tls::HANDSHAKE,
+                                (h.version >> 8) as u8,
+                                h.version as u8,
+                                (h.len >> 8) as u8,
+                                h.len as u8,
+                            ];
+                            rec.extend_from_slice(body);
+                            if let tls::Hello::Parsed(sh) = tls::parse_server_hello(&rec) {
+                                ev.push(conv, key, side, Event::ServerAlpn(sh.alpn.clone().unwrap_or_default()));
+                                if want_hello {
+                                    *server_hello = Some(Box::new(sh));
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                    record_importance(h, data_units, keep_frames)
+                },
+                on_unit,
+            )
         }
         _ => Fed::default(),
     }

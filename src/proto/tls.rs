@@ -66,6 +66,10 @@ pub struct ClientHello {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ServerHello {
     pub alpn: Option<String>,
+    pub random: Vec<u8>,
+    pub cipher: u16,
+    /// The version agreed: `supported_versions` when present (TLS 1.3), else the legacy field.
+    pub version: u16,
 }
 
 pub enum Hello<T> {
@@ -144,13 +148,20 @@ pub fn parse_server_hello(b: &[u8]) -> Hello<ServerHello> {
     else {
         return Hello::NotTls;
     };
-    let mut out = ServerHello::default();
+    let mut out =
+        ServerHello { random: sh.random.to_vec(), cipher: sh.cipher.0, version: sh.version.0, ..Default::default() };
     if let Some(ext) = sh.ext
         && let Ok((_, exts)) = tls_parser::parse_tls_server_hello_extensions(ext)
     {
         for e in exts {
-            if let TlsExtension::ALPN(p) = e {
-                out.alpn = p.first().map(|p| String::from_utf8_lossy(p).into_owned());
+            match e {
+                TlsExtension::ALPN(p) => out.alpn = p.first().map(|p| String::from_utf8_lossy(p).into_owned()),
+                TlsExtension::SupportedVersions(v) => {
+                    if let Some(v) = v.first() {
+                        out.version = v.0;
+                    }
+                }
+                _ => {}
             }
         }
     }

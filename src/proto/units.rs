@@ -41,8 +41,21 @@ pub struct Walker<F: UnitFormat> {
     /// Body bytes of the current unit that are still important.
     important_left: u64,
     failed: bool,
+    /// Whole units are gathered for the caller (TLS records to decrypt): the current unit's
+    /// header and the body so far. None when the walker only steps over bodies.
+    capture: Option<Box<Capture<F::Header>>>,
     _format: std::marker::PhantomData<F>,
 }
+
+struct Capture<H> {
+    header: Option<H>,
+    body: Vec<u8>,
+    /// Some body bytes were not captured (snaplen): the unit cannot be read.
+    lost: bool,
+}
+
+/// Units longer than this are not gathered (a TLS record is at most 2^14 + 2048 bytes).
+pub const MAX_CAPTURED_UNIT: u64 = 18_432;
 
 impl<F: UnitFormat> Default for Walker<F> {
     fn default() -> Self {
@@ -52,6 +65,7 @@ impl<F: UnitFormat> Default for Walker<F> {
             body_left: 0,
             important_left: 0,
             failed: false,
+            capture: None,
             _format: std::marker::PhantomData,
         }
     }
@@ -60,6 +74,11 @@ impl<F: UnitFormat> Default for Walker<F> {
 impl<F: UnitFormat> Walker<F> {
     pub fn failed(&self) -> bool {
         self.failed
+    }
+
+    /// From the next unit on, hands each whole unit to `feed_units`' `on_unit`.
+    pub fn capture_units(&mut self) {
+        self.capture.get_or_insert_with(|| Box::new(Capture { header: None, body: Vec::new(), lost: false }));
     }
 
     /// Passes over `n` bytes that were not captured (cut by the snaplen or by a trim). They
@@ -71,6 +90,9 @@ impl<F: UnitFormat> Walker<F> {
         if self.partial_len == 0 && n <= self.body_left {
             self.body_left -= n;
             self.important_left = self.important_left.saturating_sub(n);
+            if let Some(c) = &mut self.capture {
+                c.lost = true;
+            }
             return true;
         }
         self.failed = true;
@@ -82,6 +104,11 @@ impl<F: UnitFormat> Walker<F> {
         *self = Walker::default();
     }
 
+    /// `feed` without gathering units.
+    pub fn feed(&mut self, b: &[u8], on_header: impl FnMut(&F::Header, &[u8]) -> Option<u64>) -> Fed {
+        self.feed_units(b, on_header, |_, _| {})
+    }
+
     /// True between units (no header or body in progress).
     pub fn at_boundary(&self) -> bool {
         self.body_left == 0 && self.partial_len == 0
@@ -89,8 +116,14 @@ impl<F: UnitFormat> Walker<F> {
 
     /// Feeds in-order bytes. `on_header` sees each completed header (with the first body
     /// bytes present in this segment) and says whether its unit is important: `None` not at
-    /// all, `Some(n)` its header and the first `n` body bytes.
-    pub fn feed(&mut self, b: &[u8], mut on_header: impl FnMut(&F::Header, &[u8]) -> Option<u64>) -> Fed {
+    /// all, `Some(n)` its header and the first `n` body bytes. When capturing, `on_unit` gets
+    /// each unit once its body is complete (None for the body when bytes of it were lost).
+    pub fn feed_units(
+        &mut self,
+        b: &[u8],
+        mut on_header: impl FnMut(&F::Header, &[u8]) -> Option<u64>,
+        mut on_unit: impl FnMut(&F::Header, Option<&[u8]>),
+    ) -> Fed {
         let mut b = b;
         let mut out = Fed::default();
         if self.failed {
@@ -106,6 +139,14 @@ impl<F: UnitFormat> Walker<F> {
                     out.important = true;
                 }
                 self.important_left = self.important_left.saturating_sub(take as u64);
+                if let Some(c) = &mut self.capture
+                    && c.header.is_some()
+                {
+                    c.body.extend_from_slice(&b[..take]);
+                    if self.body_left == 0 {
+                        Self::unit_done(c, &mut on_unit);
+                    }
+                }
                 b = &b[take..];
                 continue;
             }
@@ -142,11 +183,26 @@ impl<F: UnitFormat> Walker<F> {
                     }
                     self.partial_len = 0;
                     self.body_left = body;
+                    if let Some(c) = &mut self.capture {
+                        c.body.clear();
+                        c.lost = false;
+                        c.header = (body <= MAX_CAPTURED_UNIT).then_some(header);
+                        if body == 0 && c.header.is_some() {
+                            Self::unit_done(c, &mut on_unit);
+                        }
+                    }
                     b = &b[used..];
                 }
             }
         }
         out
+    }
+
+    fn unit_done(c: &mut Capture<F::Header>, on_unit: &mut impl FnMut(&F::Header, Option<&[u8]>)) {
+        if let Some(h) = c.header.take() {
+            on_unit(&h, (!c.lost).then_some(&c.body[..]));
+        }
+        c.body.clear();
     }
 }
 
@@ -198,6 +254,23 @@ mod tests {
         assert!(w.failed());
         w.resync();
         assert!(!w.failed());
+    }
+
+    #[test]
+    fn captured_units_come_whole_across_segments() {
+        let mut w = Walker::<Toy>::default();
+        w.capture_units();
+        let mut got = Vec::new();
+        w.feed_units(&[1, 3, 7], |_, _| None, |h, b| got.push((*h, b.map(<[u8]>::to_vec))));
+        assert!(got.is_empty());
+        w.feed_units(&[8, 9, 2, 0, 3], |_, _| None, |h, b| got.push((*h, b.map(<[u8]>::to_vec))));
+        assert_eq!(got, [(1, Some(vec![7, 8, 9])), (2, Some(vec![]))]);
+        w.feed_units(&[5, 2, 1], |_, _| None, |h, b| got.push((*h, b.map(<[u8]>::to_vec))));
+        assert!(w.skip(1));
+        w.feed_units(&[], |_, _| None, |h, b| got.push((*h, b.map(<[u8]>::to_vec))));
+        w.feed_units(&[6, 0], |_, _| None, |h, b| got.push((*h, b.map(<[u8]>::to_vec))));
+        // Unit 3 (5 body bytes) lost one byte to a skip: it comes without its body.
+        assert_eq!(got[2], (3, None));
     }
 
     #[test]

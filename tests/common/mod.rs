@@ -352,3 +352,30 @@ pub fn comparable(mut d: serde_json::Value) -> serde_json::Value {
     }
     d
 }
+
+/// The input with its pcapng Decryption Secrets Blocks removed (little-endian sections, as
+/// the test captures are), or the input itself when it has none: what a scrubbed capture is
+/// compared with, since scrubbing drops the keys.
+pub fn without_secrets(input: &Path, dir: &Path) -> PathBuf {
+    let b = std::fs::read(input).unwrap();
+    if !b.starts_with(&[0x0a, 0x0d, 0x0d, 0x0a]) {
+        return input.to_path_buf();
+    }
+    let (mut i, mut out, mut dropped) = (0, Vec::new(), false);
+    while i + 8 <= b.len() {
+        let kind = u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
+        let len = u32::from_le_bytes(b[i + 4..i + 8].try_into().unwrap()) as usize;
+        if kind == 0x0a {
+            dropped = true;
+        } else {
+            out.extend_from_slice(&b[i..i + len]);
+        }
+        i += len.max(12);
+    }
+    if !dropped {
+        return input.to_path_buf();
+    }
+    let p = dir.join(format!("{}.no-secrets.pcapng", input.file_stem().unwrap().to_string_lossy()));
+    std::fs::write(&p, out).unwrap();
+    p
+}
