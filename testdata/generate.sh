@@ -98,6 +98,14 @@ ip link set lo mtu 65536
 
 export SSLKEYLOGFILE="$work/keys.log"
 record wss-keylog.tmp.pcap wss-keylog
+export SSLKEYLOGFILE="$work/keys-13.log"
+record wss-keys-13.tmp.pcap wss-keys-13
+export SSLKEYLOGFILE="$work/keys-12.log"
+record wss-keys-12.tmp.pcap wss-keys-12
+# The client's side only (the terminator's leg), the keys in a separate file (--keylog).
+export SSLKEYLOGFILE="$here/wss-keys-client-only.keys"
+if [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" wss-keys-client-only "* ]]; then rm -f "$SSLKEYLOGFILE"; fi
+FILTER='port 18446' record wss-keys-client-only.pcap wss-keys-client-only
 unset SSLKEYLOGFILE
 
 # Format variety: pcapng, gzip-compressed pcapng, pcapng with the TLS key log embedded,
@@ -112,6 +120,11 @@ fi
 if [ -f "$here/wss-keylog.tmp.pcap" ]; then
   editcap -F pcapng --inject-secrets "tls,$work/keys.log" "$here/wss-keylog.tmp.pcap" "$here/wss-keylog.pcapng"
 fi
+for v in 13 12; do
+  if [ -f "$here/wss-keys-$v.tmp.pcap" ]; then
+    editcap -F pcapng --inject-secrets "tls,$work/keys-$v.log" "$here/wss-keys-$v.tmp.pcap" "$here/wss-keys-$v.pcapng"
+  fi
+done
 rm -f "$here"/*.tmp.pcap
 # Link layers and tunnels loopback cannot record: the proxy-stripped packets, each wrapped.
 if [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" proxy-stripped "* ]]; then

@@ -97,17 +97,19 @@ impl Engine {
         let plain = std::mem::take(&mut dec.plain);
         let alerts = std::mem::take(&mut dec.alerts);
         let failed = dec.failed;
+        // A protected alert (close_notify among them) is kept whole, like a clear one.
+        let alerted = !alerts.is_empty();
         for a in alerts {
             self.ev.push(conv, key, side, Event::Alert { level: a.map(|a| a.0), description: a.map(|a| a.1) });
         }
         if failed {
             self.give_up_keys(key, NoKeys::Wrong);
-            return false;
+            return alerted;
         }
         if plain.is_empty() {
-            return false;
+            return alerted;
         }
-        self.run_inner(key, side, &plain, base)
+        self.run_inner(key, side, &plain, base) || alerted
     }
 
     /// The ServerHello tells the version and cipher suite: with the client random and the key
@@ -136,13 +138,14 @@ impl Engine {
         match pair {
             Ok([c, s]) => {
                 for (side, d) in [(client, c), (client.other(), s)] {
-                    flow.dirs[side.index()].dec = Some(Box::new(DirDecrypt {
-                        dir: d,
-                        plain: Vec::new(),
-                        alerts: Vec::new(),
-                        failed: false,
-                        scratch: Vec::new(),
-                    }));
+                    let dir = &mut flow.dirs[side.index()];
+                    let mut dec =
+                        DirDecrypt { dir: d, plain: Vec::new(), alerts: Vec::new(), failed: false, scratch: Vec::new() };
+                    // Records that completed before the keys were known, in order.
+                    for (h, body) in std::mem::take(&mut dir.held_records) {
+                        dec.record(&h, body.as_deref());
+                    }
+                    dir.dec = Some(Box::new(dec));
                 }
             }
             Err(why) => self.give_up_keys(key, why),
@@ -156,6 +159,8 @@ impl Engine {
         let Some(k) = flow.keyed.take() else { return };
         for d in &mut flow.dirs {
             d.dec = None;
+            d.held_records = Vec::new();
+            d.want_hello = false;
         }
         let client = flow.client.unwrap_or(Side::A);
         let random: String = k.client_random.iter().take(8).map(|b| format!("{b:02x}")).collect();

@@ -47,6 +47,8 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const PLAIN_ANSWER_BYTES: u32 = 16 * 1024;
 /// Payload segments a mid-connection flow may show before it is judged not to be WebSocket.
 const MID_STREAM_CLASSIFY_SEGMENTS: u32 = 8;
+/// Records of a keyed session held until its keys are set up (the ServerHello's flight).
+const MAX_HELD_RECORDS: usize = 64;
 /// Important byte ranges remembered per direction, for judging retransmissions.
 const IMPORTANT_RANGES: usize = 32;
 
@@ -106,6 +108,9 @@ struct Dir {
     /// The ServerHello of a keyed session, read by the record walk for `inner` to set keys.
     server_hello: Option<Box<tls::ServerHello>>,
     want_hello: bool,
+    /// Whole records of a keyed session that completed before its keys were set up (the
+    /// encrypted records in the ServerHello's own segment): opened once they are.
+    held_records: Vec<(tls::RecordHeader, Option<Vec<u8>>)>,
 }
 
 impl Default for Dir {
@@ -128,6 +133,7 @@ impl Default for Dir {
             dec: None,
             server_hello: None,
             want_hello: false,
+            held_records: Vec::new(),
             pending_close: None,
             segments: Vec::new(),
         }
@@ -1699,10 +1705,13 @@ fn feed_units(dir: &mut Dir, bytes: &[u8], keep_frames: u32, ev: &mut Events, sr
             let want_hello = dir.want_hello;
             let server_hello = &mut dir.server_hello;
             let dec = &mut dir.dec;
+            let held = &mut dir.held_records;
             let keyed = dec.is_some();
             let on_unit = |h: &tls::RecordHeader, body: Option<&[u8]>| {
                 if let Some(d) = dec.as_mut() {
                     d.record(h, body);
+                } else if want_hello && held.len() < MAX_HELD_RECORDS {
+                    held.push((*h, body.map(<[u8]>::to_vec)));
                 }
             };
             dir.records.feed_units(

@@ -31,7 +31,7 @@ def url(port, path, scheme="ws", host="127.0.0.1"):
     return f"{scheme}://{host}:{port}{path}?{QUERY}"
 
 
-async def chat(uri, *, messages=3, ping=True, compression=None, **kw):
+async def chat(uri, *, messages=3, ping=True, compression=None, code=1000, **kw):
     async with connect(uri, additional_headers=HEADERS, ping_interval=None,
                        compression=compression, **kw) as ws:
         for i in range(messages):
@@ -40,7 +40,7 @@ async def chat(uri, *, messages=3, ping=True, compression=None, **kw):
             if ping and i == 0:
                 pong = await ws.ping(b"p1")
                 await pong
-        await ws.close(1000, "bye SECRETclose-reason-0c4d")
+        await ws.close(code, "bye SECRETclose-reason-0c4d")
 
 
 async def expect_failure(uri, **kw):
@@ -142,6 +142,29 @@ async def run(scenario, cafile):
         await chat(url(18443, "/echo", "wss", "ws.test"), ssl=ssl.create_default_context(cafile=cafile),
                    host="127.0.0.1", port=18443, server_hostname="ws.test")
         tls_h2_get(18443, cafile)
+    elif scenario in ("wss-keys-13", "wss-keys-client-only"):
+        # TLS 1.3, one cipher suite per terminator port (nginx.conf), SSLKEYLOGFILE set by
+        # generate.sh: a chat closed 1001 (AES-256-GCM), a 403 (AES-128-GCM), a login
+        # redirect (ChaCha20-Poly1305).
+        ctx = ssl.create_default_context(cafile=cafile)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        ctx.set_alpn_protocols(["http/1.1"])
+        tls = dict(ssl=ctx, host="127.0.0.1", server_hostname="ws.test")
+        await chat(url(18446, "/echo", "wss", "ws.test"), port=18446, code=1001, **tls)
+        if scenario == "wss-keys-13":
+            await expect_failure(url(18444, "/reject/403", "wss", "ws.test"), port=18444, **tls)
+            await expect_failure(url(18445, "/login", "wss", "ws.test"), port=18445, **tls)
+    elif scenario == "wss-keys-12":
+        # TLS 1.2 with each AEAD suite: a chat (AES-128-GCM), a reset right after the 101
+        # (AES-256-GCM), a chat closed 1001 (ChaCha20-Poly1305).
+        def ctx12(cipher):
+            c = ssl.create_default_context(cafile=cafile)
+            c.maximum_version = ssl.TLSVersion.TLSv1_2
+            c.set_ciphers(cipher)
+            return dict(ssl=c, host="127.0.0.1", port=18443, server_hostname="ws.test")
+        await chat(url(18443, "/echo", "wss", "ws.test"), **ctx12("ECDHE-RSA-AES128-GCM-SHA256"))
+        await expect_failure(url(18443, "/reset", "wss", "ws.test"), **ctx12("ECDHE-RSA-AES256-GCM-SHA384"))
+        await chat(url(18443, "/echo", "wss", "ws.test"), code=1001, **ctx12("ECDHE-RSA-CHACHA20-POLY1305"))
     elif scenario == "wss-aborted":
         # Python's client does not trust the self-signed certificate and gives up with a bare
         # FIN: no alert on the wire (TLS 1.2 keeps the rest of the handshake in the clear).

@@ -96,6 +96,12 @@ const DECODE_AS: &[&str] = &[
     "tcp.port==18090,http",
     "-d",
     "tcp.port==18443,tls",
+    "-d",
+    "tcp.port==18444,tls",
+    "-d",
+    "tcp.port==18445,tls",
+    "-d",
+    "tcp.port==18446,tls",
 ];
 
 /// The `-d` options that make tshark dissect the testdata ports as HTTP / TLS.
