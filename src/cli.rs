@@ -267,6 +267,11 @@ pub struct TrimArgs {
     pub annotate: bool,
     #[command(flatten)]
     pub scrub_opts: ScrubArgs,
+    /// Write the key-log lines (NSS format) of the TLS sessions the output keeps to FILE, so
+    /// that a pcap output decrypts in Wireshark too (a pcapng output carries them in a
+    /// Decryption Secrets Block). Not with --scrub: a scrubbed capture never comes with keys.
+    #[arg(long, value_name = "FILE", conflicts_with = "scrub")]
+    pub keylog_out: Option<PathBuf>,
 }
 
 /// Parses sizes like 1048576, 512k, 1M, 2G (powers of 1024).

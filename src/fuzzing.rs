@@ -191,6 +191,7 @@ pub fn pipeline(data: &[u8]) {
             annotate: Some("fuzz".into()),
             read: ReadOptions { strict: false, salvage: true },
             keylog: None,
+            keylog_out: false,
         },
         TrimConfig {
             policy: Options::default(),
@@ -199,6 +200,7 @@ pub fn pipeline(data: &[u8]) {
             annotate: None,
             read: ReadOptions::default(),
             keylog: None,
+            keylog_out: false,
         },
         TrimConfig {
             policy: Options { keep_all: true, ..Options::default() },
@@ -207,6 +209,7 @@ pub fn pipeline(data: &[u8]) {
             annotate: None,
             read: ReadOptions::default(),
             keylog: None,
+            keylog_out: false,
         },
     ];
     for (i, cfg) in configs.iter().enumerate() {

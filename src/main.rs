@@ -66,8 +66,11 @@ fn main() -> ExitCode {
                     Ok(k) => k,
                     Err(code) => return code,
                 },
+                keylog_out: args.keylog_out.is_some(),
             };
-            run(Verb::Trim, &args.inputs, &args.out, &cfg, args.scrub_opts.scrub_report.as_deref())
+            let files =
+                Files { scrub_report: args.scrub_opts.scrub_report.as_deref(), keylog_out: args.keylog_out.as_deref() };
+            run(Verb::Trim, &args.inputs, &args.out, &cfg, files)
         }
         Command::Scrub(args) => {
             let cfg = TrimConfig {
@@ -80,8 +83,10 @@ fn main() -> ExitCode {
                     Ok(k) => k,
                     Err(code) => return code,
                 },
+                keylog_out: false,
             };
-            run(Verb::Scrub, &args.inputs, &args.out, &cfg, args.scrub.scrub_report.as_deref())
+            let files = Files { scrub_report: args.scrub.scrub_report.as_deref(), keylog_out: None };
+            run(Verb::Scrub, &args.inputs, &args.out, &cfg, files)
         }
         Command::Diagnose(args) => run_diagnose(&args),
         Command::Flows(args) => run_flows(&args),
@@ -419,7 +424,15 @@ fn output_for(src: &Source, out: &OutputArgs, verb: Verb) -> Result<OutputTarget
     }
 }
 
-fn run(verb: Verb, inputs: &[PathBuf], out: &OutputArgs, cfg: &TrimConfig, report: Option<&Path>) -> ExitCode {
+/// Files written once for a whole batch, after it.
+struct Files<'a> {
+    /// `--scrub-report`: what was overwritten, a JSON line per input.
+    scrub_report: Option<&'a Path>,
+    /// `--keylog-out`: the key-log lines of the kept sessions, of every input.
+    keylog_out: Option<&'a Path>,
+}
+
+fn run(verb: Verb, inputs: &[PathBuf], out: &OutputArgs, cfg: &TrimConfig, files: Files<'_>) -> ExitCode {
     let srcs = match sources(inputs, &out.batch) {
         Ok(s) => s,
         Err(code) => return code,
@@ -451,6 +464,7 @@ fn run(verb: Verb, inputs: &[PathBuf], out: &OutputArgs, cfg: &TrimConfig, repor
     let to_stdout = targets.iter().any(|t| matches!(t, OutputTarget::Stdout));
     let ui = Ui::new(!out.quiet && !to_stdout);
     let mut reports = Vec::new();
+    let mut key_log: Vec<u8> = Vec::new();
     let mut status = 0u8;
     let mut total = Summary { file: "total".into(), ..Default::default() };
     let (mut ok, mut failed, mut not_started) = (0usize, 0usize, 0usize);
@@ -481,6 +495,7 @@ fn run(verb: Verb, inputs: &[PathBuf], out: &OutputArgs, cfg: &TrimConfig, repor
                         let line = serde_json::json!({"file": summary.file, "rules": r.rules});
                         reports.push(line.to_string());
                     }
+                    key_log.extend_from_slice(&summary.key_log);
                     total.add(&summary);
                 }
                 Err(e) if e.downcast_ref::<NotStarted>().is_some() => not_started += 1,
@@ -496,10 +511,12 @@ fn run(verb: Verb, inputs: &[PathBuf], out: &OutputArgs, cfg: &TrimConfig, repor
         let skipped = if not_started > 0 { format!(", {not_started} not started: interrupted") } else { String::new() };
         ui.println(&format!("{} ({ok} files{failed}{skipped})", total.line(verb.name())));
     }
-    if let Some(path) = report {
-        let mut text = reports.join("\n");
-        text.push('\n');
-        if let Err(e) = std::fs::write(path, text) {
+    let mut text = reports.join("\n");
+    text.push('\n');
+    for (path, bytes) in [(files.scrub_report, text.as_bytes()), (files.keylog_out, &key_log[..])] {
+        if let Some(path) = path
+            && let Err(e) = std::fs::write(path, bytes)
+        {
             ui.println(&format!("pcap-surgery: {}: {e}", path.display()));
             status = status.max(EXIT_RUNTIME);
         }

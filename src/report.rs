@@ -27,6 +27,9 @@ pub struct Summary {
     /// What scrubbing overwrote, per rule (absent when not scrubbing).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scrub: Option<ScrubReport>,
+    /// Key-log lines of the kept TLS sessions, for `--keylog-out`.
+    #[serde(skip)]
+    pub key_log: Vec<u8>,
 }
 
 fn human_bytes(n: u64) -> String {

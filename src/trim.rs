@@ -76,6 +76,8 @@ pub struct TrimConfig {
     /// `--keylog FILE`: TLS secrets (NSS key-log text) to decrypt sessions with, besides the
     /// input's own Decryption Secrets Blocks.
     pub keylog: Option<std::sync::Arc<Vec<u8>>>,
+    /// `--keylog-out`: gather the key-log lines of the kept sessions in `Summary::key_log`.
+    pub keylog_out: bool,
 }
 
 enum Slot {
@@ -287,13 +289,14 @@ pub fn rewrite<W: Write>(
     let mut policy = cfg.policy.clone();
     policy.record_flows |= listener.is_some();
     let mut engine = Engine::new(policy);
+    let mut keys = KeyLog::default();
     if let Some(k) = &cfg.keylog {
         engine.add_key_log(k);
+        keys.add(k);
     }
     let reader_is_pcapng = reader.format() == Format::PcapNg;
     let mut queue = Queue::new();
     let mut now_ns = 0u64;
-    let mut keys = KeyLog::default();
     let mut section_big = false;
     let mut scrubber = cfg.scrub.as_ref().map(Scrubber::new);
     let mut scrubbed: Vec<u8> = Vec::new();
@@ -345,6 +348,13 @@ pub fn rewrite<W: Write>(
                     let Some(lines) = keys.lines.remove(&random) else {
                         continue;
                     };
+                    // A scrubbed capture never carries keys.
+                    if cfg.scrub.is_some() {
+                        continue;
+                    }
+                    if cfg.keylog_out {
+                        summary.key_log.extend_from_slice(&lines);
+                    }
                     if writer.target() != Format::PcapNg {
                         continue;
                     }

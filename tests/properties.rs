@@ -357,6 +357,7 @@ fn run_trim(b: &[u8], keep_all: bool, scrub: bool) -> Vec<u8> {
         annotate: None,
         read: Default::default(),
         keylog: None,
+        keylog_out: false,
     };
     trim(input(b), Vec::new(), &cfg, &mut Summary::default(), None).unwrap()
 }

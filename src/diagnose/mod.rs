@@ -305,6 +305,18 @@ pub fn diagnose(input: Input, file: &str, opts: &DiagnoseOptions, warnings: &mut
             tracker.evicted
         ));
     }
+    // Once per file: what keys would show.
+    let hidden = tracker
+        .conversations()
+        .filter(|(_, c)| c.is_attempt() && c.kind == track::Kind::Tls && c.app_data.iter().any(Option::is_some))
+        .count();
+    if hidden > 0 {
+        warnings.push(format!(
+            "{hidden} TLS session(s) may carry a WebSocket upgrade that is not visible without their keys: run \
+             the client with SSLKEYLOGFILE=keys.log and pass --keylog keys.log (or embed the keys in the capture: \
+             editcap --inject-secrets tls,keys.log in.pcap out.pcapng)"
+        ));
+    }
     Ok(analyse(file, &tracker))
 }
 

@@ -139,8 +139,13 @@ impl Engine {
             Ok([c, s]) => {
                 for (side, d) in [(client, c), (client.other(), s)] {
                     let dir = &mut flow.dirs[side.index()];
-                    let mut dec =
-                        DirDecrypt { dir: d, plain: Vec::new(), alerts: Vec::new(), failed: false, scratch: Vec::new() };
+                    let mut dec = DirDecrypt {
+                        dir: d,
+                        plain: Vec::new(),
+                        alerts: Vec::new(),
+                        failed: false,
+                        scratch: Vec::new(),
+                    };
                     // Records that completed before the keys were known, in order.
                     for (h, body) in std::mem::take(&mut dir.held_records) {
                         dec.record(&h, body.as_deref());
