@@ -141,6 +141,27 @@ impl Queue {
         });
     }
 
+    /// A block that belongs before a packet still in the queue (at the end when that packet
+    /// is gone: a forced verdict wrote it already).
+    fn insert_block_before(&mut self, number: u64, kind: u32, raw: &[u8], big_endian: bool, ts_ns: u64) {
+        let at = self.entries.partition_point(|e| e.number < number);
+        if at >= self.entries.len() || self.entries[at].number != number {
+            return self.push_block(kind, raw, big_endian, ts_ns);
+        }
+        let raw = self.copy(raw);
+        let number = if at > 0 { self.entries[at - 1].number } else { number.saturating_sub(1) };
+        self.entries.insert(
+            at,
+            Entry {
+                number,
+                ts_ns,
+                slot: Slot::Decided(Verdict::Keep),
+                held: Held::Block { kind, raw, big_endian },
+                scrub_pending: false,
+            },
+        );
+    }
+
     fn push_block(&mut self, kind: u32, raw: &[u8], big_endian: bool, ts_ns: u64) {
         let raw = self.copy(raw);
         self.entries.push_back(Entry {
@@ -344,7 +365,7 @@ pub fn rewrite<W: Write>(
                         l.event(e);
                     }
                 }
-                for random in engine.take_kept_tls_randoms() {
+                for (random, before) in engine.take_kept_tls_randoms() {
                     let Some(lines) = keys.lines.remove(&random) else {
                         continue;
                     };
@@ -361,7 +382,10 @@ pub fn rewrite<W: Write>(
                     let big = if reader_is_pcapng { section_big } else { false };
                     let dsb = secrets::build(secrets::TLS_KEY_LOG, &lines, big);
                     summary.tls_sessions_with_keys += 1;
-                    if queue.entries.is_empty() {
+                    if let Some(n) = before {
+                        // Before the session's ClientHello, which is still waiting.
+                        queue.insert_block_before(n, block::DECRYPTION_SECRETS, &dsb, big, now_ns);
+                    } else if queue.entries.is_empty() {
                         writer.block(block::DECRYPTION_SECRETS, &dsb, big)?;
                     } else {
                         queue.push_block(block::DECRYPTION_SECRETS, &dsb, big, now_ns);

@@ -16,6 +16,8 @@ pub(super) struct Keyed {
     /// The flow's packets wait until the plaintext shows what the session carries.
     pub(super) pending: bool,
     client_random: Vec<u8>,
+    /// The packet that completed the ClientHello: a kept session's key-log lines go before it.
+    hello_packet: u64,
     inner: Box<Inner>,
 }
 
@@ -62,11 +64,12 @@ impl DirDecrypt {
 }
 
 impl Keyed {
-    pub(super) fn new(client_random: &[u8], fallback: (Class, Proto, &'static str)) -> Box<Keyed> {
+    pub(super) fn new(client_random: &[u8], fallback: (Class, Proto, &'static str), hello_packet: u64) -> Box<Keyed> {
         Box::new(Keyed {
             fallback,
             pending: true,
             client_random: client_random.to_vec(),
+            hello_packet,
             inner: Box::new(Inner {
                 dirs: [Dir::default(), Dir::default()],
                 class: Class::Undecided,
@@ -179,6 +182,11 @@ impl Engine {
             let (class, proto, why) = k.fallback;
             flow.class = class;
             (flow.proto, flow.why) = (proto, why);
+            if class.kept()
+                && let Ok(r) = <[u8; 32]>::try_from(k.client_random.as_slice())
+            {
+                self.kept_tls_randoms.push((r, Some(k.hello_packet)));
+            }
             self.on_classified(key);
         }
     }
@@ -206,6 +214,9 @@ impl Engine {
             k.pending = false;
             let kept = inner_class.kept();
             flow.class = if kept { Class::Tls } else { Class::Dropped };
+            if kept && let Ok(r) = <[u8; 32]>::try_from(k.client_random.as_slice()) {
+                self.kept_tls_randoms.push((r, Some(k.hello_packet)));
+            }
             flow.why = match inner_class {
                 Class::WebSocket => "a WebSocket upgrade inside TLS (decrypted)",
                 Class::H2Preface => "HTTP/2 inside TLS (decrypted)",

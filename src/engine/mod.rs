@@ -379,8 +379,10 @@ pub struct Engine {
     /// Packet numbers of DNS packets waiting, and their transaction.
     dns_waiting: FxHashMap<u64, (FlowKey, u16)>,
     resolved: Vec<(u64, Verdict)>,
-    /// Client randoms of TLS flows kept since the last call to `take_kept_tls_randoms`.
-    kept_tls_randoms: Vec<[u8; 32]>,
+    /// Client randoms of TLS flows kept since the last call to `take_kept_tls_randoms`, each
+    /// with the packet its key-log lines must precede when that packet is still waiting (a
+    /// keyed session is kept only once its plaintext is read, after its ClientHello).
+    kept_tls_randoms: Vec<([u8; 32], Option<u64>)>,
     /// TLS secrets from `--keylog` and the input's Decryption Secrets Blocks.
     keys: KeyLog,
     /// Things the user should know that are not findings (sessions read without keys).
@@ -497,7 +499,7 @@ impl Engine {
         std::mem::take(&mut self.notes)
     }
 
-    pub fn take_kept_tls_randoms(&mut self) -> std::vec::Drain<'_, [u8; 32]> {
+    pub fn take_kept_tls_randoms(&mut self) -> std::vec::Drain<'_, ([u8; 32], Option<u64>)> {
         self.kept_tls_randoms.drain(..)
     }
 
@@ -1226,17 +1228,19 @@ impl Engine {
                         } else {
                             fallback
                         };
-                        flow.keyed = Some(Keyed::new(&ch.random, fallback));
+                        flow.keyed = Some(Keyed::new(&ch.random, fallback, self.ev.at.frame));
                         class = Class::Tls;
                         keep = true;
                     }
                     if (keep || to_port) && !sni.is_empty() {
                         names.push(sni);
                     }
+                    // A keyed session's keys follow its verdict (`inner`).
                     if (keep || to_port)
+                        && !keys
                         && let Ok(r) = <[u8; 32]>::try_from(ch.random.as_slice())
                     {
-                        self.kept_tls_randoms.push(r);
+                        self.kept_tls_randoms.push((r, None));
                     }
                     hello = Some((s, ch));
                     break;
