@@ -10,13 +10,14 @@ use pcap_surgery::fuzzing;
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 6] = [
+const TARGETS: [(&str, Target); 7] = [
     ("reader", fuzzing::reader),
     ("decode", fuzzing::decode),
     ("http_split", fuzzing::http_split),
     ("websocket", fuzzing::websocket),
     ("tls_dns", fuzzing::tls_dns),
     ("pipeline", fuzzing::pipeline),
+    ("tls_decrypt", fuzzing::tls_decrypt),
 ];
 
 fn read_dir_files(dir: &Path) -> Vec<std::path::PathBuf> {

@@ -309,3 +309,31 @@ fn keyed_sessions_are_kept_or_dropped_for_what_they_carry() {
     let text = String::from_utf8_lossy(&std::fs::read(&t).unwrap()).into_owned();
     assert_eq!(text.matches("CLIENT_RANDOM").count(), 1, "only the kept session's key");
 }
+
+/// Records cut by a trim (bulk messages cut after their TCP header) lose the record
+/// boundaries; the next whole record is found again by the keys, so a trimmed wss capture
+/// reads as its input did: the same statuses, pings, pongs and close codes.
+#[test]
+fn a_trimmed_keyed_capture_reads_like_its_input_past_cut_records() {
+    let dir = tmpdir();
+    let summary = |d: &Value| -> Vec<(Value, Value, Value, Value)> {
+        d["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| (a["status"].clone(), a["pings"].clone(), a["pongs"].clone(), a["close_code"].clone()))
+            .collect()
+    };
+    for name in KEYED {
+        let input = testdata().join(name);
+        let out = dir.path().join("t.pcapng");
+        let r = run(&["trim", "--keep-frames", "0", "--force", input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+        assert!(r.status.success());
+        let cut = read_packets(&out).iter().filter(|p| p.data.len() < p.orig_len as usize).count();
+        assert!(cut > 0, "{name}: nothing was cut");
+        let (x, _) = diagnose(&[input.to_str().unwrap()]);
+        let (t, _) = diagnose(&[out.to_str().unwrap()]);
+        assert_eq!(summary(&t), summary(&x), "{name}");
+        assert_eq!(t["findings"].as_array().unwrap().len(), x["findings"].as_array().unwrap().len(), "{name}");
+    }
+}

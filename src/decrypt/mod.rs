@@ -253,30 +253,8 @@ impl Direction {
         if !self.active || (self.tls13 && content_type != APPLICATION_DATA) {
             return Opened::Skipped;
         }
-        let explicit = if !self.tls13 && self.cipher != Cipher::ChaCha20Poly1305 { 8 } else { 0 };
-        if body.len() < explicit + TAG_BYTES {
+        let Some((nonce, aad, ct_len, explicit)) = self.nonce_and_aad(content_type, version, body) else {
             return self.failed();
-        }
-        let mut nonce = self.iv;
-        if explicit > 0 {
-            nonce[4..].copy_from_slice(&body[..8]);
-        } else {
-            for (n, s) in nonce[4..].iter_mut().zip(self.seq.to_be_bytes()) {
-                *n ^= s;
-            }
-        }
-        let ct_len = body.len() - explicit - TAG_BYTES;
-        let aad: Vec<u8> = if self.tls13 {
-            let mut a = vec![content_type];
-            a.extend_from_slice(&version.to_be_bytes());
-            a.extend_from_slice(&(body.len() as u16).to_be_bytes());
-            a
-        } else {
-            let mut a = self.seq.to_be_bytes().to_vec();
-            a.push(content_type);
-            a.extend_from_slice(&version.to_be_bytes());
-            a.extend_from_slice(&(ct_len as u16).to_be_bytes());
-            a
         };
         out.extend_from_slice(&body[explicit..explicit + ct_len]);
         if !self.aead.open(&nonce, &aad, out, &body[explicit + ct_len..]) {
@@ -310,6 +288,76 @@ impl Direction {
                 Opened::Skipped
             }
         }
+    }
+
+    /// After `lost` bytes of records were lost: finds the sequence number at which this whole
+    /// record opens and takes it (the record itself is opened again by `open`). A protected
+    /// record takes at least 22 bytes and at most 16 KiB + 256 + 5, so the lost bytes bound
+    /// where to look; the search is capped, and fails closed.
+    /// `lost` is None when how much was lost is not known (a hole in the capture).
+    pub fn find_seq(&mut self, content_type: u8, version: u16, body: &[u8], lost: Option<u64>, scratch: &mut Vec<u8>) -> bool {
+        const MAX_RECORD: u64 = (1 << 14) + 256 + 5;
+        const MIN_RECORD: u64 = 22;
+        const MAX_TRIES: u64 = 4096;
+        if !self.active || !self.synced {
+            return false;
+        }
+        let start = self.seq;
+        let (from, tries) = match lost {
+            Some(lost) => (start.saturating_add(lost / MAX_RECORD), (lost / MIN_RECORD + 1).min(MAX_TRIES)),
+            None => (start, MAX_TRIES),
+        };
+        for seq in from..from.saturating_add(tries) {
+            self.seq = seq;
+            if self.try_open(content_type, version, body, scratch) {
+                return true;
+            }
+        }
+        self.seq = start;
+        false
+    }
+
+    /// Whether the record opens at the current sequence number (nothing changes).
+    fn try_open(&self, content_type: u8, version: u16, body: &[u8], out: &mut Vec<u8>) -> bool {
+        out.clear();
+        if content_type == CHANGE_CIPHER_SPEC || (self.tls13 && content_type != APPLICATION_DATA) {
+            return false;
+        }
+        let Some((nonce, aad, ct_len, explicit)) = self.nonce_and_aad(content_type, version, body) else {
+            return false;
+        };
+        out.extend_from_slice(&body[explicit..explicit + ct_len]);
+        self.aead.open(&nonce, &aad, out, &body[explicit + ct_len..])
+    }
+
+    /// The nonce and additional data of a record at the current sequence number, with the
+    /// ciphertext length and where it starts.
+    fn nonce_and_aad(&self, content_type: u8, version: u16, body: &[u8]) -> Option<([u8; 12], Vec<u8>, usize, usize)> {
+        let explicit = if !self.tls13 && self.cipher != Cipher::ChaCha20Poly1305 { 8 } else { 0 };
+        if body.len() < explicit + TAG_BYTES {
+            return None;
+        }
+        let mut nonce = self.iv;
+        if explicit > 0 {
+            nonce[4..].copy_from_slice(&body[..8]);
+        } else {
+            for (n, s) in nonce[4..].iter_mut().zip(self.seq.to_be_bytes()) {
+                *n ^= s;
+            }
+        }
+        let ct_len = body.len() - explicit - TAG_BYTES;
+        let mut aad = Vec::with_capacity(13);
+        if self.tls13 {
+            aad.push(content_type);
+            aad.extend_from_slice(&version.to_be_bytes());
+            aad.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        } else {
+            aad.extend_from_slice(&self.seq.to_be_bytes());
+            aad.push(content_type);
+            aad.extend_from_slice(&version.to_be_bytes());
+            aad.extend_from_slice(&(ct_len as u16).to_be_bytes());
+        }
+        Some((nonce, aad, ct_len, explicit))
     }
 
     /// A record whose bytes were not all captured: its sequence number is used up.
@@ -487,6 +535,42 @@ mod tests {
             bad[0] ^= 1;
             assert_eq!(c.open(23, 0x0303, &bad, &mut out), Opened::Failed);
         }
+    }
+
+    /// Records lost in between (a trimmed capture): the next whole record is found at its
+    /// sequence number, and reading goes on from there.
+    #[test]
+    fn sequence_is_found_again_after_lost_records() {
+        let secret = vec![9u8; 32];
+        let s = Secrets { client_traffic: Some(secret.clone()), server_traffic: Some(secret.clone()), ..Default::default() };
+        let [mut c, _] = Direction::pair(Some(&s), &[1; 32], &[2; 32], 0x1301, TLS13).unwrap();
+        let (key, iv) = traffic_keys(Cipher::Aes128Gcm, Hash::Sha256, &secret).unwrap();
+        let a = Aes128Gcm::new_from_slice(&key).unwrap();
+        let seal = |seq: u64, inner: &[u8]| -> Vec<u8> {
+            let mut nonce = iv;
+            for (n, b) in nonce[4..].iter_mut().zip(seq.to_be_bytes()) {
+                *n ^= b;
+            }
+            let len = (inner.len() + TAG_BYTES) as u16;
+            let aad = [23, 3, 3, (len >> 8) as u8, len as u8];
+            let mut buf = inner.to_vec();
+            let tag = a.encrypt_inout_detached((&nonce).into(), &aad, (&mut buf[..]).into()).unwrap();
+            buf.extend_from_slice(&tag);
+            buf
+        };
+        let mut out = Vec::new();
+        assert_eq!(c.open(23, 0x0303, &seal(0, b"a\x17"), &mut out), Opened::Data);
+        // Records 1..=40 are lost; 41 is a pong.
+        let pong = seal(41, b"\x8a\x00\x17");
+        assert!(c.find_seq(23, 0x0303, &pong, Some(40 * 1000), &mut out));
+        assert_eq!(c.open(23, 0x0303, &pong, &mut out), Opened::Data);
+        assert_eq!(out, b"\x8a\x00");
+        assert_eq!(c.open(23, 0x0303, &seal(42, b"b\x17"), &mut out), Opened::Data);
+        // A record these keys never sealed is not found, and nothing moves.
+        let mut junk = seal(43, b"c\x17");
+        junk[3] ^= 0xff;
+        assert!(!c.find_seq(23, 0x0303, &junk, None, &mut out));
+        assert_eq!(c.open(23, 0x0303, &seal(43, b"c\x17"), &mut out), Opened::Data);
     }
 
     #[test]

@@ -40,10 +40,49 @@ pub(super) struct DirDecrypt {
     /// Alerts read from protected records: (level, description).
     pub(super) alerts: Vec<Option<(u8, u8)>>,
     pub(super) failed: bool,
+    /// Records were lost since the last one opened (a trimmed capture): the plaintext that
+    /// follows starts at a record boundary, not where the last left off.
+    pub(super) resynced: bool,
+    /// Record bytes lost since the last record opened, which bound where the walk resumes
+    /// (None: a hole of unknown size); and resynchronisations tried in vain, which are
+    /// capped (hostile input).
+    pub(super) lost: Option<u64>,
+    vain: u32,
     scratch: Vec<u8>,
 }
 
+/// Segments that look like whole records but open at no nearby sequence number, before a
+/// direction stops trying.
+const MAX_VAIN_RESYNCS: u32 = 256;
+
 impl DirDecrypt {
+    /// After records were lost: whether this segment starts with a whole record the keys open
+    /// at a later sequence number (then the walk restarts here, at that number).
+    pub(super) fn resync(&mut self, segment: &[u8]) -> bool {
+        let whole = segment.get(..5).and_then(|h| {
+            let len = usize::from(u16::from_be_bytes([h[3], h[4]]));
+            Some((h, segment.get(5..5 + len)?)).filter(|_| matches!(h[0], 0x14..=0x18) && self.vain < MAX_VAIN_RESYNCS)
+        });
+        let Some((h, body)) = whole else {
+            self.add_lost(segment.len() as u64);
+            return false;
+        };
+        let found = self.dir.find_seq(h[0], u16::from_be_bytes([h[1], h[2]]), body, self.lost, &mut self.scratch);
+        if found {
+            (self.resynced, self.lost) = (true, Some(0));
+        } else {
+            self.vain += 1;
+            self.add_lost(segment.len() as u64);
+        }
+        found
+    }
+
+    pub(super) fn add_lost(&mut self, n: u64) {
+        if let Some(l) = &mut self.lost {
+            *l += n;
+        }
+    }
+
     /// Opens one whole record; `None` when bytes of it were not captured (its sequence
     /// number is used up all the same).
     pub(super) fn record(&mut self, h: &tls::RecordHeader, body: Option<&[u8]>) {
@@ -100,6 +139,7 @@ impl Engine {
         let plain = std::mem::take(&mut dec.plain);
         let alerts = std::mem::take(&mut dec.alerts);
         let failed = dec.failed;
+        let resynced = std::mem::take(&mut dec.resynced);
         // A protected alert (close_notify among them) is kept whole, like a clear one.
         let alerted = !alerts.is_empty();
         for a in alerts {
@@ -112,7 +152,7 @@ impl Engine {
         if plain.is_empty() {
             return alerted;
         }
-        self.run_inner(key, side, &plain, base) || alerted
+        self.run_inner(key, side, &plain, base, resynced) || alerted
     }
 
     /// The ServerHello tells the version and cipher suite: with the client random and the key
@@ -147,6 +187,9 @@ impl Engine {
                         plain: Vec::new(),
                         alerts: Vec::new(),
                         failed: false,
+                        resynced: false,
+                        lost: Some(0),
+                        vain: 0,
                         scratch: Vec::new(),
                     };
                     // Records that completed before the keys were known, in order.
@@ -193,12 +236,16 @@ impl Engine {
 
     /// Runs plaintext of one direction through the inner connection, with its directions and
     /// class swapped in for the flow's own.
-    fn run_inner(&mut self, key: FlowKey, side: Side, plain: &[u8], base: u32) -> bool {
+    fn run_inner(&mut self, key: FlowKey, side: Side, plain: &[u8], base: u32, resynced: bool) -> bool {
         let flow = self.flows.get_mut(&key).expect("flow exists");
         let Some(mut k) = flow.keyed.take() else { return false };
         let start = k.inner.offset[side.index()];
         k.inner.offset[side.index()] += plain.len() as u64;
         swap(flow, &mut k.inner);
+        if resynced {
+            // Plaintext was lost with the records: frames resynchronise as after any gap.
+            super::lose_sync(&mut flow.dirs[side.index()]);
+        }
         let at_packet = self.ev.at.frame;
         let consumed = self.consume(key, side, start, plain, at_packet, base);
         let flow = self.flows.get_mut(&key).expect("flow exists");

@@ -62,6 +62,10 @@ enum Phase {
     /// Frames, but a header was not captured: bulk until a segment that is exactly a run of
     /// frames (masked as this side masks) shows a boundary again.
     FramesLost,
+    /// Records of a keyed session, but a header was not captured (a trimmed capture cuts bulk
+    /// records): bulk until a segment starts with a record that the keys open at a later
+    /// sequence number, which shows a boundary again (`decrypt::Direction::find_seq`).
+    RecordsLost,
     Records,
     /// A server that answered a ClientHello in plaintext HTTP (a `wss://` URL on a `ws://`
     /// port): its answer is kept whole, up to this many more bytes.
@@ -900,6 +904,21 @@ impl Engine {
                 let n = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
                 dir.phase = Phase::PlainAnswer(PLAIN_ANSWER_BYTES.saturating_sub(n));
                 Consumed::Important
+            }
+            Phase::RecordsLost => {
+                let Some(dec) = dir.dec.as_mut() else {
+                    dir.phase = Phase::Bulk;
+                    return Consumed::Bulk;
+                };
+                if !dec.resync(bytes) {
+                    return Consumed::Bulk;
+                }
+                dir.records.resync();
+                dir.records.capture_units();
+                dir.phase = Phase::Records;
+                let mut fed = feed_units(dir, bytes, keep_frames, &mut self.ev, (conv, key, side));
+                fed.important |= self.after_records(key, side, base);
+                self.after_feed(key, side, fed, start, bytes.len() as u64, packet, base)
             }
             Phase::Frames | Phase::Records => {
                 let mut fed = feed_units(dir, bytes, keep_frames, &mut self.ev, (conv, key, side));
@@ -1764,9 +1783,13 @@ fn feed_units(dir: &mut Dir, bytes: &[u8], keep_frames: u32, ev: &mut Events, sr
 /// The capture lost bytes of this direction (a hole given up on): frames resynchronise at the
 /// next segment that is a run of whole frames; anything else is read no further.
 fn lose_sync(dir: &mut Dir) {
+    if let Some(d) = dir.dec.as_mut() {
+        d.lost = None;
+    }
     dir.phase = match dir.phase {
         Phase::Collect => Phase::Collect,
         Phase::Frames | Phase::FramesLost => Phase::FramesLost,
+        Phase::Records | Phase::RecordsLost if dir.dec.is_some() => Phase::RecordsLost,
         _ => Phase::Bulk,
     };
 }
@@ -1782,7 +1805,15 @@ fn skip_uncaptured(dir: &mut Dir, n: u64) {
         }
         Phase::Records => {
             if !dir.records.skip(n) {
-                dir.phase = Phase::Bulk;
+                dir.phase = if dir.dec.is_some() { Phase::RecordsLost } else { Phase::Bulk };
+                if let Some(d) = dir.dec.as_mut() {
+                    d.add_lost(n);
+                }
+            }
+        }
+        Phase::RecordsLost => {
+            if let Some(d) = dir.dec.as_mut() {
+                d.add_lost(n);
             }
         }
         Phase::FramesLost | Phase::Bulk | Phase::PlainAnswer(_) => {}
