@@ -102,6 +102,8 @@ export SSLKEYLOGFILE="$work/keys-13.log"
 record wss-keys-13.tmp.pcap wss-keys-13
 export SSLKEYLOGFILE="$work/keys-12.log"
 record wss-keys-12.tmp.pcap wss-keys-12
+export SSLKEYLOGFILE="$work/keys-hrr.log"
+record wss-keys-hrr-update.tmp.pcap wss-keys-hrr-update
 # The client's side only (the terminator's leg), the keys in a separate file (--keylog).
 export SSLKEYLOGFILE="$here/wss-keys-client-only.keys"
 if [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" wss-keys-client-only "* ]]; then rm -f "$SSLKEYLOGFILE"; fi
@@ -120,9 +122,11 @@ fi
 if [ -f "$here/wss-keylog.tmp.pcap" ]; then
   editcap -F pcapng --inject-secrets "tls,$work/keys.log" "$here/wss-keylog.tmp.pcap" "$here/wss-keylog.pcapng"
 fi
-for v in 13 12; do
+for v in 13 12 hrr-update; do
   if [ -f "$here/wss-keys-$v.tmp.pcap" ]; then
-    editcap -F pcapng --inject-secrets "tls,$work/keys-$v.log" "$here/wss-keys-$v.tmp.pcap" "$here/wss-keys-$v.pcapng"
+    log="$work/keys-$v.log"
+    [ "$v" = hrr-update ] && log="$work/keys-hrr.log"
+    editcap -F pcapng --inject-secrets "tls,$log" "$here/wss-keys-$v.tmp.pcap" "$here/wss-keys-$v.pcapng"
   fi
 done
 rm -f "$here"/*.tmp.pcap

@@ -295,7 +295,14 @@ impl Direction {
     /// record takes at least 22 bytes and at most 16 KiB + 256 + 5, so the lost bytes bound
     /// where to look; the search is capped, and fails closed.
     /// `lost` is None when how much was lost is not known (a hole in the capture).
-    pub fn find_seq(&mut self, content_type: u8, version: u16, body: &[u8], lost: Option<u64>, scratch: &mut Vec<u8>) -> bool {
+    pub fn find_seq(
+        &mut self,
+        content_type: u8,
+        version: u16,
+        body: &[u8],
+        lost: Option<u64>,
+        scratch: &mut Vec<u8>,
+    ) -> bool {
         const MAX_RECORD: u64 = (1 << 14) + 256 + 5;
         const MIN_RECORD: u64 = 22;
         const MAX_TRIES: u64 = 4096;
@@ -542,7 +549,11 @@ mod tests {
     #[test]
     fn sequence_is_found_again_after_lost_records() {
         let secret = vec![9u8; 32];
-        let s = Secrets { client_traffic: Some(secret.clone()), server_traffic: Some(secret.clone()), ..Default::default() };
+        let s = Secrets {
+            client_traffic: Some(secret.clone()),
+            server_traffic: Some(secret.clone()),
+            ..Default::default()
+        };
         let [mut c, _] = Direction::pair(Some(&s), &[1; 32], &[2; 32], 0x1301, TLS13).unwrap();
         let (key, iv) = traffic_keys(Cipher::Aes128Gcm, Hash::Sha256, &secret).unwrap();
         let a = Aes128Gcm::new_from_slice(&key).unwrap();

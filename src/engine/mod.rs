@@ -1753,7 +1753,13 @@ fn feed_units(dir: &mut Dir, bytes: &[u8], keep_frames: u32, ev: &mut Events, sr
                             ev.push(conv, key, side, Event::Alert { level, description });
                         }
                         tls::APPLICATION_DATA => ev.push(conv, key, side, Event::ApplicationData),
-                        tls::HANDSHAKE if (ev.on || want_hello) && !*encrypted && body.len() == usize::from(h.len) => {
+                        // A keyed session's ServerHello may follow a ChangeCipherSpec: TLS 1.3 sends
+                        // one after a HelloRetryRequest for compatibility.
+                        tls::HANDSHAKE
+                            if (ev.on || want_hello)
+                                && (!*encrypted || (want_hello && !keyed))
+                                && body.len() == usize::from(h.len) =>
+                        {
                             let mut rec = vec![
                                 tls::HANDSHAKE,
                                 (h.version >> 8) as u8,

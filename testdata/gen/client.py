@@ -165,6 +165,25 @@ async def run(scenario, cafile):
         await chat(url(18443, "/echo", "wss", "ws.test"), **ctx12("ECDHE-RSA-AES128-GCM-SHA256"))
         await expect_failure(url(18443, "/reset", "wss", "ws.test"), **ctx12("ECDHE-RSA-AES256-GCM-SHA384"))
         await chat(url(18443, "/echo", "wss", "ws.test"), code=1001, **ctx12("ECDHE-RSA-CHACHA20-POLY1305"))
+    elif scenario == "wss-keys-hrr-update":
+        # openssl s_client (TLS 1.3) offers an X25519 key share to a server that wants
+        # secp384r1: a HelloRetryRequest, then the handshake. After the 101 its "K" command
+        # sends a KeyUpdate that asks the server to update too; then a masked close frame.
+        keylog = os.environ["SSLKEYLOGFILE"]
+        p = subprocess.Popen(["openssl", "s_client", "-connect", "127.0.0.1:18447", "-servername", "ws.test",
+                              "-tls1_3", "-groups", "X25519:secp384r1", "-keylogfile", keylog,
+                              "-CAfile", cafile], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        req = (f"GET /echo?{QUERY} HTTP/1.1\r\nHost: ws.test:18447\r\nUpgrade: websocket\r\n"
+               f"Connection: Upgrade\r\nSec-WebSocket-Key: x3JJHMbDL1EzLkh9GBhXDw==\r\n"
+               f"Cookie: {COOKIE}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+        for chunk in (req, b"K\n", bytes([0x88, 0x82, 0x11, 0x22, 0x33, 0x44, 0x03 ^ 0x11, 0xE8 ^ 0x22])):
+            time.sleep(1)
+            p.stdin.write(chunk)
+            p.stdin.flush()
+        time.sleep(1)
+        p.stdin.close()
+        p.wait(timeout=10)
     elif scenario == "wss-aborted":
         # Python's client does not trust the self-signed certificate and gives up with a bare
         # FIN: no alert on the wire (TLS 1.2 keeps the rest of the handshake in the clear).

@@ -102,6 +102,8 @@ const DECODE_AS: &[&str] = &[
     "tcp.port==18445,tls",
     "-d",
     "tcp.port==18446,tls",
+    "-d",
+    "tcp.port==18447,tls",
 ];
 
 /// The `-d` options that make tshark dissect the testdata ports as HTTP / TLS.
