@@ -24,6 +24,25 @@ pub const ALLOWED_HEADERS: &[&str] = &[
     "retry-after",
 ];
 
+/// Common header names, kept when a segment boundary hides whether their colon follows.
+const KNOWN_HEADERS: &[&str] = &[
+    "cookie",
+    "set-cookie",
+    "authorization",
+    "proxy-authorization",
+    "user-agent",
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "cache-control",
+    "pragma",
+    "date",
+    "content-type",
+    "x-forwarded-for",
+    "x-real-ip",
+    "www-authenticate",
+];
+
 const MAX_NAME_BYTES: usize = 40;
 /// Longest head redacted as a head; beyond this the rest of the stream is opaque.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -81,6 +100,20 @@ pub struct HeadRedactor {
     status_digits: u8,
     bytes: usize,
     end: HeadEnd,
+    /// The next this many bytes are overwritten whatever state they advance (userinfo, a
+    /// query item without `=`, a credential-shaped subprotocol, a name with no colon ahead).
+    fill: usize,
+    /// Bytes are overwritten until one of these (kept) comes: the rest of an entry or an
+    /// authority that runs past the segment, whose end is not in sight.
+    fill_until: Option<&'static [u8]>,
+    /// The header name being read has a colon ahead (Some(true)) or a line end first
+    /// (Some(false): overwritten); None while neither is in sight (a name split across
+    /// segments), when a name is kept only as far as it spells the start of a known one.
+    name_ok: Option<bool>,
+    /// The last value byte was a CR: anything but LF after it ends what is kept of the value.
+    cr: bool,
+    /// Where a kept URL value (Location) is: its query and fragment lose their values.
+    url: Url,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,6 +121,18 @@ enum ValueKind {
     Other,
     ContentLength,
     TransferEncoding,
+    /// Origin, Host, Location: URLs or authorities that may carry `user:pass@`.
+    Url,
+    /// Sec-WebSocket-Protocol: a list whose entries may be credentials.
+    Protocols,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Url {
+    Path,
+    QueryName,
+    QueryValue,
+    Fragment,
 }
 
 impl Default for HeadRedactor {
@@ -103,16 +148,116 @@ impl Default for HeadRedactor {
             status_digits: 0,
             bytes: 0,
             end: HeadEnd::default(),
+            fill: 0,
+            fill_until: None,
+            name_ok: None,
+            cr: false,
+            url: Url::Path,
         }
     }
 }
 
+/// Request methods (RFC 9110 §9, PATCH, WebDAV's): a first token outside this list is not
+/// HTTP, whatever its shape (FTP's PASS, Redis's AUTH, a PROXY-protocol line).
+const METHODS: &[&[u8]] = &[
+    b"GET",
+    b"HEAD",
+    b"POST",
+    b"PUT",
+    b"DELETE",
+    b"CONNECT",
+    b"OPTIONS",
+    b"TRACE",
+    b"PATCH",
+    b"PROPFIND",
+    b"PROPPATCH",
+    b"MKCOL",
+    b"COPY",
+    b"MOVE",
+    b"LOCK",
+    b"UNLOCK",
+    b"REPORT",
+    b"SEARCH",
+];
+
+/// Where `user:pass@` ends in a URL or authority at the start of `rest` (counted from there),
+/// so that it is overwritten: `scheme://user:pass@host`, or `user:pass@host` in a Host value.
+/// None when there is none, or when the authority is not all in sight (then the caller fails
+/// closed where it matters).
+fn userinfo_len(rest: &[u8]) -> Option<usize> {
+    let line_end = rest.iter().position(|&c| c == b'\r' || c == b'\n' || c == b' ').unwrap_or(rest.len());
+    let line = &rest[..line_end];
+    let start = line.windows(3).position(|w| w == b"://").map_or(0, |p| p + 3);
+    let auth_end =
+        line[start..].iter().position(|&c| c == b'/' || c == b'?' || c == b'#').map_or(line.len(), |p| start + p);
+    let at = line[start..auth_end].iter().rposition(|&c| c == b'@')?;
+    Some(start + at + 1)
+}
+
+/// Whether the authority of a URL (or a Host value) at the start of `rest` ends in sight.
+fn authority_in_sight(rest: &[u8]) -> bool {
+    let start = rest.windows(3).position(|w| w == b"://").map_or(0, |p| p + 3);
+    rest.get(start..).is_some_and(|r| r.iter().any(|c| b"/?# \r\n".contains(c)))
+}
+
+/// Whether a `Sec-WebSocket-Protocol` entry at the start of `rest` looks like a credential
+/// (Kubernetes' `base64url.bearer.authorization.k8s.io.<token>`, or any run of 20 or more
+/// token characters), and its length. An entry not all in sight is treated as one.
+fn credential_entry(rest: &[u8]) -> (bool, usize) {
+    let end = rest.iter().position(|&c| c == b',' || c == b'\r' || c == b'\n');
+    let entry = &rest[..end.unwrap_or(rest.len())];
+    let lower: Vec<u8> = entry.iter().map(u8::to_ascii_lowercase).collect();
+    let mut run = 0usize;
+    let mut longest = 0usize;
+    for &c in entry {
+        run = if c.is_ascii_alphanumeric() || b"+/=_-".contains(&c) { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    let bearer = lower.windows(6).any(|w| w == b"bearer") || lower.windows(5).any(|w| w == b"token");
+    (end.is_none() || bearer || longest >= 20, entry.len())
+}
+
+/// Whether a query item at the start of `rest` has a `=` before it ends: one without is a
+/// value (`?TOKEN`). An item not all in sight is treated as a value.
+fn query_item_has_name(rest: &[u8]) -> bool {
+    for &c in rest {
+        match c {
+            b'=' => return true,
+            b'&' | b';' | b' ' | b'#' | b'\r' | b'\n' => return false,
+            _ => {}
+        }
+    }
+    false
+}
+
 impl HeadRedactor {
-    pub fn step(&mut self, c: u8) -> Step {
+    /// The fate of byte `c`; `rest` is what follows it in the same segment, which the few
+    /// decisions that need to see ahead (a colon on the line, a `=` in a query item, where a
+    /// userinfo ends) look at. What is not in sight is overwritten.
+    pub fn step(&mut self, c: u8, rest: &[u8]) -> Step {
         self.bytes += 1;
         if self.bytes > MAX_HEAD_BYTES {
             return Step::NotHttp;
         }
+        // `fill` counts bytes after the one that set it.
+        let mut filling = self.fill > 0;
+        if filling {
+            self.fill -= 1;
+        }
+        if let Some(delims) = self.fill_until {
+            if delims.contains(&c) || c == b'\r' || c == b'\n' {
+                self.fill_until = None;
+            } else {
+                filling = true;
+            }
+        }
+        match self.step_state(c, rest) {
+            Step::Byte(Fate::Keep) if filling && c != b'\r' && c != b'\n' => Step::Byte(Fate::HeaderValue),
+            other => other,
+        }
+    }
+
+    fn step_state(&mut self, c: u8, rest: &[u8]) -> Step {
         match self.at {
             At::FirstToken => {
                 if c == b' ' {
@@ -120,14 +265,29 @@ impl HeadRedactor {
                     if tok.starts_with(b"HTTP/1.") {
                         self.end.response = true;
                         self.at = At::Status;
-                    } else if !tok.is_empty() && tok.iter().all(|b| b.is_ascii_uppercase() || *b == b'-') {
+                    } else if METHODS.contains(&tok) {
                         self.at = At::Target;
+                        // `GET http://user:pass@host/`: the userinfo goes; an absolute target
+                        // whose authority runs past the segment goes to its end.
+                        if let Some(n) = userinfo_len(rest) {
+                            self.fill = n;
+                        } else if rest.first().is_none_or(|&b| b != b'/') && !authority_in_sight(rest) {
+                            self.fill_until = Some(b" ");
+                        }
                     } else {
                         return Step::NotHttp;
                     }
                 } else if self.token_len < self.token.len() && (c.is_ascii_alphanumeric() || b"/.-_".contains(&c)) {
                     self.token[self.token_len] = c;
                     self.token_len += 1;
+                    // A prefix of no method (nor of a status line) is not HTTP at once.
+                    let tok = &self.token[..self.token_len];
+                    let possible = METHODS.iter().any(|m| m.starts_with(tok))
+                        || b"HTTP/1.".starts_with(tok)
+                        || tok.starts_with(b"HTTP/1.");
+                    if !possible {
+                        return Step::NotHttp;
+                    }
                 } else {
                     return Step::NotHttp;
                 }
@@ -137,7 +297,7 @@ impl HeadRedactor {
             At::Target => {
                 match c {
                     b' ' => self.at = At::Version,
-                    b'?' => self.at = At::QueryName,
+                    b'?' => return self.enter_query(rest, At::QueryName),
                     b'\n' => self.at = At::LineStart,
                     _ => {}
                 }
@@ -153,10 +313,7 @@ impl HeadRedactor {
                 Step::Byte(Fate::Keep)
             }
             At::QueryValue => match c {
-                b'&' | b';' => {
-                    self.at = At::QueryName;
-                    Step::Byte(Fate::Keep)
-                }
+                b'&' | b';' => self.enter_query(rest, At::QueryName),
                 b' ' => {
                     self.at = At::Version;
                     Step::Byte(Fate::Keep)
@@ -168,62 +325,98 @@ impl HeadRedactor {
                 }
                 _ => Step::Byte(Fate::QueryValue),
             },
-            At::Version | At::Status => {
-                if self.at == At::Status && c.is_ascii_digit() && self.status_digits < 3 {
-                    self.end.status = self.end.status * 10 + u16::from(c - b'0');
-                    self.status_digits += 1;
-                } else if self.at == At::Status && self.status_digits < 3 && c != b' ' {
-                    return Step::NotHttp;
-                }
+            At::Version => {
                 if c == b'\n' {
                     self.at = At::LineStart;
                 }
                 Step::Byte(Fate::Keep)
             }
+            At::Status => {
+                if self.status_digits < 3 {
+                    if c.is_ascii_digit() {
+                        self.end.status = self.end.status * 10 + u16::from(c - b'0');
+                        self.status_digits += 1;
+                    } else if c != b' ' {
+                        return Step::NotHttp;
+                    }
+                    return Step::Byte(Fate::Keep);
+                }
+                // The reason phrase goes: the code says it all, and servers put text there.
+                match c {
+                    b'\n' => {
+                        self.at = At::LineStart;
+                        Step::Byte(Fate::Keep)
+                    }
+                    b'\r' | b' ' if self.status_digits == 3 => {
+                        self.status_digits = 4;
+                        Step::Byte(Fate::Keep)
+                    }
+                    b'\r' => Step::Byte(Fate::Keep),
+                    _ => Step::Byte(Fate::HeaderValue),
+                }
+            }
             At::LineStart => match c {
                 b'\r' => Step::Byte(Fate::Keep),
                 b'\n' => Step::End(self.end),
-                // obs-fold: a continuation of the previous value.
+                // obs-fold: a continuation of the previous value, never kept.
                 b' ' | b'\t' => {
                     self.at = At::Value;
-                    Step::Byte(if self.keep_value { Fate::Keep } else { Fate::HeaderValue })
+                    self.keep_value = false;
+                    Step::Byte(Fate::HeaderValue)
                 }
                 _ => {
                     self.name_len = 0;
                     self.push_name(c);
                     self.at = At::Name;
-                    Step::Byte(Fate::Keep)
+                    self.name_ok = None;
+                    Step::Byte(self.name_fate(rest))
                 }
             },
             At::Name => {
                 if c == b':' {
                     let name = &self.name[..self.name_len];
-                    self.keep_value = ALLOWED_HEADERS.iter().any(|h| h.as_bytes() == name);
+                    self.keep_value =
+                        self.name_ok != Some(false) && ALLOWED_HEADERS.iter().any(|h| h.as_bytes() == name);
                     self.value_kind = match name {
                         b"content-length" => ValueKind::ContentLength,
                         b"transfer-encoding" => ValueKind::TransferEncoding,
+                        b"origin" | b"host" | b"location" => ValueKind::Url,
+                        b"sec-websocket-protocol" => ValueKind::Protocols,
                         _ => ValueKind::Other,
                     };
                     if self.value_kind == ValueKind::ContentLength {
                         self.end.content_length = Some(0);
                     }
+                    self.url = Url::Path;
+                    self.cr = false;
                     self.at = At::ValueLead;
-                } else if c == b'\n' {
-                    // A line with no colon: not a header; keep going as if it ended.
-                    self.at = At::LineStart;
-                } else {
-                    self.push_name(c);
-                }
-                Step::Byte(Fate::Keep)
-            }
-            At::ValueLead if c == b' ' || c == b'\t' => Step::Byte(Fate::Keep),
-            At::ValueLead | At::Value => {
-                self.at = At::Value;
-                if c == b'\r' {
                     return Step::Byte(Fate::Keep);
                 }
                 if c == b'\n' {
+                    // A line with no colon: not a header; it was overwritten.
                     self.at = At::LineStart;
+                    return Step::Byte(Fate::Keep);
+                }
+                self.push_name(c);
+                if c == b'\r' {
+                    return Step::Byte(Fate::Keep);
+                }
+                Step::Byte(self.name_fate(rest))
+            }
+            At::ValueLead if c == b' ' || c == b'\t' => Step::Byte(Fate::Keep),
+            At::ValueLead | At::Value => {
+                let first = self.at == At::ValueLead;
+                self.at = At::Value;
+                if c == b'\n' {
+                    self.at = At::LineStart;
+                    return Step::Byte(Fate::Keep);
+                }
+                if std::mem::take(&mut self.cr) {
+                    // A bare CR inside a value: nothing after it on the line is kept.
+                    self.keep_value = false;
+                }
+                if c == b'\r' {
+                    self.cr = true;
                     return Step::Byte(Fate::Keep);
                 }
                 match self.value_kind {
@@ -234,8 +427,90 @@ impl HeadRedactor {
                     ValueKind::TransferEncoding if c == b'd' => self.end.chunked = true,
                     _ => {}
                 }
-                Step::Byte(if self.keep_value { Fate::Keep } else { Fate::HeaderValue })
+                if !self.keep_value {
+                    return Step::Byte(Fate::HeaderValue);
+                }
+                let whole_rest = || std::iter::once(c).chain(rest.iter().copied()).collect::<Vec<u8>>();
+                match self.value_kind {
+                    ValueKind::Url => {
+                        if first {
+                            let whole = whole_rest();
+                            if let Some(n) = userinfo_len(&whole) {
+                                self.fill = n - 1;
+                                return Step::Byte(Fate::HeaderValue);
+                            }
+                            if !authority_in_sight(&whole) {
+                                // Whether a `user:pass@` follows is not known (the value runs
+                                // past the segment): fail closed, the value goes.
+                                self.fill_until = Some(b"");
+                                return Step::Byte(Fate::HeaderValue);
+                            }
+                        }
+                        self.url_byte(c, rest)
+                    }
+                    // Each entry is judged as it starts: at the value's first byte, and after
+                    // each comma.
+                    ValueKind::Protocols if c == b',' => {
+                        let lead = rest.iter().take_while(|&&x| x == b' ' || x == b'\t').count();
+                        if let (true, _) = credential_entry(&rest[lead..]) {
+                            self.fill_until = Some(b",");
+                        }
+                        Step::Byte(Fate::Keep)
+                    }
+                    ValueKind::Protocols if first => match credential_entry(&whole_rest()) {
+                        (true, _) => {
+                            self.fill_until = Some(b",");
+                            Step::Byte(Fate::HeaderValue)
+                        }
+                        _ => Step::Byte(Fate::Keep),
+                    },
+                    _ => Step::Byte(Fate::Keep),
+                }
             }
+        }
+    }
+
+    /// A header name byte is kept when its colon is in sight on the line; with neither the
+    /// colon nor the line's end in sight, only while the name spells the start of a known
+    /// header (what the diagnosis reads); a line that ends without a colon is overwritten.
+    fn name_fate(&mut self, rest: &[u8]) -> Fate {
+        if self.name_ok.is_none() {
+            self.name_ok = rest.iter().position(|&x| x == b':' || x == b'\n').map(|p| rest[p] == b':');
+        }
+        let name = &self.name[..self.name_len];
+        let keep = match self.name_ok {
+            Some(ok) => ok,
+            None => ALLOWED_HEADERS.iter().chain(KNOWN_HEADERS).any(|h| h.as_bytes().starts_with(name)),
+        };
+        if keep { Fate::Keep } else { Fate::HeaderValue }
+    }
+
+    /// After `?`, `&` or `;` in a request target: a query item without `=` is a value.
+    fn enter_query(&mut self, rest: &[u8], name_state: At) -> Step {
+        self.at = if query_item_has_name(rest) { name_state } else { At::QueryValue };
+        Step::Byte(Fate::Keep)
+    }
+
+    /// A byte of a kept URL value (Location): path kept, query names kept, query values (and
+    /// items without `=`) and the fragment overwritten.
+    fn url_byte(&mut self, c: u8, rest: &[u8]) -> Step {
+        let fill = Step::Byte(Fate::QueryValue);
+        match (self.url, c) {
+            (_, b'#') => {
+                self.url = Url::Fragment;
+                Step::Byte(Fate::Keep)
+            }
+            (Url::Fragment, _) => fill,
+            (Url::Path, b'?') | (Url::QueryValue | Url::QueryName, b'&' | b';') => {
+                self.url = if query_item_has_name(rest) { Url::QueryName } else { Url::QueryValue };
+                Step::Byte(Fate::Keep)
+            }
+            (Url::QueryName, b'=') => {
+                self.url = Url::QueryValue;
+                Step::Byte(Fate::Keep)
+            }
+            (Url::QueryValue, _) => fill,
+            _ => Step::Byte(Fate::Keep),
         }
     }
 
@@ -265,8 +540,8 @@ mod tests {
     fn redact(head: &[u8]) -> (Vec<u8>, Option<HeadEnd>) {
         let mut r = HeadRedactor::default();
         let mut out = Vec::new();
-        for &c in head {
-            match r.step(c) {
+        for (i, &c) in head.iter().enumerate() {
+            match r.step(c, &head[i + 1..]) {
                 Step::Byte(Fate::Keep) => out.push(c),
                 Step::Byte(_) => out.push(b'x'),
                 Step::End(e) => {
@@ -304,6 +579,6 @@ Authorization: Bearer t0ken\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n
     fn binary_is_not_http() {
         assert!(redact(b"\x16\x03\x01\x02").1.is_none());
         let mut r = HeadRedactor::default();
-        assert!(matches!(r.step(0x81), Step::NotHttp));
+        assert!(matches!(r.step(0x81, &[]), Step::NotHttp));
     }
 }

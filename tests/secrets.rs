@@ -1,0 +1,292 @@
+//! Planted secrets: each capture carries a unique string where an attacker or a careless
+//! client would put it, and neither `scrub` nor `trim --scrub` may let it through — not in the
+//! output's raw bytes, not in a direction's reassembled stream (a secret split across
+//! segments). The cases are the classes of a red-team run (SPEC "What scrubbing changes").
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+const SECRET: &str = "PLANTEDsecret7Q4z";
+
+/// A TCP conversation from the client's port to the server's, as packets on Ethernet.
+struct Conv {
+    client: ([u8; 4], u16),
+    server: ([u8; 4], u16),
+    seq: [u32; 2],
+    frames: Vec<Vec<u8>>,
+}
+
+impl Conv {
+    fn new(cport: u16, sport: u16) -> Conv {
+        let mut c =
+            Conv { client: ([10, 0, 0, 1], cport), server: ([10, 0, 0, 2], sport), seq: [1000, 5000], frames: vec![] };
+        c.segment(0, &[], true, false);
+        c.seq[0] += 1;
+        c.segment(1, &[], true, false);
+        c.seq[1] += 1;
+        c.segment(0, &[], false, false);
+        c
+    }
+
+    /// A conversation whose SYN carries data (TCP Fast Open).
+    fn fast_open(cport: u16, sport: u16, data: &[u8]) -> Conv {
+        let mut c =
+            Conv { client: ([10, 0, 0, 1], cport), server: ([10, 0, 0, 2], sport), seq: [1000, 5000], frames: vec![] };
+        c.segment(0, data, true, false);
+        c.seq[0] += 1 + data.len() as u32;
+        c.segment(1, &[], true, false);
+        c.seq[1] += 1;
+        c
+    }
+
+    fn segment(&mut self, from: usize, payload: &[u8], syn: bool, fin: bool) {
+        let (src, dst) = if from == 0 { (self.client, self.server) } else { (self.server, self.client) };
+        let mut b =
+            etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1 + from as u8], [2, 0, 0, 0, 0, 2 - from as u8])
+                .ipv4(src.0, dst.0, 64)
+                .tcp(src.1, dst.1, self.seq[from], 65535);
+        // Every segment but the client's SYN acknowledges the other side.
+        if !(syn && from == 0) {
+            b = b.ack(self.seq[1 - from]);
+        }
+        if syn {
+            b = b.syn();
+        }
+        if fin {
+            b = b.fin();
+        }
+        let mut v = Vec::new();
+        b.write(&mut v, payload).unwrap();
+        self.frames.push(v);
+    }
+
+    /// Data from one side, in segments of at most `mss` bytes.
+    fn send(&mut self, from: usize, data: &[u8], mss: usize) -> &mut Conv {
+        for chunk in data.chunks(mss) {
+            self.segment(from, chunk, false, false);
+            self.seq[from] += chunk.len() as u32;
+        }
+        self
+    }
+
+    fn close(&mut self) -> Vec<Vec<u8>> {
+        self.segment(0, &[], false, true);
+        self.seq[0] += 1;
+        self.segment(1, &[], false, true);
+        std::mem::take(&mut self.frames)
+    }
+}
+
+fn pcap(frames: &[Vec<u8>]) -> Vec<u8> {
+    let mut v = Vec::new();
+    for x in [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 262_144, 1] {
+        v.extend(x.to_le_bytes());
+    }
+    for (i, f) in frames.iter().enumerate() {
+        for x in [1_700_000_000 + i as u32, 0, f.len() as u32, f.len() as u32] {
+            v.extend(x.to_le_bytes());
+        }
+        v.extend(f);
+    }
+    v
+}
+
+/// Each direction's TCP payload bytes in capture order (the test captures are in order), as
+/// read from the file by an independent reader (pcap-file), one stream after the other.
+fn streams(file: &Path) -> Vec<u8> {
+    let mut dirs: Vec<(u16, Vec<u8>)> = Vec::new();
+    for p in read_packets(file) {
+        if let Ok(s) = etherparse::SlicedPacket::from_ethernet(&p.data)
+            && let Some(etherparse::TransportSlice::Tcp(t)) = s.transport
+        {
+            let port = t.source_port();
+            match dirs.iter_mut().find(|(p, _)| *p == port) {
+                Some((_, v)) => v.extend_from_slice(t.payload()),
+                None => dirs.push((port, t.payload().to_vec())),
+            }
+        }
+    }
+    dirs.into_iter()
+        .flat_map(|(_, mut v)| {
+            v.push(0);
+            v
+        })
+        .collect()
+}
+
+/// Scrubs the capture both ways; says where the secret (or its lower-case form, or its first
+/// 12 characters) is still found.
+fn leaks(name: &str, frames: &[Vec<u8>]) -> Vec<String> {
+    let mut found = Vec::new();
+    let dir = tmpdir();
+    let input = dir.path().join(format!("{name}.pcap"));
+    let bytes = pcap(frames);
+    std::fs::write(&input, &bytes).unwrap();
+    if let Ok(keep) = std::env::var("SECRETS_KEEP_DIR") {
+        std::fs::copy(&input, Path::new(&keep).join(format!("{name}.pcap"))).unwrap();
+    }
+    let planted = contains(&bytes, SECRET.as_bytes()) || contains(&streams(&input), SECRET.as_bytes());
+    assert!(planted, "{name}: the secret is not planted");
+    for verb in [&["scrub"][..], &["trim", "--scrub"][..], &["trim", "--scrub", "--bulk", "keep"][..]] {
+        let out = dir.path().join("out.pcap");
+        let mut args = verb.to_vec();
+        args.extend(["--force", input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+        let r = run(&args);
+        assert!(r.status.success(), "{name}: {args:?}: {}", String::from_utf8_lossy(&r.stderr));
+        let raw = std::fs::read(&out).unwrap();
+        for s in [SECRET.to_string(), SECRET.to_ascii_lowercase(), SECRET[..12].to_string()] {
+            if contains(&raw, s.as_bytes()) || contains(&streams(&out), s.as_bytes()) {
+                found.push(format!("{name}: {verb:?} left '{s}'"));
+                break;
+            }
+        }
+    }
+    found
+}
+
+fn assert_none(found: Vec<String>) {
+    assert!(found.is_empty(), "{} leak(s):\n{}", found.len(), found.join("\n"));
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn upgrade(extra: &str) -> String {
+    format!(
+        "GET /chat HTTP/1.1\r\nHost: ws.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    )
+}
+
+const SWITCHING: &str = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+
+/// Text protocols that are not HTTP: whatever their first word, their lines go whole.
+#[test]
+fn other_protocols_are_never_read_as_http() {
+    let mut found = Vec::new();
+    let cases: &[(&str, u16, String)] = &[
+        ("ftp", 21, format!("USER bob\r\nPASS {SECRET}\r\n")),
+        ("smtp", 25, format!("EHLO me\r\nAUTH PLAIN {SECRET}\r\n")),
+        ("pop3", 110, format!("USER bob\r\nPASS {SECRET}\r\n")),
+        ("redis", 6379, format!("AUTH {SECRET}\r\n")),
+        ("irc", 6667, format!("PASS {SECRET}\r\nNICK bob\r\n")),
+        ("nats", 4222, format!("CONNECT {{\"user\":\"bob\",\"pass\":\"{SECRET}\"}}\r\n")),
+        ("rtsp", 554, format!("DESCRIBE rtsp://bob:{SECRET}@cam.example/ RTSP/1.0\r\nCSeq: 1\r\n\r\n")),
+        ("rtsp-options", 554, format!("OPTIONS rtsp://bob:{SECRET}@cam.example/ RTSP/1.0\r\nCSeq: 1\r\n\r\n")),
+        ("proxy-protocol", 80, format!("PROXY TCP4 192.0.2.1 {SECRET} 51000 80\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n")),
+        ("short-word", 80, format!("X {SECRET}\r\n")),
+        ("no-colon", 80, format!("GET / HTTP/1.1\r\nHost: a\r\n{SECRET}\r\n\r\n")),
+    ];
+    for (name, port, text) in cases {
+        let frames = Conv::new(40000, *port).send(0, text.as_bytes(), 1400).send(1, b"+OK\r\n", 1400).close();
+        found.extend(leaks(name, &frames));
+    }
+    assert_none(found);
+}
+
+/// Bytes outside the parsed packet: data in a SYN, an Ethernet trailer, and a WebSocket
+/// upgrade on port 53 (not DNS because of its port).
+#[test]
+fn bytes_outside_the_parsed_packet_go() {
+    let mut found = Vec::new();
+    let mut c = Conv::fast_open(40001, 443, format!("GET / HTTP/1.1\r\nCookie: {SECRET}\r\n\r\n").as_bytes());
+    found.extend(leaks("tcp-fast-open", &c.close()));
+
+    let mut c = Conv::new(40002, 80);
+    c.send(0, upgrade("").as_bytes(), 1400);
+    let mut frames = c.close();
+    // Padding after the IP datagram, as a short frame carries it on Ethernet.
+    let last = frames.last_mut().unwrap();
+    last.extend_from_slice(SECRET.as_bytes());
+    found.extend(leaks("ethernet-trailer", &frames));
+
+    let frames = Conv::new(40003, 53)
+        .send(0, upgrade(&format!("Cookie: session={SECRET}\r\n")).as_bytes(), 1400)
+        .send(1, SWITCHING.as_bytes(), 1400)
+        .close();
+    found.extend(leaks("websocket-on-port-53", &frames));
+    assert_none(found);
+}
+
+/// HTTP heads that bend the rules: folded lines, bare CR, the reason phrase, a query item
+/// without `=`, a head over 64 KiB, each split in small segments too.
+#[test]
+fn http_head_edge_cases() {
+    let mut found = Vec::new();
+    let cases: Vec<(&str, String, String)> = vec![
+        ("folded", upgrade(&format!("Origin: https://a.example\r\n {SECRET}\r\n")), SWITCHING.into()),
+        ("bare-cr", upgrade(&format!("Origin: https://a.example\r{SECRET}\r\n")), SWITCHING.into()),
+        ("reason", upgrade(""), format!("HTTP/1.1 403 {SECRET}\r\nContent-Length: 0\r\n\r\n")),
+        ("query-without-equals", upgrade("").replace("/chat", &format!("/chat?{SECRET}")), SWITCHING.into()),
+        ("query-item-without-equals", upgrade("").replace("/chat", &format!("/chat?a=1&{SECRET}")), SWITCHING.into()),
+        ("huge-head", upgrade(&format!("X-Pad: {}\r\nX-Token: {SECRET}\r\n", "a".repeat(70_000))), SWITCHING.into()),
+    ];
+    for (name, req, resp) in cases {
+        for mss in [1400, 7] {
+            let frames = Conv::new(40010, 80).send(0, req.as_bytes(), mss).send(1, resp.as_bytes(), mss).close();
+            found.extend(leaks(&format!("{name}-{mss}"), &frames));
+        }
+    }
+    assert_none(found);
+}
+
+/// Credentials inside the values that are kept for the diagnosis.
+#[test]
+fn credentials_inside_allow_listed_values() {
+    let mut found = Vec::new();
+    let k8s = format!("base64url.bearer.authorization.k8s.io.{SECRET}");
+    let cases: Vec<(&str, String, String)> = vec![
+        (
+            "k8s-subprotocol",
+            upgrade(&format!("Sec-WebSocket-Protocol: {k8s}, v4.channel.k8s.io\r\n")),
+            SWITCHING.replace("\r\n\r\n", &format!("\r\nSec-WebSocket-Protocol: {k8s}\r\n\r\n")),
+        ),
+        (
+            "token-subprotocol",
+            upgrade(&format!("Sec-WebSocket-Protocol: chat, {SECRET}abcdef0123456789\r\n")),
+            SWITCHING.into(),
+        ),
+        ("origin-userinfo", upgrade(&format!("Origin: https://bob:{SECRET}@a.example\r\n")), SWITCHING.into()),
+        (
+            "host-userinfo",
+            upgrade("").replace("Host: ws.example.com", &format!("Host: bob:{SECRET}@ws.example.com")),
+            SWITCHING.into(),
+        ),
+        (
+            "absolute-target-userinfo",
+            upgrade("").replace("GET /chat", &format!("GET http://bob:{SECRET}@ws.example.com/chat")),
+            SWITCHING.into(),
+        ),
+        (
+            "location-query",
+            upgrade(""),
+            format!(
+                "HTTP/1.1 302 Found\r\nLocation: https://id.example/cb?code={SECRET}&state=1\r\nContent-Length: 0\r\n\r\n"
+            ),
+        ),
+        (
+            "location-fragment",
+            upgrade(""),
+            format!(
+                "HTTP/1.1 302 Found\r\nLocation: https://app.example/#access_token={SECRET}\r\nContent-Length: 0\r\n\r\n"
+            ),
+        ),
+        (
+            "location-userinfo",
+            upgrade(""),
+            format!("HTTP/1.1 302 Found\r\nLocation: https://bob:{SECRET}@app.example/\r\nContent-Length: 0\r\n\r\n"),
+        ),
+    ];
+    for (name, req, resp) in cases {
+        for mss in [1400, 5] {
+            let frames = Conv::new(40020, 80).send(0, req.as_bytes(), mss).send(1, resp.as_bytes(), mss).close();
+            found.extend(leaks(&format!("{name}-{mss}"), &frames));
+        }
+    }
+    assert_none(found);
+}
