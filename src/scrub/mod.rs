@@ -27,7 +27,7 @@ use crate::proto::websocket::{self, Frames};
 use crate::wire::{self, Transport, tcp_flags};
 
 use self::http::{Fate, HeadRedactor, Step};
-use self::pseudonym::Pseudonymizer;
+use self::pseudonym::{HelloByte, Pseudonymizer};
 
 /// The byte that replaces secrets: printable, so redacted HTTP stays readable text.
 pub const FILL: u8 = b'x';
@@ -198,7 +198,9 @@ struct RecordCursor {
     hs_keep: bool,
     hs_type: u8,
     /// Where the server name is in the ClientHello being read (`--pseudonymize`).
-    sni: pseudonym::SniCursor,
+    hello: pseudonym::HelloCursor,
+    /// Body bytes of the current record read so far.
+    pos: u64,
     /// The current handshake record is a ClientHello in the clear even after a
     /// ChangeCipherSpec (TLS 1.3 after a HelloRetryRequest).
     clear_hello: bool,
@@ -224,7 +226,7 @@ impl RecordCursor {
             self.hs_left = u64::from(h[1]) << 16 | u64::from(h[2]) << 8 | u64::from(h[3]);
             self.hs_keep = matches!(h[0], 1 | 2);
             self.hs_type = h[0];
-            self.sni = pseudonym::SniCursor::default();
+            self.hello = pseudonym::HelloCursor::default();
         }
         true
     }
@@ -759,12 +761,21 @@ fn step_mode(
                 match r.content_type {
                     tls::HANDSHAKE => {
                         for byte in &mut b[..n] {
-                            if let Some(p) = pseudo.as_deref_mut()
-                                && (!r.encrypted || r.clear_hello)
-                                && r.hs_left > 0
-                                && r.hs_type == 1
-                            {
-                                p.client_hello_byte(&mut r.sni, byte, tally);
+                            let in_hello = (!r.encrypted || r.clear_hello) && r.hs_left > 0 && r.hs_type == 1;
+                            match if in_hello { r.hello.step(*byte) } else { HelloByte::Plain } {
+                                HelloByte::Name => {
+                                    if let Some(p) = pseudo.as_deref_mut() {
+                                        p.client_hello_name_byte(&mut r.hello, byte, tally);
+                                    }
+                                }
+                                HelloByte::Secret => {
+                                    // Consumed as a handshake byte, but not kept.
+                                    r.handshake_byte(*byte);
+                                    *byte = FILL;
+                                    tally.add(Rule::TlsHandshakeBody, 1);
+                                    continue;
+                                }
+                                HelloByte::Plain => {}
                             }
                             if !r.handshake_byte(*byte) {
                                 *byte = FILL;
@@ -772,12 +783,22 @@ fn step_mode(
                             }
                         }
                     }
-                    tls::CHANGE_CIPHER_SPEC | tls::ALERT => {}
+                    // An alert is two bytes, a ChangeCipherSpec one: anything more is not
+                    // what they say, and goes.
+                    tls::CHANGE_CIPHER_SPEC | tls::ALERT => {
+                        let keep = if r.content_type == tls::ALERT { 2 } else { 1 };
+                        let from = (keep as u64).saturating_sub(r.pos).min(n as u64) as usize;
+                        if from < n {
+                            b[from..n].fill(FILL);
+                            tally.add(Rule::TlsApplicationData, n - from);
+                        }
+                    }
                     _ => {
                         b[..n].fill(FILL);
                         tally.add(Rule::TlsApplicationData, n);
                     }
                 }
+                r.pos += n as u64;
                 r.left -= n as u64;
                 return (n, Event::None);
             }
@@ -788,6 +809,7 @@ fn step_mode(
                 Header::Complete { header, body, .. } => {
                     r.header_len = 0;
                     r.left = body;
+                    r.pos = 0;
                     r.content_type = header.content_type;
                     if header.content_type == tls::CHANGE_CIPHER_SPEC {
                         r.encrypted = true;

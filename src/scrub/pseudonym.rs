@@ -430,12 +430,10 @@ impl Pseudonymizer {
         self.http_value.reset();
     }
 
-    /// One byte of a ClientHello body: the server name's characters are mapped.
-    pub fn client_hello_byte(&self, cur: &mut SniCursor, byte: &mut u8, tally: &mut Tally) {
-        if cur.step(*byte) {
-            *byte = self.name_char(&mut cur.name, *byte);
-            tally.add(Rule::PseudonymizedName, 1);
-        }
+    /// One byte of a ClientHello body that `HelloCursor::step` found in a server name: mapped.
+    pub fn client_hello_name_byte(&self, cur: &mut HelloCursor, byte: &mut u8, tally: &mut Tally) {
+        *byte = self.name_char(&mut cur.name, *byte);
+        tally.add(Rule::PseudonymizedName, 1);
     }
 }
 
@@ -452,9 +450,11 @@ fn fix_checksum(frame: &mut [u8], at: usize, changes: &[Option<(u16, u16)>]) {
 }
 
 /// Walks a ClientHello body (RFC 8446 §4.1.2) one byte at a time, across record and
-/// segment boundaries, to find the server_name entries (RFC 6066 §3).
+/// segment boundaries, to find the server_name entries (RFC 6066 §3) and the extensions that
+/// carry resumable secrets: session tickets (RFC 5077), pre-shared-key identities (RFC 8446
+/// §4.2.11) and the HelloRetryRequest cookie (§4.2.2).
 #[derive(Clone, Debug)]
-pub struct SniCursor {
+pub struct HelloCursor {
     buf: [u8; 4],
     buf_len: usize,
     field: Field,
@@ -464,12 +464,14 @@ pub struct SniCursor {
     after_skip: Field,
     name_left: usize,
     name: NameCursor,
+    /// The byte just stepped was inside a secret-bearing extension.
+    secret: bool,
 }
 
-impl Default for SniCursor {
+impl Default for HelloCursor {
     fn default() -> Self {
         // legacy_version (2) and random (32) come first.
-        SniCursor {
+        HelloCursor {
             buf: [0; 4],
             buf_len: 0,
             field: Field::Fixed,
@@ -477,6 +479,7 @@ impl Default for SniCursor {
             after_skip: Field::Done,
             name_left: 0,
             name: NameCursor::default(),
+            secret: false,
         }
     }
 }
@@ -497,13 +500,25 @@ enum Field {
     ExtTotal,
     ExtHeader,
     ExtSkip,
+    /// An extension whose data is a resumption secret.
+    ExtSecret,
     SniListLen,
     SniEntryHeader,
     SniName,
     Done,
 }
 
-impl SniCursor {
+/// What a ClientHello byte is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HelloByte {
+    Plain,
+    /// A character of a server name.
+    Name,
+    /// Inside a session ticket, a PSK identity or a cookie: overwritten.
+    Secret,
+}
+
+impl HelloCursor {
     fn take(&mut self, c: u8, n: usize) -> Option<[u8; 4]> {
         self.buf[self.buf_len] = c;
         self.buf_len += 1;
@@ -515,8 +530,17 @@ impl SniCursor {
         }
     }
 
-    /// Advances by one byte of the ClientHello body; true when it is part of a server name.
-    fn step(&mut self, c: u8) -> bool {
+    /// Advances by one byte of the ClientHello body and says what it is.
+    pub fn step(&mut self, c: u8) -> HelloByte {
+        match self.advance(c) {
+            true => HelloByte::Name,
+            false if self.secret => HelloByte::Secret,
+            false => HelloByte::Plain,
+        }
+    }
+
+    fn advance(&mut self, c: u8) -> bool {
+        self.secret = false;
         match self.field {
             Field::Fixed => {
                 self.left -= 1;
@@ -529,7 +553,8 @@ impl SniCursor {
                 self.after_skip = Field::CipherLen;
                 self.field = if self.left == 0 { Field::CipherLen } else { Field::Skip };
             }
-            Field::Skip | Field::ExtSkip => {
+            Field::Skip | Field::ExtSkip | Field::ExtSecret => {
+                self.secret = self.field == Field::ExtSecret;
                 self.left -= 1;
                 if self.left == 0 {
                     self.field = self.after_skip;
@@ -560,6 +585,7 @@ impl SniCursor {
                     self.field = match (kind, self.left) {
                         (_, 0) => Field::ExtHeader,
                         (0, _) => Field::SniListLen,
+                        (35 | 41 | 44, _) => Field::ExtSecret,
                         _ => Field::ExtSkip,
                     };
                 }
@@ -668,11 +694,13 @@ mod tests {
             let p = Pseudonymizer::new(&[7; 32]);
             // The ClientHello body: after the record header (5) and handshake header (4).
             let mut body = rec[9..].to_vec();
-            let mut cur = SniCursor::default();
+            let mut cur = HelloCursor::default();
             let mut t = Tally::default();
             let (a, b) = body.split_at_mut(split.min(rec.len() - 9));
             for byte in a.iter_mut().chain(b.iter_mut()) {
-                p.client_hello_byte(&mut cur, byte, &mut t);
+                if cur.step(*byte) == HelloByte::Name {
+                    p.client_hello_name_byte(&mut cur, byte, &mut t);
+                }
             }
             let mut expect = *b"ws.test";
             Pseudonymizer::new(&[7; 32]).name(&mut expect);
