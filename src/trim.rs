@@ -323,7 +323,11 @@ pub fn rewrite<W: Write>(
     let mut scrubbed: Vec<u8> = Vec::new();
     let mut resolved: Vec<(u64, Verdict)> = Vec::new();
     if let Some(s) = &cfg.scrub {
-        writer.set_filter(BlockFilter { strip_comments: !s.keep_comments, strip_identity: s.pseudonymize.is_some() });
+        writer.set_filter(BlockFilter {
+            strip_comments: !s.keep_comments,
+            strip_identity: s.pseudonymize.is_some(),
+            scrubbing: true,
+        });
     }
     loop {
         let item = match reader.next_item() {

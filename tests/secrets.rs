@@ -359,3 +359,73 @@ fn tls_resumption_secrets_and_alert_padding_go() {
     found.extend(leaks("alert-padding", &frames));
     assert_none(found);
 }
+
+fn block(kind: u32, body: &[u8]) -> Vec<u8> {
+    let pad = (4 - body.len() % 4) % 4;
+    let len = (12 + body.len() + pad) as u32;
+    let mut v = kind.to_le_bytes().to_vec();
+    v.extend(len.to_le_bytes());
+    v.extend(body);
+    v.extend(vec![0; pad]);
+    v.extend(len.to_le_bytes());
+    v
+}
+
+fn option(code: u16, data: &[u8]) -> Vec<u8> {
+    let mut v = code.to_le_bytes().to_vec();
+    v.extend((data.len() as u16).to_le_bytes());
+    v.extend(data);
+    v.extend(vec![0; (4 - data.len() % 4) % 4]);
+    v
+}
+
+/// pcapng: custom blocks, systemd journal entries, unknown block types and packet options
+/// other than flags (a hash of the original frame, a verdict, a packet id) go, with
+/// `--keep-comments` too.
+#[test]
+fn pcapng_blocks_and_packet_options_that_carry_anything_go() {
+    let dir = tmpdir();
+    let frames = Conv::new(40040, 80).send(0, upgrade("").as_bytes(), 1400).send(1, SWITCHING.as_bytes(), 1400).close();
+    let mut f =
+        block(0x0a0d_0d0a, &[0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+    f.extend(block(1, &[1, 0, 0, 0, 0, 0, 4, 0]));
+    let secret = SECRET.as_bytes();
+    f.extend(block(0x0000_0bad, &[&[0x9f, 0x8e, 0, 0][..], secret].concat()));
+    f.extend(block(0x4000_0bad, &[&[0x9f, 0x8e, 0, 0][..], secret].concat()));
+    f.extend(block(9, secret));
+    f.extend(block(0x0bad_0001, secret));
+    for (i, frame) in frames.iter().enumerate() {
+        let mut body = Vec::new();
+        for x in [0u32, 0, i as u32, frame.len() as u32, frame.len() as u32] {
+            body.extend(x.to_le_bytes());
+        }
+        body.extend(frame);
+        body.extend(vec![0; (4 - frame.len() % 4) % 4]);
+        body.extend(option(2, &[0, 0, 0, 0]));
+        body.extend(option(3, &[&[2][..], secret].concat()));
+        body.extend(option(5, secret));
+        body.extend(option(7, &[&[0][..], secret].concat()));
+        body.extend(option(2988, &[&[0x9f, 0x8e, 0, 0][..], secret].concat()));
+        body.extend(option(0, &[]));
+        f.extend(block(6, &body));
+    }
+    let input = dir.path().join("blocks.pcapng");
+    std::fs::write(&input, &f).unwrap();
+    let mut found = Vec::new();
+    for args in [&["scrub"][..], &["scrub", "--keep-comments"][..], &["trim", "--scrub", "--keep-comments"][..]] {
+        let out = dir.path().join("out.pcapng");
+        let mut a = args.to_vec();
+        a.extend(["--force", input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+        let r = run(&a);
+        assert!(r.status.success(), "{a:?}: {}", String::from_utf8_lossy(&r.stderr));
+        if contains(&std::fs::read(&out).unwrap(), &secret[..12]) {
+            found.push(format!("{args:?} left the secret"));
+        }
+        // The packets and their flags are still there, and tshark reads the file.
+        assert_eq!(read_packets(&out).len(), frames.len(), "{args:?}");
+        require_tshark();
+        let t = std::process::Command::new("tshark").arg("-r").arg(&out).output().unwrap();
+        assert!(t.status.success() && t.stderr.is_empty(), "{args:?}: {}", String::from_utf8_lossy(&t.stderr));
+    }
+    assert_none(found);
+}

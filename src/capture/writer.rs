@@ -23,19 +23,45 @@ pub struct BlockFilter {
     pub strip_comments: bool,
     /// Interface names, descriptions, addresses, hardware, OS and filter; name resolution blocks.
     pub strip_identity: bool,
+    /// A scrubbed output: keys, custom blocks and options, systemd journal entries and every
+    /// block type not known to carry only capture structure go, and packets keep only their
+    /// flags option (a hash of the original frame is a guessing oracle; a verdict or queue
+    /// says nothing the scrub should pass), comments aside (`strip_comments` decides those).
+    pub scrubbing: bool,
 }
 
 impl BlockFilter {
     fn active(&self) -> bool {
-        self.strip_comments || self.strip_identity
+        self.strip_comments || self.strip_identity || self.scrubbing
     }
 
     /// Whether an option of a block of this kind goes.
     fn drops(&self, kind: u32, code: u16) -> bool {
-        let comment = matches!(code, 1 | 2988 | 2989 | 19372 | 19373);
+        let comment = code == 1;
+        let custom = matches!(code, 2988 | 2989 | 19372 | 19373);
         let identity = kind == block::INTERFACE_DESCRIPTION && matches!(code, 2..=8 | 11 | 12 | 15)
             || kind == block::SECTION_HEADER && matches!(code, 2..=4);
-        (self.strip_comments && comment) || (self.strip_identity && identity)
+        let packet_extra = kind == block::ENHANCED_PACKET && !matches!(code, 0..=2);
+        (self.strip_comments && (comment || custom))
+            || (self.strip_identity && identity)
+            || (self.scrubbing && (custom || packet_extra))
+    }
+
+    /// Whether a whole block of this kind goes.
+    fn drops_block(&self, kind: u32) -> bool {
+        match kind {
+            block::NAME_RESOLUTION => self.strip_identity,
+            block::DECRYPTION_SECRETS => self.strip_comments || self.scrubbing,
+            block::SECTION_HEADER
+            | block::INTERFACE_DESCRIPTION
+            | block::OBSOLETE_PACKET
+            | block::SIMPLE_PACKET
+            | block::INTERFACE_STATISTICS
+            | block::ENHANCED_PACKET => false,
+            // Custom blocks (0x00000BAD, 0x40000BAD), systemd journal export (9), and block
+            // types this tool does not know: their content is unread, so it is not written.
+            _ => self.scrubbing,
+        }
     }
 }
 
@@ -136,10 +162,7 @@ impl<W: Write> Writer<W> {
 
     /// A block with the filtered options removed, or None when it is dropped whole.
     fn filtered_block(&self, kind: u32, raw: &[u8], big: bool) -> Option<Vec<u8>> {
-        if self.filter.strip_identity && kind == block::NAME_RESOLUTION {
-            return None;
-        }
-        if self.filter.strip_comments && kind == block::DECRYPTION_SECRETS {
+        if self.filter.drops_block(kind) {
             return None;
         }
         let Some(start) = options_offset(kind).filter(|&s| s + 4 <= raw.len()) else {
@@ -338,7 +361,12 @@ impl<W: Write> Writer<W> {
                 let kind_bytes: [u8; 4] = p.raw[..4].try_into().expect("block type");
                 let kind = if self.ng_big { u32::from_be_bytes(kind_bytes) } else { u32::from_le_bytes(kind_bytes) };
                 let epb_like = same && matches!(kind, block::ENHANCED_PACKET | block::OBSOLETE_PACKET);
-                if same && caplen == m.caplen && comment.is_none() && !self.filter.strip_comments {
+                if same
+                    && caplen == m.caplen
+                    && comment.is_none()
+                    && !self.filter.strip_comments
+                    && !self.filter.scrubbing
+                {
                     return self.emit(p.raw);
                 }
                 let big = self.ng_big;
@@ -354,7 +382,7 @@ impl<W: Write> Writer<W> {
                 }
                 // Options end with opt_endofopt; ours go before it.
                 let kept_opts;
-                let options = if self.filter.strip_comments {
+                let options = if self.filter.strip_comments || self.filter.scrubbing {
                     kept_opts = filter_options(options, big, |code| self.filter.drops(block::ENHANCED_PACKET, code));
                     &kept_opts[..]
                 } else {
