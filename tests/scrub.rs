@@ -202,7 +202,14 @@ fn pseudonymize_leaves_no_original_address_or_name_and_is_repeatable() {
         let input = testdata().join(name);
         let out = scrub_to(&input, dir.path(), &["--pseudonymize", "--key", "k1"]);
         let bytes = std::fs::read(&out).unwrap();
+        let mapped = addresses(&out);
         for a in addresses(&input) {
+            assert!(!mapped.contains(&a), "{name}: address {a:?} survived in a header");
+            // Four raw bytes with two zeros in them (127.0.0.1) also turn up by chance, e.g. a
+            // checksum's low byte before an urgent pointer of zero and a NOP option.
+            if a.windows(2).any(|w| w == [0, 0]) {
+                continue;
+            }
             let mut r = a;
             r.reverse();
             assert!(!contains(&bytes, &a) && !contains(&bytes, &r), "{name}: address {a:?} survived");

@@ -430,3 +430,40 @@ fn pcapng_blocks_and_packet_options_that_carry_anything_go() {
     }
     assert_none(found);
 }
+
+/// A wrong (offloaded) checksum kept "wrong the same way" would tell the 16-bit sum of what
+/// was removed (a 4-digit PIN narrows to 54 candidates): every rewritten packet gets a
+/// correct TCP and IPv4 checksum, with and without --pseudonymize.
+#[test]
+fn rewritten_packets_get_correct_checksums() {
+    require_tshark();
+    let dir = tmpdir();
+    let mut frames = Conv::new(40050, 80)
+        .send(0, upgrade(&format!("Cookie: pin={SECRET}\r\n")).as_bytes(), 1400)
+        .send(1, SWITCHING.as_bytes(), 1400)
+        .close();
+    for f in &mut frames {
+        // As a capture on the sending host shows them: TCP checksum not filled in yet.
+        f[14 + 20 + 16] = 0x12;
+        f[14 + 20 + 17] = 0x34;
+    }
+    let input = dir.path().join("offload.pcap");
+    std::fs::write(&input, pcap(&frames)).unwrap();
+    for extra in [&[][..], &["--pseudonymize"][..]] {
+        let out = dir.path().join("out.pcap");
+        let mut a = vec!["scrub", "--force"];
+        a.extend(extra);
+        a.extend([input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+        assert!(run(&a).status.success());
+        let t = std::process::Command::new("tshark")
+            .arg("-r")
+            .arg(&out)
+            .args(["-o", "tcp.check_checksum:TRUE", "-o", "ip.check_checksum:TRUE"])
+            .args(["-Y", "tcp.len > 0", "-T", "fields", "-e", "tcp.checksum.status", "-e", "ip.checksum.status"])
+            .output()
+            .unwrap();
+        let rows = String::from_utf8_lossy(&t.stdout).to_string();
+        assert_eq!(rows.lines().count(), 2, "{rows}");
+        assert!(rows.lines().all(|l| l == "1\t1"), "{extra:?}: checksums after scrubbing:\n{rows}");
+    }
+}

@@ -1,10 +1,7 @@
-//! Internet checksum fix-ups (RFC 1071 sums, RFC 1624 incremental update).
-//!
-//! Scrubbing rewrites bytes without changing lengths, so the TCP/UDP checksum can be updated
-//! from the old and new sums of the rewritten bytes alone, without the pseudo-header or the
-//! bytes cut by the snaplen. The same arithmetic keeps a correct checksum correct and an
-//! offloaded (wrong) one wrong by the same amount, so tshark flags exactly what it flagged in
-//! the input.
+//! Internet checksums of rewritten packets (RFC 1071 sums). A whole segment's checksum is
+//! computed afresh — a wrong (offloaded) one kept wrong by the same amount would tell the sum
+//! of the removed bytes; only a segment cut by the snaplen, whose sum cannot be known, is
+//! updated from the old and new sums of the rewritten bytes (RFC 1624).
 
 /// One's-complement sum of big-endian 16-bit words, folded to 16 bits. An odd final byte is
 /// padded with zero, as RFC 1071 does.
@@ -41,6 +38,33 @@ pub fn update(hc: u16, old_sum: u16, new_sum: u16) -> u16 {
         s = (s & 0xffff) + (s >> 16);
     }
     !(s as u16)
+}
+
+/// The TCP or UDP checksum of the segment at `l4..end` (whole in the frame), over the IP
+/// pseudo-header of the IPv4 or IPv6 header at `ip` (RFC 793, RFC 768, RFC 8200 §8.1).
+pub fn transport(frame: &mut [u8], ip: usize, l4: usize, end: usize, proto: u8) -> u16 {
+    let field = l4 + if proto == 6 { 16 } else { 6 };
+    frame[field..field + 2].fill(0);
+    let v6 = frame[ip] >> 4 == 6;
+    let addrs = if v6 { &frame[ip + 8..ip + 40] } else { &frame[ip + 12..ip + 20] };
+    let len = (end - l4) as u32;
+    let mut acc = u32::from(sum(addrs)) + u32::from(proto) + (len >> 16) + (len & 0xffff);
+    acc += u32::from(sum(&frame[l4..end]));
+    while acc >> 16 != 0 {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    !(acc as u16)
+}
+
+/// Recomputes an IPv4 header's checksum (RFC 791).
+pub fn ipv4_header(frame: &mut [u8], ip: usize) {
+    let ihl = usize::from(frame[ip] & 0x0f) * 4;
+    if ihl < 20 || frame.len() < ip + ihl {
+        return;
+    }
+    frame[ip + 10..ip + 12].fill(0);
+    let v = !sum(&frame[ip..ip + ihl]);
+    frame[ip + 10..ip + 12].copy_from_slice(&v.to_be_bytes());
 }
 
 /// Recomputes a tunnel header's checksum (outer UDP or GRE) after the packet inside it was

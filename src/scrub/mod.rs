@@ -358,19 +358,34 @@ impl Scrubber {
             frame[cap_end..].fill(0);
             self.tally.add(Rule::Unparsed, n);
         }
+        let mapped = self.pseudo.is_some();
         if let Some(p) = &mut self.pseudo {
             p.ip_and_link(meta.link_type, frame, ip_off, l4_off, csum_at, proto, &mut self.tally);
         }
-        if new_sum != old_sum && frame.len() >= csum_at + 2 {
-            let hc = u16::from_be_bytes([frame[csum_at], frame[csum_at + 1]]);
-            // A zero UDP checksum means "none" and stays so.
-            if !(proto == PROTO_UDP && hc == 0) {
-                let mut v = checksum::update(hc, old_sum, new_sum);
-                if proto == PROTO_UDP && v == 0 {
-                    v = 0xffff;
-                }
-                frame[csum_at..csum_at + 2].copy_from_slice(&v.to_be_bytes());
-            }
+        let whole = cap_end - pay_off == wire_len as usize;
+        let hc = frame.get(csum_at..csum_at + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+        // A zero UDP checksum means "none" and stays so.
+        let none = proto == PROTO_UDP && hc == Some(0);
+        if (new_sum != old_sum || mapped)
+            && !none
+            && let Some(hc) = hc
+        {
+            // A rewritten packet gets a correct checksum, whatever it had: a wrong
+            // (offloaded) one kept "wrong the same way" would tell the sum of the removed
+            // bytes. Only a segment cut by the snaplen is updated incrementally (its sum
+            // cannot be known, nor told).
+            let v = if whole {
+                checksum::transport(frame, ip_off, l4_off, cap_end, proto)
+            } else if new_sum != old_sum {
+                checksum::update(hc, old_sum, new_sum)
+            } else {
+                hc
+            };
+            let v = if proto == PROTO_UDP && v == 0 { 0xffff } else { v };
+            frame[csum_at..csum_at + 2].copy_from_slice(&v.to_be_bytes());
+        }
+        if mapped && frame.get(ip_off).is_some_and(|b| b >> 4 == 4) {
+            checksum::ipv4_header(frame, ip_off);
         }
         if !tunnels.is_empty() {
             if let Some(p) = &mut self.pseudo {
