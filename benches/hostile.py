@@ -7,6 +7,8 @@
   synflood  2,000,000 SYNs from spoofed addresses to one port, never answered
   reorder   4,000 concurrent WebSocket connections whose data segments all arrive in reverse
             order, so every segment waits for a hole
+  dns       2,000,000 DNS queries (distinct names and ids, from a few thousand ports), none
+            ever answered
 
     hostile.py KIND OUT.pcap
 """
@@ -38,6 +40,16 @@ class Pcap:
         ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
         # TCP checksum left zero (as with offload); decoders do not rely on it.
         frame = b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x08\x00" + ip + tcp + payload
+        self.f.write(struct.pack("<IIII", self.t // 1_000_000, self.t % 1_000_000, len(frame), len(frame)))
+        self.f.write(frame)
+
+    def udp(self, src, dst, sport, dport, payload, dt=10):
+        self.t += dt
+        udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0)
+        total = 20 + 8 + len(payload)
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, 0, 0x4000, 64, 17, 0, src, dst)
+        ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+        frame = b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x08\x00" + ip + udp + payload
         self.f.write(struct.pack("<IIII", self.t // 1_000_000, self.t % 1_000_000, len(frame), len(frame)))
         self.f.write(frame)
 
@@ -117,8 +129,16 @@ def reorder(p, conns=4000, segments=40):
         p.tcp(c, SERVER, sp, 80, cseq, end + 1, FIN | ACK)
 
 
+def dns(p, n=2_000_000):
+    resolver = bytes([10, 9, 0, 53])
+    for i in range(n):
+        name = b"".join(bytes([len(l)]) + l for l in (b"h%d" % i, b"example", b"com")) + b"\0"
+        q = struct.pack("!HHHHHH", i & 0xFFFF, 0x0100, 1, 0, 0, 0) + name + b"\x00\x01\x00\x01"
+        p.udp(ip_of(i % 5000), resolver, 1024 + i % 4000, 53, q, dt=3)
+
+
 if __name__ == "__main__":
     kind, out = sys.argv[1], sys.argv[2]
     p = Pcap(out)
-    {"flows": flows, "header": header, "synflood": synflood, "reorder": reorder}[kind](p)
+    {"flows": flows, "header": header, "synflood": synflood, "reorder": reorder, "dns": dns}[kind](p)
     p.close()

@@ -305,6 +305,13 @@ pub fn diagnose(input: Input, file: &str, opts: &DiagnoseOptions, warnings: &mut
             tracker.evicted
         ));
     }
+    if tracker.lookups_dropped > 0 {
+        warnings.push(format!(
+            "more than {} DNS lookups; {} later ones were not analysed",
+            track::MAX_LOOKUPS,
+            tracker.lookups_dropped
+        ));
+    }
     // Once per file: what keys would show.
     let hidden = tracker
         .conversations()

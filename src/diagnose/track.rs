@@ -314,6 +314,9 @@ pub struct Lookup {
 /// idle connections must not take the memory of a million conversations.
 pub const MAX_OPEN_CONVS: usize = 20_000;
 
+/// DNS lookups analysed per capture; a flood beyond is counted, not kept.
+pub const MAX_LOOKUPS: usize = 20_000;
+
 /// Events between sweeps of idle state.
 const SWEEP_EVERY: u64 = 1 << 16;
 /// Capture time after which an idle conversation that is not an attempt is forgotten.
@@ -327,6 +330,8 @@ pub struct Tracker {
     /// The engine's conversation number → index in `convs`.
     index: FxHashMap<u64, usize>,
     pub lookups: Vec<Lookup>,
+    /// Lookups not analysed because `MAX_LOOKUPS` were already.
+    pub lookups_dropped: u64,
     dns_index: FxHashMap<(FlowKey, u16), usize>,
     events: u64,
     /// Conversations dropped because they settled as something other than an attempt.
@@ -351,6 +356,7 @@ impl Tracker {
             convs: Vec::new(),
             index: FxHashMap::default(),
             lookups: Vec::new(),
+            lookups_dropped: 0,
             dns_index: FxHashMap::default(),
             events: 0,
             dropped: 0,
@@ -469,6 +475,12 @@ impl Tracker {
     }
 
     fn dns(&mut self, key: FlowKey, m: &dns::Message, at: At) {
+        if self.lookups.len() >= MAX_LOOKUPS && !self.dns_index.contains_key(&(key, m.id)) {
+            // Beyond this a capture is a flood, not a lookup before a WebSocket: counted,
+            // and said in a warning.
+            self.lookups_dropped += 1;
+            return;
+        }
         let i = *self.dns_index.entry((key, m.id)).or_insert_with(|| {
             self.lookups.push(Lookup {
                 name: m.names.first().cloned().unwrap_or_default(),

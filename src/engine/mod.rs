@@ -351,10 +351,22 @@ pub struct Reading {
     pub plain_answer: bool,
 }
 
+/// A name as the DNS table and the kept names compare it: a hash of its lower-case form, so
+/// that a flood of lookups costs eight bytes a name, not a string.
+fn name_key(name: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = rustc_hash::FxHasher::default();
+    for b in name.bytes() {
+        b.to_ascii_lowercase().hash(&mut h);
+    }
+    h.finish()
+}
+
 /// A DNS query/response exchange, decided together.
 struct DnsTxn {
     packets: Vec<u64>,
-    names: Vec<String>,
+    /// `name_key`s of the names asked and answered.
+    names: Vec<u64>,
     addrs: Vec<Addr>,
     answered: bool,
 }
@@ -377,7 +389,8 @@ pub struct Engine {
     /// Boxed: a bucket of the table then costs a pointer, so a table sized for many flows
     /// does not reserve a whole `Flow` per empty bucket.
     flows: FlowTable<Box<Flow>>,
-    kept_names: FxHashSet<String>,
+    /// Names of kept flows (SNI, Host, --host), as `name_key`s: a DNS lookup of one is kept.
+    kept_names: FxHashSet<u64>,
     kept_addrs: FxHashSet<Addr>,
     dns: FxHashMap<(FlowKey, u16), DnsTxn>,
     /// Packet numbers of DNS packets waiting, and their transaction.
@@ -414,7 +427,7 @@ pub const MAX_FLOWS: usize = 65_536;
 impl Engine {
     pub fn new(opts: Options) -> Engine {
         let opts_observe = opts.observe;
-        let kept_names = opts.select.literal_hosts().cloned().collect();
+        let kept_names = opts.select.literal_hosts().map(|n| name_key(n)).collect();
         Engine {
             opts,
             flows: FlowTable::default(),
@@ -1376,7 +1389,7 @@ impl Engine {
                 d.head = Vec::new();
             }
         }
-        self.kept_names.extend(names);
+        self.kept_names.extend(names.iter().map(|n| name_key(n)));
         if to_port {
             self.report_class(key);
             self.advance_heads(key);
@@ -1457,11 +1470,12 @@ impl Engine {
             addrs: Vec::new(),
             answered: false,
         });
-        txn.names.extend(msg.names.iter().cloned());
+        txn.names.extend(msg.names.iter().map(|n| name_key(n)));
         txn.addrs.extend(msg.addrs.iter().copied());
         txn.answered |= msg.response;
         let matched = msg.is_failure()
-            || txn.names.iter().any(|n| self.kept_names.contains(n) || self.opts.select.host_matches(n))
+            || txn.names.iter().any(|n| self.kept_names.contains(n))
+            || msg.names.iter().any(|n| self.opts.select.host_matches(n))
             || txn.addrs.iter().any(|a| self.kept_addrs.contains(a));
         if matched {
             if let Some(f) = self.flows.get_mut(&key) {
@@ -1536,7 +1550,9 @@ impl Engine {
                 let answered = self.dns.get(&tk).is_some_and(|t| t.answered);
                 if let Some(t) = self.dns.get_mut(&tk) {
                     t.packets.retain(|&p| p != packet);
-                    if t.packets.is_empty() && answered {
+                    // Decided, answered or not: the transaction is done with. (Unanswered
+                    // ones kept forever took a million lookups to over a gigabyte.)
+                    if t.packets.is_empty() {
                         self.dns.remove(&tk);
                     }
                 }
