@@ -21,6 +21,18 @@ pub fn section_comment(args: &[String]) -> String {
     format!("pcap-surgery {} trimmed this capture: {}", env!("CARGO_PKG_VERSION"), args.join(" "))
 }
 
+/// The section comment of a pseudonymized output: the options used, without their values or
+/// the paths (a `--host` name or a file name would undo the pseudonyms).
+pub fn section_comment_pseudonymized(args: &[String]) -> String {
+    let options: Vec<&str> =
+        args.iter().filter(|a| a.starts_with('-') && a.len() > 1).map(|a| a.split('=').next().unwrap_or(a)).collect();
+    format!(
+        "pcap-surgery {} trimmed this capture: {} (values and paths not recorded in a pseudonymized capture)",
+        env!("CARGO_PKG_VERSION"),
+        options.join(" ")
+    )
+}
+
 /// Writes into `out` why the packet is in the output. `frame` is the whole captured packet
 /// (as scrubbed, when scrubbing), also when only its headers are written.
 pub fn reason(out: &mut String, engine: &Engine, meta: &RecordMeta, frame: &[u8], verdict: Verdict) {

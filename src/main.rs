@@ -59,8 +59,17 @@ fn main() -> ExitCode {
                     ..Options::default()
                 },
                 format,
-                scrub: args.scrub.then(|| scrub_options(&args.scrub_opts)),
-                annotate: args.annotate.then(|| pcap_surgery::annotate::section_comment(&shown_args())),
+                scrub: match args.scrub.then(|| scrub_options(&args.scrub_opts)).transpose() {
+                    Ok(s) => s,
+                    Err(code) => return code,
+                },
+                annotate: args.annotate.then(|| {
+                    if args.scrub_opts.pseudonymize {
+                        pcap_surgery::annotate::section_comment_pseudonymized(&shown_args())
+                    } else {
+                        pcap_surgery::annotate::section_comment(&shown_args())
+                    }
+                }),
                 read: args.out.batch.read(),
                 keylog: match keylog(&args.out.batch) {
                     Ok(k) => k,
@@ -76,7 +85,10 @@ fn main() -> ExitCode {
             let cfg = TrimConfig {
                 policy: Options { keep_all: true, ..Options::default() },
                 format: args.out.format,
-                scrub: Some(scrub_options(&args.scrub)),
+                scrub: match scrub_options(&args.scrub) {
+                    Ok(s) => Some(s),
+                    Err(code) => return code,
+                },
                 annotate: None,
                 read: args.out.batch.read(),
                 keylog: match keylog(&args.out.batch) {
@@ -359,12 +371,19 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 /// The 32-byte pseudonymization key: derived from `--key`, else random for this run.
-fn scrub_options(a: &ScrubArgs) -> ScrubOptions {
-    let key = a.pseudonymize.then(|| match &a.key {
-        Some(k) => derive_key(k.as_bytes()),
-        None => random_key(),
-    });
-    ScrubOptions { keep_comments: a.keep_comments, pseudonymize: key }
+fn scrub_options(a: &ScrubArgs) -> Result<ScrubOptions, ExitCode> {
+    let key = match (a.pseudonymize, &a.key) {
+        (false, _) => None,
+        (true, Some(k)) => Some(derive_key(k.as_bytes())),
+        (true, None) => match random_key() {
+            Ok(k) => Some(k),
+            Err(msg) => {
+                eprintln!("pcap-surgery: {msg}");
+                return Err(ExitCode::from(1));
+            }
+        },
+    };
+    Ok(ScrubOptions { keep_comments: a.keep_comments, pseudonymize: key })
 }
 
 fn derive_key(secret: &[u8]) -> [u8; 32] {
@@ -380,14 +399,19 @@ fn derive_key(secret: &[u8]) -> [u8; 32] {
     out
 }
 
-fn random_key() -> [u8; 32] {
+/// A random pseudonymization key from the kernel. There is no weaker fallback: a key made
+/// from the time and the process id could be found again, and the pseudonyms undone.
+fn random_key() -> Result<[u8; 32], String> {
     let mut k = [0u8; 32];
-    let ok = std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut k)).is_ok();
-    if !ok {
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        k = derive_key(format!("{t:?}{}", std::process::id()).as_bytes());
+    // SAFETY: getrandom writes at most `k.len()` bytes into the buffer it is given.
+    let n = unsafe { libc::getrandom(k.as_mut_ptr().cast(), k.len(), 0) };
+    if n == k.len() as isize {
+        return Ok(k);
     }
-    k
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut k))
+        .map(|()| k)
+        .map_err(|e| format!("no random key for --pseudonymize ({e}); give one with --key"))
 }
 
 /// Prints an error on one line and says whether it is the user's (exit 2) or the input's /

@@ -467,3 +467,35 @@ fn rewritten_packets_get_correct_checksums() {
         assert!(rows.lines().all(|l| l == "1\t1"), "{extra:?}: checksums after scrubbing:\n{rows}");
     }
 }
+
+/// `--annotate` writes the command line into the section comment; in a pseudonymized output
+/// it must not carry the `--host` names or paths that the pseudonyms hide. A command line
+/// longer than a pcapng option can hold is cut, not written with a wrapped length.
+#[test]
+fn annotate_keeps_command_line_values_out_of_pseudonymized_outputs() {
+    require_tshark();
+    let dir = tmpdir();
+    let input = testdata().join("ws-direct-ok.pcap");
+    let out = dir.path().join(format!("{SECRET}.pcapng"));
+    let host = format!("{SECRET}.example.com");
+    let r = run(&[
+        "trim",
+        "--annotate",
+        "--scrub",
+        "--pseudonymize",
+        "--host",
+        &host,
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(!contains(&std::fs::read(&out).unwrap(), &SECRET.as_bytes()[..12]), "the command line leaked");
+    let long = "a".repeat(70_000);
+    let out = dir.path().join("long.pcapng");
+    let r = run(&["trim", "--annotate", "--host", &long, input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert!(r.status.success());
+    let t = std::process::Command::new("tshark").arg("-r").arg(&out).output().unwrap();
+    let err = String::from_utf8_lossy(&t.stderr);
+    assert!(t.status.success() && !err.contains("tshark:"), "{err}");
+}

@@ -503,6 +503,9 @@ fn strip_end_of_options(opts: &[u8], big: bool) -> (&[u8], bool) {
 }
 
 fn push_option(v: &mut Vec<u8>, code: u16, value: &[u8], big: bool) {
+    // The length field is 16 bits: a longer value (a long command line in a comment) is cut
+    // to fit rather than written with a length that wraps and corrupts the block.
+    let value = &value[..value.len().min(usize::from(u16::MAX))];
     let (c, l) = if big {
         (code.to_be_bytes(), (value.len() as u16).to_be_bytes())
     } else {
