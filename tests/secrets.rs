@@ -499,3 +499,107 @@ fn annotate_keeps_command_line_values_out_of_pseudonymized_outputs() {
     let err = String::from_utf8_lossy(&t.stderr);
     assert!(t.status.success() && !err.contains("tshark:"), "{err}");
 }
+
+fn ipv4(proto: u8, src: [u8; 4], dst: [u8; 4], options: &[u8], payload: &[u8]) -> Vec<u8> {
+    let ihl = 20 + options.len();
+    let mut h = vec![0x40 | (ihl / 4) as u8, 0];
+    h.extend(((ihl + payload.len()) as u16).to_be_bytes());
+    h.extend([0, 0, 0x40, 0, 64, proto, 0, 0]);
+    h.extend(src);
+    h.extend(dst);
+    h.extend(options);
+    let mut s: u32 = h.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
+    while s >> 16 != 0 {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    h[10..12].copy_from_slice(&(!(s as u16)).to_be_bytes());
+    h.extend(payload);
+    h
+}
+
+fn ether(ethertype: &[u8], payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
+    f.extend(ethertype);
+    f.extend(payload);
+    f
+}
+
+/// `--pseudonymize` leaves no original address or name where they hide: tagged ARP, an ICMP
+/// redirect's gateway, IPv4 record-route options, EDNS Client Subnet, DNS records after a
+/// malformed one, IPv6 literals in Host, and a CONNECT target.
+#[test]
+fn pseudonymization_reaches_every_address_and_name() {
+    let dir = tmpdir();
+    let hidden: [[u8; 4]; 5] =
+        [[203, 0, 113, 77], [203, 0, 113, 78], [203, 0, 113, 79], [198, 51, 100, 80], [198, 51, 100, 81]];
+    let mut frames = Vec::new();
+    // ARP behind an 802.1Q tag.
+    let mut arp = vec![0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 1];
+    arp.extend(hidden[0]);
+    arp.extend([0; 6]);
+    arp.extend([10, 0, 0, 9]);
+    frames.push(ether(&[0x81, 0, 0, 7, 0x08, 0x06], &arp));
+    // An ICMP redirect naming a gateway, quoting a packet.
+    let quoted = ipv4(6, [10, 0, 0, 1], [10, 0, 0, 2], &[], &[0; 8]);
+    let mut icmp = vec![5, 1, 0, 0];
+    icmp.extend(hidden[1]);
+    icmp.extend(&quoted);
+    frames.push(ether(&[8, 0], &ipv4(1, [10, 0, 0, 3], [10, 0, 0, 1], &[], &icmp)));
+    // A UDP datagram whose IPv4 header records a route.
+    let mut rr = vec![7, 11, 8];
+    rr.extend(hidden[2]);
+    rr.extend([10, 0, 0, 4, 0]);
+    frames.push(ether(&[8, 0], &ipv4(17, [10, 0, 0, 1], [10, 0, 0, 5], &rr, &[0x30, 0x39, 0x30, 0x39, 0, 8, 0, 0])));
+    // A DNS answer with a client subnet, then a malformed record, then an A record.
+    let mut dns = vec![0x12, 0x34, 0x81, 0x80, 0, 0, 0, 2, 0, 0, 0, 1];
+    dns.extend([0, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+    dns.extend(hidden[3]);
+    dns.extend([0xc0, 0xff, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+    dns.extend(hidden[4]);
+    let mut ecs = vec![0, 8, 0, 7, 0, 1, 24, 0];
+    ecs.extend(&hidden[4][..3]);
+    dns.extend([0, 0, 41, 16, 0, 0, 0, 0, 0, 0, ecs.len() as u8]);
+    dns.extend(ecs);
+    let mut udp = vec![0, 53, 0xc0, 0x01];
+    udp.extend(((8 + dns.len()) as u16).to_be_bytes());
+    udp.extend([0, 0]);
+    udp.extend(&dns);
+    frames.push(ether(&[8, 0], &ipv4(17, [10, 0, 0, 53], [10, 0, 0, 1], &[], &udp)));
+    // An upgrade to an IPv6 literal, and a CONNECT to a named host.
+    let literal = upgrade("").replace("Host: ws.example.com", "Host: [2001:db8:beef::f00d]:8080");
+    frames.extend(Conv::new(40060, 80).send(0, literal.as_bytes(), 1400).send(1, SWITCHING.as_bytes(), 1400).close());
+    let connect = "CONNECT hiddenproxytarget.example:443 HTTP/1.1\r\nHost: hiddenproxytarget.example:443\r\n\r\n";
+    frames.extend(
+        Conv::new(40061, 3128)
+            .send(0, connect.as_bytes(), 1400)
+            .send(1, b"HTTP/1.1 200 Connection established\r\n\r\n", 1400)
+            .close(),
+    );
+    let input = dir.path().join("addresses.pcap");
+    std::fs::write(&input, pcap(&frames)).unwrap();
+    let out = dir.path().join("out.pcap");
+    let r = run(&["scrub", "--pseudonymize", "--force", input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let bytes = std::fs::read(&out).unwrap();
+    let mut found = Vec::new();
+    for a in hidden {
+        if contains(&bytes, &a) || contains(&bytes, &a[..3]) && a == hidden[4] {
+            found.push(format!("address {a:?} survived"));
+        }
+    }
+    for s in ["beef", "f00d", "hiddenproxytarget"] {
+        if contains(&bytes, s.as_bytes()) {
+            found.push(format!("'{s}' survived"));
+        }
+    }
+    assert_none(found);
+    // Every IPv4 header and ICMP checksum is right afterwards.
+    require_tshark();
+    let t = std::process::Command::new("tshark")
+        .arg("-r")
+        .arg(&out)
+        .args(["-o", "ip.check_checksum:TRUE", "-Y", "ip.checksum.status == 0 || icmp.checksum.status == 0"])
+        .output()
+        .unwrap();
+    assert!(t.stdout.is_empty(), "bad checksums: {}", String::from_utf8_lossy(&t.stdout));
+}

@@ -514,6 +514,11 @@ impl HeadRedactor {
         }
     }
 
+    /// The request's method is CONNECT: its target is `host:port`.
+    pub fn method_is_connect(&self) -> bool {
+        &self.token[..self.token_len] == b"CONNECT"
+    }
+
     /// True while the request target is being read (an absolute-form target names a host).
     pub fn in_request_target(&self) -> bool {
         self.at == At::Target

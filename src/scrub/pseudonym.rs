@@ -44,6 +44,8 @@ enum ValueMode {
     UrlSlashes(u8),
     /// Every name-like character of the value (Via).
     Via,
+    /// An IPv6 literal (`[2001:db8::1]`): every hex digit mapped, to the closing bracket.
+    Bracket,
     /// Past the host part.
     Done,
 }
@@ -241,24 +243,48 @@ impl Pseudonymizer {
     pub fn link_addresses(&mut self, link_type: u32, frame: &mut [u8], tally: &mut Tally) {
         self.link(link_type, frame);
         let Some((ip, v6)) = crate::wire::ip_offset(link_type, frame) else {
-            if link_type == linktype::ETHERNET && frame.get(12..14) == Some(&[0x08, 0x06]) && frame.len() >= 42 {
-                // ARP for IPv4 over Ethernet: sender and target hardware and protocol addresses.
-                self.map_mac_at(frame, 22);
-                self.map_addr_at(frame, 28, false);
-                self.map_mac_at(frame, 32);
-                self.map_addr_at(frame, 38, false);
+            // ARP for IPv4 over Ethernet, VLAN-tagged or not: sender and target hardware and
+            // protocol addresses.
+            if link_type == linktype::ETHERNET
+                && let Some((0x0806, at)) = crate::wire::ethertype(frame, 0)
+                && frame.len() >= at + 28
+            {
+                self.map_mac_at(frame, at + 8);
+                self.map_addr_at(frame, at + 14, false);
+                self.map_mac_at(frame, at + 18);
+                self.map_addr_at(frame, at + 24, false);
                 tally.add(Rule::PseudonymizedAddress, 8);
             }
             return;
         };
         // The payload (an ICMP error quotes the original headers) was filled by the caller.
         let (src, dst) = if v6 { (ip + 8, ip + 24) } else { (ip + 12, ip + 16) };
-        let a = self.map_addr_at(frame, src, v6);
-        let b = self.map_addr_at(frame, dst, v6);
-        if !v6 {
-            fix_checksum(frame, ip + 10, &[a, b]);
-        }
+        self.map_addr_at(frame, src, v6);
+        self.map_addr_at(frame, dst, v6);
         tally.add(Rule::PseudonymizedAddress, if v6 { 32 } else { 8 });
+        if !v6 {
+            self.ipv4_options(frame, ip, tally);
+            // An ICMP redirect names a gateway in its header (RFC 792).
+            let l4 = ip + usize::from(frame[ip] & 0x0f) * 4;
+            if frame[ip + 9] == 1 && frame.get(l4) == Some(&5) && frame.len() >= l4 + 8 {
+                self.map_addr_at(frame, l4 + 4, false);
+                let end = frame.len();
+                frame[l4 + 2..l4 + 4].fill(0);
+                let v = !super::checksum::sum(&frame[l4..end]);
+                frame[l4 + 2..l4 + 4].copy_from_slice(&v.to_be_bytes());
+            }
+            super::checksum::ipv4_header(frame, ip);
+        }
+    }
+
+    /// IPv4 options (record route, timestamps, source routes) carry addresses: replaced by
+    /// no-operation options, with the header length unchanged.
+    fn ipv4_options(&mut self, frame: &mut [u8], ip: usize, tally: &mut Tally) {
+        let ihl = usize::from(frame[ip] & 0x0f) * 4;
+        if ihl > 20 && frame.len() >= ip + ihl {
+            frame[ip + 20..ip + ihl].fill(1);
+            tally.add(Rule::PseudonymizedAddress, ihl - 20);
+        }
     }
 
     /// The IP header's addresses and the link addresses of a TCP/UDP frame, with the IPv4
@@ -281,6 +307,7 @@ impl Pseudonymizer {
         let b = self.map_addr_at(frame, dst, v6);
         if !v6 {
             fix_checksum(frame, ip + 10, &[a, b]);
+            self.ipv4_options(frame, ip, tally);
         }
         let udp_none = proto != PROTO_TCP && frame.get(csum_at..csum_at + 2) == Some(&[0, 0]);
         if !udp_none {
@@ -298,24 +325,31 @@ impl Pseudonymizer {
         let count = |i: usize| usize::from(u16::from_be_bytes([msg[i], msg[i + 1]]));
         let (qd, rrs) = (count(4), count(6) + count(8) + count(10));
         let mut at = 12;
+        // A malformed record ends the walk: what follows it goes (it may hold names and
+        // addresses this walk cannot find).
+        let fail = |msg: &mut [u8], at: usize, tally: &mut Tally| {
+            let at = at.min(msg.len());
+            tally.add(Rule::Unparsed, msg.len() - at);
+            msg[at..].fill(0);
+        };
         for _ in 0..qd {
             let Some(end) = self.dns_name(msg, at, tally) else {
-                return;
+                return fail(msg, at, tally);
             };
             at = end + 4;
         }
         for _ in 0..rrs {
             let Some(end) = self.dns_name(msg, at, tally) else {
-                return;
+                return fail(msg, at, tally);
             };
             if end + 10 > msg.len() {
-                return;
+                return fail(msg, at, tally);
             }
             let rtype = u16::from_be_bytes([msg[end], msg[end + 1]]);
             let rdlen = usize::from(u16::from_be_bytes([msg[end + 8], msg[end + 9]]));
             let rd = end + 10;
             if rd + rdlen > msg.len() {
-                return;
+                return fail(msg, at, tally);
             }
             match (rtype, rdlen) {
                 (1, 4) => {
@@ -332,8 +366,18 @@ impl Pseudonymizer {
                 (5 | 2 | 12 | 39, _) => {
                     let _ = self.dns_name(msg, rd, tally);
                 }
-                // OPT (EDNS): options may carry a client subnet; keep the framing only.
-                (41, _) => {}
+                // OPT (EDNS): option codes and lengths stay; their data (a client subnet, a
+                // cookie) goes.
+                (41, _) => {
+                    let mut o = rd;
+                    while o + 4 <= rd + rdlen {
+                        let len = usize::from(u16::from_be_bytes([msg[o + 2], msg[o + 3]]));
+                        let data = (o + 4)..(o + 4 + len).min(rd + rdlen);
+                        tally.add(Rule::PseudonymizedAddress, data.len());
+                        msg[data].fill(0);
+                        o += 4 + len;
+                    }
+                }
                 _ => {
                     msg[rd..rd + rdlen].fill(FILL);
                     tally.add(Rule::Unparsed, rdlen);
@@ -377,6 +421,8 @@ impl Pseudonymizer {
                 b"host" => ValueMode::Host,
                 // "1.1 proxy.example.net:8080": names (and the protocol version) mapped.
                 b"via" => ValueMode::Via,
+                // CONNECT's target is an authority (`host:port`), not a URL.
+                b"target" if h.method_is_connect() => ValueMode::Host,
                 b"origin" | b"location" | b"target" => ValueMode::UrlScheme,
                 _ => ValueMode::Done,
             };
@@ -387,6 +433,10 @@ impl Pseudonymizer {
         }
         match self.http_value_mode {
             ValueMode::Host => {
+                if c == b'[' {
+                    self.http_value_mode = ValueMode::Bracket;
+                    return;
+                }
                 if c == b':' || c == b'/' || c == b'?' {
                     self.http_value_mode = ValueMode::Done;
                     return;
@@ -395,6 +445,16 @@ impl Pseudonymizer {
                 *byte = self.name_char(&mut cur, c);
                 self.http_value = cur;
                 tally.add(Rule::PseudonymizedName, 1);
+            }
+            ValueMode::Bracket => {
+                if c == b']' {
+                    self.http_value_mode = ValueMode::Done;
+                    return;
+                }
+                let mut cur = std::mem::take(&mut self.http_value);
+                *byte = self.name_char(&mut cur, c);
+                self.http_value = cur;
+                tally.add(Rule::PseudonymizedAddress, 1);
             }
             ValueMode::Via => {
                 let mut cur = std::mem::take(&mut self.http_value);
