@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 secs=${1:-600}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(pipeline http_split reader websocket tls_dns decode tls_decrypt)
+[ ${#targets[@]} -gt 0 ] || targets=(pipeline http_split reader websocket tls_dns decode tls_decrypt scrub_secrets)
 [ -d corpus/reader ] || bash seed.sh
 cargo +nightly fuzz build -O
 for t in "${targets[@]}"; do

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 td=../testdata
-for t in reader pipeline decode http_split websocket tls_dns tls_decrypt; do mkdir -p "corpus/$t"; done
+for t in reader pipeline decode http_split websocket tls_dns tls_decrypt scrub_secrets; do mkdir -p "corpus/$t"; done
 cp "$td"/*.keys corpus/tls_decrypt/ 2>/dev/null || true
 for f in "$td"/*.pcap "$td"/*.pcapng "$td"/*.gz; do
   n=$(basename "$f")

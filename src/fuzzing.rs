@@ -285,3 +285,120 @@ pub fn tls_decrypt(data: &[u8]) {
         d.skip_record();
     }
 }
+
+/// A property, not just "no panic": a WebSocket handshake and conversation built from the
+/// input's choices — header order and case, folded lines, bare CRs, query forms, userinfo,
+/// credential subprotocols, a redirect with query and fragment, frames masked or not and
+/// fragmented, close reasons, segment sizes, reordering — with a secret planted everywhere
+/// SPEC says scrubbing removes it. Neither `scrub` nor `trim --scrub` may let it through, in
+/// the raw output or in a direction's reassembled bytes.
+pub fn scrub_secrets(data: &[u8]) {
+    const SECRET: &[u8] = b"Zq7PLANTEDsecret";
+    let mut at = 0usize;
+    let mut pick = |n: usize| -> usize {
+        let b = data.get(at).copied().unwrap_or(0);
+        at += 1;
+        usize::from(b) % n.max(1)
+    };
+    let s = String::from_utf8_lossy(SECRET).into_owned();
+    let target = match pick(4) {
+        0 => format!("/chat?token={s}&x=1"),
+        1 => format!("/chat?{s}"),
+        2 => format!("http://bob:{s}@ws.example/chat"),
+        _ => "/chat".to_string(),
+    };
+    let mut headers: Vec<String> = vec![
+        "Host: ws.example".into(),
+        "Upgrade: websocket".into(),
+        "Connection: Upgrade".into(),
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==".into(),
+        "Sec-WebSocket-Version: 13".into(),
+        format!("Cookie: session={s}"),
+        format!("Authorization: Bearer {s}"),
+        format!("X-Api-Key: {s}"),
+        format!("Origin: https://u:{s}@app.example"),
+        format!("Sec-WebSocket-Protocol: chat, base64url.bearer.authorization.k8s.io.{s}"),
+    ];
+    for i in (1..headers.len()).rev() {
+        headers.swap(i, pick(i + 1));
+    }
+    let mut req = format!("GET {target} HTTP/1.1\r\n");
+    for h in &headers {
+        let h = if pick(3) == 0 { h.to_ascii_lowercase().replacen(&s.to_ascii_lowercase(), &s, 1) } else { h.clone() };
+        req.push_str(&h);
+        match pick(8) {
+            0 => req.push_str(&format!("\r\n {s}")),
+            1 => req.push_str(&format!("\r{s}")),
+            _ => {}
+        }
+        req.push_str("\r\n");
+    }
+    if pick(4) == 0 {
+        req.push_str(&format!("{s}\r\n"));
+    }
+    req.push_str("\r\n");
+    let mut client = req.into_bytes();
+    let mut server;
+    if pick(4) == 0 {
+        server = format!(
+            "HTTP/1.1 302 {s}\r\nLocation: https://id.example/cb?code={s}#access_token={s}\r\nSet-Cookie: a={s}\r\n\
+             Content-Length: {}\r\n\r\n{s}",
+            s.len()
+        )
+        .into_bytes();
+    } else {
+        server = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: k8s.bearer.{s}\r\n\r\n"
+        )
+        .into_bytes();
+        for _ in 0..pick(4) + 1 {
+            let mask = [pick(256) as u8, pick(256) as u8, pick(256) as u8, pick(256) as u8];
+            let mut payload = b"msg ".to_vec();
+            payload.extend_from_slice(SECRET);
+            let (fin, op) = if pick(3) == 0 { (0x00, 0x01) } else { (0x80, 0x01) };
+            client.extend([fin | op, 0x80 | payload.len() as u8]);
+            client.extend(mask);
+            client.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+            if fin == 0 {
+                client.extend([0x80, 0x80 | SECRET.len() as u8]);
+                client.extend(mask);
+                client.extend(SECRET.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+            }
+            server.extend([0x82, payload.len() as u8]);
+            server.extend(&payload);
+        }
+        let mut close = vec![0x03, 0xe8];
+        close.extend_from_slice(SECRET);
+        server.extend([0x88, close.len() as u8]);
+        server.extend(&close);
+    }
+    let sizes: Vec<u8> = (0..8).map(|_| pick(256) as u8).collect();
+    let pcap = conversation_pcap(&client, &server, &sizes, pick(2) == 1);
+    let configs = [
+        (Options { keep_all: true, ..Options::default() }, false),
+        (Options::default(), false),
+        (Options { keep_all: true, ..Options::default() }, true),
+    ];
+    for (policy, pseudo) in configs {
+        let cfg = TrimConfig {
+            policy,
+            scrub: Some(ScrubOptions { keep_comments: false, pseudonymize: pseudo.then_some([3; 32]) }),
+            ..TrimConfig::default()
+        };
+        let Some(inp) = input(&pcap) else { return };
+        let out = trim(inp, Vec::new(), &cfg, &mut Summary::default(), None).expect("a built capture reads");
+        assert!(!out.windows(SECRET.len()).any(|w| w == SECRET), "a planted secret survived in the output");
+        let Some(inp) = input(&out) else { return };
+        let Ok(mut r) = Reader::new(inp) else { return };
+        let mut streams: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+        while let Ok(Some(Item::Packet(p))) = r.next_item() {
+            if let Ok(d) = crate::wire::decode(p.meta.link_type, p.data()) {
+                streams[usize::from(d.sport == 80)].extend_from_slice(d.payload);
+            }
+        }
+        for st in &streams {
+            assert!(!st.windows(SECRET.len()).any(|w| w == SECRET), "a planted secret survived across segments");
+        }
+    }
+}

@@ -10,7 +10,7 @@ use pcap_surgery::fuzzing;
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 7] = [
+const TARGETS: [(&str, Target); 8] = [
     ("reader", fuzzing::reader),
     ("decode", fuzzing::decode),
     ("http_split", fuzzing::http_split),
@@ -18,6 +18,7 @@ const TARGETS: [(&str, Target); 7] = [
     ("tls_dns", fuzzing::tls_dns),
     ("pipeline", fuzzing::pipeline),
     ("tls_decrypt", fuzzing::tls_decrypt),
+    ("scrub_secrets", fuzzing::scrub_secrets),
 ];
 
 fn read_dir_files(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -71,5 +72,23 @@ fn shipped_captures_pass_the_pipeline_and_reader_targets() {
         for cut in (0..data.len()).step_by(997) {
             fuzzing::reader(&data[..cut]);
         }
+    }
+}
+
+/// The planted-secret property over a spread of generated conversations (the fuzz target
+/// explores further): every choice byte value at every position of a short input.
+#[test]
+fn planted_secrets_never_survive_generated_conversations() {
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for _ in 0..300 {
+        let data: Vec<u8> = (0..48)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect();
+        fuzzing::scrub_secrets(&data);
     }
 }

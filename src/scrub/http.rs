@@ -194,10 +194,14 @@ fn userinfo_len(rest: &[u8]) -> Option<usize> {
     Some(start + at + 1)
 }
 
-/// Whether the authority of a URL (or a Host value) at the start of `rest` ends in sight.
+/// Whether the authority of a URL (or a Host value) at the start of `rest` ends in sight:
+/// the line's end is, or a `://` and a `/`, `?`, `#` or space after it are (a `https:/` cut by
+/// the segment is not).
 fn authority_in_sight(rest: &[u8]) -> bool {
-    let start = rest.windows(3).position(|w| w == b"://").map_or(0, |p| p + 3);
-    rest.get(start..).is_some_and(|r| r.iter().any(|c| b"/?# \r\n".contains(c)))
+    if rest.iter().any(|&c| c == b'\r' || c == b'\n') {
+        return true;
+    }
+    rest.windows(3).position(|w| w == b"://").is_some_and(|p| rest[p + 3..].iter().any(|c| b"/?# ".contains(c)))
 }
 
 /// Whether a `Sec-WebSocket-Protocol` entry at the start of `rest` looks like a credential
@@ -439,7 +443,9 @@ impl HeadRedactor {
                                 self.fill = n - 1;
                                 return Step::Byte(Fate::HeaderValue);
                             }
-                            if !authority_in_sight(&whole) {
+                            // A path ("/login?next=…") has no authority to hide.
+                            let path = whole.starts_with(b"/") && !whole.starts_with(b"//");
+                            if !path && !authority_in_sight(&whole) {
                                 // Whether a `user:pass@` follows is not known (the value runs
                                 // past the segment): fail closed, the value goes.
                                 self.fill_until = Some(b"");
