@@ -123,8 +123,9 @@ pub enum WaitOn {
     Unit(Side),
     /// The packet arrived ahead of a hole in this direction.
     Reorder(Side),
-    /// A DNS transaction waits for a kept flow to name its host or address.
-    Dns,
+    /// A DNS transaction (this id, on the ticket's flow) waits for its answer or for a kept
+    /// flow to name its host or address.
+    Dns(u16),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -548,9 +548,15 @@ fn drain<W: Write>(
             }
             let number = front.number;
             let v = f.engine.force(number, ticket);
-            f.resolved.push((number, v));
+            // The front is decided in place: a search of the whole queue for it, once per
+            // forced packet, was most of the time of a flood of unanswered lookups.
+            let front = q.entries.front_mut().expect("front exists");
+            front.slot = Slot::Decided(v);
+            let also = front.scrub_pending.then_some(0);
             f.resolved.extend(f.engine.take_resolutions());
-            q.settle(f.resolved.drain(..), None, f.engine, f.scrubber.as_deref_mut());
+            if !f.resolved.is_empty() || also.is_some() {
+                q.settle(f.resolved.drain(..), also, f.engine, f.scrubber.as_deref_mut());
+            }
             continue;
         }
         let e = q.entries.pop_front().expect("front exists");

@@ -393,8 +393,6 @@ pub struct Engine {
     kept_names: FxHashSet<u64>,
     kept_addrs: FxHashSet<Addr>,
     dns: FxHashMap<(FlowKey, u16), DnsTxn>,
-    /// Packet numbers of DNS packets waiting, and their transaction.
-    dns_waiting: FxHashMap<u64, (FlowKey, u16)>,
     resolved: Vec<(u64, Verdict)>,
     /// Client randoms of TLS flows kept since the last call to `take_kept_tls_randoms`, each
     /// with the packet its key-log lines must precede when that packet is still waiting (a
@@ -434,7 +432,6 @@ impl Engine {
             kept_names,
             kept_addrs: FxHashSet::default(),
             dns: FxHashMap::default(),
-            dns_waiting: FxHashMap::default(),
             resolved: Vec::new(),
             kept_tls_randoms: Vec::new(),
             keys: KeyLog::default(),
@@ -1484,14 +1481,12 @@ impl Engine {
             self.count_dns_kept(key);
             let txn = self.dns.remove(&tk).expect("txn present");
             for p in txn.packets {
-                self.dns_waiting.remove(&p);
                 self.resolved.push((p, Verdict::Keep));
             }
             return Decision::Now(Verdict::Keep);
         }
         txn.packets.push(packet);
-        self.dns_waiting.insert(packet, tk);
-        Decision::Wait(WaitOn::Dns)
+        Decision::Wait(WaitOn::Dns(msg.id))
     }
 
     fn count_dns_kept(&mut self, key: FlowKey) {
@@ -1523,7 +1518,6 @@ impl Engine {
             self.count_dns_kept(tk.0);
             if let Some(txn) = self.dns.remove(&tk) {
                 for p in txn.packets {
-                    self.dns_waiting.remove(&p);
                     self.resolved.push((p, Verdict::Keep));
                 }
             }
@@ -1543,10 +1537,11 @@ impl Engine {
 
     fn force_one(&mut self, packet: u64, ticket: Ticket) -> Verdict {
         match ticket.on {
-            WaitOn::Dns => {
-                let Some(tk) = self.dns_waiting.remove(&packet) else {
+            WaitOn::Dns(id) => {
+                let tk = (ticket.key, id);
+                if !self.dns.contains_key(&tk) {
                     return Verdict::Drop;
-                };
+                }
                 let answered = self.dns.get(&tk).is_some_and(|t| t.answered);
                 if let Some(t) = self.dns.get_mut(&tk) {
                     t.packets.retain(|&p| p != packet);
