@@ -8,6 +8,47 @@ use clap::{Args, Parser, Subcommand};
 use crate::capture::OutFormat;
 use crate::policy::{Bulk, Selection};
 
+/// The finding codes and legs, for `diagnose --help` and its man page (the source tree's
+/// docs/findings.md has each one's causes, checks and an example; tests/docs.rs keeps both
+/// complete).
+const DIAGNOSE_REFERENCE: &str = "Examples:
+  pcap-surgery diagnose customer.pcapng
+  pcap-surgery diagnose --json *.pcap | jq -c '.findings[] | select(.severity == \"error\")'
+  pcap-surgery diagnose --fail-on error capture.pcap || echo 'broken'
+
+Finding codes (severity: error names the cause of a failed attempt, warning a likely problem,
+info what happened or a failure elsewhere):
+  dns-failure             a lookup failed (NXDOMAIN, SERVFAIL, REFUSED, no answer)
+  tcp-connect-refused     the SYN was answered by RST: nothing listens, or a firewall rejects
+  tcp-connect-timeout     SYNs never answered: a firewall drops them, or a wrong address
+  tls-alert               a fatal TLS alert before any HTTP: certificate trust, name, versions
+  tls-reset               a reset during the TLS handshake
+  tls-aborted             the handshake ended with a FIN and no alert (an untrusted certificate)
+  tls-to-plain-port       a ClientHello answered in plaintext: wss:// on a ws:// port
+  h2-negotiated           HTTP/2 on the connection: no RFC 6455 upgrade without RFC 8441
+  upgrade-header-missing  the request lacks Upgrade: websocket or Connection: Upgrade
+  proxy-stripped-upgrade  a proxy dropped Upgrade/Connection on its leg to the backend
+  upgrade-rejected        a status other than 101 (400, 403, 404, 426, 5xx)
+  upgrade-unanswered      no response before the connection closed or the capture ended
+  auth-redirect           a redirect or 401 instead of 101: missing or expired credentials
+  bad-accept              Sec-WebSocket-Accept does not match the key
+  proxy-connect-failed    a forward proxy refused CONNECT (407, 403, 502)
+  one-sided-capture       only one direction was captured (info)
+  reset-after-upgrade     a reset after the 101
+  closed-after-upgrade    who closed after the 101, how, the close code and idle time
+  idle-timeout            closes after the same idle interval: a proxy timeout
+  no-keepalive            an idle connection closed with no ping/pong
+  retransmissions         segments sent again: loss on the path
+  zero-window             a receiver stopped reading
+  upgrade-ok              101 with a valid Sec-WebSocket-Accept (info)
+
+Legs: direct; client-proxy and proxy-backend (a reverse proxy's two legs, paired by
+Sec-WebSocket-Key); auth-subrequest (a proxy's copy of the request to an auth service);
+tunnel (inside an HTTP CONNECT).
+
+Ctrl-C or SIGTERM on standard input or a pipe ends the capture and reports what was read
+(exit 130 / 143).";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "pcap-surgery",
@@ -66,7 +107,7 @@ on a file it writes nothing. An output is never left half-written, not even afte
 pcap-surgery diagnose --json *.pcap | jq -c '.findings[] | select(.severity == \"error\")'\n  \
 pcap-surgery diagnose --fail-on error capture.pcap || echo 'broken'\n\n\
 Ctrl-C or SIGTERM on standard input or a pipe ends the capture and reports what was read\n\
-(exit 130 / 143).")]
+(exit 130 / 143).", after_long_help = DIAGNOSE_REFERENCE)]
     Diagnose(DiagnoseArgs),
     /// List every flow, one line each: addresses, first time and span, packets, bytes, what
     /// it carries (websocket, tls-http1, tls-h2, http, h2c, dns, other) and whether `trim`
