@@ -39,7 +39,7 @@ pub fn decode(data: &[u8]) {
     if let Ok(d) = crate::wire::decode(link, frame) {
         assert!(d.payload_offset + d.payload.len() <= frame.len());
         assert!(d.ip_offset < d.transport_offset && d.transport_offset < d.payload_offset.max(d.transport_offset + 1));
-        for l in d.tunnels.iter() {
+        for l in crate::wire::tunnels(link, frame).iter() {
             assert!(l.ip < d.ip_offset);
         }
         let _ = d.tcp_flags();

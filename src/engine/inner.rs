@@ -32,7 +32,19 @@ struct Inner {
     offset: [u64; 2],
 }
 
-/// One direction's decryption, kept in its `Dir` so that the record walk can use it.
+/// One direction of a keyed session, kept in its `Dir` so that the record walk can use it.
+#[derive(Default)]
+pub(super) struct DirTls {
+    /// Decryption, from the ServerHello on.
+    pub(super) dec: Option<DirDecrypt>,
+    /// The ServerHello, read by the record walk for `start_decrypting`.
+    pub(super) server_hello: Option<tls::ServerHello>,
+    /// Whole records that completed before the keys were set up (the encrypted records in
+    /// the ServerHello's own segment): opened once they are.
+    pub(super) held: Vec<(tls::RecordHeader, Option<Vec<u8>>)>,
+}
+
+/// One direction's decryption.
 pub(super) struct DirDecrypt {
     pub(super) dir: decrypt::Direction,
     /// Plaintext of the records completed by the segment being fed.
@@ -129,11 +141,11 @@ impl Engine {
     pub(super) fn after_records(&mut self, key: FlowKey, side: Side, base: u32) -> bool {
         let flow = self.flows.get_mut(&key).expect("flow exists");
         let conv = flow.conv;
-        if let Some(sh) = flow.dirs[side.index()].server_hello.take() {
+        if let Some(sh) = flow.dirs[side.index()].tls.as_mut().and_then(|t| t.server_hello.take()) {
             self.start_decrypting(key, &sh);
         }
         let flow = self.flows.get_mut(&key).expect("flow exists");
-        let Some(dec) = flow.dirs[side.index()].dec.as_mut() else {
+        let Some(dec) = flow.dirs[side.index()].tls.as_mut().and_then(|t| t.dec.as_mut()) else {
             return false;
         };
         let plain = std::mem::take(&mut dec.plain);
@@ -181,7 +193,7 @@ impl Engine {
         match pair {
             Ok([c, s]) => {
                 for (side, d) in [(client, c), (client.other(), s)] {
-                    let dir = &mut flow.dirs[side.index()];
+                    let t = flow.dirs[side.index()].tls.get_or_insert_with(Box::default);
                     let mut dec = DirDecrypt {
                         dir: d,
                         plain: Vec::new(),
@@ -193,10 +205,10 @@ impl Engine {
                         scratch: Vec::new(),
                     };
                     // Records that completed before the keys were known, in order.
-                    for (h, body) in std::mem::take(&mut dir.held_records) {
+                    for (h, body) in std::mem::take(&mut t.held) {
                         dec.record(&h, body.as_deref());
                     }
-                    dir.dec = Some(Box::new(dec));
+                    t.dec = Some(dec);
                 }
             }
             Err(why) => self.give_up_keys(key, why),
@@ -209,9 +221,7 @@ impl Engine {
         let flow = self.flows.get_mut(&key).expect("flow exists");
         let Some(k) = flow.keyed.take() else { return };
         for d in &mut flow.dirs {
-            d.dec = None;
-            d.held_records = Vec::new();
-            d.want_hello = false;
+            d.tls = None;
         }
         let client = flow.client.unwrap_or(Side::A);
         let random: String = k.client_random.iter().take(8).map(|b| format!("{b:02x}")).collect();
@@ -273,7 +283,7 @@ impl Engine {
             };
             if !kept {
                 for d in &mut flow.dirs {
-                    d.dec = None;
+                    d.tls = None;
                     d.phase = Phase::Bulk;
                 }
             }

@@ -33,7 +33,7 @@ use crate::wire::{self, Addr, Decoded, Opaque, Skip, Transport, tcp_flags};
 
 use self::event::Events;
 pub use self::event::{At, Content, Event, Observed};
-use self::inner::{DirDecrypt, Keyed};
+use self::inner::{DirTls, Keyed};
 use crate::policy::{
     Class, Decision, Options, Outcome, Ticket, Verdict, WaitOn, bulk_verdict, frame_importance, record_importance,
 };
@@ -107,14 +107,9 @@ struct Dir {
     /// Where the first segments start in `head`, and their packets, while the flow is not
     /// classified (a WebSocket met mid-connection is read from them).
     segments: Vec<(u32, At)>,
-    /// A keyed TLS session: this direction's record decryption (from the ServerHello on).
-    dec: Option<Box<DirDecrypt>>,
-    /// The ServerHello of a keyed session, read by the record walk for `inner` to set keys.
-    server_hello: Option<Box<tls::ServerHello>>,
-    want_hello: bool,
-    /// Whole records of a keyed session that completed before its keys were set up (the
-    /// encrypted records in the ServerHello's own segment): opened once they are.
-    held_records: Vec<(tls::RecordHeader, Option<Vec<u8>>)>,
+    /// A keyed TLS session's state for this direction (none for every other flow, so that
+    /// the common `Dir` stays small).
+    tls: Option<Box<DirTls>>,
 }
 
 impl Default for Dir {
@@ -134,10 +129,7 @@ impl Default for Dir {
             masked_runs: 0,
             unmasked_runs: 0,
             encrypted: false,
-            dec: None,
-            server_hello: None,
-            want_hello: false,
-            held_records: Vec::new(),
+            tls: None,
             pending_close: None,
             segments: Vec::new(),
         }
@@ -750,10 +742,8 @@ impl Engine {
         };
         self.release_ready(key, side);
         // A hello waiting for its answer is decided by a FIN or RST too.
-        if self
-            .flows
-            .get(&key)
-            .is_some_and(|f| f.needs_content() && (payload.is_some() || (fin_rst && f.hello_waits.is_some())))
+        if (payload.is_some() || fin_rst)
+            && self.flows.get(&key).is_some_and(|f| f.needs_content() && (payload.is_some() || f.hello_waits.is_some()))
         {
             self.try_classify(key);
         }
@@ -916,7 +906,7 @@ impl Engine {
                 Consumed::Important
             }
             Phase::RecordsLost => {
-                let Some(dec) = dir.dec.as_mut() else {
+                let Some(dec) = dir.tls.as_mut().and_then(|t| t.dec.as_mut()) else {
                     dir.phase = Phase::Bulk;
                     return Consumed::Bulk;
                 };
@@ -932,7 +922,7 @@ impl Engine {
             }
             Phase::Frames | Phase::Records => {
                 let mut fed = feed_units(dir, bytes, keep_frames, &mut self.ev, (conv, key, side));
-                if dir.dec.is_some() || dir.server_hello.is_some() {
+                if dir.tls.as_ref().is_some_and(|t| t.dec.is_some() || t.server_hello.is_some()) {
                     fed.important |= self.after_records(key, side, base);
                 }
                 self.after_feed(key, side, fed, start, bytes.len() as u64, packet, base)
@@ -1354,7 +1344,7 @@ impl Engine {
                     let d = &mut flow.dirs[s.index()];
                     if keyed {
                         d.records.capture_units();
-                        d.want_hello = true;
+                        d.tls = Some(Box::default());
                     }
                     let head = std::mem::take(&mut d.head);
                     d.handshake_end = Some(d.head_start);
@@ -1398,7 +1388,7 @@ impl Engine {
             // The heads just fed may hold the ServerHello already.
             for s in [Side::A, Side::B] {
                 let d = &self.flows.get(&key).expect("flow exists").dirs[s.index()];
-                if d.server_hello.is_some() || d.dec.is_some() {
+                if d.tls.as_ref().is_some_and(|t| t.dec.is_some() || t.server_hello.is_some()) {
                     self.after_records(key, s, 0);
                 }
             }
@@ -1736,19 +1726,19 @@ fn feed_units(dir: &mut Dir, bytes: &[u8], keep_frames: u32, ev: &mut Events, sr
         }
         Phase::Records => {
             let encrypted = &mut dir.encrypted;
-            let want_hello = dir.want_hello;
-            let server_hello = &mut dir.server_hello;
-            let dec = &mut dir.dec;
-            let held = &mut dir.held_records;
-            let keyed = dec.is_some();
+            let want_hello = dir.tls.is_some();
+            let keyed = dir.tls.as_ref().is_some_and(|t| t.dec.is_some());
+            let mut found_hello = None;
+            let tls_state = &mut dir.tls;
             let on_unit = |h: &tls::RecordHeader, body: Option<&[u8]>| {
-                if let Some(d) = dec.as_mut() {
+                let Some(t) = tls_state.as_mut() else { return };
+                if let Some(d) = t.dec.as_mut() {
                     d.record(h, body);
-                } else if want_hello && held.len() < MAX_HELD_RECORDS {
-                    held.push((*h, body.map(<[u8]>::to_vec)));
+                } else if t.held.len() < MAX_HELD_RECORDS {
+                    t.held.push((*h, body.map(<[u8]>::to_vec)));
                 }
             };
-            dir.records.feed_units(
+            let fed = dir.records.feed_units(
                 bytes,
                 |h, body| {
                     match h.content_type {
@@ -1782,7 +1772,7 @@ fn feed_units(dir: &mut Dir, bytes: &[u8], keep_frames: u32, ev: &mut Events, sr
                             if let tls::Hello::Parsed(sh) = tls::parse_server_hello(&rec) {
                                 ev.push(conv, key, side, Event::ServerAlpn(sh.alpn.clone().unwrap_or_default()));
                                 if want_hello {
-                                    *server_hello = Some(Box::new(sh));
+                                    found_hello = Some(sh);
                                 }
                             }
                         }
@@ -1791,7 +1781,11 @@ fn feed_units(dir: &mut Dir, bytes: &[u8], keep_frames: u32, ev: &mut Events, sr
                     record_importance(h, data_units, keep_frames)
                 },
                 on_unit,
-            )
+            );
+            if let (Some(sh), Some(t)) = (found_hello, dir.tls.as_mut()) {
+                t.server_hello = Some(sh);
+            }
+            fed
         }
         _ => Fed::default(),
     }
@@ -1800,13 +1794,15 @@ fn feed_units(dir: &mut Dir, bytes: &[u8], keep_frames: u32, ev: &mut Events, sr
 /// The capture lost bytes of this direction (a hole given up on): frames resynchronise at the
 /// next segment that is a run of whole frames; anything else is read no further.
 fn lose_sync(dir: &mut Dir) {
-    if let Some(d) = dir.dec.as_mut() {
+    let dec = dir.tls.as_mut().and_then(|t| t.dec.as_mut());
+    let keyed = dec.is_some();
+    if let Some(d) = dec {
         d.lost = None;
     }
     dir.phase = match dir.phase {
         Phase::Collect => Phase::Collect,
         Phase::Frames | Phase::FramesLost => Phase::FramesLost,
-        Phase::Records | Phase::RecordsLost if dir.dec.is_some() => Phase::RecordsLost,
+        Phase::Records | Phase::RecordsLost if keyed => Phase::RecordsLost,
         _ => Phase::Bulk,
     };
 }
@@ -1822,14 +1818,15 @@ fn skip_uncaptured(dir: &mut Dir, n: u64) {
         }
         Phase::Records => {
             if !dir.records.skip(n) {
-                dir.phase = if dir.dec.is_some() { Phase::RecordsLost } else { Phase::Bulk };
-                if let Some(d) = dir.dec.as_mut() {
+                let dec = dir.tls.as_mut().and_then(|t| t.dec.as_mut());
+                dir.phase = if dec.is_some() { Phase::RecordsLost } else { Phase::Bulk };
+                if let Some(d) = dec {
                     d.add_lost(n);
                 }
             }
         }
         Phase::RecordsLost => {
-            if let Some(d) = dir.dec.as_mut() {
+            if let Some(d) = dir.tls.as_mut().and_then(|t| t.dec.as_mut()) {
                 d.add_lost(n);
             }
         }

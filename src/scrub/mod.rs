@@ -111,6 +111,11 @@ impl Tally {
         self.bytes[rule as usize] += n as u64;
     }
 
+    /// Whether anything was overwritten since the last fold (one frame's worth).
+    fn any(&self) -> bool {
+        self.bytes.iter().any(|&n| n > 0)
+    }
+
     fn fold_into(&mut self, report: &mut ScrubReport) {
         for r in Rule::ALL {
             let n = std::mem::take(&mut self.bytes[r as usize]);
@@ -303,11 +308,15 @@ impl Scrubber {
         let (ip_off, l4_off, pay_off) = (d.ip_offset, d.transport_offset, d.payload_offset);
         let wire_len = d.wire_payload_len;
         let transport = d.transport;
-        let tunnels = d.tunnels;
+        // The tunnel layers, read before anything inside them is rewritten.
+        let tunnels = if d.tunneled { wire::tunnels(meta.link_type, frame) } else { wire::Tunnels::default() };
         let cap_end = pay_off + d.payload.len();
         let proto = if matches!(transport, Transport::Tcp { .. }) { PROTO_TCP } else { PROTO_UDP };
         let csum_at = l4_off + if proto == PROTO_TCP { 16 } else { 6 };
-        let old_sum = checksum::sum(&frame[pay_off..cap_end]);
+        // A whole segment's checksum is computed afresh if anything changes (one pass over
+        // it); only a segment cut by the snaplen needs the sums before and after.
+        let whole = cap_end - pay_off == wire_len as usize;
+        let old_sum = if whole { 0 } else { checksum::sum(&frame[pay_off..cap_end]) };
         match transport {
             Transport::Udp => {
                 if sport == DNS_PORT || dport == DNS_PORT {
@@ -350,7 +359,8 @@ impl Scrubber {
                 }
             }
         }
-        let new_sum = checksum::sum(&frame[pay_off..cap_end]);
+        let new_sum = if whole { 0 } else { checksum::sum(&frame[pay_off..cap_end]) };
+        let rewritten = if whole { self.tally.any() } else { new_sum != old_sum };
         // Bytes after the IP datagram (Ethernet padding and trailers) belong to no packet a
         // tool reads; they go, outside every checksum.
         if cap_end < frame.len() {
@@ -362,11 +372,10 @@ impl Scrubber {
         if let Some(p) = &mut self.pseudo {
             p.ip_and_link(meta.link_type, frame, ip_off, l4_off, csum_at, proto, &mut self.tally);
         }
-        let whole = cap_end - pay_off == wire_len as usize;
         let hc = frame.get(csum_at..csum_at + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
         // A zero UDP checksum means "none" and stays so.
         let none = proto == PROTO_UDP && hc == Some(0);
-        if (new_sum != old_sum || mapped)
+        if (rewritten || mapped)
             && !none
             && let Some(hc) = hc
         {

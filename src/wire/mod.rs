@@ -79,8 +79,9 @@ pub struct Decoded<'a> {
     pub payload: &'a [u8],
     /// Payload length on the wire, from the IP length fields; the sequence space it covers.
     pub wire_payload_len: u32,
-    /// The tunnels around the packet, outermost first (empty for most packets).
-    pub tunnels: Tunnels,
+    /// The packet came through a tunnel (`tunnels` lists the layers; most packets have none,
+    /// and the hot path does not carry the list).
+    pub tunneled: bool,
 }
 
 impl Decoded<'_> {
@@ -214,15 +215,27 @@ fn fast_ipv4(link_type: u32, frame: &[u8]) -> Option<Decoded<'_>> {
         payload_offset,
         payload,
         wire_payload_len: wire.max(payload.len()) as u32,
-        tunnels: Tunnels::default(),
+        tunneled: false,
     })
 }
 
-/// Decodes any frame: the link layer, then IP packets, entering tunnels until the innermost
-/// TCP or UDP packet.
+/// The tunnel layers around a frame's innermost packet, outermost first (for scrub, which
+/// rewrites their addresses and checksums), or none.
+pub fn tunnels(link_type: u32, frame: &[u8]) -> Tunnels {
+    let mut t = Tunnels::default();
+    let _ = walk(link_type, frame, &mut t);
+    t
+}
+
+/// Decodes any frame through the general path.
 fn sliced(link_type: u32, frame: &[u8]) -> Result<Decoded<'_>, Skip> {
+    walk(link_type, frame, &mut Tunnels::default())
+}
+
+/// Decodes any frame: the link layer, then IP packets, entering tunnels (listed in
+/// `tunnels`) until the innermost TCP or UDP packet.
+fn walk<'a>(link_type: u32, frame: &'a [u8], tunnels: &mut Tunnels) -> Result<Decoded<'a>, Skip> {
     let mut at = link::ip_start(link_type, frame)?;
-    let mut tunnels = Tunnels::default();
     loop {
         let sliced = LaxSlicedPacket::from_ip(frame.get(at..).ok_or(Skip::NotTcpUdp)?).map_err(|_| Skip::NotTcpUdp)?;
         let net = sliced.net.as_ref().ok_or(Skip::NotTcpUdp)?;
@@ -289,7 +302,7 @@ fn sliced(link_type: u32, frame: &[u8]) -> Result<Decoded<'_>, Skip> {
             payload_offset,
             payload,
             wire_payload_len: wire.max(payload.len()) as u32,
-            tunnels,
+            tunneled: !tunnels.is_empty(),
         });
     }
 }
