@@ -7,6 +7,8 @@
   synflood  2,000,000 SYNs from spoofed addresses to one port, never answered
   reorder   4,000 concurrent WebSocket connections whose data segments all arrive in reverse
             order, so every segment waits for a hole
+  acks      one connection that never says anything: 2,000,000 pure ACKs after its handshake,
+            every one waiting for a classification that never comes
   dns       2,000,000 DNS queries (distinct names and ids, from a few thousand ports), none
             ever answered
 
@@ -129,6 +131,14 @@ def reorder(p, conns=4000, segments=40):
         p.tcp(c, SERVER, sp, 80, cseq, end + 1, FIN | ACK)
 
 
+def acks(p, n=2_000_000):
+    c = bytes([10, 1, 1, 1])
+    p.tcp(c, SERVER, 40000, 80, 1000, 0, SYN)
+    p.tcp(SERVER, c, 80, 40000, 5000, 1001, SYN | ACK)
+    for _ in range(n):
+        p.tcp(c, SERVER, 40000, 80, 1001, 5001, ACK, dt=1)
+
+
 def dns(p, n=2_000_000):
     resolver = bytes([10, 9, 0, 53])
     for i in range(n):
@@ -140,5 +150,5 @@ def dns(p, n=2_000_000):
 if __name__ == "__main__":
     kind, out = sys.argv[1], sys.argv[2]
     p = Pcap(out)
-    {"flows": flows, "header": header, "synflood": synflood, "reorder": reorder, "dns": dns}[kind](p)
+    {"flows": flows, "header": header, "synflood": synflood, "reorder": reorder, "acks": acks, "dns": dns}[kind](p)
     p.close()

@@ -212,8 +212,10 @@ pub struct Flow {
     synack_seen: bool,
     payload_segments: u32,
     dirs: [Dir; 2],
-    /// Packets waiting for the classification.
-    waiting: Vec<Waiting>,
+    /// Packets waiting for the classification, in capture order: the one forced is the
+    /// oldest, taken from the front in constant time (a flow with 200,000 waiting packets
+    /// made every forced one a scan of them all).
+    waiting: std::collections::VecDeque<Waiting>,
     bulk_used: u64,
     pub packets: u64,
     pub bytes: u64,
@@ -252,7 +254,7 @@ impl Flow {
             synack_seen: false,
             payload_segments: 0,
             dirs: [Dir::default(), Dir::default()],
-            waiting: Vec::new(),
+            waiting: std::collections::VecDeque::new(),
             bulk_used: 0,
             packets: 0,
             bytes: 0,
@@ -752,7 +754,7 @@ impl Engine {
             Class::Dropped => Decision::Now(Verdict::Drop),
             // Also a keyed TLS session until its plaintext says what it carries.
             c if c == Class::Undecided || flow.keyed.as_ref().is_some_and(|k| k.pending) => {
-                flow.waiting.push(Waiting { packet, cut });
+                flow.waiting.push_back(Waiting { packet, cut });
                 Decision::Wait(WaitOn::Classification)
             }
             _ => {
@@ -822,7 +824,7 @@ impl Engine {
             return;
         }
         match (flow.class, consumed) {
-            (Class::Undecided, _) => flow.waiting.push(Waiting { packet: seg.packet, cut }),
+            (Class::Undecided, _) => flow.waiting.push_back(Waiting { packet: seg.packet, cut }),
             (Class::Dropped, _) => self.resolved.push((seg.packet, Verdict::Drop)),
             (_, Consumed::Open) => {}
             (_, Consumed::Important) => self.resolved.push((seg.packet, Verdict::Keep)),
@@ -1562,10 +1564,10 @@ impl Engine {
                     flow.hello_timed_out = true;
                     self.try_classify(ticket.key);
                     let flow = self.flows.get_mut(&ticket.key).expect("flow exists");
-                    flow.waiting.retain(|w| w.packet != packet);
+                    forget_waiting(&mut flow.waiting, packet);
                     return if flow.class.kept() { Verdict::Keep } else { Verdict::Drop };
                 }
-                flow.waiting.retain(|w| w.packet != packet);
+                forget_waiting(&mut flow.waiting, packet);
                 if !flow.syn_seen {
                     return Verdict::Drop;
                 }
@@ -1664,6 +1666,15 @@ impl Engine {
             keep
         });
         self.stats.flows_evicted += (before - self.flows.len()) as u64;
+    }
+}
+
+/// Removes a forced packet from its flow's waiting list: usually the front.
+fn forget_waiting(waiting: &mut std::collections::VecDeque<Waiting>, packet: u64) {
+    if waiting.front().is_some_and(|w| w.packet == packet) {
+        waiting.pop_front();
+    } else {
+        waiting.retain(|w| w.packet != packet);
     }
 }
 
