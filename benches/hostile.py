@@ -35,23 +35,19 @@ class Pcap:
         self.t = 1_700_000_000_000_000  # microseconds
 
     def tcp(self, src, dst, sport, dport, seq, ack, flags, payload=b"", dt=10):
-        self.t += dt
-        tcp = struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, 5 << 4, flags, 65535, 0, 0)
-        total = 20 + 20 + len(payload)
-        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, 0, 0x4000, 64, 6, 0, src, dst)
-        ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
         # TCP checksum left zero (as with offload); decoders do not rely on it.
-        frame = b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x08\x00" + ip + tcp + payload
-        self.f.write(struct.pack("<IIII", self.t // 1_000_000, self.t % 1_000_000, len(frame), len(frame)))
-        self.f.write(frame)
+        tcp = struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, 5 << 4, flags, 65535, 0, 0)
+        self.ip(6, src, dst, tcp + payload, dt)
 
     def udp(self, src, dst, sport, dport, payload, dt=10):
+        self.ip(17, src, dst, struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload, dt)
+
+    def ip(self, proto, src, dst, l4, dt):
+        """One IPv4 packet over Ethernet, `dt` microseconds after the last."""
         self.t += dt
-        udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0)
-        total = 20 + 8 + len(payload)
-        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, 0, 0x4000, 64, 17, 0, src, dst)
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), 0, 0x4000, 64, proto, 0, src, dst)
         ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
-        frame = b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x08\x00" + ip + udp + payload
+        frame = b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x08\x00" + ip + l4
         self.f.write(struct.pack("<IIII", self.t // 1_000_000, self.t % 1_000_000, len(frame), len(frame)))
         self.f.write(frame)
 

@@ -493,6 +493,25 @@ mod tests {
         );
     }
 
+    /// A TLS 1.3 record of application-data type sealed at `seq` as a peer would seal it.
+    fn seal13(aead: &Aead, iv: [u8; 12], seq: u64, inner: &[u8]) -> Vec<u8> {
+        let mut nonce = iv;
+        for (n, b) in nonce[4..].iter_mut().zip(seq.to_be_bytes()) {
+            *n ^= b;
+        }
+        let len = (inner.len() + TAG_BYTES) as u16;
+        let aad = [23, 3, 3, (len >> 8) as u8, len as u8];
+        let mut buf = inner.to_vec();
+        let (n, b) = ((&nonce).into(), (&mut buf[..]).into());
+        let tag = match aead {
+            Aead::Aes128(a) => a.encrypt_inout_detached(n, &aad, b).unwrap().to_vec(),
+            Aead::Aes256(a) => a.encrypt_inout_detached(n, &aad, b).unwrap().to_vec(),
+            Aead::ChaCha(a) => a.encrypt_inout_detached(n, &aad, b).unwrap().to_vec(),
+        };
+        buf.extend_from_slice(&tag);
+        buf
+    }
+
     /// Seals records as a TLS 1.3 peer would and opens them: every suite, the inner content
     /// type and padding, a wrong key failing, a compatibility ChangeCipherSpec skipped.
     #[test]
@@ -507,28 +526,8 @@ mod tests {
             };
             let [mut c, _] = Direction::pair(Some(&s), &[1; 32], &[2; 32], id, TLS13).unwrap();
             let (key, iv) = traffic_keys(cipher, hash, &secret).unwrap();
-            let seal = |seq: u64, inner: &[u8]| -> Vec<u8> {
-                let mut nonce = iv;
-                for (n, b) in nonce[4..].iter_mut().zip(seq.to_be_bytes()) {
-                    *n ^= b;
-                }
-                let len = (inner.len() + TAG_BYTES) as u16;
-                let aad = [23, 3, 3, (len >> 8) as u8, len as u8];
-                let mut buf = inner.to_vec();
-                let tag = match Aead::new(cipher, &key).unwrap() {
-                    Aead::Aes128(a) => {
-                        a.encrypt_inout_detached((&nonce).into(), &aad, (&mut buf[..]).into()).unwrap().to_vec()
-                    }
-                    Aead::Aes256(a) => {
-                        a.encrypt_inout_detached((&nonce).into(), &aad, (&mut buf[..]).into()).unwrap().to_vec()
-                    }
-                    Aead::ChaCha(a) => {
-                        a.encrypt_inout_detached((&nonce).into(), &aad, (&mut buf[..]).into()).unwrap().to_vec()
-                    }
-                };
-                buf.extend_from_slice(&tag);
-                buf
-            };
+            let aead = Aead::new(cipher, &key).unwrap();
+            let seal = |seq: u64, inner: &[u8]| seal13(&aead, iv, seq, inner);
             let mut out = Vec::new();
             assert_eq!(c.open(20, 0x0303, &[1], &mut out), Opened::Skipped);
             assert_eq!(
@@ -556,19 +555,8 @@ mod tests {
         };
         let [mut c, _] = Direction::pair(Some(&s), &[1; 32], &[2; 32], 0x1301, TLS13).unwrap();
         let (key, iv) = traffic_keys(Cipher::Aes128Gcm, Hash::Sha256, &secret).unwrap();
-        let a = Aes128Gcm::new_from_slice(&key).unwrap();
-        let seal = |seq: u64, inner: &[u8]| -> Vec<u8> {
-            let mut nonce = iv;
-            for (n, b) in nonce[4..].iter_mut().zip(seq.to_be_bytes()) {
-                *n ^= b;
-            }
-            let len = (inner.len() + TAG_BYTES) as u16;
-            let aad = [23, 3, 3, (len >> 8) as u8, len as u8];
-            let mut buf = inner.to_vec();
-            let tag = a.encrypt_inout_detached((&nonce).into(), &aad, (&mut buf[..]).into()).unwrap();
-            buf.extend_from_slice(&tag);
-            buf
-        };
+        let aead = Aead::new(Cipher::Aes128Gcm, &key).unwrap();
+        let seal = |seq: u64, inner: &[u8]| seal13(&aead, iv, seq, inner);
         let mut out = Vec::new();
         assert_eq!(c.open(23, 0x0303, &seal(0, b"a\x17"), &mut out), Opened::Data);
         // Records 1..=40 are lost; 41 is a pong.

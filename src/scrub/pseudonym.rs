@@ -222,15 +222,7 @@ impl Pseudonymizer {
     /// checksums are recomputed by the caller once everything inside is rewritten.
     pub fn tunnels(&mut self, frame: &mut [u8], tunnels: &crate::wire::Tunnels, tally: &mut Tally) {
         for layer in tunnels.iter() {
-            let ip = layer.ip;
-            let v6 = frame.get(ip).is_some_and(|b| b >> 4 == 6);
-            let (src, dst) = if v6 { (ip + 8, ip + 24) } else { (ip + 12, ip + 16) };
-            let a = self.map_addr_at(frame, src, v6);
-            let b = self.map_addr_at(frame, dst, v6);
-            if !v6 {
-                fix_checksum(frame, ip + 10, &[a, b]);
-            }
-            tally.add(Rule::PseudonymizedAddress, if v6 { 32 } else { 8 });
+            self.ip_addresses(frame, layer.ip, tally);
             if let Some(e) = layer.ether {
                 self.map_mac_at(frame, e);
                 self.map_mac_at(frame, e + 6);
@@ -258,12 +250,8 @@ impl Pseudonymizer {
             return;
         };
         // The payload (an ICMP error quotes the original headers) was filled by the caller.
-        let (src, dst) = if v6 { (ip + 8, ip + 24) } else { (ip + 12, ip + 16) };
-        self.map_addr_at(frame, src, v6);
-        self.map_addr_at(frame, dst, v6);
-        tally.add(Rule::PseudonymizedAddress, if v6 { 32 } else { 8 });
+        self.ip_addresses(frame, ip, tally);
         if !v6 {
-            self.ipv4_options(frame, ip, tally);
             // An ICMP redirect names a gateway in its header (RFC 792).
             let l4 = ip + usize::from(frame[ip] & 0x0f) * 4;
             if frame[ip + 9] == 1 && frame.get(l4) == Some(&5) && frame.len() >= l4 + 8 {
@@ -275,6 +263,22 @@ impl Pseudonymizer {
             }
             super::checksum::ipv4_header(frame, ip);
         }
+    }
+
+    /// An IP header's source and destination (IPv4: options and header checksum too); returns
+    /// whether it is IPv6 and, per address, the sums before and after (for the transport
+    /// checksum's pseudo-header).
+    fn ip_addresses(&mut self, frame: &mut [u8], ip: usize, tally: &mut Tally) -> (bool, SumChange, SumChange) {
+        let v6 = frame.get(ip).is_some_and(|b| b >> 4 == 6);
+        let (src, dst) = if v6 { (ip + 8, ip + 24) } else { (ip + 12, ip + 16) };
+        let a = self.map_addr_at(frame, src, v6);
+        let b = self.map_addr_at(frame, dst, v6);
+        if !v6 {
+            fix_checksum(frame, ip + 10, &[a, b]);
+            self.ipv4_options(frame, ip, tally);
+        }
+        tally.add(Rule::PseudonymizedAddress, if v6 { 32 } else { 8 });
+        (v6, a, b)
     }
 
     /// IPv4 options (record route, timestamps, source routes) carry addresses: replaced by
@@ -301,19 +305,11 @@ impl Pseudonymizer {
         tally: &mut Tally,
     ) {
         self.link(link_type, frame);
-        let v6 = frame.get(ip).is_some_and(|b| b >> 4 == 6);
-        let (src, dst) = if v6 { (ip + 8, ip + 24) } else { (ip + 12, ip + 16) };
-        let a = self.map_addr_at(frame, src, v6);
-        let b = self.map_addr_at(frame, dst, v6);
-        if !v6 {
-            fix_checksum(frame, ip + 10, &[a, b]);
-            self.ipv4_options(frame, ip, tally);
-        }
+        let (_, a, b) = self.ip_addresses(frame, ip, tally);
         let udp_none = proto != PROTO_TCP && frame.get(csum_at..csum_at + 2) == Some(&[0, 0]);
         if !udp_none {
             fix_checksum(frame, csum_at, &[a, b]);
         }
-        tally.add(Rule::PseudonymizedAddress, if v6 { 32 } else { 8 });
     }
 
     /// A DNS message in place: names, A/AAAA answers; other record data that could carry
@@ -498,7 +494,10 @@ impl Pseudonymizer {
 }
 
 /// Applies address changes (old sum, new sum) to the checksum at `at`.
-fn fix_checksum(frame: &mut [u8], at: usize, changes: &[Option<(u16, u16)>]) {
+/// The sums of rewritten bytes before and after (None: nothing was rewritten).
+type SumChange = Option<(u16, u16)>;
+
+fn fix_checksum(frame: &mut [u8], at: usize, changes: &[SumChange]) {
     let Some(field) = frame.get(at..at + 2) else {
         return;
     };
