@@ -603,3 +603,43 @@ fn pseudonymization_reaches_every_address_and_name() {
         .unwrap();
     assert!(t.stdout.is_empty(), "bad checksums: {}", String::from_utf8_lossy(&t.stdout));
 }
+
+/// An ICMP error quotes the packet it is about: the quote goes, and the ICMP checksum is
+/// computed afresh (a wrong one kept wrong would tell the sum of the quote), for ICMPv4 and
+/// ICMPv6 (whose checksum covers the addresses --pseudonymize maps).
+#[test]
+fn icmp_quotes_go_and_icmp_checksums_are_right() {
+    require_tshark();
+    let dir = tmpdir();
+    let quoted = ipv4(6, [10, 0, 0, 1], [10, 0, 0, 2], &[], &[&[0u8; 20][..], SECRET.as_bytes()].concat());
+    let mut icmp4 = vec![3, 3, 0x12, 0x34, 0, 0, 0, 0];
+    icmp4.extend(&quoted);
+    let v4 = ether(&[8, 0], &ipv4(1, [10, 0, 0, 2], [10, 0, 0, 1], &[], &icmp4));
+    let mut icmp6 = vec![1, 4, 0x12, 0x34, 0, 0, 0, 0];
+    icmp6.extend(SECRET.as_bytes());
+    let mut ip6 = vec![0x60, 0, 0, 0];
+    ip6.extend((icmp6.len() as u16).to_be_bytes());
+    ip6.extend([58, 64]);
+    ip6.extend([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    ip6.extend([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+    ip6.extend(&icmp6);
+    let v6 = ether(&[0x86, 0xdd], &ip6);
+    let input = dir.path().join("icmp.pcap");
+    std::fs::write(&input, pcap(&[v4, v6])).unwrap();
+    for extra in [&[][..], &["--pseudonymize"][..]] {
+        let out = dir.path().join("out.pcap");
+        let mut a = vec!["scrub", "--force"];
+        a.extend(extra);
+        a.extend([input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+        assert!(run(&a).status.success());
+        assert!(!contains(&std::fs::read(&out).unwrap(), &SECRET.as_bytes()[..12]), "{extra:?}: the quote survived");
+        let t = std::process::Command::new("tshark")
+            .arg("-r")
+            .arg(&out)
+            .args(["-T", "fields", "-e", "icmp.checksum.status", "-e", "icmpv6.checksum.status"])
+            .output()
+            .unwrap();
+        let rows = String::from_utf8_lossy(&t.stdout).to_string();
+        assert_eq!(rows.lines().map(str::trim).collect::<Vec<_>>(), ["1", "1"], "{extra:?}: {rows}");
+    }
+}

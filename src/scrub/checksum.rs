@@ -56,6 +56,21 @@ pub fn transport(frame: &mut [u8], ip: usize, l4: usize, end: usize, proto: u8) 
     !(acc as u16)
 }
 
+/// The checksum of the ICMP (v4: over the message; v6: with the pseudo-header, RFC 4443 §2.3)
+/// message at `l4..end`, whole in the frame.
+pub fn icmp(frame: &mut [u8], ip: usize, l4: usize, end: usize, v6: bool) -> u16 {
+    frame[l4 + 2..l4 + 4].fill(0);
+    let mut acc = u32::from(sum(&frame[l4..end]));
+    if v6 {
+        let len = (end - l4) as u32;
+        acc += u32::from(sum(&frame[ip + 8..ip + 40])) + 58 + (len >> 16) + (len & 0xffff);
+    }
+    while acc >> 16 != 0 {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    !(acc as u16)
+}
+
 /// Recomputes an IPv4 header's checksum (RFC 791).
 pub fn ipv4_header(frame: &mut [u8], ip: usize) {
     let ihl = usize::from(frame[ip] & 0x0f) * 4;

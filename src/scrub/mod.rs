@@ -424,13 +424,27 @@ impl Scrubber {
                     (usize::from(frame[ip] & 0x0f) * 4, frame[ip + 9], frag == 0)
                 };
                 let l4 = ip + hlen;
-                if first && (proto == 1 || proto == 58) && frame.len() >= l4 + 8 {
-                    let old = checksum::sum(&frame[l4 + 8..]);
+                let ip_end = if v6 {
+                    ip + 40 + usize::from(u16::from_be_bytes([frame[ip + 4], frame[ip + 5]]))
+                } else {
+                    ip + usize::from(u16::from_be_bytes([frame[ip + 2], frame[ip + 3]]))
+                };
+                if first && (proto == 1 || proto == 58) && frame.len() >= l4 + 8 && ip_end >= l4 + 8 {
+                    // The ICMP header stays; what it quotes (a packet's headers and payload)
+                    // goes, and so do bytes after the datagram.
+                    let end = ip_end.min(frame.len());
+                    let old = checksum::sum(&frame[l4 + 8..end]);
                     let n = frame.len() - (l4 + 8);
-                    frame[l4 + 8..].fill(FILL);
+                    frame[l4 + 8..end].fill(FILL);
+                    frame[end..].fill(0);
                     self.tally.add(Rule::Unparsed, n);
-                    let hc = u16::from_be_bytes([frame[l4 + 2], frame[l4 + 3]]);
-                    let v = checksum::update(hc, old, checksum::sum(&frame[l4 + 8..]));
+                    let v = if ip_end <= frame.len() {
+                        // Whole: computed afresh, so a wrong checksum tells nothing of what went.
+                        checksum::icmp(frame, ip, l4, ip_end, v6)
+                    } else {
+                        let hc = u16::from_be_bytes([frame[l4 + 2], frame[l4 + 3]]);
+                        checksum::update(hc, old, checksum::sum(&frame[l4 + 8..end]))
+                    };
                     frame[l4 + 2..l4 + 4].copy_from_slice(&v.to_be_bytes());
                     return;
                 }

@@ -251,7 +251,14 @@ impl Pseudonymizer {
         };
         // The payload (an ICMP error quotes the original headers) was filled by the caller.
         self.ip_addresses(frame, ip, tally);
-        if !v6 {
+        if v6 {
+            // ICMPv6's checksum covers the addresses just mapped.
+            let end = ip + 40 + usize::from(u16::from_be_bytes([frame[ip + 4], frame[ip + 5]]));
+            if frame[ip + 6] == 58 && end <= frame.len() && end >= ip + 48 {
+                let v = super::checksum::icmp(frame, ip, ip + 40, end, true);
+                frame[ip + 42..ip + 44].copy_from_slice(&v.to_be_bytes());
+            }
+        } else {
             // An ICMP redirect names a gateway in its header (RFC 792).
             let l4 = ip + usize::from(frame[ip] & 0x0f) * 4;
             if frame[ip + 9] == 1 && frame.get(l4) == Some(&5) && frame.len() >= l4 + 8 {
