@@ -212,6 +212,12 @@ pub struct DiagnoseArgs {
     /// Exit with status 3 when a finding reaches this severity.
     #[arg(long, value_enum, value_name = "SEVERITY")]
     pub fail_on: Option<crate::diagnose::Severity>,
+    /// After the findings, draw each attempt as a ladder diagram in 80 columns: one lifeline
+    /// per endpoint (client, proxy, backend, auth service), an arrow per step (connect, TLS
+    /// hello and alerts, request, status, pings, close frames, FIN/RST) with its frame number,
+    /// long idle gaps folded, and the failing step marked.
+    #[arg(long, conflicts_with = "json")]
+    pub ladder: bool,
     #[command(flatten)]
     pub select: SelectionArgs,
     /// Print nothing but errors (and the JSON with --json).

@@ -261,7 +261,13 @@ fn run_diagnose(args: &DiagnoseArgs) -> ExitCode {
                                 .map_err(std::io::Error::from)
                                 .and_then(|_| writeln!(out))
                         } else if !args.quiet {
-                            write_text(&mut out, &r, color)
+                            write_text(&mut out, &r, color).and_then(|()| {
+                                if args.ladder {
+                                    pcap_surgery::diagnose::write_ladders(&mut out, &r, color)
+                                } else {
+                                    Ok(())
+                                }
+                            })
                         } else {
                             Ok(())
                         }

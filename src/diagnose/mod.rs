@@ -7,7 +7,10 @@
 //! first phase that failed, so headers are never blamed before the path to the server is
 //! proven. Findings across attempts (a fixed idle interval) come last.
 
+mod ladder;
 mod track;
+
+pub use ladder::{Ladder, Step as LadderStep};
 
 use std::io::{IsTerminal, Write};
 
@@ -273,6 +276,9 @@ pub struct Report {
     /// there is no attempt, so that "0 attempts" comes with its reason.
     #[serde(skip)]
     pub not_attempts: Vec<(&'static str, u64)>,
+    /// One ladder diagram per attempt (`--ladder`).
+    #[serde(skip)]
+    pub ladders: Vec<Ladder>,
 }
 
 impl Report {
@@ -1043,7 +1049,8 @@ fn analyse(file: &str, t: &Tracker) -> Report {
     findings.sort_by_key(|f| (f.frames.first().copied().unwrap_or(u64::MAX), f.code.as_str()));
     let mut not_attempts: Vec<(&'static str, u64)> = t.not_attempts.iter().map(|(w, n)| (*w, *n)).collect();
     not_attempts.sort_by_key(|&(w, n)| (std::cmp::Reverse(n), w));
-    Report { file: file.to_string(), attempts, findings, not_attempts }
+    let ladders = ladder::build(&attempts, &findings, t, &partner);
+    Report { file: file.to_string(), attempts, findings, not_attempts, ladders }
 }
 
 /// After the 101: how the connection ended, keepalive, retransmissions, zero windows.
@@ -1153,6 +1160,11 @@ fn idle_timeouts(findings: &mut Vec<Finding>, attempts: &[Attempt]) {
 }
 
 /// Text for people: a verdict line per attempt, then the file's findings.
+/// The ladder diagrams of a report, in `TEXT_WIDTH` columns (`diagnose --ladder`).
+pub fn write_ladders(out: &mut dyn Write, r: &Report, color: bool) -> std::io::Result<()> {
+    ladder::write_text(out, &r.ladders, TEXT_WIDTH, color)
+}
+
 pub fn write_text(out: &mut dyn Write, r: &Report, color: bool) -> std::io::Result<()> {
     let paint = |s: Severity, text: &str| -> String {
         if !color {

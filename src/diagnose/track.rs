@@ -113,6 +113,9 @@ pub struct Conv {
     pub h2_preface: Option<At>,
     pub pings: Tally,
     pub pongs: Tally,
+    /// Who sent the first ping and the first pong (the ladder draws them).
+    pub ping_from: Option<Side>,
+    pub pong_from: Option<Side>,
     pub closes: Vec<CloseFrame>,
     /// Last WebSocket frame other than a close (or the 101), for the idle gap before the close.
     pub last_activity: Option<At>,
@@ -151,6 +154,8 @@ impl Conv {
             h2_preface: None,
             pings: Tally::default(),
             pongs: Tally::default(),
+            ping_from: None,
+            pong_from: None,
             closes: Vec::new(),
             last_activity: None,
             dir_stats: [DirStats::default(), DirStats::default()],
@@ -274,8 +279,14 @@ impl Conv {
                 // still the activity before it.
                 let before = self.last_payload;
                 match opcode {
-                    websocket::OP_PING => self.pings.add(at),
-                    websocket::OP_PONG => self.pongs.add(at),
+                    websocket::OP_PING => {
+                        self.pings.add(at);
+                        self.ping_from.get_or_insert(side);
+                    }
+                    websocket::OP_PONG => {
+                        self.pongs.add(at);
+                        self.pong_from.get_or_insert(side);
+                    }
                     websocket::OP_CLOSE => {
                         // In capture order (frames met mid-connection are read a side at a time).
                         let pos = self.closes.partition_point(|c| c.at.frame <= at.frame);
