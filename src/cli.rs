@@ -218,6 +218,11 @@ pub struct DiagnoseArgs {
     /// long idle gaps folded, and the failing step marked.
     #[arg(long, conflicts_with = "json")]
     pub ladder: bool,
+    /// Also write one self-contained HTML page to FILE (inline CSS and SVG, nothing loaded
+    /// from the network): a summary table across the inputs and, per attempt, its ladder
+    /// diagram with the findings beside it. It shows what the text shows, never a secret.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     #[command(flatten)]
     pub select: SelectionArgs,
     /// Print nothing but errors (and the JSON with --json).

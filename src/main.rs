@@ -230,6 +230,7 @@ fn run_diagnose(args: &DiagnoseArgs) -> ExitCode {
     let mut status = 0u8;
     let mut worst = None;
     let mut closed = false;
+    let mut pages: Vec<pcap_surgery::diagnose::Report> = Vec::new();
     batch::run_ordered(
         srcs.len(),
         args.batch.jobs(),
@@ -249,6 +250,9 @@ fn run_diagnose(args: &DiagnoseArgs) -> ExitCode {
                         ui.println(&format!("pcap-surgery: {}: warning: {w}", path.display()));
                     }
                     worst = worst.max(r.worst());
+                    if args.html.is_some() {
+                        pages.push(r.clone());
+                    }
                     if closed {
                         return;
                     }
@@ -286,6 +290,17 @@ fn run_diagnose(args: &DiagnoseArgs) -> ExitCode {
             }
         },
     );
+    if let Some(path) = &args.html {
+        // Written whole or not at all: into a file beside the target, then renamed.
+        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+        let written =
+            std::fs::write(&tmp, pcap_surgery::diagnose::html_page(&pages)).and_then(|()| std::fs::rename(&tmp, path));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            ui.println(&format!("pcap-surgery: {}: {e}", path.display()));
+            status = status.max(EXIT_RUNTIME);
+        }
+    }
     if status == 0
         && let (Some(limit), Some(w)) = (args.fail_on, worst)
         && w >= limit

@@ -19,6 +19,8 @@ pub struct Ladder {
     /// Endpoint names, left to right.
     pub lifelines: Vec<String>,
     pub steps: Vec<Step>,
+    /// The attempts (legs) drawn in it, as indices into the report's attempts.
+    pub attempts: Vec<usize>,
 }
 
 /// One arrow.
@@ -34,7 +36,7 @@ pub struct Step {
 }
 
 /// A gap between steps longer than this is folded into one labelled line.
-const FOLD_NS: u64 = 1_000_000_000;
+pub(super) const FOLD_NS: u64 = 1_000_000_000;
 
 /// The ladders of a report: one per attempt, with its proxy's backend and auth legs on the
 /// same diagram.
@@ -112,7 +114,8 @@ pub fn build(attempts: &[Attempt], findings: &[Finding], t: &Tracker, partner: &
             }
         }
         let target = a.path.clone().or(a.sni.clone()).unwrap_or_default();
-        out.push(Ladder { title: format!("{} -> {} {target}", a.client, a.server), lifelines, steps });
+        let attempts = legs.iter().map(|&(j, _, _)| j).collect();
+        out.push(Ladder { title: format!("{} -> {} {target}", a.client, a.server), lifelines, steps, attempts });
     }
     out
 }

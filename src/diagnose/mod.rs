@@ -7,8 +7,11 @@
 //! first phase that failed, so headers are never blamed before the path to the server is
 //! proven. Findings across attempts (a fixed idle interval) come last.
 
+mod html;
 mod ladder;
 mod track;
+
+pub use html::page as html_page;
 
 pub use ladder::{Ladder, Step as LadderStep};
 
