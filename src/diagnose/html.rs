@@ -27,6 +27,8 @@ svg text.mark.error { fill: var(--err); } svg text.mark.warning { fill: var(--wa
 svg .band { fill: var(--band); }
 svg .head { fill: var(--fg); } svg .head.failed { fill: var(--err); }
 ul.findings li { margin: .3em 0; }
+.attempt { display: flex; flex-wrap: wrap; gap: 1em 2em; align-items: flex-start; }
+.attempt ul.findings { flex: 1 1 22em; max-width: 40em; margin: 0; }
 @media print { body { margin: 0; } h2 { break-before: page; } }
 ";
 
@@ -63,7 +65,7 @@ pub fn page(reports: &[Report]) -> String {
                 writeln!(h, "<p class=\"muted\">No WebSocket attempt. TCP flows seen: {}</p>", esc(&what.join("; ")));
         }
         for l in &r.ladders {
-            let _ = writeln!(h, "<h3>{}</h3>", esc(&l.title));
+            let _ = writeln!(h, "<h3>{}</h3>\n<div class=\"attempt\">", esc(&l.title));
             h.push_str(&svg(l));
             let findings: Vec<_> =
                 r.findings.iter().filter(|f| f.attempt.is_some_and(|a| l.attempts.contains(&a))).collect();
@@ -83,6 +85,7 @@ pub fn page(reports: &[Report]) -> String {
                 }
                 h.push_str("</ul>\n");
             }
+            h.push_str("</div>\n");
         }
         let loose: Vec<_> = r.findings.iter().filter(|f| f.attempt.is_none()).collect();
         if !loose.is_empty() {
