@@ -224,7 +224,12 @@ fn run_diagnose(args: &DiagnoseArgs) -> ExitCode {
         Ok(k) => k,
         Err(code) => return code,
     };
-    let opts = DiagnoseOptions { select: args.select.selection(), read: args.batch.read(), keylog };
+    let opts = DiagnoseOptions {
+        select: args.select.selection(),
+        read: args.batch.read(),
+        keylog,
+        ladders: args.ladder || args.html.is_some(),
+    };
     let color = use_color();
     let ui = Ui::new(!args.quiet);
     let mut status = 0u8;

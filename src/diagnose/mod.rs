@@ -50,6 +50,8 @@ pub struct DiagnoseOptions {
     pub read: ReadOptions,
     /// `--keylog`: TLS secrets to read wss:// sessions with.
     pub keylog: Option<std::sync::Arc<Vec<u8>>>,
+    /// Build the ladder diagrams (`--ladder`, `--html`); they cost time on big captures.
+    pub ladders: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -333,7 +335,7 @@ pub fn diagnose(input: Input, file: &str, opts: &DiagnoseOptions, warnings: &mut
              editcap --inject-secrets tls,keys.log in.pcap out.pcapng)"
         ));
     }
-    Ok(analyse(file, &tracker))
+    Ok(analyse(file, &tracker, opts.ladders))
 }
 
 fn side_name(c: &Conv, s: Side) -> &'static str {
@@ -643,7 +645,7 @@ fn finding(code: Code, severity: Severity, message: String, frames: Vec<u64>, at
     Finding { code, severity, message, frames, attempt }
 }
 
-fn analyse(file: &str, t: &Tracker) -> Report {
+fn analyse(file: &str, t: &Tracker, with_ladders: bool) -> Report {
     let mut attempts: Vec<Attempt> = Vec::new();
     for (i, c) in t.conversations() {
         if c.is_attempt() {
@@ -1052,7 +1054,7 @@ fn analyse(file: &str, t: &Tracker) -> Report {
     findings.sort_by_key(|f| (f.frames.first().copied().unwrap_or(u64::MAX), f.code.as_str()));
     let mut not_attempts: Vec<(&'static str, u64)> = t.not_attempts.iter().map(|(w, n)| (*w, *n)).collect();
     not_attempts.sort_by_key(|&(w, n)| (std::cmp::Reverse(n), w));
-    let ladders = ladder::build(&attempts, &findings, t, &partner);
+    let ladders = if with_ladders { ladder::build(&attempts, &findings, t, &partner) } else { Vec::new() };
     Report { file: file.to_string(), attempts, findings, not_attempts, ladders }
 }
 
