@@ -643,3 +643,68 @@ fn icmp_quotes_go_and_icmp_checksums_are_right() {
         assert_eq!(rows.lines().map(str::trim).collect::<Vec<_>>(), ["1", "1"], "{extra:?}: {rows}");
     }
 }
+
+/// An IPv6 segment-routing header lists the route's addresses: --pseudonymize maps them with
+/// the header's own, and the TCP checksum (whose pseudo-header names the final destination)
+/// is right afterwards.
+#[test]
+fn ipv6_routing_header_addresses_are_mapped() {
+    require_tshark();
+    let dir = tmpdir();
+    let addr = |last: u8| [0x20, 0x01, 0x0d, 0xb8, 0xfa, 0xce, 0, 0, 0, 0, 0, 0, 0, 0, 0, last];
+    let (src, hop, fin) = (addr(1), addr(0x77), addr(0x99));
+    // SRH (RFC 8754): next header TCP, 2 segments, segments left 1, last entry 1; the segment
+    // list holds the final destination first.
+    let mut srh = vec![6, 4, 4, 1, 1, 0, 0, 0];
+    srh.extend(fin);
+    srh.extend(hop);
+    let payload = upgrade(&format!("Cookie: {SECRET}\r\n"));
+    let mut tcp = vec![0x9c, 0x40, 0, 80, 0, 0, 0x03, 0xe8, 0, 0, 0, 0, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0];
+    tcp.extend(payload.as_bytes());
+    // The checksum over the pseudo-header with the final destination.
+    let mut pseudo: Vec<u8> = src.to_vec();
+    pseudo.extend(fin);
+    pseudo.extend((tcp.len() as u32).to_be_bytes());
+    pseudo.extend([0, 0, 0, 6]);
+    pseudo.extend(&tcp);
+    let mut s: u32 = pseudo.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum();
+    while s >> 16 != 0 {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    tcp[16..18].copy_from_slice(&(!(s as u16)).to_be_bytes());
+    let mut ip6 = vec![0x60, 0, 0, 0];
+    ip6.extend(((srh.len() + tcp.len()) as u16).to_be_bytes());
+    ip6.extend([43, 64]);
+    ip6.extend(src);
+    ip6.extend(hop);
+    ip6.extend(&srh);
+    ip6.extend(&tcp);
+    let input = dir.path().join("srh.pcap");
+    std::fs::write(&input, pcap(&[ether(&[0x86, 0xdd], &ip6)])).unwrap();
+    let out = dir.path().join("out.pcap");
+    assert!(
+        run(&["scrub", "--pseudonymize", "--force", input.to_str().unwrap(), "-o", out.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let bytes = std::fs::read(&out).unwrap();
+    for a in [src, hop, fin] {
+        assert!(!contains(&bytes, &a[..]), "address {a:02x?} survived");
+    }
+    assert!(!contains(&bytes, &SECRET.as_bytes()[..12]));
+    let t = std::process::Command::new("tshark")
+        .arg("-r")
+        .arg(&out)
+        .args(["-o", "tcp.check_checksum:TRUE", "-T", "fields", "-e", "tcp.checksum.status"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&t.stdout).trim(), "1", "TCP checksum after pseudonymizing");
+    // The input was right to begin with (tshark agrees on the final destination).
+    let t = std::process::Command::new("tshark")
+        .arg("-r")
+        .arg(&input)
+        .args(["-o", "tcp.check_checksum:TRUE", "-T", "fields", "-e", "tcp.checksum.status"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&t.stdout).trim(), "1", "TCP checksum of the input");
+}

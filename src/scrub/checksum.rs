@@ -46,9 +46,17 @@ pub fn transport(frame: &mut [u8], ip: usize, l4: usize, end: usize, proto: u8) 
     let field = l4 + if proto == 6 { 16 } else { 6 };
     frame[field..field + 2].fill(0);
     let v6 = frame[ip] >> 4 == 6;
-    let addrs = if v6 { &frame[ip + 8..ip + 40] } else { &frame[ip + 12..ip + 20] };
     let len = (end - l4) as u32;
-    let mut acc = u32::from(sum(addrs)) + u32::from(proto) + (len >> 16) + (len & 0xffff);
+    let addrs = if v6 {
+        // The pseudo-header's destination is the final one: past a routing header, its last
+        // address (RFC 8200 §8.1).
+        let dst =
+            ipv6_routing_addresses(frame, ip).and_then(|(first, n, final_at)| (n > 0).then_some(first + final_at * 16));
+        u32::from(sum(&frame[ip + 8..ip + 24])) + u32::from(sum(&frame[dst.map_or(ip + 24..ip + 40, |d| d..d + 16)]))
+    } else {
+        u32::from(sum(&frame[ip + 12..ip + 20]))
+    };
+    let mut acc = addrs + u32::from(proto) + (len >> 16) + (len & 0xffff);
     acc += u32::from(sum(&frame[l4..end]));
     while acc >> 16 != 0 {
         acc = (acc & 0xffff) + (acc >> 16);
@@ -69,6 +77,36 @@ pub fn icmp(frame: &mut [u8], ip: usize, l4: usize, end: usize, v6: bool) -> u16
         acc = (acc & 0xffff) + (acc >> 16);
     }
     !(acc as u16)
+}
+
+/// The addresses of an IPv6 routing header, if the packet has one before its transport
+/// header: the offset of the first, how many, and which one is the final destination (RFC
+/// 8200 §4.4 type 0, RFC 6275 type 2, RFC 8754 segment routing type 4).
+pub fn ipv6_routing_addresses(frame: &[u8], ip: usize) -> Option<(usize, usize, usize)> {
+    let mut next = *frame.get(ip + 6)?;
+    let mut at = ip + 40;
+    loop {
+        match next {
+            // Hop-by-hop and destination options: skip.
+            0 | 60 => {
+                next = *frame.get(at)?;
+                at += (usize::from(*frame.get(at + 1)?) + 1) * 8;
+            }
+            43 => {
+                let (kind, len) = (*frame.get(at + 2)?, usize::from(*frame.get(at + 1)?) * 8);
+                let n = match kind {
+                    0 | 2 => len / 16,
+                    4 => usize::from(*frame.get(at + 4)?) + 1,
+                    _ => return None,
+                };
+                frame.get(at + 8..at + 8 + n * 16)?;
+                // Type 4 lists segments last-first: the final destination is the first.
+                let final_at = if kind == 4 { 0 } else { n.saturating_sub(1) };
+                return Some((at + 8, n, final_at));
+            }
+            _ => return None,
+        }
+    }
 }
 
 /// Recomputes an IPv4 header's checksum (RFC 791).

@@ -283,6 +283,12 @@ impl Pseudonymizer {
         if !v6 {
             fix_checksum(frame, ip + 10, &[a, b]);
             self.ipv4_options(frame, ip, tally);
+        } else if let Some((first, n, _)) = super::checksum::ipv6_routing_addresses(frame, ip) {
+            // A routing header's addresses are the route: mapped like the header's own.
+            for k in 0..n {
+                self.map_addr_at(frame, first + k * 16, true);
+            }
+            tally.add(Rule::PseudonymizedAddress, n * 16);
         }
         tally.add(Rule::PseudonymizedAddress, if v6 { 32 } else { 8 });
         (v6, a, b)
