@@ -1531,17 +1531,16 @@ impl Engine {
         match ticket.on {
             WaitOn::Dns(id) => {
                 let tk = (ticket.key, id);
-                if !self.dns.contains_key(&tk) {
+                // Decided, answered or not: the transaction is done with. (Unanswered ones
+                // kept forever took a million lookups to over a gigabyte.) One table lookup:
+                // a flood of unanswered queries forces one at every packet.
+                let Some(mut t) = self.dns.remove(&tk) else {
                     return Verdict::Drop;
-                }
-                let answered = self.dns.get(&tk).is_some_and(|t| t.answered);
-                if let Some(t) = self.dns.get_mut(&tk) {
+                };
+                let answered = t.answered;
+                if t.packets.len() > 1 {
                     t.packets.retain(|&p| p != packet);
-                    // Decided, answered or not: the transaction is done with. (Unanswered
-                    // ones kept forever took a million lookups to over a gigabyte.)
-                    if t.packets.is_empty() {
-                        self.dns.remove(&tk);
-                    }
+                    self.dns.insert(tk, t);
                 }
                 if answered {
                     Verdict::Drop
