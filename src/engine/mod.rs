@@ -17,6 +17,7 @@
 //! verdict arrives later through `Engine::take_resolutions`, or `Engine::force` decides it
 //! when the caller cannot wait any longer.
 
+mod dns;
 pub mod event;
 mod inner;
 
@@ -28,9 +29,10 @@ use crate::flow::reassembly::{HeldSegment, Placement, Stream};
 use crate::flow::{FlowKey, FlowTable, PROTO_TCP, PROTO_UDP, Side};
 use crate::proto::units::{Fed, Walker};
 use crate::proto::websocket::{self, Frames};
-use crate::proto::{dns, http, tls};
+use crate::proto::{http, tls};
 use crate::wire::{self, Addr, Decoded, Opaque, Skip, Transport, tcp_flags};
 
+use self::dns::{DnsTxn, name_key};
 use self::event::Events;
 pub use self::event::{At, Content, Event, Observed};
 use self::inner::{DirTls, Keyed};
@@ -343,26 +345,6 @@ pub struct Reading {
     pub tunnel: bool,
     /// The server answered the client's TLS in plaintext HTTP.
     pub plain_answer: bool,
-}
-
-/// A name as the DNS table and the kept names compare it: a hash of its lower-case form, so
-/// that a flood of lookups costs eight bytes a name, not a string.
-fn name_key(name: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = rustc_hash::FxHasher::default();
-    for b in name.bytes() {
-        b.to_ascii_lowercase().hash(&mut h);
-    }
-    h.finish()
-}
-
-/// A DNS query/response exchange, decided together.
-struct DnsTxn {
-    packets: Vec<u64>,
-    /// `name_key`s of the names asked and answered.
-    names: Vec<u64>,
-    addrs: Vec<Addr>,
-    answered: bool,
 }
 
 #[derive(Default, Clone, Copy, Debug)]
@@ -1435,87 +1417,6 @@ impl Engine {
         self.resolve_dns_matches();
     }
 
-    // ---------------------------------------------------------------- DNS
-
-    fn dns_packet(&mut self, key: FlowKey, side: Side, d: &Decoded<'_>, packet: u64) -> Decision {
-        let Some(msg) = dns::parse(d.payload) else {
-            return Decision::Now(Verdict::Drop);
-        };
-        if self.ev.on
-            && let Some(f) = self.flows.get(&key)
-        {
-            self.ev.push(f.conv, key, side, Event::Dns(Box::new(msg.clone())));
-        }
-        let tk = (key, msg.id);
-        if let Some(f) = self.flows.get_mut(&key) {
-            f.proto = Proto::Dns;
-            if f.why.is_empty() {
-                f.why = "lookup of another name";
-            }
-        }
-        let txn = self.dns.entry(tk).or_insert_with(|| DnsTxn {
-            packets: Vec::new(),
-            names: Vec::new(),
-            addrs: Vec::new(),
-            answered: false,
-        });
-        txn.names.extend(msg.names.iter().map(|n| name_key(n)));
-        txn.addrs.extend(msg.addrs.iter().copied());
-        txn.answered |= msg.response;
-        let matched = msg.is_failure()
-            || txn.names.iter().any(|n| self.kept_names.contains(n))
-            || msg.names.iter().any(|n| self.opts.select.host_matches(n))
-            || txn.addrs.iter().any(|a| self.kept_addrs.contains(a));
-        if matched {
-            if let Some(f) = self.flows.get_mut(&key) {
-                f.why = if msg.is_failure() { "failed lookup" } else { "lookup of a kept host" };
-            }
-            self.count_dns_kept(key);
-            let txn = self.dns.remove(&tk).expect("txn present");
-            for p in txn.packets {
-                self.resolved.push((p, Verdict::Keep));
-            }
-            return Decision::Now(Verdict::Keep);
-        }
-        txn.packets.push(packet);
-        Decision::Wait(WaitOn::Dns(msg.id))
-    }
-
-    fn count_dns_kept(&mut self, key: FlowKey) {
-        if let Some(f) = self.flows.get_mut(&key)
-            && !f.counted_kept
-        {
-            if matches!(f.why, "" | "lookup of another name") {
-                f.why = "lookup of a kept host";
-            }
-            f.counted_kept = true;
-            self.stats.flows_kept += 1;
-        }
-    }
-
-    fn resolve_dns_matches(&mut self) {
-        if self.dns.is_empty() {
-            return;
-        }
-        let hits: Vec<(FlowKey, u16)> = self
-            .dns
-            .iter()
-            .filter(|(_, t)| {
-                t.names.iter().any(|n| self.kept_names.contains(n))
-                    || t.addrs.iter().any(|a| self.kept_addrs.contains(a))
-            })
-            .map(|(k, _)| *k)
-            .collect();
-        for tk in hits {
-            self.count_dns_kept(tk.0);
-            if let Some(txn) = self.dns.remove(&tk) {
-                for p in txn.packets {
-                    self.resolved.push((p, Verdict::Keep));
-                }
-            }
-        }
-    }
-
     // ---------------------------------------------------------------- forcing and sweeping
 
     /// Decides a waiting packet now: the caller's buffer is full or the packet waited too
@@ -1529,31 +1430,7 @@ impl Engine {
 
     fn force_one(&mut self, packet: u64, ticket: Ticket) -> Verdict {
         match ticket.on {
-            WaitOn::Dns(id) => {
-                let tk = (ticket.key, id);
-                // Decided, answered or not: the transaction is done with. (Unanswered ones
-                // kept forever took a million lookups to over a gigabyte.) One table lookup:
-                // a flood of unanswered queries forces one at every packet.
-                let Some(mut t) = self.dns.remove(&tk) else {
-                    return Verdict::Drop;
-                };
-                let answered = t.answered;
-                if t.packets.len() > 1 {
-                    t.packets.retain(|&p| p != packet);
-                    self.dns.insert(tk, t);
-                }
-                if answered {
-                    Verdict::Drop
-                } else {
-                    if let Some(f) = self.flows.get_mut(&tk.0)
-                        && matches!(f.why, "" | "lookup of another name")
-                    {
-                        f.why = "unanswered lookup";
-                    }
-                    self.count_dns_kept(tk.0);
-                    Verdict::Keep
-                }
-            }
+            WaitOn::Dns(id) => self.force_dns(ticket.key, id, packet),
             WaitOn::Classification => {
                 let Some(flow) = self.flows.get_mut(&ticket.key) else {
                     return Verdict::Drop;
