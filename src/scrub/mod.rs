@@ -8,7 +8,6 @@
 //! retransmitted copies, what follows a parse error) are overwritten, never passed through.
 //! Packet lengths never change; TCP/UDP checksums are updated incrementally (`checksum`).
 
-pub mod checksum;
 pub mod http;
 pub mod pseudonym;
 
@@ -24,7 +23,7 @@ use crate::flow::{FlowKey, PROTO_TCP, PROTO_UDP, Side};
 use crate::proto::tls;
 use crate::proto::units::{Header, UnitFormat};
 use crate::proto::websocket::{self, Frames};
-use crate::wire::{self, Transport, tcp_flags};
+use crate::wire::{self, Transport, checksum, tcp_flags};
 
 use self::http::{Fate, HeadRedactor, Step};
 use self::pseudonym::{HelloByte, Pseudonymizer};
@@ -393,8 +392,9 @@ impl Scrubber {
             let v = if proto == PROTO_UDP && v == 0 { 0xffff } else { v };
             frame[csum_at..csum_at + 2].copy_from_slice(&v.to_be_bytes());
         }
-        if mapped && frame.get(ip_off).is_some_and(|b| b >> 4 == 4) {
-            checksum::ipv4_header(frame, ip_off);
+        // (IPv6 has no header checksum; the view takes IPv4 only.)
+        if mapped && let Some(mut h) = wire::view::Ipv4::new_checked(&mut frame[ip_off..]) {
+            h.fill_checksum();
         }
         if !tunnels.is_empty() {
             if let Some(p) = &mut self.pseudo {

@@ -165,10 +165,10 @@ impl Pseudonymizer {
         let n = if v6 { 16 } else { 4 };
         let bytes = frame.get(at..at + n)?;
         let a = if v6 { Addr::v6(bytes.try_into().ok()?) } else { Addr::v4(bytes.try_into().ok()?) };
-        let old = super::checksum::sum(bytes);
+        let old = crate::wire::checksum::sum(bytes);
         let m = self.addr(a);
         frame[at..at + n].copy_from_slice(&m.bytes[..n]);
-        Some((old, super::checksum::sum(&frame[at..at + n])))
+        Some((old, crate::wire::checksum::sum(&frame[at..at + n])))
     }
 
     fn map_mac_at(&self, frame: &mut [u8], at: usize) {
@@ -255,7 +255,7 @@ impl Pseudonymizer {
             // ICMPv6's checksum covers the addresses just mapped.
             let end = ip + 40 + usize::from(u16::from_be_bytes([frame[ip + 4], frame[ip + 5]]));
             if frame[ip + 6] == 58 && end <= frame.len() && end >= ip + 48 {
-                let v = super::checksum::icmp(frame, ip, ip + 40, end, true);
+                let v = crate::wire::checksum::icmp(frame, ip, ip + 40, end, true);
                 frame[ip + 42..ip + 44].copy_from_slice(&v.to_be_bytes());
             }
         } else {
@@ -265,10 +265,12 @@ impl Pseudonymizer {
                 self.map_addr_at(frame, l4 + 4, false);
                 let end = frame.len();
                 frame[l4 + 2..l4 + 4].fill(0);
-                let v = !super::checksum::sum(&frame[l4..end]);
+                let v = !crate::wire::checksum::sum(&frame[l4..end]);
                 frame[l4 + 2..l4 + 4].copy_from_slice(&v.to_be_bytes());
             }
-            super::checksum::ipv4_header(frame, ip);
+            if let Some(mut h) = crate::wire::view::Ipv4::new_checked(&mut frame[ip..]) {
+                h.fill_checksum();
+            }
         }
     }
 
@@ -276,32 +278,38 @@ impl Pseudonymizer {
     /// whether it is IPv6 and, per address, the sums before and after (for the transport
     /// checksum's pseudo-header).
     fn ip_addresses(&mut self, frame: &mut [u8], ip: usize, tally: &mut Tally) -> (bool, SumChange, SumChange) {
-        let v6 = frame.get(ip).is_some_and(|b| b >> 4 == 6);
-        let (src, dst) = if v6 { (ip + 8, ip + 24) } else { (ip + 12, ip + 16) };
-        let a = self.map_addr_at(frame, src, v6);
-        let b = self.map_addr_at(frame, dst, v6);
-        if !v6 {
-            fix_checksum(frame, ip + 10, &[a, b]);
-            self.ipv4_options(frame, ip, tally);
-        } else if let Some((first, n, _)) = super::checksum::ipv6_routing_addresses(frame, ip) {
+        use crate::wire::checksum::sum;
+        use crate::wire::view::{Ipv4, Ipv6};
+        let Some(header) = frame.get_mut(ip..) else { return (false, None, None) };
+        if let Some(mut h) = Ipv4::new_checked(&mut *header) {
+            let (src, dst) = (h.src(), h.dst());
+            let map =
+                |p: &mut Self, a: [u8; 4]| -> [u8; 4] { p.addr(Addr::v4(a)).bytes[..4].try_into().expect("4 bytes") };
+            let (s2, d2) = (map(self, src), map(self, dst));
+            h.set_src(s2);
+            h.set_dst(d2);
+            // Options (record route, timestamps, source routes) carry addresses: replaced by
+            // no-operation options, the header's length unchanged.
+            let options = h.options_mut();
+            options.fill(1);
+            tally.add(Rule::PseudonymizedAddress, 8 + options.len());
+            h.fill_checksum();
+            return (false, Some((sum(&src), sum(&s2))), Some((sum(&dst), sum(&d2))));
+        }
+        let Some(mut h) = Ipv6::new_checked(&mut *header) else { return (false, None, None) };
+        let (src, dst) = (h.src(), h.dst());
+        let (s2, d2) = (self.addr(Addr::v6(src)).bytes, self.addr(Addr::v6(dst)).bytes);
+        h.set_src(s2);
+        h.set_dst(d2);
+        tally.add(Rule::PseudonymizedAddress, 32);
+        if let Some((first, n, _)) = crate::wire::checksum::ipv6_routing_addresses(frame, ip) {
             // A routing header's addresses are the route: mapped like the header's own.
             for k in 0..n {
                 self.map_addr_at(frame, first + k * 16, true);
             }
             tally.add(Rule::PseudonymizedAddress, n * 16);
         }
-        tally.add(Rule::PseudonymizedAddress, if v6 { 32 } else { 8 });
-        (v6, a, b)
-    }
-
-    /// IPv4 options (record route, timestamps, source routes) carry addresses: replaced by
-    /// no-operation options, with the header length unchanged.
-    fn ipv4_options(&mut self, frame: &mut [u8], ip: usize, tally: &mut Tally) {
-        let ihl = usize::from(frame[ip] & 0x0f) * 4;
-        if ihl > 20 && frame.len() >= ip + ihl {
-            frame[ip + 20..ip + ihl].fill(1);
-            tally.add(Rule::PseudonymizedAddress, ihl - 20);
-        }
+        (true, Some((sum(&src), sum(&s2))), Some((sum(&dst), sum(&d2))))
     }
 
     /// The IP header's addresses and the link addresses of a TCP/UDP frame, with the IPv4
@@ -516,7 +524,7 @@ fn fix_checksum(frame: &mut [u8], at: usize, changes: &[SumChange]) {
     };
     let mut hc = u16::from_be_bytes([field[0], field[1]]);
     for (old, new) in changes.iter().flatten() {
-        hc = super::checksum::update(hc, *old, *new);
+        hc = crate::wire::checksum::update(hc, *old, *new);
     }
     frame[at..at + 2].copy_from_slice(&hc.to_be_bytes());
 }

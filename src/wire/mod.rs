@@ -7,8 +7,10 @@
 
 use etherparse::{LaxNetSlice, LaxSlicedPacket, TransportSlice};
 
+pub mod checksum;
 mod link;
 mod tunnel;
+pub mod view;
 
 pub use link::{ethertype, header_len as link_header_len, linktype};
 pub use tunnel::{Layer, Sum, Tunnels};

@@ -109,23 +109,12 @@ pub fn ipv6_routing_addresses(frame: &[u8], ip: usize) -> Option<(usize, usize, 
     }
 }
 
-/// Recomputes an IPv4 header's checksum (RFC 791).
-pub fn ipv4_header(frame: &mut [u8], ip: usize) {
-    let ihl = usize::from(frame[ip] & 0x0f) * 4;
-    if ihl < 20 || frame.len() < ip + ihl {
-        return;
-    }
-    frame[ip + 10..ip + 12].fill(0);
-    let v = !sum(&frame[ip..ip + ihl]);
-    frame[ip + 10..ip + 12].copy_from_slice(&v.to_be_bytes());
-}
-
 /// Recomputes a tunnel header's checksum (outer UDP or GRE) after the packet inside it was
 /// rewritten. The inner packet's own checksums are updated incrementally; the outer one covers
 /// all of them and the inner addresses, so it is summed anew. When the frame was cut by the
 /// snaplen the sum cannot be known: a UDP checksum becomes zero ("none", which RFC 6935 also
 /// allows for tunnels over IPv6), a GRE one is left.
-pub fn recompute_tunnel(frame: &mut [u8], ip: usize, s: &crate::wire::Sum) {
+pub fn recompute_tunnel(frame: &mut [u8], ip: usize, s: &super::Sum) {
     if s.to > frame.len() || s.from > s.to || s.field + 2 > s.to {
         if s.pseudo && s.field + 2 <= frame.len() {
             frame[s.field..s.field + 2].fill(0);
