@@ -109,7 +109,7 @@ mod tests {
 
     #[test]
     fn ipv6_addresses() {
-        let mut h = vec![0x60; 40];
+        let mut h = [0x60u8; 40];
         let mut v = Ipv6::new_checked(&mut h[..]).unwrap();
         v.set_dst([9; 16]);
         assert_eq!(v.dst(), [9; 16]);
