@@ -151,6 +151,16 @@ fn assert_none(found: Vec<String>) {
     assert!(found.is_empty(), "{} leak(s):\n{}", found.len(), found.join("\n"));
 }
 
+/// `scrub` (with `extra` options) of `input` into `dir`; the output's path.
+fn scrub_with(input: &Path, dir: &Path, extra: &[&str]) -> std::path::PathBuf {
+    let out = dir.join("out.pcap");
+    let mut a = vec!["scrub", "--force"];
+    a.extend(extra);
+    a.extend([input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert!(run(&a).status.success(), "{a:?}");
+    out
+}
+
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
@@ -450,11 +460,7 @@ fn rewritten_packets_get_correct_checksums() {
     let input = dir.path().join("offload.pcap");
     std::fs::write(&input, pcap(&frames)).unwrap();
     for extra in [&[][..], &["--pseudonymize"][..]] {
-        let out = dir.path().join("out.pcap");
-        let mut a = vec!["scrub", "--force"];
-        a.extend(extra);
-        a.extend([input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
-        assert!(run(&a).status.success());
+        let out = scrub_with(&input, dir.path(), extra);
         let t = std::process::Command::new("tshark")
             .arg("-r")
             .arg(&out)
@@ -627,11 +633,7 @@ fn icmp_quotes_go_and_icmp_checksums_are_right() {
     let input = dir.path().join("icmp.pcap");
     std::fs::write(&input, pcap(&[v4, v6])).unwrap();
     for extra in [&[][..], &["--pseudonymize"][..]] {
-        let out = dir.path().join("out.pcap");
-        let mut a = vec!["scrub", "--force"];
-        a.extend(extra);
-        a.extend([input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
-        assert!(run(&a).status.success());
+        let out = scrub_with(&input, dir.path(), extra);
         assert!(!contains(&std::fs::read(&out).unwrap(), &SECRET.as_bytes()[..12]), "{extra:?}: the quote survived");
         let t = std::process::Command::new("tshark")
             .arg("-r")
@@ -692,19 +694,16 @@ fn ipv6_routing_header_addresses_are_mapped() {
         assert!(!contains(&bytes, &a[..]), "address {a:02x?} survived");
     }
     assert!(!contains(&bytes, &SECRET.as_bytes()[..12]));
-    let t = std::process::Command::new("tshark")
-        .arg("-r")
-        .arg(&out)
-        .args(["-o", "tcp.check_checksum:TRUE", "-T", "fields", "-e", "tcp.checksum.status"])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&t.stdout).trim(), "1", "TCP checksum after pseudonymizing");
+    let tcp_checksum = |f: &Path| {
+        let t = std::process::Command::new("tshark")
+            .arg("-r")
+            .arg(f)
+            .args(["-o", "tcp.check_checksum:TRUE", "-T", "fields", "-e", "tcp.checksum.status"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&t.stdout).trim().to_string()
+    };
+    assert_eq!(tcp_checksum(&out), "1", "TCP checksum after pseudonymizing");
     // The input was right to begin with (tshark agrees on the final destination).
-    let t = std::process::Command::new("tshark")
-        .arg("-r")
-        .arg(&input)
-        .args(["-o", "tcp.check_checksum:TRUE", "-T", "fields", "-e", "tcp.checksum.status"])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&t.stdout).trim(), "1", "TCP checksum of the input");
+    assert_eq!(tcp_checksum(&input), "1", "TCP checksum of the input");
 }

@@ -221,7 +221,7 @@ pub fn write_text(out: &mut dyn Write, ladders: &[Ladder], width: usize, color: 
             let mut line = String::from_utf8_lossy(&row).trim_end().to_string();
             if let Some((sev, code)) = st.finding {
                 let mark = format!("  <- {code}");
-                line.push_str(&paint(sev, &mark, color));
+                line.push_str(&super::paint_severity(sev, &mark, color));
             }
             writeln!(out, "{line}")?;
         }
@@ -245,16 +245,4 @@ fn lifelines(blank: &[u8], n: usize, col: impl Fn(usize) -> usize, note: Option<
 fn clip(s: &str, max: usize) -> String {
     let s: String = s.chars().filter(|c| c.is_ascii() && !c.is_ascii_control()).collect();
     if s.len() <= max { s } else { format!("{}~", &s[..max.saturating_sub(1)]) }
-}
-
-fn paint(s: Severity, text: &str, color: bool) -> String {
-    if !color {
-        return text.to_string();
-    }
-    let code = match s {
-        Severity::Error => "31",
-        Severity::Warning => "33",
-        Severity::Info => "32",
-    };
-    format!("\x1b[{code}m{text}\x1b[0m")
 }

@@ -1170,18 +1170,21 @@ pub fn write_ladders(out: &mut dyn Write, r: &Report, color: bool) -> std::io::R
     ladder::write_text(out, &r.ladders, TEXT_WIDTH, color)
 }
 
-pub fn write_text(out: &mut dyn Write, r: &Report, color: bool) -> std::io::Result<()> {
-    let paint = |s: Severity, text: &str| -> String {
-        if !color {
-            return text.to_string();
-        }
-        let code = match s {
-            Severity::Error => "31",
-            Severity::Warning => "33",
-            Severity::Info => "32",
-        };
-        format!("\x1b[{code}m{text}\x1b[0m")
+/// `text` in its severity's colour on a terminal (red, yellow, green), as is otherwise.
+fn paint_severity(s: Severity, text: &str, color: bool) -> String {
+    if !color {
+        return text.to_string();
+    }
+    let code = match s {
+        Severity::Error => "31",
+        Severity::Warning => "33",
+        Severity::Info => "32",
     };
+    format!("\x1b[{code}m{text}\x1b[0m")
+}
+
+pub fn write_text(out: &mut dyn Write, r: &Report, color: bool) -> std::io::Result<()> {
+    let paint = |s: Severity, text: &str| paint_severity(s, text, color);
     if r.attempts.is_empty() && !r.not_attempts.is_empty() {
         let what: Vec<String> = r.not_attempts.iter().map(|(why, n)| format!("{n} {why}")).collect();
         let line = format!("{}: 0 WebSocket attempt(s); TCP flows seen: {}", r.file, what.join("; "));
