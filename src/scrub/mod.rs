@@ -311,7 +311,6 @@ impl Scrubber {
         let tunnels = if d.tunneled { wire::tunnels(meta.link_type, frame) } else { wire::Tunnels::default() };
         let cap_end = pay_off + d.payload.len();
         let proto = if matches!(transport, Transport::Tcp { .. }) { PROTO_TCP } else { PROTO_UDP };
-        let csum_at = l4_off + if proto == PROTO_TCP { 16 } else { 6 };
         // A whole segment's checksum is computed afresh if anything changes (one pass over
         // it); only a segment cut by the snaplen needs the sums before and after.
         let whole = cap_end - pay_off == wire_len as usize;
@@ -369,9 +368,9 @@ impl Scrubber {
         }
         let mapped = self.pseudo.is_some();
         if let Some(p) = &mut self.pseudo {
-            p.ip_and_link(meta.link_type, frame, ip_off, l4_off, csum_at, proto, &mut self.tally);
+            p.ip_and_link(meta.link_type, frame, ip_off, l4_off, proto, &mut self.tally);
         }
-        let hc = frame.get(csum_at..csum_at + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+        let hc = wire::view::Transport::new_checked(&frame[l4_off..], proto).map(|t| t.checksum());
         // A zero UDP checksum means "none" and stays so.
         let none = proto == PROTO_UDP && hc == Some(0);
         if (rewritten || mapped)
@@ -390,7 +389,9 @@ impl Scrubber {
                 hc
             };
             let v = if proto == PROTO_UDP && v == 0 { 0xffff } else { v };
-            frame[csum_at..csum_at + 2].copy_from_slice(&v.to_be_bytes());
+            if let Some(mut t) = wire::view::Transport::new_checked(&mut frame[l4_off..], proto) {
+                t.set_checksum(v);
+            }
         }
         // (IPv6 has no header checksum; the view takes IPv4 only.)
         if mapped && let Some(mut h) = wire::view::Ipv4::new_checked(&mut frame[ip_off..]) {

@@ -314,22 +314,26 @@ impl Pseudonymizer {
 
     /// The IP header's addresses and the link addresses of a TCP/UDP frame, with the IPv4
     /// header checksum and the transport checksum (pseudo-header) updated.
-    #[allow(clippy::too_many_arguments)]
     pub fn ip_and_link(
         &mut self,
         link_type: u32,
         frame: &mut [u8],
         ip: usize,
-        _l4: usize,
-        csum_at: usize,
+        l4: usize,
         proto: u8,
         tally: &mut Tally,
     ) {
         self.link(link_type, frame);
         let (_, a, b) = self.ip_addresses(frame, ip, tally);
-        let udp_none = proto != PROTO_TCP && frame.get(csum_at..csum_at + 2) == Some(&[0, 0]);
-        if !udp_none {
-            fix_checksum(frame, csum_at, &[a, b]);
+        // The transport checksum covers the addresses (pseudo-header); a zero UDP one is none.
+        if let Some(mut t) = crate::wire::view::Transport::new_checked(&mut frame[l4..], proto)
+            && !(proto != PROTO_TCP && t.checksum() == 0)
+        {
+            let mut hc = t.checksum();
+            for (old, new) in [a, b].into_iter().flatten() {
+                hc = crate::wire::checksum::update(hc, old, new);
+            }
+            t.set_checksum(hc);
         }
     }
 
@@ -517,17 +521,6 @@ impl Pseudonymizer {
 /// Applies address changes (old sum, new sum) to the checksum at `at`.
 /// The sums of rewritten bytes before and after (None: nothing was rewritten).
 type SumChange = Option<(u16, u16)>;
-
-fn fix_checksum(frame: &mut [u8], at: usize, changes: &[SumChange]) {
-    let Some(field) = frame.get(at..at + 2) else {
-        return;
-    };
-    let mut hc = u16::from_be_bytes([field[0], field[1]]);
-    for (old, new) in changes.iter().flatten() {
-        hc = crate::wire::checksum::update(hc, *old, *new);
-    }
-    frame[at..at + 2].copy_from_slice(&hc.to_be_bytes());
-}
 
 /// Walks a ClientHello body (RFC 8446 §4.1.2) one byte at a time, across record and
 /// segment boundaries, to find the server_name entries (RFC 6066 §3) and the extensions that

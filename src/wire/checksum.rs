@@ -43,8 +43,10 @@ pub fn update(hc: u16, old_sum: u16, new_sum: u16) -> u16 {
 /// The TCP or UDP checksum of the segment at `l4..end` (whole in the frame), over the IP
 /// pseudo-header of the IPv4 or IPv6 header at `ip` (RFC 793, RFC 768, RFC 8200 §8.1).
 pub fn transport(frame: &mut [u8], ip: usize, l4: usize, end: usize, proto: u8) -> u16 {
-    let field = l4 + if proto == 6 { 16 } else { 6 };
-    frame[field..field + 2].fill(0);
+    match super::view::Transport::new_checked(&mut frame[l4..], proto) {
+        Some(mut t) => t.set_checksum(0),
+        None => return 0,
+    }
     let v6 = frame[ip] >> 4 == 6;
     let len = (end - l4) as u32;
     let addrs = if v6 {

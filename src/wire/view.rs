@@ -89,6 +89,41 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6<T> {
     }
 }
 
+/// A TCP or UDP header at the start of `buf`: the checksum field scrub rewrites.
+pub struct Transport<T> {
+    buf: T,
+    field: usize,
+}
+
+impl<T: AsRef<[u8]>> Transport<T> {
+    /// The view, for IP protocol 6 (TCP) or 17 (UDP), if its checksum field is in `buf`.
+    pub fn new_checked(buf: T, proto: u8) -> Option<Transport<T>> {
+        let field = match proto {
+            6 => 16,
+            17 => 6,
+            _ => return None,
+        };
+        (buf.as_ref().len() >= field + 2).then_some(Transport { buf, field })
+    }
+
+    pub fn checksum(&self) -> u16 {
+        let b = self.buf.as_ref();
+        u16::from_be_bytes([b[self.field], b[self.field + 1]])
+    }
+
+    /// Where the checksum field is, from the header's start.
+    pub fn checksum_offset(&self) -> usize {
+        self.field
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Transport<T> {
+    pub fn set_checksum(&mut self, v: u16) {
+        let f = self.field;
+        self.buf.as_mut()[f..f + 2].copy_from_slice(&v.to_be_bytes());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +140,17 @@ mod tests {
         assert_eq!(&h[12..16], &[192, 0, 2, 1]);
         assert!(Ipv4::new_checked(&[0x45u8, 0, 0][..]).is_none());
         assert!(Ipv4::new_checked(&[0x60u8; 20][..]).is_none());
+    }
+
+    #[test]
+    fn transport_checksum_field() {
+        let mut tcp = [0u8; 20];
+        let mut v = Transport::new_checked(&mut tcp[..], 6).unwrap();
+        v.set_checksum(0xbeef);
+        assert_eq!((v.checksum(), v.checksum_offset()), (0xbeef, 16));
+        assert_eq!(&tcp[16..18], &[0xbe, 0xef]);
+        assert!(Transport::new_checked(&[0u8; 7][..], 17).is_none());
+        assert!(Transport::new_checked(&[0u8; 40][..], 1).is_none());
     }
 
     #[test]
