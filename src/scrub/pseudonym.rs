@@ -263,9 +263,7 @@ impl Pseudonymizer {
             let l4 = ip + usize::from(frame[ip] & 0x0f) * 4;
             if frame[ip + 9] == 1 && frame.get(l4) == Some(&5) && frame.len() >= l4 + 8 {
                 self.map_addr_at(frame, l4 + 4, false);
-                let end = frame.len();
-                frame[l4 + 2..l4 + 4].fill(0);
-                let v = !crate::wire::checksum::sum(&frame[l4..end]);
+                let v = crate::wire::checksum::icmp(frame, ip, l4, frame.len(), false);
                 frame[l4 + 2..l4 + 4].copy_from_slice(&v.to_be_bytes());
             }
             if let Some(mut h) = crate::wire::view::Ipv4::new_checked(&mut frame[ip..]) {
