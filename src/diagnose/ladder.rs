@@ -63,15 +63,7 @@ pub fn build(attempts: &[Attempt], findings: &[Finding], t: &Tracker, partner: &
             leg_steps(t.conv(attempts[j].conv), c, s, &mut steps);
         }
         // The lookup that named the server, as the findings found it.
-        let first = t.conv(a.conv).first;
-        if let Some(dns) = &a.dns
-            && let Some(l) = t
-                .lookups
-                .iter()
-                .filter(|l| l.query.is_none_or(|q| q.ts_ns <= first.ts_ns))
-                .rev()
-                .find(|l| l.name == dns.name)
-        {
+        if let Some(l) = a.lookup.map(|k| &t.lookups[k]) {
             lifelines.insert(0, "resolver".into());
             for st in &mut steps {
                 st.from += 1;

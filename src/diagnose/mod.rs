@@ -270,6 +270,9 @@ pub struct Attempt {
     auth_leg: Option<usize>,
     #[serde(skip)]
     conv: usize,
+    /// Which of the tracker's lookups named the server (the one `dns` tells of), for the ladder.
+    #[serde(skip)]
+    lookup: Option<usize>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -399,16 +402,18 @@ fn build_attempt(i: usize, c: &Conv, lookups: &[Lookup]) -> Attempt {
             .flatten()
             .collect();
     let server_addr = c.key.addr(server);
-    let dns = lookups
+    let lookup = lookups
         .iter()
-        .filter(|l| l.query.is_none_or(|q| q.ts_ns <= c.first.ts_ns))
+        .enumerate()
+        .filter(|(_, l)| l.query.is_none_or(|q| q.ts_ns <= c.first.ts_ns))
         .rev()
-        .find(|l| names.contains(&l.name) || l.addrs.contains(&server_addr))
-        .map(|l| DnsFact {
-            name: l.name.clone(),
-            rcode: l.rcode,
-            answers: l.addrs.iter().map(Addr::to_string).collect(),
-        });
+        .find(|(_, l)| names.contains(&l.name) || l.addrs.contains(&server_addr))
+        .map(|(k, _)| k);
+    let dns = lookup.map(|k| &lookups[k]).map(|l| DnsFact {
+        name: l.name.clone(),
+        rcode: l.rcode,
+        answers: l.addrs.iter().map(Addr::to_string).collect(),
+    });
     let alert = c.alerts.iter().find(|a| a.description.is_some()).or(c.alerts.first());
     let mut frames: Vec<u64> = Vec::new();
     frames.extend(c.syns.first().map(|a| a.frame));
@@ -474,6 +479,7 @@ fn build_attempt(i: usize, c: &Conv, lookups: &[Lookup]) -> Attempt {
         zero_windows: c.zero_windows.count as usize,
         start_ns: c.first.ts_ns,
         conv: i,
+        lookup,
     }
 }
 
