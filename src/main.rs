@@ -295,16 +295,11 @@ fn run_diagnose(args: &DiagnoseArgs) -> ExitCode {
             }
         },
     );
-    if let Some(path) = &args.html {
-        // Written whole or not at all: into a file beside the target, then renamed.
-        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-        let written =
-            std::fs::write(&tmp, pcap_surgery::diagnose::html_page(&pages)).and_then(|()| std::fs::rename(&tmp, path));
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&tmp);
-            ui.println(&format!("pcap-surgery: {}: {e}", path.display()));
-            status = status.max(EXIT_RUNTIME);
-        }
+    if let Some(path) = &args.html
+        && let Err(e) = write_whole(path, pcap_surgery::diagnose::html_page(&pages).as_bytes())
+    {
+        ui.println(&format!("pcap-surgery: {}: {e}", path.display()));
+        status = status.max(EXIT_RUNTIME);
     }
     if status == 0
         && let (Some(limit), Some(w)) = (args.fail_on, worst)
@@ -565,13 +560,21 @@ fn run(verb: Verb, inputs: &[PathBuf], out: &OutputArgs, cfg: &TrimConfig, files
     text.push('\n');
     for (path, bytes) in [(files.scrub_report, text.as_bytes()), (files.keylog_out, &key_log[..])] {
         if let Some(path) = path
-            && let Err(e) = std::fs::write(path, bytes)
+            && let Err(e) = write_whole(path, bytes)
         {
             ui.println(&format!("pcap-surgery: {}: {e}", path.display()));
             status = status.max(EXIT_RUNTIME);
         }
     }
     ExitCode::from(status)
+}
+
+/// A side file (`--html`, `--scrub-report`, `--keylog-out`), written whole or not at all the
+/// way captures are, over any file of that name.
+fn write_whole(path: &Path, bytes: &[u8]) -> pcap_surgery::Result<()> {
+    let mut out = AtomicOutput::create(&OutputTarget::File(path.to_path_buf()), true, &[])?;
+    out.write_all(bytes)?;
+    out.commit()
 }
 
 fn trim_one(
