@@ -296,7 +296,11 @@ fn run_diagnose(args: &DiagnoseArgs) -> ExitCode {
         },
     );
     if let Some(path) = &args.html
-        && let Err(e) = write_whole(path, pcap_surgery::diagnose::html_page(&pages).as_bytes())
+        && let Err(e) = write_whole(
+            path,
+            pcap_surgery::diagnose::html_page(&pages).as_bytes(),
+            &srcs.iter().map(|s| s.path.clone()).collect::<Vec<_>>(),
+        )
     {
         ui.println(&format!("pcap-surgery: {}: {e}", path.display()));
         status = status.max(EXIT_RUNTIME);
@@ -560,7 +564,7 @@ fn run(verb: Verb, inputs: &[PathBuf], out: &OutputArgs, cfg: &TrimConfig, files
     text.push('\n');
     for (path, bytes) in [(files.scrub_report, text.as_bytes()), (files.keylog_out, &key_log[..])] {
         if let Some(path) = path
-            && let Err(e) = write_whole(path, bytes)
+            && let Err(e) = write_whole(path, bytes, &all_inputs)
         {
             ui.println(&format!("pcap-surgery: {}: {e}", path.display()));
             status = status.max(EXIT_RUNTIME);
@@ -570,9 +574,9 @@ fn run(verb: Verb, inputs: &[PathBuf], out: &OutputArgs, cfg: &TrimConfig, files
 }
 
 /// A side file (`--html`, `--scrub-report`, `--keylog-out`), written whole or not at all the
-/// way captures are, over any file of that name.
-fn write_whole(path: &Path, bytes: &[u8]) -> pcap_surgery::Result<()> {
-    let mut out = AtomicOutput::create(&OutputTarget::File(path.to_path_buf()), true, &[])?;
+/// way captures are, over any file of that name but never over one of the inputs.
+fn write_whole(path: &Path, bytes: &[u8], inputs: &[PathBuf]) -> pcap_surgery::Result<()> {
+    let mut out = AtomicOutput::create(&OutputTarget::File(path.to_path_buf()), true, inputs)?;
     out.write_all(bytes)?;
     out.commit()
 }

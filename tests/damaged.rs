@@ -148,6 +148,27 @@ fn hard_links_and_symlinks_to_the_input_are_refused_as_output() {
     assert_eq!(std::fs::read(&input).unwrap(), before);
 }
 
+#[test]
+fn side_files_never_overwrite_an_input() {
+    let dir = tmpdir();
+    let input = dir.path().join("in.pcap");
+    std::fs::copy(testdata().join("ws-direct-ok.pcap"), &input).unwrap();
+    let before = std::fs::read(&input).unwrap();
+    let i = input.to_str().unwrap();
+    let out = dir.path().join("out.pcap");
+    let o = out.to_str().unwrap();
+    for args in [
+        vec!["diagnose", "-q", i, "--html", i],
+        vec!["scrub", i, "-o", o, "--force", "--scrub-report", i],
+        vec!["trim", i, "-o", o, "--force", "--keylog-out", i],
+    ] {
+        let r = run(&args);
+        assert_eq!(r.status.code(), Some(1), "{args:?}: {}", stderr(&r));
+        assert!(stderr(&r).contains("is the input file"), "{args:?}: {}", stderr(&r));
+        assert_eq!(std::fs::read(&input).unwrap(), before, "{args:?}");
+    }
+}
+
 fn no_file_named(out: &Path) {
     assert!(!out.exists(), "{} must not exist", out.display());
 }
