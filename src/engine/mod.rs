@@ -1174,15 +1174,13 @@ impl Engine {
                     flow.client = Some(s);
                     content = Content::Tls;
                     let sni = ch.sni.clone().unwrap_or_default();
+                    let h2 = ch.alpn.iter().any(|p| p == "h2");
+                    let h1 = ch.alpn.iter().any(|p| p == "http/1.1");
                     let mut keep = if !self.opts.select.has_hosts() {
-                        let h1 = ch.alpn.iter().any(|p| p == "http/1.1");
-                        let h2 = ch.alpn.iter().any(|p| p == "h2");
                         ch.alpn.is_empty() || (h1 && !h2)
                     } else {
                         self.opts.select.host_matches(&sni)
                     };
-                    let h2 = ch.alpn.iter().any(|p| p == "h2");
-                    let h1 = ch.alpn.iter().any(|p| p == "http/1.1");
                     let proto = if h2 {
                         Proto::TlsH2
                     } else if h1 || ch.alpn.is_empty() {
@@ -1207,8 +1205,9 @@ impl Engine {
                     }
                     class = if keep { Class::Tls } else { Class::Dropped };
                     let keys = !plain && !self.opts.select.has_hosts() && self.keys.get(&ch.random).is_some();
-                    let why = match (keep, !self.opts.select.has_hosts(), proto) {
-                        _ if keys => "TLS with keys: judged by what it carries",
+                    // What it is judged by its hello alone: its verdict, or a keyed session's
+                    // should its plaintext never be read.
+                    let by_hello = match (keep, !self.opts.select.has_hosts(), proto) {
                         _ if plain => "TLS answered in plaintext HTTP",
                         (true, false, _) => "SNI matches --host",
                         (false, false, _) => "SNI not among --host",
@@ -1217,21 +1216,10 @@ impl Engine {
                         (false, true, Proto::TlsH2) => "TLS offering h2",
                         (false, true, _) => "TLS for another protocol",
                     };
-                    label = (proto, why);
+                    label = (proto, by_hello);
                     if keys {
-                        let fallback = (
-                            class,
-                            proto,
-                            if class == Class::Tls { "TLS offering HTTP/1.1 only" } else { "TLS offering h2" },
-                        );
-                        let fallback = if ch.alpn.is_empty() && class == Class::Tls {
-                            (class, proto, "TLS without ALPN (HTTP/1.1 possible)")
-                        } else if class == Class::Dropped && proto != Proto::TlsH2 {
-                            (class, proto, "TLS for another protocol")
-                        } else {
-                            fallback
-                        };
-                        flow.keyed = Some(Keyed::new(&ch.random, fallback, self.ev.at.frame));
+                        label.1 = "TLS with keys: judged by what it carries";
+                        flow.keyed = Some(Keyed::new(&ch.random, (class, proto, by_hello), self.ev.at.frame));
                         class = Class::Tls;
                         keep = true;
                     }
