@@ -219,11 +219,7 @@ fn annotate_explains_each_kept_packet_in_pcapng_comments() {
         let r =
             run(&["trim", "--annotate", "-q", testdata().join(name).to_str().unwrap(), "-o", out.to_str().unwrap()]);
         assert!(r.status.success(), "{}", stderr(&r));
-        let o = Command::new("tshark")
-            .args(["-r", out.to_str().unwrap(), "-T", "fields", "-e", "frame.comment"])
-            .output()
-            .unwrap();
-        let comments = String::from_utf8_lossy(&o.stdout);
+        let comments = tshark(&out, &["-T", "fields", "-e", "frame.comment"]);
         let packets = read_packets(&out).len();
         assert_eq!(comments.lines().filter(|l| !l.trim().is_empty()).count(), packets, "{name}: every packet");
         for w in want {

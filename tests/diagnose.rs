@@ -70,13 +70,7 @@ fn a_finished_tls12_handshake_closed_with_close_notify_is_not_aborted() {
     require_tshark();
     let f = testdata().join("tls12-close-notify.pcap");
     // tshark: ChangeCipherSpec each way, then an encrypted alert and FINs.
-    let t = std::process::Command::new("tshark")
-        .arg("-r")
-        .arg(&f)
-        .args(["-d", "tcp.port==18443,tls", "-T", "fields", "-e", "tls.record.content_type"])
-        .output()
-        .unwrap();
-    let types = String::from_utf8_lossy(&t.stdout).to_string();
+    let types = tshark(&f, &["-d", "tcp.port==18443,tls", "-T", "fields", "-e", "tls.record.content_type"]);
     assert_eq!(types.matches("20").count(), 2, "one ChangeCipherSpec each way: {types}");
     assert!(types.contains("21"), "the close_notify alert: {types}");
     let d = diagnose(&f);
@@ -375,13 +369,8 @@ fn tcp_keep_alives_are_not_retransmissions() {
     let f = dir.path().join("keepalive.pcap");
     std::fs::write(&f, out).unwrap();
     // Wireshark calls them keep-alives...
-    let t = std::process::Command::new("tshark")
-        .arg("-r")
-        .arg(&f)
-        .args(["-Y", "tcp.analysis.keep_alive", "-T", "fields", "-e", "frame.number"])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&t.stdout).lines().count(), 2, "tshark sees two keep-alives");
+    let keep_alives = tshark(&f, &["-Y", "tcp.analysis.keep_alive", "-T", "fields", "-e", "frame.number"]);
+    assert_eq!(keep_alives.lines().count(), 2, "tshark sees two keep-alives");
     // ...and so does diagnose: no retransmissions.
     let d = diagnose(&f);
     assert!(!has(&d, "retransmissions"), "{:?}", codes(&d));

@@ -82,15 +82,16 @@ fn pseudonymized_tunnels_hide_outer_addresses_and_keep_checksums() {
         let out = dir.path().join(format!("{kind}.pcap"));
         let r = run(&["scrub", "--pseudonymize", "--force", input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
         assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-        let t = std::process::Command::new("tshark")
-            .arg("-r")
-            .arg(&out)
-            .args(["-o", "tcp.check_checksum:TRUE", "-o", "udp.check_checksum:TRUE", "-o", "ip.check_checksum:TRUE"])
-            .args(["-T", "fields", "-E", "occurrence=a", "-e", "ip.addr", "-e", "ipv6.addr"])
-            .args(["-e", "ip.checksum.status", "-e", "udp.checksum.status", "-e", "tcp.checksum.status"])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&t.stdout);
+        let text = tshark(
+            &out,
+            &[
+                ["-o", "tcp.check_checksum:TRUE", "-o", "udp.check_checksum:TRUE", "-o", "ip.check_checksum:TRUE"]
+                    .as_slice(),
+                &["-T", "fields", "-E", "occurrence=a", "-e", "ip.addr", "-e", "ipv6.addr"],
+                &["-e", "ip.checksum.status", "-e", "udp.checksum.status", "-e", "tcp.checksum.status"],
+            ]
+            .concat(),
+        );
         for addr in ["192.0.2.1", "198.51.100.1", "2001:db8::1", "2001:db8::2", "127.0.0.1"] {
             assert!(!text.contains(addr), "{kind}: {addr} survived pseudonymization:\n{text}");
         }

@@ -69,16 +69,14 @@ fn findings(capture: &Path) -> Vec<(String, String)> {
 
 /// The transport flows present in a capture, as tshark sees them: "tcp a:p-b:p".
 fn tshark_flows(capture: &Path) -> BTreeSet<String> {
-    let out = Command::new("tshark")
-        .arg("-r")
-        .arg(capture)
-        .args(["-T", "fields", "-E", "occurrence=l", "-E", "separator=\t"])
-        .args(["-e", "ip.src", "-e", "ipv6.src", "-e", "tcp.srcport", "-e", "udp.srcport"])
-        .args(["-e", "ip.dst", "-e", "ipv6.dst", "-e", "tcp.dstport", "-e", "udp.dstport"])
-        .output()
-        .expect("run tshark");
+    let fields = [
+        ["-T", "fields", "-E", "occurrence=l", "-E", "separator=\t"].as_slice(),
+        &["-e", "ip.src", "-e", "ipv6.src", "-e", "tcp.srcport", "-e", "udp.srcport"],
+        &["-e", "ip.dst", "-e", "ipv6.dst", "-e", "tcp.dstport", "-e", "udp.dstport"],
+    ]
+    .concat();
     let mut set = BTreeSet::new();
-    for l in String::from_utf8_lossy(&out.stdout).lines() {
+    for l in tshark(capture, &fields).lines() {
         let f: Vec<&str> = l.split('\t').collect();
         let pick = |a: &str, b: &str| if a.is_empty() { b.to_string() } else { a.to_string() };
         let (src, dst) = (pick(f[0], f[1]), pick(f[4], f[5]));

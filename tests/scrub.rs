@@ -35,15 +35,13 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 
 /// Frames tshark reports with a bad IPv4, TCP or UDP checksum.
 fn bad_checksums(file: &Path) -> BTreeSet<String> {
-    let out = Command::new("tshark")
-        .arg("-r")
-        .arg(file)
-        .args(["-o", "tcp.check_checksum:TRUE", "-o", "udp.check_checksum:TRUE", "-o", "ip.check_checksum:TRUE"])
-        .args(["-Y", "tcp.checksum.status == 0 || udp.checksum.status == 0 || ip.checksum.status == 0"])
-        .args(["-T", "fields", "-e", "frame.number"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+    let args = [
+        ["-o", "tcp.check_checksum:TRUE", "-o", "udp.check_checksum:TRUE", "-o", "ip.check_checksum:TRUE"].as_slice(),
+        &["-Y", "tcp.checksum.status == 0 || udp.checksum.status == 0 || ip.checksum.status == 0"],
+        &["-T", "fields", "-e", "frame.number"],
+    ]
+    .concat();
+    tshark(file, &args).lines().map(str::to_string).collect()
 }
 
 /// What must survive scrubbing: every fact but the request URI (its query values go).
@@ -181,13 +179,7 @@ fn scrub_report_counts_bytes_per_rule() {
 
 /// IPv4 addresses of a capture, as tshark reads them.
 fn addresses(file: &Path) -> BTreeSet<[u8; 4]> {
-    let out = Command::new("tshark")
-        .arg("-r")
-        .arg(file)
-        .args(["-T", "fields", "-e", "ip.src", "-e", "ip.dst"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
+    tshark(file, &["-T", "fields", "-e", "ip.src", "-e", "ip.dst"])
         .split_whitespace()
         .filter_map(|a| a.parse::<std::net::Ipv4Addr>().ok())
         .map(|a| a.octets())
@@ -253,13 +245,7 @@ fn pseudonymized_sni_host_and_dns_name_agree_across_files() {
     let rows = tshark_rows(&bulk);
     let dns: BTreeSet<String> = rows.iter().map(|r| r[col("dns.qry.name")].clone()).filter(|s| !s.is_empty()).collect();
     assert_eq!(dns, BTreeSet::from([name.clone()]));
-    let out = Command::new("tshark")
-        .arg("-r")
-        .arg(&bulk)
-        .args(["-d", "tcp.port==18765,http", "-T", "fields", "-e", "http.host"])
-        .output()
-        .unwrap();
-    let hosts = String::from_utf8_lossy(&out.stdout).to_string();
+    let hosts = tshark(&bulk, &["-d", "tcp.port==18765,http", "-T", "fields", "-e", "http.host"]);
     assert!(hosts.lines().any(|h| h == format!("{name}:18765")), "Host {hosts:?} vs SNI {name}");
 }
 

@@ -461,14 +461,14 @@ fn rewritten_packets_get_correct_checksums() {
     std::fs::write(&input, pcap(&frames)).unwrap();
     for extra in [&[][..], &["--pseudonymize"][..]] {
         let out = scrub_with(&input, dir.path(), extra);
-        let t = std::process::Command::new("tshark")
-            .arg("-r")
-            .arg(&out)
-            .args(["-o", "tcp.check_checksum:TRUE", "-o", "ip.check_checksum:TRUE"])
-            .args(["-Y", "tcp.len > 0", "-T", "fields", "-e", "tcp.checksum.status", "-e", "ip.checksum.status"])
-            .output()
-            .unwrap();
-        let rows = String::from_utf8_lossy(&t.stdout).to_string();
+        let rows = tshark(
+            &out,
+            &[
+                ["-o", "tcp.check_checksum:TRUE", "-o", "ip.check_checksum:TRUE"].as_slice(),
+                &["-Y", "tcp.len > 0", "-T", "fields", "-e", "tcp.checksum.status", "-e", "ip.checksum.status"],
+            ]
+            .concat(),
+        );
         assert_eq!(rows.lines().count(), 2, "{rows}");
         assert!(rows.lines().all(|l| l == "1\t1"), "{extra:?}: checksums after scrubbing:\n{rows}");
     }
@@ -601,13 +601,9 @@ fn pseudonymization_reaches_every_address_and_name() {
     assert_none(found);
     // Every IPv4 header and ICMP checksum is right afterwards.
     require_tshark();
-    let t = std::process::Command::new("tshark")
-        .arg("-r")
-        .arg(&out)
-        .args(["-o", "ip.check_checksum:TRUE", "-Y", "ip.checksum.status == 0 || icmp.checksum.status == 0"])
-        .output()
-        .unwrap();
-    assert!(t.stdout.is_empty(), "bad checksums: {}", String::from_utf8_lossy(&t.stdout));
+    let bad =
+        tshark(&out, &["-o", "ip.check_checksum:TRUE", "-Y", "ip.checksum.status == 0 || icmp.checksum.status == 0"]);
+    assert!(bad.is_empty(), "bad checksums: {bad}");
 }
 
 /// An ICMP error quotes the packet it is about: the quote goes, and the ICMP checksum is
@@ -635,13 +631,7 @@ fn icmp_quotes_go_and_icmp_checksums_are_right() {
     for extra in [&[][..], &["--pseudonymize"][..]] {
         let out = scrub_with(&input, dir.path(), extra);
         assert!(!contains(&std::fs::read(&out).unwrap(), &SECRET.as_bytes()[..12]), "{extra:?}: the quote survived");
-        let t = std::process::Command::new("tshark")
-            .arg("-r")
-            .arg(&out)
-            .args(["-T", "fields", "-e", "icmp.checksum.status", "-e", "icmpv6.checksum.status"])
-            .output()
-            .unwrap();
-        let rows = String::from_utf8_lossy(&t.stdout).to_string();
+        let rows = tshark(&out, &["-T", "fields", "-e", "icmp.checksum.status", "-e", "icmpv6.checksum.status"]);
         assert_eq!(rows.lines().map(str::trim).collect::<Vec<_>>(), ["1", "1"], "{extra:?}: {rows}");
     }
 }
@@ -695,13 +685,7 @@ fn ipv6_routing_header_addresses_are_mapped() {
     }
     assert!(!contains(&bytes, &SECRET.as_bytes()[..12]));
     let tcp_checksum = |f: &Path| {
-        let t = std::process::Command::new("tshark")
-            .arg("-r")
-            .arg(f)
-            .args(["-o", "tcp.check_checksum:TRUE", "-T", "fields", "-e", "tcp.checksum.status"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&t.stdout).trim().to_string()
+        tshark(f, &["-o", "tcp.check_checksum:TRUE", "-T", "fields", "-e", "tcp.checksum.status"]).trim().to_string()
     };
     assert_eq!(tcp_checksum(&out), "1", "TCP checksum after pseudonymizing");
     // The input was right to begin with (tshark agrees on the final destination).

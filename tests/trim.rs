@@ -386,14 +386,11 @@ fn websocket_met_mid_connection_is_recognised_by_its_frames() {
     let out = trim_to(&mid, dir.path(), &[]);
     // Without the upgrade tshark needs to be told these ports carry WebSocket.
     let pings = |f: &Path| {
-        let out = std::process::Command::new("tshark")
-            .arg("-r")
-            .arg(f)
-            .args(["-d", "tcp.port==18084,websocket", "-d", "tcp.port==18765,websocket"])
-            .args(["-T", "fields", "-e", "websocket.opcode"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.split(',').any(|o| o == "9" || o == "10")).count()
+        let args = ["-d", "tcp.port==18084,websocket", "-d", "tcp.port==18765,websocket", "-T", "fields"];
+        tshark(f, &[args.as_slice(), &["-e", "websocket.opcode"]].concat())
+            .lines()
+            .filter(|l| l.split(',').any(|o| o == "9" || o == "10"))
+            .count()
     };
     assert!(pings(&mid) > 0);
     assert_eq!(pings(&out), pings(&mid), "ping/pong frames of a flow met mid-connection are kept");

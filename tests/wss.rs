@@ -128,14 +128,8 @@ fn every_fact_tshark_decrypts_diagnose_reports() {
     }
     // The suites were what they claim (tshark: the ServerHello's cipher suite per port).
     let suites = |name: &str| -> Vec<String> {
-        let out = Command::new("tshark")
-            .arg("-r")
-            .arg(testdata().join(name))
-            .args(decode_as())
-            .args(["-Y", "tls.handshake.type == 2", "-T", "fields", "-e", "tls.handshake.ciphersuite"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+        let args = [decode_as(), &["-Y", "tls.handshake.type == 2", "-T", "fields", "-e", "tls.handshake.ciphersuite"]];
+        tshark(&testdata().join(name), &args.concat()).lines().map(str::to_string).collect()
     };
     assert_eq!(suites("wss-keys-13.pcapng"), ["0x1302", "0x1301", "0x1303"]);
     assert_eq!(suites("wss-keys-12.pcapng"), ["0xc02f", "0xc030", "0xcca8"]);

@@ -244,14 +244,15 @@ pub fn facts(rows: &[Vec<String>], flows: &BTreeSet<String>) -> BTreeMap<(String
 
 /// Frame numbers tshark flags as malformed or with error-level expert info.
 pub fn expert_errors(file: &Path) -> usize {
-    let out = Command::new("tshark")
-        .arg("-r")
-        .arg(file)
-        .args(DECODE_AS)
-        .args(["-Y", "_ws.malformed || _ws.expert.severity >= 8388608", "-T", "fields", "-e", "frame.number"])
-        .output()
-        .expect("run tshark");
-    String::from_utf8_lossy(&out.stdout).lines().count()
+    let mut args = DECODE_AS.to_vec();
+    args.extend(["-Y", "_ws.malformed || _ws.expert.severity >= 8388608", "-T", "fields", "-e", "frame.number"]);
+    tshark(file, &args).lines().count()
+}
+
+/// What tshark prints reading `file` with `args` (preferences, a display filter, fields).
+pub fn tshark(file: &Path, args: &[&str]) -> String {
+    let out = Command::new("tshark").arg("-r").arg(file).args(args).output().expect("run tshark");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A packet as read by pcap-file (not by the code under test).
