@@ -199,6 +199,39 @@ fn other_protocols_are_never_read_as_http() {
     assert_none(found);
 }
 
+/// What is HTTP is one answer for every command: a request line's first word must be a known
+/// method. An "upgrade" led by another word (or another protocol's command) is no WebSocket
+/// attempt to `flows` or `diagnose` either, so the scrubber overwriting it whole cannot make
+/// diagnose(scrub(x)) differ from diagnose(x).
+#[test]
+fn the_engine_and_the_scrubber_agree_on_what_is_http() {
+    let dir = tmpdir();
+    let cases = [
+        ("unknown-method", upgrade(&format!("Cookie: {SECRET}\r\n")).replacen("GET", "FETCH", 1), 80),
+        ("lower-case-method", upgrade(&format!("Cookie: {SECRET}\r\n")).replacen("GET", "get", 1), 80),
+        ("ftp", format!("USER bob\r\nPASS {SECRET}\r\n"), 21),
+    ];
+    for (name, text, port) in cases {
+        let frames = Conv::new(40100, port).send(0, text.as_bytes(), 1400).send(1, SWITCHING.as_bytes(), 1400).close();
+        let input = dir.path().join(format!("{name}.pcap"));
+        std::fs::write(&input, pcap(&frames)).unwrap();
+        let r = run(&["flows", "--json", input.to_str().unwrap()]);
+        let flows: serde_json::Value =
+            serde_json::from_slice(r.stdout.split(|&c| c == b'\n').next().unwrap()).expect("flows JSON");
+        assert_ne!(flows["class"], "websocket", "{name}: {flows}");
+        assert_ne!(flows["class"], "http", "{name}: {flows}");
+        let attempts = |f: &Path| {
+            let r = run(&["diagnose", "--json", f.to_str().unwrap()]);
+            let d: serde_json::Value = serde_json::from_slice(&r.stdout).expect("diagnose JSON");
+            d["attempts"].as_array().unwrap().len()
+        };
+        assert_eq!(attempts(&input), 0, "{name}: diagnose saw an attempt");
+        let out = scrub_with(&input, dir.path(), &[]);
+        assert_eq!(attempts(&out), 0, "{name}: diagnose of the scrubbed capture");
+        assert!(!contains(&std::fs::read(&out).unwrap(), SECRET.as_bytes()), "{name}: the secret survived");
+    }
+}
+
 /// Bytes outside the parsed packet: data in a SYN, an Ethernet trailer, and a WebSocket
 /// upgrade on port 53 (not DNS because of its port).
 #[test]

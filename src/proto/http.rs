@@ -4,17 +4,50 @@
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 const MAX_HEADERS: usize = 128;
 
-/// Is this the start of an HTTP request line? (a method token, then a space)
+/// Request methods (RFC 9110 §9, PATCH, WebDAV's). Only these start an HTTP request: a first
+/// token outside the list is another protocol however HTTP-like its shape (FTP's `PASS`,
+/// Redis's `AUTH`, a PROXY-protocol line), for the engine's classifier and the scrubber alike.
+pub const METHODS: &[&[u8]] = &[
+    b"GET",
+    b"HEAD",
+    b"POST",
+    b"PUT",
+    b"DELETE",
+    b"CONNECT",
+    b"OPTIONS",
+    b"TRACE",
+    b"PATCH",
+    b"PROPFIND",
+    b"PROPPATCH",
+    b"MKCOL",
+    b"COPY",
+    b"MOVE",
+    b"LOCK",
+    b"UNLOCK",
+    b"REPORT",
+    b"SEARCH",
+];
+
+const LONGEST_METHOD: usize = 9;
+
+/// Whether a first token read so far can still become a method or a status line's
+/// `HTTP/1.x`: a prefix of neither is not HTTP, at once.
+pub fn first_token_possible(tok: &[u8]) -> bool {
+    METHODS.iter().any(|m| m.starts_with(tok)) || b"HTTP/1.".starts_with(tok) || tok.starts_with(b"HTTP/1.")
+}
+
+/// Is this the start of an HTTP request line (a known method, then a space)? `None` while
+/// too short to tell.
 pub fn looks_like_request(b: &[u8]) -> Option<bool> {
-    for (i, &c) in b.iter().enumerate().take(24) {
+    for (i, &c) in b.iter().enumerate().take(LONGEST_METHOD + 1) {
         if c == b' ' {
-            return Some(i > 0);
+            return Some(METHODS.contains(&&b[..i]));
         }
-        if !c.is_ascii_alphabetic() && c != b'-' && c != b'_' {
+        if !METHODS.iter().any(|m| m.starts_with(&b[..=i])) {
             return Some(false);
         }
     }
-    if b.len() >= 24 { Some(false) } else { None }
+    if b.len() > LONGEST_METHOD { Some(false) } else { None }
 }
 
 /// Is this the start of an HTTP/1.x status line? `None` while too short to tell.
@@ -261,6 +294,12 @@ Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSoc
         assert_eq!(looks_like_request(b"GET / HTTP/1.1"), Some(true));
         assert_eq!(looks_like_request(b"GE"), None);
         assert_eq!(looks_like_request(b"\x16\x03\x01"), Some(false));
+        // Other protocols' commands are not requests, however HTTP-like their shape.
+        assert_eq!(looks_like_request(b"PASS hunter2\r\n"), Some(false));
+        assert_eq!(looks_like_request(b"AUTH s3cret\r\n"), Some(false));
+        assert_eq!(looks_like_request(b"get / HTTP/1.1"), Some(false));
+        assert_eq!(looks_like_request(b"PROPFIND"), None);
+        assert_eq!(looks_like_request(b"PROPFIND "), Some(true));
         assert_eq!(looks_like_response(b"HTTP/1.1 101"), Some(true));
         assert_eq!(looks_like_response(b"HTT"), None);
     }

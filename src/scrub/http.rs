@@ -4,6 +4,8 @@
 //! values of the diagnosis headers (SPEC's allow-list) stay; query values and every other
 //! header value become filler.
 
+use crate::proto::http::{self, MAX_HEAD_BYTES};
+
 /// Headers whose values carry the diagnosis (SPEC "What scrubbing changes").
 pub const ALLOWED_HEADERS: &[&str] = &[
     "host",
@@ -44,8 +46,6 @@ const KNOWN_HEADERS: &[&str] = &[
 ];
 
 const MAX_NAME_BYTES: usize = 40;
-/// Longest head redacted as a head; beyond this the rest of the stream is opaque.
-pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum At {
@@ -157,29 +157,6 @@ impl Default for HeadRedactor {
     }
 }
 
-/// Request methods (RFC 9110 §9, PATCH, WebDAV's): a first token outside this list is not
-/// HTTP, whatever its shape (FTP's PASS, Redis's AUTH, a PROXY-protocol line).
-const METHODS: &[&[u8]] = &[
-    b"GET",
-    b"HEAD",
-    b"POST",
-    b"PUT",
-    b"DELETE",
-    b"CONNECT",
-    b"OPTIONS",
-    b"TRACE",
-    b"PATCH",
-    b"PROPFIND",
-    b"PROPPATCH",
-    b"MKCOL",
-    b"COPY",
-    b"MOVE",
-    b"LOCK",
-    b"UNLOCK",
-    b"REPORT",
-    b"SEARCH",
-];
-
 /// Where `user:pass@` ends in a URL or authority at the start of `rest` (counted from there),
 /// so that it is overwritten: `scheme://user:pass@host`, or `user:pass@host` in a Host value.
 /// None when there is none, or when the authority is not all in sight (then the caller fails
@@ -269,7 +246,7 @@ impl HeadRedactor {
                     if tok.starts_with(b"HTTP/1.") {
                         self.end.response = true;
                         self.at = At::Status;
-                    } else if METHODS.contains(&tok) {
+                    } else if http::METHODS.contains(&tok) {
                         self.at = At::Target;
                         // `GET http://user:pass@host/`: the userinfo goes; an absolute target
                         // whose authority runs past the segment goes to its end.
@@ -286,10 +263,7 @@ impl HeadRedactor {
                     self.token_len += 1;
                     // A prefix of no method (nor of a status line) is not HTTP at once.
                     let tok = &self.token[..self.token_len];
-                    let possible = METHODS.iter().any(|m| m.starts_with(tok))
-                        || b"HTTP/1.".starts_with(tok)
-                        || tok.starts_with(b"HTTP/1.");
-                    if !possible {
+                    if !http::first_token_possible(tok) {
                         return Step::NotHttp;
                     }
                 } else {
