@@ -125,7 +125,8 @@ pub enum WaitOn {
     Reorder(Side),
     /// A DNS transaction (this id, on the ticket's flow) waits for its answer or for a kept
     /// flow to name its host or address.
-    Dns(u16),
+    /// (The number is the transaction's in the engine's DNS table.)
+    Dns(u64),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

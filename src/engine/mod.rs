@@ -21,7 +21,7 @@ mod dns;
 pub mod event;
 mod inner;
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashSet;
 
 use crate::capture::RecordMeta;
 use crate::decrypt::KeyLog;
@@ -32,7 +32,7 @@ use crate::proto::websocket::{self, Frames};
 use crate::proto::{http, tls};
 use crate::wire::{self, Addr, Decoded, Opaque, Skip, Transport, tcp_flags};
 
-use self::dns::{DnsTxn, name_key};
+use self::dns::{DnsTable, OpenIds, name_key};
 use self::event::Events;
 pub use self::event::{At, Content, Event, Observed};
 use self::inner::{DirTls, Keyed};
@@ -228,8 +228,10 @@ pub struct Flow {
     /// FIN seen from side A (bit 0) or B (bit 1), RST seen (bit 2). A half-closed connection
     /// is still open: its other side may send data and its own FIN much later.
     ends: u8,
-    /// UDP has no close; its flows (mostly one DNS exchange each) are forgotten when quiet.
+    /// UDP has no close; its flows (mostly one DNS exchange each) are forgotten when quiet
+    /// (a lookup answered more than `CLOSED_LINGER_NS` later is then met as a new one).
     udp: bool,
+    dns_ids: OpenIds,
     /// The server answered the client's TLS in plaintext HTTP (`Event::PlainAnswer`).
     plain_answer: bool,
     /// A CONNECT was answered 2xx: the bytes after the heads are the tunnelled connection.
@@ -268,6 +270,7 @@ impl Flow {
             counted_kept: false,
             ends: 0,
             udp: false,
+            dns_ids: OpenIds::default(),
             plain_answer: false,
             tunnel_open: false,
         }
@@ -368,7 +371,7 @@ pub struct Engine {
     /// Names of kept flows (SNI, Host, --host), as `name_key`s: a DNS lookup of one is kept.
     kept_names: FxHashSet<u64>,
     kept_addrs: FxHashSet<Addr>,
-    dns: FxHashMap<(FlowKey, u16), DnsTxn>,
+    dns: DnsTable,
     resolved: Vec<(u64, Verdict)>,
     /// Client randoms of TLS flows kept since the last call to `take_kept_tls_randoms`, each
     /// with the packet its key-log lines must precede when that packet is still waiting (a
@@ -407,7 +410,7 @@ impl Engine {
             flows: FlowTable::default(),
             kept_names,
             kept_addrs: FxHashSet::default(),
-            dns: FxHashMap::default(),
+            dns: DnsTable::default(),
             resolved: Vec::new(),
             kept_tls_randoms: Vec::new(),
             keys: KeyLog::default(),
@@ -424,6 +427,15 @@ impl Engine {
     /// Events found since the last call (with `Options::observe`).
     pub fn take_events(&mut self) -> std::vec::Drain<'_, Observed> {
         self.ev.list.drain(..)
+    }
+
+    /// Counts and opens a flow not in the table, making room first when it is full.
+    fn new_flow(&mut self, key: FlowKey, side: Side, ts: u64) {
+        self.stats.flows_seen += 1;
+        if self.flows.len() >= MAX_FLOWS {
+            self.evict_oldest(MAX_FLOWS / 8);
+        }
+        self.open_flow(key, side, ts);
     }
 
     /// Puts a new flow in the table.
@@ -563,40 +575,33 @@ impl Engine {
             self.last_flow_dropped = true;
             return (Decision::Now(Verdict::Drop), None);
         }
-        let is_new = !self.flows.contains_key(&key);
-        if is_new {
-            self.stats.flows_seen += 1;
-            if self.flows.len() >= MAX_FLOWS {
-                self.evict_oldest(MAX_FLOWS / 8);
-            }
-            self.open_flow(key, side, ts);
+        if proto == PROTO_UDP {
+            let decision = self.udp_packet(key, side, &d, meta);
+            let ticket = match decision {
+                Decision::Wait(on) => Some(Ticket { key, on }),
+                Decision::Now(_) => None,
+            };
+            return (decision, ticket);
+        }
+        if !self.flows.contains_key(&key) {
+            self.new_flow(key, side, ts);
         }
         let cut = (d.payload_offset as u32).min(meta.caplen);
-        let decision = if proto == PROTO_UDP {
-            self.flows.get_mut(&key).expect("flow inserted above").udp = true;
-            if d.sport == DNS_PORT || d.dport == DNS_PORT {
-                self.dns_packet(key, side, &d, meta.number)
-            } else {
-                Decision::Now(Verdict::Drop)
-            }
-        } else {
-            let decision = self.tcp_packet(key, side, &d, meta.number, cut);
-            if self.ev.on
-                && let Some(f) = self.flows.get(&key)
-                && f.class != Class::Dropped
-            {
-                let flags = d.tcp_flags();
-                let payload = d.wire_payload_len > 0 && flags & tcp_flags::SYN == 0;
-                let ack = flags & tcp_flags::ACK != 0 && flags & tcp_flags::SYN == 0;
-                self.ev.push(f.conv, key, side, Event::Packet { payload, ack });
-            }
-            decision
-        };
+        let decision = self.tcp_packet(key, side, &d, meta.number, cut);
+        if self.ev.on
+            && let Some(f) = self.flows.get(&key)
+            && f.class != Class::Dropped
+        {
+            let flags = d.tcp_flags();
+            let payload = d.wire_payload_len > 0 && flags & tcp_flags::SYN == 0;
+            let ack = flags & tcp_flags::ACK != 0 && flags & tcp_flags::SYN == 0;
+            self.ev.push(f.conv, key, side, Event::Packet { payload, ack });
+        }
         let dropped = decision == Decision::Now(Verdict::Drop);
         self.last_flow_dropped = match self.flows.get_mut(&key) {
             Some(f) => {
                 f.count(meta);
-                dropped && (f.class == Class::Dropped || (f.udp && !f.counted_kept))
+                dropped && f.class == Class::Dropped
             }
             None => dropped,
         };
@@ -1418,7 +1423,7 @@ impl Engine {
 
     fn force_one(&mut self, packet: u64, ticket: Ticket) -> Verdict {
         match ticket.on {
-            WaitOn::Dns(id) => self.force_dns(ticket.key, id, packet),
+            WaitOn::Dns(n) => self.force_dns(n, packet),
             WaitOn::Classification => {
                 let Some(flow) = self.flows.get_mut(&ticket.key) else {
                     return Verdict::Drop;
