@@ -724,3 +724,96 @@ fn ipv6_routing_header_addresses_are_mapped() {
     // The input was right to begin with (tshark agrees on the final destination).
     assert_eq!(tcp_checksum(&input), "1", "TCP checksum of the input");
 }
+
+/// The one's-complement checksum of `data` (RFC 1071).
+fn internet_sum(data: &[u8]) -> u16 {
+    let mut s: u32 = data.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum();
+    while s >> 16 != 0 {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    !(s as u16)
+}
+
+/// A UDP datagram from port 53 carrying `payload`, with its checksum over `pseudo` (the
+/// addresses of the pseudo-header).
+fn udp_datagram(pseudo: &[u8], payload: &[u8]) -> Vec<u8> {
+    let len = (8 + payload.len()) as u16;
+    let mut u = vec![0, 53, 0x9c, 0x41];
+    u.extend(len.to_be_bytes());
+    u.extend([0, 0]);
+    u.extend(payload);
+    let mut p = pseudo.to_vec();
+    p.extend([0, 17]);
+    p.extend(len.to_be_bytes());
+    p.extend(&u);
+    u[6..8].copy_from_slice(&internet_sum(&p).to_be_bytes());
+    u
+}
+
+/// IP fragments' payloads are overwritten (nothing reads them), but the datagram they make
+/// still reassembles, with its UDP header and a correct checksum: the first fragment keeps
+/// the header, and the checksum is that of the filler the datagram now holds — with
+/// --pseudonymize too, whose addresses the pseudo-header sums. IPv4 and IPv6.
+#[test]
+fn fragmented_datagrams_lose_their_payload_and_keep_a_right_checksum() {
+    require_tshark();
+    let dir = tmpdir();
+    // A large DNS answer, as EDNS lets a resolver send, with the secret in each fragment.
+    let payload: Vec<u8> = (0..3).flat_map(|i| [vec![b'a' + i; 1400], SECRET.as_bytes().to_vec()].concat()).collect();
+    let (src, dst) = ([10, 0, 0, 53], [10, 0, 0, 1]);
+    let udp = udp_datagram(&[src, dst].concat(), &payload);
+    let mut frames = Vec::new();
+    for (i, part) in udp.chunks(1480).enumerate() {
+        let more = (i + 1) * 1480 < udp.len();
+        let mut ip = ipv4(17, src, dst, &[], part);
+        let flags = (if more { 0x2000u16 } else { 0 }) | (i * 1480 / 8) as u16;
+        ip[4..6].copy_from_slice(&7u16.to_be_bytes());
+        ip[6..8].copy_from_slice(&flags.to_be_bytes());
+        ip[10..12].fill(0);
+        let c = internet_sum(&ip[..20]);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        frames.push(ether(&[8, 0], &ip));
+    }
+    let (src6, dst6) = (
+        [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x53],
+        [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+    );
+    let udp6 = udp_datagram(&[src6, dst6].concat(), &payload);
+    for (i, part) in udp6.chunks(1448).enumerate() {
+        let more = (i + 1) * 1448 < udp6.len();
+        let mut ip6 = vec![0x60, 0, 0, 0];
+        ip6.extend(((8 + part.len()) as u16).to_be_bytes());
+        ip6.extend([44, 64]);
+        ip6.extend(src6);
+        ip6.extend(dst6);
+        ip6.extend([17, 0]);
+        ip6.extend(((i * 1448) as u16 | u16::from(more)).to_be_bytes());
+        ip6.extend(9u32.to_be_bytes());
+        ip6.extend(part);
+        frames.push(ether(&[0x86, 0xdd], &ip6));
+    }
+    let input = dir.path().join("fragments.pcap");
+    std::fs::write(&input, pcap(&frames)).unwrap();
+    let fields = [
+        "-o",
+        "udp.check_checksum:TRUE",
+        "-Y",
+        "udp",
+        "-T",
+        "fields",
+        "-e",
+        "udp.srcport",
+        "-e",
+        "udp.checksum.status",
+    ];
+    let before = tshark(&input, &fields);
+    assert_eq!(before.lines().collect::<Vec<_>>(), ["53\t1", "53\t1"], "the input's datagrams: {before}");
+    for extra in [&[][..], &["--pseudonymize"][..]] {
+        let out = scrub_with(&input, dir.path(), extra);
+        let raw = std::fs::read(&out).unwrap();
+        assert!(!contains(&raw, &SECRET.as_bytes()[..12]), "{extra:?}: a fragment's payload survived");
+        assert!(!contains(&raw, &[b'a'; 64]), "{extra:?}: a fragment's payload survived");
+        let after = tshark(&out, &fields);
+        assert_eq!(after, before, "{extra:?}: the reassembled datagrams after scrubbing");
+    }
+}

@@ -296,9 +296,13 @@ impl Scrubber {
     /// engine does, and overwrites every other stream whole.
     pub fn frame(&mut self, meta: &RecordMeta, frame: &mut [u8], engine: &Engine) {
         let Ok(d) = wire::decode(meta.link_type, frame) else {
-            self.undecodable(meta.link_type, frame);
+            let first_fragment = self.undecodable(meta.link_type, frame);
             if let Some(p) = &mut self.pseudo {
                 p.link_addresses(meta.link_type, frame, &mut self.tally);
+            }
+            // After the addresses are mapped: the pseudo-header is summed with them.
+            if let Some(f) = first_fragment {
+                f.fill_checksum(frame);
             }
             self.tally.fold_into(&mut self.report);
             return;
@@ -414,17 +418,36 @@ impl Scrubber {
     /// Frames that are not TCP/UDP over IP, failing closed: an IP packet keeps its IP header
     /// (and an ICMP header) and loses the rest — a fragment's payload, an ICMP error's quoted
     /// packet, other protocols; ARP stays; any other payload after a known link header goes;
-    /// a frame of an unknown link type is filled whole.
-    fn undecodable(&mut self, link_type: u32, frame: &mut [u8]) {
+    /// a frame of an unknown link type is filled whole. The first fragment of a UDP datagram
+    /// keeps its UDP header, whose checksum (over the whole datagram, all of it filler now) the
+    /// caller computes once the addresses are final: returned.
+    fn undecodable(&mut self, link_type: u32, frame: &mut [u8]) -> Option<FirstFragment> {
         let keep = match wire::ip_offset(link_type, frame) {
             Some((ip, v6)) => {
-                let (hlen, proto, first) = if v6 {
-                    (40, frame[ip + 6], true)
+                let (hlen, proto, first, more) = if v6 {
+                    // A fragment header right after the fixed one (the common shape) stays
+                    // (RFC 8200 §4.5), so that the fragments still reassemble.
+                    match frame.get(ip + 40..ip + 48) {
+                        Some(f) if frame[ip + 6] == 44 => {
+                            let (offset, m) = (u16::from_be_bytes([f[2], f[3]]) >> 3, f[3] & 1 != 0);
+                            (48, f[0], offset == 0, m)
+                        }
+                        _ => (40, frame[ip + 6], true, false),
+                    }
                 } else {
-                    let frag = u16::from_be_bytes([frame[ip + 6], frame[ip + 7]]) & 0x1fff;
-                    (usize::from(frame[ip] & 0x0f) * 4, frame[ip + 9], frag == 0)
+                    let flags = u16::from_be_bytes([frame[ip + 6], frame[ip + 7]]);
+                    (usize::from(frame[ip] & 0x0f) * 4, frame[ip + 9], flags & 0x1fff == 0, flags & 0x2000 != 0)
                 };
                 let l4 = ip + hlen;
+                if first && more && proto == 17 && frame.len() >= l4 + 8 {
+                    let n = frame.len() - (l4 + 8);
+                    frame[l4 + 8..].fill(FILL);
+                    self.tally.add(Rule::Unparsed, n);
+                    let ulen = u16::from_be_bytes([frame[l4 + 4], frame[l4 + 5]]);
+                    let sum = u16::from_be_bytes([frame[l4 + 6], frame[l4 + 7]]);
+                    // A zero checksum means "none" and stays so.
+                    return (sum != 0 && ulen >= 8).then_some(FirstFragment { ip, l4, ulen, v6 });
+                }
                 let ip_end = if v6 {
                     ip + 40 + usize::from(u16::from_be_bytes([frame[ip + 4], frame[ip + 5]]))
                 } else {
@@ -447,7 +470,7 @@ impl Scrubber {
                         checksum::update(hc, old, checksum::sum(&frame[l4 + 8..end]))
                     };
                     frame[l4 + 2..l4 + 4].copy_from_slice(&v.to_be_bytes());
-                    return;
+                    return None;
                 }
                 l4
             }
@@ -456,7 +479,7 @@ impl Scrubber {
                     if link_type == wire::linktype::ETHERNET
                         && wire::ethertype(frame, 0).is_some_and(|(et, _)| et == 0x0806) =>
                 {
-                    return;
+                    return None;
                 }
                 Some(n) => n,
                 None => 0,
@@ -467,6 +490,7 @@ impl Scrubber {
             frame[keep..].fill(FILL);
             self.tally.add(Rule::Unparsed, n);
         }
+        None
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -547,6 +571,40 @@ impl Scrubber {
     fn sweep(&mut self, now: u64) {
         self.last_sweep_ns = now;
         self.flows.retain(|_, f| now.saturating_sub(f.last_ns) < if f.closed { CLOSED_LINGER_NS } else { IDLE_NS });
+    }
+}
+
+/// The first fragment of a UDP datagram, its header kept and its payload filled, as every
+/// later fragment's is: the datagram's checksum (in this header) is that of a header and
+/// `ulen - 8` bytes of filler, known without the other fragments.
+struct FirstFragment {
+    ip: usize,
+    l4: usize,
+    ulen: u16,
+    v6: bool,
+}
+
+impl FirstFragment {
+    fn fill_checksum(&self, frame: &mut [u8]) {
+        let (ip, l4) = (self.ip, self.l4);
+        frame[l4 + 6..l4 + 8].fill(0);
+        let addrs = if self.v6 { &frame[ip + 8..ip + 40] } else { &frame[ip + 12..ip + 20] };
+        let filler = u64::from(self.ulen - 8);
+        let fill_word = u64::from(u16::from_be_bytes([FILL, FILL]));
+        let mut acc = u64::from(checksum::sum(addrs))
+            + 17
+            + u64::from(self.ulen)
+            + u64::from(checksum::sum(&frame[l4..l4 + 8]))
+            + filler / 2 * fill_word
+            + if filler % 2 == 1 { u64::from(FILL) << 8 } else { 0 };
+        while acc >> 16 != 0 {
+            acc = (acc & 0xffff) + (acc >> 16);
+        }
+        let v = match !(acc as u16) {
+            0 => 0xffff,
+            v => v,
+        };
+        frame[l4 + 6..l4 + 8].copy_from_slice(&v.to_be_bytes());
     }
 }
 
