@@ -14,53 +14,76 @@ use crate::wire::Addr;
 
 pub(super) use crate::proto::dns::name_key;
 
-/// One value inline, more on the heap: a transaction almost always has one waiting packet
-/// and one name, and a flood of queries should not cost two allocations each.
-#[derive(Default)]
-struct Few<T: Copy> {
-    first: Option<T>,
-    more: Vec<T>,
-}
-
-impl<T: Copy + PartialEq> Few<T> {
-    fn push(&mut self, v: T) {
-        if self.first.is_none() {
-            self.first = Some(v);
-        } else {
-            self.more.push(v);
-        }
-    }
-
-    fn iter(&self) -> impl Iterator<Item = T> + '_ {
-        self.first.into_iter().chain(self.more.iter().copied())
-    }
-
-    fn remove(&mut self, v: T) {
-        if self.first == Some(v) {
-            self.first = if self.more.is_empty() { None } else { Some(self.more.remove(0)) };
-        } else {
-            self.more.retain(|&x| x != v);
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.first.is_none()
-    }
-}
-
-/// A DNS query/response exchange, decided together.
+/// A DNS query/response exchange, decided together. Small, because a query flood keeps as
+/// many of these as the queue holds waiting packets: the common transaction (one packet, one
+/// name) is held inline, and anything more goes in `more`.
 struct DnsTxn {
     key: (FlowKey, u16),
-    packets: Few<u64>,
-    /// `name_key`s of the names asked and answered.
-    names: Few<u64>,
-    addrs: Vec<Addr>,
     answered: bool,
+    /// Its flow was already counted as kept for a lookup when this transaction opened: forcing
+    /// it need not look the flow up again.
+    flow_done: bool,
+    /// The first waiting packet (0: none; packets are numbered from 1).
+    packet: u64,
+    /// `name_key` of the first name asked or answered.
+    name: Option<u64>,
+    more: Option<Box<More>>,
+}
+
+#[derive(Default)]
+struct More {
+    packets: Vec<u64>,
+    names: Vec<u64>,
+    addrs: Vec<Addr>,
 }
 
 impl DnsTxn {
+    fn new(key: (FlowKey, u16), flow_done: bool) -> DnsTxn {
+        DnsTxn { key, answered: false, flow_done, packet: 0, name: None, more: None }
+    }
+
+    fn more(&mut self) -> &mut More {
+        self.more.get_or_insert_with(Box::default)
+    }
+
+    fn add_name(&mut self, n: u64) {
+        if self.name.is_none() {
+            self.name = Some(n);
+        } else {
+            self.more().names.push(n);
+        }
+    }
+
+    fn add_packet(&mut self, p: u64) {
+        if self.packet == 0 {
+            self.packet = p;
+        } else {
+            self.more().packets.push(p);
+        }
+    }
+
+    fn packets(&self) -> impl Iterator<Item = u64> + '_ {
+        let more = self.more.as_ref().map_or(&[][..], |m| &m.packets[..]);
+        (self.packet != 0).then_some(self.packet).into_iter().chain(more.iter().copied())
+    }
+
+    /// Forgets a packet that was decided; returns whether any is still waiting.
+    fn remove_packet(&mut self, p: u64) -> bool {
+        let more = self.more.as_mut().map(|m| &mut m.packets);
+        if self.packet == p {
+            self.packet = more.filter(|m| !m.is_empty()).map_or(0, |m| m.remove(0));
+        } else if let Some(m) = more {
+            m.retain(|&x| x != p);
+        }
+        self.packet != 0
+    }
+
     fn names_a_kept_host(&self, names: &rustc_hash::FxHashSet<u64>, addrs: &rustc_hash::FxHashSet<Addr>) -> bool {
-        self.names.iter().any(|n| names.contains(&n)) || self.addrs.iter().any(|a| addrs.contains(a))
+        self.name.is_some_and(|n| names.contains(&n))
+            || self
+                .more
+                .as_ref()
+                .is_some_and(|m| m.names.iter().any(|n| names.contains(n)) || m.addrs.iter().any(|a| addrs.contains(a)))
     }
 }
 
@@ -78,14 +101,25 @@ pub(super) struct DnsTable {
     live: usize,
 }
 
-/// One flow's open transactions by id. Entries of decided transactions are left behind and
-/// ignored (one is overwritten when its id comes again); they are pruned all at once when the
-/// map has doubled since the last pruning, so a flow that sends many queries costs its open
-/// ones, not its history.
-#[derive(Default)]
+/// One flow's open transactions by id: the first few inline, in the flow's own memory (which
+/// the flow lookup has just brought in), the rest in a map. Entries of decided transactions
+/// are left behind and ignored: an inline one is reused once the queue has passed it, and the
+/// map is pruned all at once when it has doubled since the last pruning, so a flow that sends
+/// many queries costs its open ones, not its history.
 pub(super) struct OpenIds {
-    by_id: FxHashMap<u16, u64>,
+    near: [(u16, u64); NEAR],
+    far: FxHashMap<u16, u64>,
     prune_at: usize,
+}
+
+const NEAR: usize = 8;
+/// An inline entry never used.
+const FREE: u64 = u64::MAX;
+
+impl Default for OpenIds {
+    fn default() -> Self {
+        OpenIds { near: [(0, FREE); NEAR], far: FxHashMap::default(), prune_at: 0 }
+    }
 }
 
 impl DnsTable {
@@ -100,25 +134,27 @@ impl DnsTable {
 
     /// The number of the open transaction `tk` (listed in `ids`, its flow's), opening one if
     /// there is none.
-    fn find_or_open(&mut self, ids: &mut OpenIds, tk: (FlowKey, u16)) -> u64 {
-        if let Some(&n) = ids.by_id.get(&tk.1)
-            && self.is_open(n)
-        {
+    fn find_or_open(&mut self, ids: &mut OpenIds, tk: (FlowKey, u16), flow_done: bool) -> u64 {
+        let id = tk.1;
+        let near = ids.near.iter().find(|&&(i, n)| i == id && n != FREE && self.is_open(n)).map(|e| e.1);
+        let found = near.or_else(|| ids.far.get(&id).copied().filter(|&n| self.is_open(n)));
+        if let Some(n) = found {
             return n;
         }
         let n = self.base + self.slots.len() as u64;
-        self.slots.push_back(Some(DnsTxn {
-            key: tk,
-            packets: Few::default(),
-            names: Few::default(),
-            addrs: Vec::new(),
-            answered: false,
-        }));
+        self.slots.push_back(Some(DnsTxn::new(tk, flow_done)));
         self.live += 1;
-        ids.by_id.insert(tk.1, n);
-        if ids.by_id.len() >= ids.prune_at {
-            ids.by_id.retain(|_, n| self.is_open(*n));
-            ids.prune_at = (2 * ids.by_id.len()).max(16);
+        // An inline entry the queue has passed (its transaction is surely decided) is reused;
+        // one of the same id is overwritten, so that an id is listed once.
+        let base = self.base;
+        if let Some(e) = ids.near.iter_mut().find(|e| e.0 == id || e.1 == FREE || e.1 < base) {
+            *e = (id, n);
+            return n;
+        }
+        ids.far.insert(id, n);
+        if ids.far.len() >= ids.prune_at {
+            ids.far.retain(|_, n| self.is_open(*n));
+            ids.prune_at = (2 * ids.far.len()).max(16);
         }
         n
     }
@@ -161,13 +197,14 @@ impl Engine {
             flow.why = "lookup of another name";
         }
         let conv = flow.conv;
+        let flow_done = flow.counted_kept && !matches!(flow.why, "" | "lookup of another name");
         // A plain query needs no strings unless something reads its name as text (events for
         // diagnose, --host patterns).
         let lean = !self.ev.on && !self.opts.select.has_hosts();
         if lean && let Some(q) = dns::query(d.payload) {
-            let n = self.dns.find_or_open(&mut flow.dns_ids, (key, q.id));
+            let n = self.dns.find_or_open(&mut flow.dns_ids, (key, q.id), flow_done);
             let txn = self.dns.get_mut(n).expect("transaction open");
-            txn.names.push(q.name_key);
+            txn.add_name(q.name_key);
             let matched = txn.names_a_kept_host(&self.kept_names, &self.kept_addrs);
             return self.dns_decided(key, n, matched, false, meta.number);
         }
@@ -177,12 +214,14 @@ impl Engine {
         };
         let failure = msg.is_failure();
         let selected = msg.names.iter().any(|n| self.opts.select.host_matches(n));
-        let n = self.dns.find_or_open(&mut flow.dns_ids, (key, msg.id));
+        let n = self.dns.find_or_open(&mut flow.dns_ids, (key, msg.id), flow_done);
         let txn = self.dns.get_mut(n).expect("transaction open");
         for name in &msg.names {
-            txn.names.push(name_key(name));
+            txn.add_name(name_key(name));
         }
-        txn.addrs.extend(msg.addrs.iter().copied());
+        if !msg.addrs.is_empty() {
+            txn.more().addrs.extend(msg.addrs.iter().copied());
+        }
         txn.answered |= msg.response;
         let matched = failure || selected || txn.names_a_kept_host(&self.kept_names, &self.kept_addrs);
         if self.ev.on {
@@ -199,13 +238,13 @@ impl Engine {
             }
             self.count_dns_kept(key);
             let txn = self.dns.close(n).expect("transaction open");
-            for p in txn.packets.iter() {
+            for p in txn.packets() {
                 self.resolved.push((p, Verdict::Keep));
             }
             self.last_flow_dropped = false;
             return Decision::Now(Verdict::Keep);
         }
-        self.dns.get_mut(n).expect("transaction open").packets.push(packet);
+        self.dns.get_mut(n).expect("transaction open").add_packet(packet);
         self.last_flow_dropped = false;
         Decision::Wait(WaitOn::Dns(n))
     }
@@ -237,7 +276,7 @@ impl Engine {
         for n in hits {
             if let Some(txn) = self.dns.close(n) {
                 self.count_dns_kept(txn.key.0);
-                for p in txn.packets.iter() {
+                for p in txn.packets() {
                     self.resolved.push((p, Verdict::Keep));
                 }
             }
@@ -252,20 +291,22 @@ impl Engine {
         let Some(t) = self.dns.get_mut(n) else {
             return Verdict::Drop;
         };
-        t.packets.remove(packet);
-        let (answered, key) = (t.answered, t.key.0);
-        if t.packets.is_empty() {
+        let (answered, key, flow_done) = (t.answered, t.key.0, t.flow_done);
+        if !t.remove_packet(packet) {
             self.dns.close(n);
         }
         if answered {
             return Verdict::Drop;
         }
-        if let Some(f) = self.flows.get_mut(&key)
-            && matches!(f.why, "" | "lookup of another name")
-        {
-            f.why = "unanswered lookup";
+        if !flow_done && let Some(f) = self.flows.get_mut(&key) {
+            if matches!(f.why, "" | "lookup of another name") {
+                f.why = "unanswered lookup";
+            }
+            if !f.counted_kept {
+                f.counted_kept = true;
+                self.stats.flows_kept += 1;
+            }
         }
-        self.count_dns_kept(key);
         Verdict::Keep
     }
 }
