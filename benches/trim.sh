@@ -23,6 +23,9 @@ measure() {
   local size times=() rss=0
   size=$(stat -c %s "$file")
   for _ in 1 2 3; do
+    # Each run writes a new file, as tcpdump's does: replacing a large earlier output costs
+    # the file system more than writing it.
+    rm -f "$dir/out.pcap"
     /usr/bin/time -f '%e %M' -o "$dir/time.txt" "$@" >/dev/null 2>"$dir/err.txt" || { cat "$dir/err.txt" >&2; return 1; }
     read -r t m <"$dir/time.txt"
     times+=("$t")
@@ -39,10 +42,15 @@ for mb in "${sizes[@]}"; do
   f="$dir/gen-$mb.pcap"
   [ -f "$f" ] || python3 "$gen" --out "$f" --size-mb "$mb" >/dev/null
   measure "cat ${mb}MB >/dev/null" "$f" cat "$f"
+  if command -v tcpdump >/dev/null; then
+    measure "tcpdump SYN/FIN/RST ${mb}MB" "$f" tcpdump -r "$f" -w "$dir/out.pcap" \
+      'tcp[tcpflags] & (tcp-syn|tcp-fin|tcp-rst) != 0'
+  fi
   measure "trim ${mb}MB" "$f" "$bin" trim "$f" -o "$dir/out.pcap" --force -q
   ls -l "$f" "$dir/out.pcap" | awk '{print "  " $5 " bytes  " $9}'
   measure "trim --scrub ${mb}MB" "$f" "$bin" trim --scrub "$f" -o "$dir/out.pcap" --force -q
   measure "scrub ${mb}MB" "$f" "$bin" scrub "$f" -o "$dir/out.pcap" --force -q
   measure "scrub --pseudonymize ${mb}MB" "$f" "$bin" scrub --pseudonymize --key k "$f" -o "$dir/out.pcap" --force -q
   measure "diagnose ${mb}MB" "$f" "$bin" diagnose --json "$f"
+  measure "flows ${mb}MB" "$f" "$bin" flows --json "$f"
 done

@@ -564,17 +564,6 @@ impl Engine {
                 self.retired.push(old.record(key));
             }
         }
-        // Most packets of a capture belong to flows already dropped whole (bulk transfers,
-        // other protocols): one table lookup decides them.
-        if proto == PROTO_TCP
-            && let Some(f) = self.flows.get_mut(&key)
-            && f.class == Class::Dropped
-        {
-            f.note_end(side, d.tcp_flags());
-            f.count(meta);
-            self.last_flow_dropped = true;
-            return (Decision::Now(Verdict::Drop), None);
-        }
         if proto == PROTO_UDP {
             let decision = self.udp_packet(key, side, &d, meta);
             let ticket = match decision {
@@ -583,9 +572,24 @@ impl Engine {
             };
             return (decision, ticket);
         }
-        if !self.flows.contains_key(&key) {
-            self.new_flow(key, side, ts);
-        }
+        // Most packets of a capture belong to flows already dropped whole (bulk transfers,
+        // other protocols): one table lookup decides them. (Each lookup hashes and compares a
+        // 40-byte key; the TCP path below looks a flow up again only after a call that may
+        // have changed the table.)
+        let flow = match self.flows.get_mut(&key) {
+            Some(f) if f.class == Class::Dropped => {
+                f.note_end(side, d.tcp_flags());
+                f.count(meta);
+                self.last_flow_dropped = true;
+                return (Decision::Now(Verdict::Drop), None);
+            }
+            Some(f) => f,
+            None => {
+                self.new_flow(key, side, ts);
+                self.flows.get_mut(&key).expect("flow inserted above")
+            }
+        };
+        flow.count(meta);
         let cut = (d.payload_offset as u32).min(meta.caplen);
         let decision = self.tcp_packet(key, side, &d, meta.number, cut);
         if self.ev.on
@@ -597,14 +601,9 @@ impl Engine {
             let ack = flags & tcp_flags::ACK != 0 && flags & tcp_flags::SYN == 0;
             self.ev.push(f.conv, key, side, Event::Packet { payload, ack });
         }
-        let dropped = decision == Decision::Now(Verdict::Drop);
-        self.last_flow_dropped = match self.flows.get_mut(&key) {
-            Some(f) => {
-                f.count(meta);
-                dropped && f.class == Class::Dropped
-            }
-            None => dropped,
-        };
+        // A packet dropped from a kept flow (past the bulk budget) is not a flow dropped whole.
+        self.last_flow_dropped =
+            decision == Decision::Now(Verdict::Drop) && self.flows.get(&key).is_none_or(|f| f.class == Class::Dropped);
         let ticket = match decision {
             Decision::Wait(on) => Some(Ticket { key, on }),
             Decision::Now(_) => None,
@@ -617,7 +616,7 @@ impl Engine {
     fn tcp_packet(&mut self, key: FlowKey, side: Side, d: &Decoded<'_>, packet: u64, cut: u32) -> Decision {
         let Transport::Tcp { seq, flags, window, .. } = d.transport else { unreachable!("tcp_packet gets TCP") };
         let select = &self.opts.select;
-        let flow = self.flows.get_mut(&key).expect("flow inserted by decide");
+        let mut flow = self.flows.get_mut(&key).expect("flow inserted by decide");
         let syn = flags & tcp_flags::SYN != 0;
         let ack = flags & tcp_flags::ACK != 0;
         let fin_rst = flags & (tcp_flags::FIN | tcp_flags::RST) != 0;
@@ -670,9 +669,9 @@ impl Engine {
             }
             if flow.class != Class::Undecided {
                 self.on_classified(key);
+                flow = self.flows.get_mut(&key).expect("flow inserted above");
             }
         }
-        let flow = self.flows.get_mut(&key).expect("flow inserted above");
         let bytes = d.payload;
         let payload = if d.wire_payload_len > 0 && !syn {
             flow.payload_segments += 1;
@@ -682,6 +681,8 @@ impl Engine {
         } else {
             None
         };
+        // Only a direction holding segments ahead of a hole has any to release.
+        let held = flow.dirs[side.index()].stream.has_held();
         let mut verdict = match payload {
             None => None,
             Some(Placement::Empty) => None,
@@ -722,21 +723,24 @@ impl Engine {
                             Some(true)
                         } else {
                             // Segments held behind this one are in order now.
-                            self.release_ready(key, side);
+                            if held {
+                                self.release_ready(key, side);
+                            }
                             return Decision::Wait(WaitOn::Unit(side));
                         }
                     }
                 }
             }
         };
-        self.release_ready(key, side);
-        // A hello waiting for its answer is decided by a FIN or RST too.
-        if (payload.is_some() || fin_rst)
-            && self.flows.get(&key).is_some_and(|f| f.needs_content() && (payload.is_some() || f.hello_waits.is_some()))
-        {
-            self.try_classify(key);
+        if held {
+            self.release_ready(key, side);
         }
-        let flow = self.flows.get_mut(&key).expect("flow exists");
+        let mut flow = self.flows.get_mut(&key).expect("flow exists");
+        // A hello waiting for its answer is decided by a FIN or RST too.
+        if (payload.is_some() || fin_rst) && flow.needs_content() && (payload.is_some() || flow.hello_waits.is_some()) {
+            self.try_classify(key);
+            flow = self.flows.get_mut(&key).expect("flow exists");
+        }
         match flow.class {
             Class::Dropped => Decision::Now(Verdict::Drop),
             // Also a keyed TLS session until its plaintext says what it carries.
