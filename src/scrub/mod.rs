@@ -357,7 +357,14 @@ impl Scrubber {
                         dir.mode = start_mode(reading, side);
                         flow.tunnel |= reading.is_some_and(|r| r.tunnel);
                     }
-                    self.tcp_payload(key, side, seq, wire_len, &mut frame[pay_off..cap_end], meta.number);
+                    tcp_payload(
+                        flow,
+                        side,
+                        (seq, wire_len, meta.number),
+                        &mut frame[pay_off..cap_end],
+                        &mut self.tally,
+                        self.pseudo.as_mut(),
+                    );
                 }
             }
         }
@@ -493,71 +500,6 @@ impl Scrubber {
         None
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn tcp_payload(&mut self, key: FlowKey, side: Side, seq: u32, wire_len: u32, payload: &mut [u8], packet: u64) {
-        let flow = self.flows.get_mut(&key).expect("flow inserted by caller");
-        let dir = &mut flow.dirs[side.index()];
-        match dir.stream.place(seq, wire_len, payload, packet) {
-            Placement::InOrder { skip } => {
-                let skip = skip.min(payload.len());
-                let (old, new) = payload.split_at_mut(skip);
-                old.fill(FILL);
-                self.tally.add(Rule::RetransmittedOrReordered, skip);
-                self.redact(key, side, new);
-            }
-            Placement::Old { .. } | Placement::Held => {
-                payload.fill(FILL);
-                self.tally.add(Rule::RetransmittedOrReordered, payload.len());
-            }
-            Placement::Gap => {
-                payload.fill(FILL);
-                self.tally.add(Rule::RetransmittedOrReordered, payload.len());
-                flow.dirs[side.index()].mode = Mode::Opaque;
-            }
-            Placement::Empty => {}
-        }
-        // Segments that were ahead of a hole and are now in order advance the cursor; their
-        // packets were already written fully overwritten.
-        loop {
-            let flow = self.flows.get_mut(&key).expect("flow exists");
-            let Some((seg, skip)) = flow.dirs[side.index()].stream.pop_ready() else {
-                break;
-            };
-            let mut bytes = seg.bytes;
-            let mut ignore = Tally::default();
-            std::mem::swap(&mut ignore, &mut self.tally);
-            self.redact(key, side, &mut bytes[skip..]);
-            std::mem::swap(&mut ignore, &mut self.tally);
-        }
-        if flow_gap(&self.flows, key, side) {
-            self.flows.get_mut(&key).expect("flow exists").dirs[side.index()].mode = Mode::Opaque;
-        }
-    }
-
-    /// Runs in-order bytes of one direction through its cursor, rewriting them in place.
-    fn redact(&mut self, key: FlowKey, side: Side, mut b: &mut [u8]) {
-        let flow = self.flows.get_mut(&key).expect("flow exists");
-        while !b.is_empty() {
-            let dir = &mut flow.dirs[side.index()];
-            let (used, event) = step_mode(&mut dir.mode, b, &mut self.tally, self.pseudo.as_mut(), flow.tunnel);
-            if let Event::TunnelOpen = event {
-                let other = &mut flow.dirs[side.other().index()];
-                if matches!(other.mode, Mode::AfterRequest | Mode::Start | Mode::Sniff) {
-                    other.mode = Mode::Sniff;
-                }
-            }
-            if let Event::Switching = event {
-                // A 101: the other direction's bytes after its request are frames now.
-                let other = &mut flow.dirs[side.other().index()];
-                other.mode = match other.mode {
-                    Mode::AfterRequest | Mode::Start | Mode::Sniff => Mode::Frames(FrameCursor::default()),
-                    _ => Mode::Opaque,
-                };
-            }
-            b = &mut b[used..];
-        }
-    }
-
     /// Forgets the `n` quietest flows when the table is full. A forgotten flow that speaks
     /// again starts over as unknown bytes, which are overwritten: memory is bounded by failing
     /// closed, never by letting bytes through.
@@ -627,10 +569,77 @@ fn start_mode(reading: Option<Reading>, side: Side) -> Mode {
     }
 }
 
-fn flow_gap(flows: &FxHashMap<FlowKey, Box<ScrubFlow>>, key: FlowKey, side: Side) -> bool {
-    flows
-        .get(&key)
-        .is_some_and(|f| f.dirs[side.index()].stream.gap && !matches!(f.dirs[side.index()].mode, Mode::Opaque))
+/// Places one segment's payload in its direction's stream and rewrites it in place: bytes in
+/// order run through the direction's cursor, everything else (retransmitted, reordered, after
+/// a hole) is overwritten. Takes the flow, not its key: one table lookup a packet.
+fn tcp_payload(
+    flow: &mut ScrubFlow,
+    side: Side,
+    seg: (u32, u32, u64),
+    payload: &mut [u8],
+    tally: &mut Tally,
+    mut pseudo: Option<&mut Pseudonymizer>,
+) {
+    let (seq, wire_len, packet) = seg;
+    let dir = &mut flow.dirs[side.index()];
+    match dir.stream.place(seq, wire_len, payload, packet) {
+        Placement::InOrder { skip } => {
+            let skip = skip.min(payload.len());
+            let (old, new) = payload.split_at_mut(skip);
+            old.fill(FILL);
+            tally.add(Rule::RetransmittedOrReordered, skip);
+            redact(flow, side, new, tally, pseudo.as_deref_mut());
+        }
+        Placement::Old { .. } | Placement::Held => {
+            payload.fill(FILL);
+            tally.add(Rule::RetransmittedOrReordered, payload.len());
+        }
+        Placement::Gap => {
+            payload.fill(FILL);
+            tally.add(Rule::RetransmittedOrReordered, payload.len());
+            dir.mode = Mode::Opaque;
+        }
+        Placement::Empty => {}
+    }
+    // Segments that were ahead of a hole and are now in order advance the cursor; their
+    // packets were already written fully overwritten (so what they held is not counted).
+    while let Some((seg, skip)) = flow.dirs[side.index()].stream.pop_ready() {
+        let mut bytes = seg.bytes;
+        redact(flow, side, &mut bytes[skip..], &mut Tally::default(), pseudo.as_deref_mut());
+    }
+    let dir = &mut flow.dirs[side.index()];
+    if dir.stream.gap {
+        dir.mode = Mode::Opaque;
+    }
+}
+
+/// Runs in-order bytes of one direction through its cursor, rewriting them in place.
+fn redact(
+    flow: &mut ScrubFlow,
+    side: Side,
+    mut b: &mut [u8],
+    tally: &mut Tally,
+    mut pseudo: Option<&mut Pseudonymizer>,
+) {
+    while !b.is_empty() {
+        let dir = &mut flow.dirs[side.index()];
+        let (used, event) = step_mode(&mut dir.mode, b, tally, pseudo.as_deref_mut(), flow.tunnel);
+        if let Event::TunnelOpen = event {
+            let other = &mut flow.dirs[side.other().index()];
+            if matches!(other.mode, Mode::AfterRequest | Mode::Start | Mode::Sniff) {
+                other.mode = Mode::Sniff;
+            }
+        }
+        if let Event::Switching = event {
+            // A 101: the other direction's bytes after its request are frames now.
+            let other = &mut flow.dirs[side.other().index()];
+            other.mode = match other.mode {
+                Mode::AfterRequest | Mode::Start | Mode::Sniff => Mode::Frames(FrameCursor::default()),
+                _ => Mode::Opaque,
+            };
+        }
+        b = &mut b[used..];
+    }
 }
 
 /// Consumes a prefix of `b` in the current mode; returns how many bytes and what the other
