@@ -45,6 +45,9 @@ measure() {
   local times=() rss=0 n=$runs
   [[ $label == tshark* ]] && n=1
   for ((i = 0; i < n; i++)); do
+    # Each run writes a new file, as every tool's first run would: replacing a large earlier
+    # output costs the file system more than writing it (and tcpdump's is the smallest).
+    rm -f "$dir/out" "$dir/td.pcap" "$dir/ec.pcap" "$dir/ts.pcap"
     # Wall time from bash's microsecond clock (time's %e has 10 ms steps); RSS from time.
     local t0=$EPOCHREALTIME
     /usr/bin/time -f '%M' -o "$dir/time.txt" "$@" >/dev/null 2>"$dir/err.txt" || { cat "$dir/err.txt" >&2; return 1; }

@@ -143,6 +143,9 @@ pub struct Outcome {
     pub ticket: Option<Ticket>,
     /// The packet's flow is dropped whole: nothing of it is written or needs scrubbing.
     pub flow_dropped: bool,
+    /// Where its layers are, when it decoded to a TCP or UDP packet (scrub reads them here
+    /// rather than decoding the frame again).
+    pub layout: Option<crate::wire::Layout>,
 }
 
 /// Where a waiting packet can be found again.

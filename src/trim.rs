@@ -218,16 +218,19 @@ impl Queue {
         if todo.is_empty() {
             return;
         }
-        // (first index of the flow's direction in `todo`, sequence offset within it, index).
-        let mut order: Vec<(usize, i64, usize)> = Vec::with_capacity(todo.len());
+        // (first index of the flow's direction in `todo`, sequence offset within it, index,
+        // and where the packet's layers are: decoded here once, for the order and the scrub).
+        let mut order: Vec<(usize, i64, usize, Option<wire::Layout>)> = Vec::with_capacity(todo.len());
         let mut streams: Vec<(FlowKey, Side, u32)> = Vec::new();
         for &i in &todo {
             let e = &mut self.entries[i];
             e.scrub_pending = false;
             let Held::Packet { meta, raw } = &e.held else { continue };
             let data = &raw[meta.data_offset as usize..meta.data_offset as usize + meta.caplen as usize];
-            let at = match wire::decode(meta.link_type, data) {
-                Ok(d) => match d.transport {
+            let decoded = wire::decode(meta.link_type, data).ok();
+            let layout = decoded.as_ref().map(wire::Decoded::layout);
+            let at = match decoded {
+                Some(d) => match d.transport {
                     Transport::Tcp { seq, .. } => {
                         let (key, side) = FlowKey::of(d.src, d.sport, d.dst, d.dport, PROTO_TCP);
                         if e.slot_is_drop() && engine.flow_dropped(&key) {
@@ -243,15 +246,15 @@ impl Queue {
                     }
                     Transport::Udp => (usize::MAX, 0),
                 },
-                Err(_) => (usize::MAX, 0),
+                None => (usize::MAX, 0),
             };
-            order.push((at.0, at.1, i));
+            order.push((at.0, at.1, i, layout));
         }
-        order.sort_by_key(|&(g, off, i)| (g, off, i));
-        for (_, _, i) in order {
+        order.sort_by_key(|&(g, off, i, _)| (g, off, i));
+        for (_, _, i, layout) in order {
             if let Held::Packet { meta, raw } = &mut self.entries[i].held {
                 let start = meta.data_offset as usize;
-                s.frame(meta, &mut raw[start..start + meta.caplen as usize], engine);
+                s.frame(meta, &mut raw[start..start + meta.caplen as usize], layout.as_ref(), engine);
             }
         }
     }
@@ -395,7 +398,7 @@ pub fn rewrite<W: Write>(
                         queue.push_block(block::DECRYPTION_SECRETS, &dsb, big, now_ns);
                     }
                 }
-                let Outcome { decision, ticket, flow_dropped } = outcome;
+                let Outcome { decision, ticket, flow_dropped, layout } = outcome;
                 // A packet is scrubbed when its flow's bytes before it have been: one that
                 // waits, or that completes earlier waiting ones, is scrubbed with them.
                 let scrub_later = scrubber.is_some() && !flow_dropped;
@@ -418,7 +421,8 @@ pub fn rewrite<W: Write>(
                             scrubbed.clear();
                             scrubbed.extend_from_slice(p.raw);
                             let start = p.meta.data_offset as usize;
-                            s.frame(&p.meta, &mut scrubbed[start..start + p.meta.caplen as usize], &engine);
+                            let frame = &mut scrubbed[start..start + p.meta.caplen as usize];
+                            s.frame(&p.meta, frame, layout.as_ref(), &engine);
                             Packet { meta: p.meta, raw: &scrubbed }
                         }
                         _ => p,

@@ -30,7 +30,7 @@ use crate::flow::{FlowKey, FlowTable, PROTO_TCP, PROTO_UDP, Side};
 use crate::proto::units::{Fed, Walker};
 use crate::proto::websocket::{self, Frames};
 use crate::proto::{http, tls};
-use crate::wire::{self, Addr, Decoded, Opaque, Skip, Transport, tcp_flags};
+use crate::wire::{self, Addr, Decoded, Layout, Opaque, Skip, Transport, tcp_flags};
 
 use self::dns::{DnsTable, OpenIds, name_key};
 use self::event::Events;
@@ -515,31 +515,31 @@ impl Engine {
     pub fn packet(&mut self, meta: &RecordMeta, frame: &[u8]) -> Outcome {
         // A packet that decodes to no flow is dropped whole (decide says otherwise for flows).
         self.last_flow_dropped = true;
-        let (mut decision, ticket) = self.decide(meta, frame);
+        let (mut decision, ticket, layout) = self.decide(meta, frame);
         if self.opts.keep_all {
             self.last_flow_dropped = false;
             if let Decision::Now(v) = &mut decision {
                 *v = Verdict::Keep;
             }
         }
-        Outcome { decision, ticket, flow_dropped: self.last_flow_dropped }
+        Outcome { decision, ticket, flow_dropped: self.last_flow_dropped, layout }
     }
 
-    fn decide(&mut self, meta: &RecordMeta, frame: &[u8]) -> (Decision, Option<Ticket>) {
+    fn decide(&mut self, meta: &RecordMeta, frame: &[u8]) -> (Decision, Option<Ticket>, Option<Layout>) {
         let d = match wire::decode(meta.link_type, frame) {
             Ok(d) => d,
             Err(Skip::UnsupportedLink) => {
                 self.stats.unsupported_link += 1;
                 self.stats.unsupported_link_type.get_or_insert(meta.link_type);
-                return (Decision::Now(Verdict::Drop), None);
+                return (Decision::Now(Verdict::Drop), None, None);
             }
             Err(Skip::Opaque(o)) => {
                 self.stats.opaque[o as usize] += 1;
-                return (Decision::Now(Verdict::Drop), None);
+                return (Decision::Now(Verdict::Drop), None, None);
             }
             Err(Skip::NotTcpUdp) => {
                 self.stats.not_tcp_udp += 1;
-                return (Decision::Now(Verdict::Drop), None);
+                return (Decision::Now(Verdict::Drop), None, None);
             }
         };
         let proto = match d.transport {
@@ -570,7 +570,7 @@ impl Engine {
                 Decision::Wait(on) => Some(Ticket { key, on }),
                 Decision::Now(_) => None,
             };
-            return (decision, ticket);
+            return (decision, ticket, Some(d.layout()));
         }
         // Most packets of a capture belong to flows already dropped whole (bulk transfers,
         // other protocols): one table lookup decides them. (Each lookup hashes and compares a
@@ -581,7 +581,7 @@ impl Engine {
                 f.note_end(side, d.tcp_flags());
                 f.count(meta);
                 self.last_flow_dropped = true;
-                return (Decision::Now(Verdict::Drop), None);
+                return (Decision::Now(Verdict::Drop), None, Some(d.layout()));
             }
             Some(f) => f,
             None => {
@@ -608,7 +608,7 @@ impl Engine {
             Decision::Wait(on) => Some(Ticket { key, on }),
             Decision::Now(_) => None,
         };
-        (decision, ticket)
+        (decision, ticket, Some(d.layout()))
     }
 
     // ---------------------------------------------------------------- TCP

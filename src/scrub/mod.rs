@@ -294,8 +294,11 @@ impl Scrubber {
     /// Rewrites one frame in place (the packet data of a record). `engine` says what each flow
     /// carries: the scrubber reads a stream as HTTP, TLS or WebSocket frames only when the
     /// engine does, and overwrites every other stream whole.
-    pub fn frame(&mut self, meta: &RecordMeta, frame: &mut [u8], engine: &Engine) {
-        let Ok(d) = wire::decode(meta.link_type, frame) else {
+    ///
+    /// `layout` is where the engine's decode of this frame found its layers (None: not a TCP
+    /// or UDP packet it could read); the frame is not decoded again.
+    pub fn frame(&mut self, meta: &RecordMeta, frame: &mut [u8], layout: Option<&wire::Layout>, engine: &Engine) {
+        let Some(d) = layout else {
             let first_fragment = self.undecodable(meta.link_type, frame);
             if let Some(p) = &mut self.pseudo {
                 p.link_addresses(meta.link_type, frame, &mut self.tally);
@@ -313,7 +316,7 @@ impl Scrubber {
         let transport = d.transport;
         // The tunnel layers, read before anything inside them is rewritten.
         let tunnels = if d.tunneled { wire::tunnels(meta.link_type, frame) } else { wire::Tunnels::default() };
-        let cap_end = pay_off + d.payload.len();
+        let cap_end = pay_off + d.payload_len;
         let proto = if matches!(transport, Transport::Tcp { .. }) { PROTO_TCP } else { PROTO_UDP };
         // A whole segment's checksum is computed afresh if anything changes (one pass over
         // it); only a segment cut by the snaplen needs the sums before and after.

@@ -86,7 +86,42 @@ pub struct Decoded<'a> {
     pub tunneled: bool,
 }
 
+/// Where a decoded packet's layers lie in its frame, without borrowing the frame: what a
+/// consumer that rewrites the frame afterwards (scrub) takes from the one decode instead of
+/// decoding again.
+#[derive(Clone, Copy, Debug)]
+pub struct Layout {
+    pub src: Addr,
+    pub dst: Addr,
+    pub sport: u16,
+    pub dport: u16,
+    pub transport: Transport,
+    pub ip_offset: usize,
+    pub transport_offset: usize,
+    pub payload_offset: usize,
+    /// Captured payload bytes (from `payload_offset`).
+    pub payload_len: usize,
+    pub wire_payload_len: u32,
+    pub tunneled: bool,
+}
+
 impl Decoded<'_> {
+    pub fn layout(&self) -> Layout {
+        Layout {
+            src: self.src,
+            dst: self.dst,
+            sport: self.sport,
+            dport: self.dport,
+            transport: self.transport,
+            ip_offset: self.ip_offset,
+            transport_offset: self.transport_offset,
+            payload_offset: self.payload_offset,
+            payload_len: self.payload.len(),
+            wire_payload_len: self.wire_payload_len,
+            tunneled: self.tunneled,
+        }
+    }
+
     pub fn tcp_flags(&self) -> u8 {
         match self.transport {
             Transport::Tcp { flags, .. } => flags,
