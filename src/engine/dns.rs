@@ -107,8 +107,16 @@ pub(super) struct DnsTable {
 /// map is pruned all at once when it has doubled since the last pruning, so a flow that sends
 /// many queries costs its open ones, not its history.
 pub(super) struct OpenIds {
-    near: [(u16, u64); NEAR],
-    far: FxHashMap<u16, u64>,
+    /// Ids and transaction numbers apart (no padding between pairs): every flow, TCP ones
+    /// too, carries these 80 bytes.
+    ids: [u16; NEAR],
+    nums: [u64; NEAR],
+    far: Option<Box<Far>>,
+}
+
+#[derive(Default)]
+struct Far {
+    by_id: FxHashMap<u16, u64>,
     prune_at: usize,
 }
 
@@ -118,7 +126,7 @@ const FREE: u64 = u64::MAX;
 
 impl Default for OpenIds {
     fn default() -> Self {
-        OpenIds { near: [(0, FREE); NEAR], far: FxHashMap::default(), prune_at: 0 }
+        OpenIds { ids: [0; NEAR], nums: [FREE; NEAR], far: None }
     }
 }
 
@@ -136,8 +144,10 @@ impl DnsTable {
     /// there is none.
     fn find_or_open(&mut self, ids: &mut OpenIds, tk: (FlowKey, u16), flow_done: bool) -> u64 {
         let id = tk.1;
-        let near = ids.near.iter().find(|&&(i, n)| i == id && n != FREE && self.is_open(n)).map(|e| e.1);
-        let found = near.or_else(|| ids.far.get(&id).copied().filter(|&n| self.is_open(n)));
+        let near = (0..NEAR).find(|&k| ids.ids[k] == id && ids.nums[k] != FREE && self.is_open(ids.nums[k]));
+        let found = near
+            .map(|k| ids.nums[k])
+            .or_else(|| ids.far.as_ref()?.by_id.get(&id).copied().filter(|&n| self.is_open(n)));
         if let Some(n) = found {
             return n;
         }
@@ -147,14 +157,15 @@ impl DnsTable {
         // An inline entry the queue has passed (its transaction is surely decided) is reused;
         // one of the same id is overwritten, so that an id is listed once.
         let base = self.base;
-        if let Some(e) = ids.near.iter_mut().find(|e| e.0 == id || e.1 == FREE || e.1 < base) {
-            *e = (id, n);
+        if let Some(k) = (0..NEAR).find(|&k| ids.ids[k] == id || ids.nums[k] == FREE || ids.nums[k] < base) {
+            (ids.ids[k], ids.nums[k]) = (id, n);
             return n;
         }
-        ids.far.insert(id, n);
-        if ids.far.len() >= ids.prune_at {
-            ids.far.retain(|_, n| self.is_open(*n));
-            ids.prune_at = (2 * ids.far.len()).max(16);
+        let far = ids.far.get_or_insert_with(Box::default);
+        far.by_id.insert(id, n);
+        if far.by_id.len() >= far.prune_at {
+            far.by_id.retain(|_, n| self.is_open(*n));
+            far.prune_at = (2 * far.by_id.len()).max(16);
         }
         n
     }
