@@ -1068,14 +1068,47 @@ fn analyse(file: &str, t: &Tracker, with_ladders: bool) -> Report {
 fn lifetime(findings: &mut Vec<Finding>, i: usize, a: &Attempt, c: &Conv, who: &str) {
     let idle = a.idle_before_close_s.map(|s| format!(" after {s:.1} s idle")).unwrap_or_default();
     let end_frame = a.frames.last().copied().unwrap_or(0);
+    // Close codes that say the WebSocket ended normally (none is 1005, as clean as 1000).
+    let clean_code = |code: Option<u16>| code.is_none_or(|x| x == 1000 || x == 1001);
     match a.close {
-        Some(CloseKind::Rst) => findings.push(finding(
-            Code::ResetAfterUpgrade,
-            Severity::Error,
-            format!("{who}: the {} reset the WebSocket{idle}{}: the application aborted it or a middlebox killed it; check the {} side's logs.", a.closed_by.unwrap_or("?"), a.close_code.map(|c| format!(" (close code {c} first)")).unwrap_or_default(), a.closed_by.unwrap_or("closing")),
-            c.rsts.iter().map(|r| r.1.frame).take(1).collect(),
-            Some(i),
-        )),
+        Some(CloseKind::Rst) => {
+            // RFC 6455 §7.1.1: once a client has sent and received a Close it may drop the
+            // connection; a reset then ends a WebSocket that already closed. Only a reset
+            // before the closing handshake finished (or after an abnormal code) is a failure.
+            let handshake_done = [Side::A, Side::B].iter().all(|&s| c.closes.iter().any(|cf| cf.from == s));
+            let by = a.closed_by.unwrap_or("?");
+            let code = a.close_code.map(|c| format!(" (close code {c} first)")).unwrap_or_default();
+            let (severity, message) = if handshake_done && c.closes.iter().all(|cf| clean_code(cf.code)) {
+                (
+                    Severity::Info,
+                    format!(
+                        "{who}: the {by} reset the TCP connection{idle} after the closing handshake finished{code}: the WebSocket closed cleanly (RFC 6455 lets a client drop the connection once Close frames went both ways)."
+                    ),
+                )
+            } else if handshake_done {
+                (
+                    Severity::Warning,
+                    format!(
+                        "{who}: the {by} reset the TCP connection{idle} after a closing handshake with an abnormal code{code}: see the code's meaning and the {by} side's logs."
+                    ),
+                )
+            } else {
+                (
+                    Severity::Error,
+                    format!(
+                        "{who}: the {by} reset the WebSocket{idle}{code}: the application aborted it or a middlebox killed it; check the {} side's logs.",
+                        a.closed_by.unwrap_or("closing")
+                    ),
+                )
+            };
+            findings.push(finding(
+                Code::ResetAfterUpgrade,
+                severity,
+                message,
+                c.rsts.iter().map(|r| r.1.frame).take(1).collect(),
+                Some(i),
+            ));
+        }
         Some(CloseKind::Fin) => {
             // RFC 6455 §7.1.5: a close frame without a body is a close with no status (1005),
             // as clean as 1000 — it is the absence of any close frame that is not.
@@ -1097,7 +1130,7 @@ fn lifetime(findings: &mut Vec<Finding>, i: usize, a: &Attempt, c: &Conv, who: &
     }
     // Idle with no ping matters when something else ended the connection; a clean close
     // (close frames with 1000/1001 or no status) after a quiet spell is the application's.
-    let clean_close = !c.closes.is_empty() && c.closes.iter().all(|cf| cf.code.is_none_or(|x| x == 1000 || x == 1001));
+    let clean_close = !c.closes.is_empty() && c.closes.iter().all(|cf| clean_code(cf.code));
     if a.pings + a.pongs == 0
         && !clean_close
         && a.idle_before_close_s.is_some_and(|s| s * 1e9 >= NO_KEEPALIVE_IDLE_NS as f64)
