@@ -63,88 +63,67 @@ pub enum Severity {
     Error,
 }
 
-/// The finding codes: stable names for scripts (`--json`), one per kind of failure or fact.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Code {
-    DnsFailure,
-    TcpConnectRefused,
-    TcpConnectTimeout,
-    TlsAlert,
-    TlsReset,
-    TlsAborted,
-    H2Negotiated,
-    UpgradeHeaderMissing,
-    ProxyStrippedUpgrade,
-    UpgradeRejected,
-    UpgradeUnanswered,
-    AuthRedirect,
-    BadAccept,
-    TlsToPlainPort,
-    ProxyConnectFailed,
-    OneSidedCapture,
-    ResetAfterUpgrade,
-    ClosedAfterUpgrade,
-    IdleTimeout,
-    NoKeepalive,
-    Retransmissions,
-    ZeroWindow,
-    UpgradeOk,
+/// An enum whose variants have stable names for scripts (`--json`, docs): each variant and its
+/// name are written once, and the list of all, the name, `Display` and serde's form come from
+/// that one line (three lists kept in step by hand drifted apart before).
+macro_rules! named {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal,)* }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)*
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)*
+                }
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
 }
 
-impl Code {
-    pub const ALL: [Code; 23] = [
-        Code::DnsFailure,
-        Code::TcpConnectRefused,
-        Code::TcpConnectTimeout,
-        Code::TlsAlert,
-        Code::TlsReset,
-        Code::TlsAborted,
-        Code::H2Negotiated,
-        Code::UpgradeHeaderMissing,
-        Code::ProxyStrippedUpgrade,
-        Code::UpgradeRejected,
-        Code::UpgradeUnanswered,
-        Code::AuthRedirect,
-        Code::BadAccept,
-        Code::TlsToPlainPort,
-        Code::ProxyConnectFailed,
-        Code::OneSidedCapture,
-        Code::ResetAfterUpgrade,
-        Code::ClosedAfterUpgrade,
-        Code::IdleTimeout,
-        Code::NoKeepalive,
-        Code::Retransmissions,
-        Code::ZeroWindow,
-        Code::UpgradeOk,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Code::DnsFailure => "dns-failure",
-            Code::TcpConnectRefused => "tcp-connect-refused",
-            Code::TcpConnectTimeout => "tcp-connect-timeout",
-            Code::TlsAlert => "tls-alert",
-            Code::TlsReset => "tls-reset",
-            Code::TlsAborted => "tls-aborted",
-            Code::H2Negotiated => "h2-negotiated",
-            Code::UpgradeHeaderMissing => "upgrade-header-missing",
-            Code::ProxyStrippedUpgrade => "proxy-stripped-upgrade",
-            Code::UpgradeRejected => "upgrade-rejected",
-            Code::UpgradeUnanswered => "upgrade-unanswered",
-            Code::AuthRedirect => "auth-redirect",
-            Code::BadAccept => "bad-accept",
-            Code::TlsToPlainPort => "tls-to-plain-port",
-            Code::ProxyConnectFailed => "proxy-connect-failed",
-            Code::OneSidedCapture => "one-sided-capture",
-            Code::ResetAfterUpgrade => "reset-after-upgrade",
-            Code::ClosedAfterUpgrade => "closed-after-upgrade",
-            Code::IdleTimeout => "idle-timeout",
-            Code::NoKeepalive => "no-keepalive",
-            Code::Retransmissions => "retransmissions",
-            Code::ZeroWindow => "zero-window",
-            Code::UpgradeOk => "upgrade-ok",
-        }
+named! {
+    /// The finding codes: stable names for scripts (`--json`), one per kind of failure or fact.
+    Code {
+        DnsFailure => "dns-failure",
+        TcpConnectRefused => "tcp-connect-refused",
+        TcpConnectTimeout => "tcp-connect-timeout",
+        TlsAlert => "tls-alert",
+        TlsReset => "tls-reset",
+        TlsAborted => "tls-aborted",
+        H2Negotiated => "h2-negotiated",
+        UpgradeHeaderMissing => "upgrade-header-missing",
+        ProxyStrippedUpgrade => "proxy-stripped-upgrade",
+        UpgradeRejected => "upgrade-rejected",
+        UpgradeUnanswered => "upgrade-unanswered",
+        AuthRedirect => "auth-redirect",
+        BadAccept => "bad-accept",
+        TlsToPlainPort => "tls-to-plain-port",
+        ProxyConnectFailed => "proxy-connect-failed",
+        OneSidedCapture => "one-sided-capture",
+        ResetAfterUpgrade => "reset-after-upgrade",
+        ClosedAfterUpgrade => "closed-after-upgrade",
+        IdleTimeout => "idle-timeout",
+        NoKeepalive => "no-keepalive",
+        Retransmissions => "retransmissions",
+        ZeroWindow => "zero-window",
+        UpgradeOk => "upgrade-ok",
     }
 }
 
@@ -156,42 +135,16 @@ pub enum CloseKind {
     Rst,
 }
 
-/// Which leg of a (possibly proxied) attempt a connection is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Leg {
-    Direct,
-    ClientProxy,
-    ProxyBackend,
-    /// A proxy's copy of the client's request to an auth service (nginx auth_request).
-    AuthSubrequest,
-    /// Inside an HTTP CONNECT through a forward proxy.
-    Tunnel,
-}
-
-impl Leg {
-    pub const ALL: [Leg; 5] = [Leg::Direct, Leg::ClientProxy, Leg::ProxyBackend, Leg::AuthSubrequest, Leg::Tunnel];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Leg::Direct => "direct",
-            Leg::ClientProxy => "client-proxy",
-            Leg::ProxyBackend => "proxy-backend",
-            Leg::AuthSubrequest => "auth-subrequest",
-            Leg::Tunnel => "tunnel",
-        }
-    }
-}
-
-impl std::fmt::Display for Leg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::fmt::Display for Code {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+named! {
+    /// Which leg of a (possibly proxied) attempt a connection is.
+    Leg {
+        Direct => "direct",
+        ClientProxy => "client-proxy",
+        ProxyBackend => "proxy-backend",
+        /// A proxy's copy of the client's request to an auth service (nginx auth_request).
+        AuthSubrequest => "auth-subrequest",
+        /// Inside an HTTP CONNECT through a forward proxy.
+        Tunnel => "tunnel",
     }
 }
 
