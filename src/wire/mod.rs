@@ -63,9 +63,10 @@ pub enum Transport {
     Udp,
 }
 
-/// What the flow layer needs to know about one frame.
+/// Where a decoded packet's layers lie in its frame. It borrows nothing, so a consumer that
+/// rewrites the frame afterwards (scrub) takes it from the one decode instead of decoding again.
 #[derive(Clone, Copy, Debug)]
-pub struct Decoded<'a> {
+pub struct Layout {
     pub src: Addr,
     pub dst: Addr,
     pub sport: u16,
@@ -77,8 +78,8 @@ pub struct Decoded<'a> {
     pub transport_offset: usize,
     /// Offset of the transport payload in the frame: bulk packets are cut here.
     pub payload_offset: usize,
-    /// The captured transport payload (may be shorter than on the wire).
-    pub payload: &'a [u8],
+    /// Captured payload bytes (from `payload_offset`; may be fewer than on the wire).
+    pub payload_len: usize,
     /// Payload length on the wire, from the IP length fields; the sequence space it covers.
     pub wire_payload_len: u32,
     /// The packet came through a tunnel (`tunnels` lists the layers; most packets have none,
@@ -86,40 +87,25 @@ pub struct Decoded<'a> {
     pub tunneled: bool,
 }
 
-/// Where a decoded packet's layers lie in its frame, without borrowing the frame: what a
-/// consumer that rewrites the frame afterwards (scrub) takes from the one decode instead of
-/// decoding again.
+/// What the flow layer needs to know about one frame: its layout, and the captured payload.
+/// It reads as its layout (`d.src`, `d.payload_offset`) through `Deref`.
 #[derive(Clone, Copy, Debug)]
-pub struct Layout {
-    pub src: Addr,
-    pub dst: Addr,
-    pub sport: u16,
-    pub dport: u16,
-    pub transport: Transport,
-    pub ip_offset: usize,
-    pub transport_offset: usize,
-    pub payload_offset: usize,
-    /// Captured payload bytes (from `payload_offset`).
-    pub payload_len: usize,
-    pub wire_payload_len: u32,
-    pub tunneled: bool,
+pub struct Decoded<'a> {
+    pub layout: Layout,
+    pub payload: &'a [u8],
+}
+
+impl std::ops::Deref for Decoded<'_> {
+    type Target = Layout;
+
+    fn deref(&self) -> &Layout {
+        &self.layout
+    }
 }
 
 impl Decoded<'_> {
     pub fn layout(&self) -> Layout {
-        Layout {
-            src: self.src,
-            dst: self.dst,
-            sport: self.sport,
-            dport: self.dport,
-            transport: self.transport,
-            ip_offset: self.ip_offset,
-            transport_offset: self.transport_offset,
-            payload_offset: self.payload_offset,
-            payload_len: self.payload.len(),
-            wire_payload_len: self.wire_payload_len,
-            tunneled: self.tunneled,
-        }
+        self.layout
     }
 
     pub fn tcp_flags(&self) -> u8 {
@@ -242,17 +228,20 @@ fn fast_ipv4(link_type: u32, frame: &[u8]) -> Option<Decoded<'_>> {
     let payload = &frame[payload_offset..frame.len().min(ip_end).max(payload_offset)];
     let wire = ip_end.saturating_sub(payload_offset);
     Some(Decoded {
-        src,
-        dst,
-        sport,
-        dport,
-        transport,
-        ip_offset: ip,
-        transport_offset: t,
-        payload_offset,
+        layout: Layout {
+            src,
+            dst,
+            sport,
+            dport,
+            transport,
+            ip_offset: ip,
+            transport_offset: t,
+            payload_offset,
+            payload_len: payload.len(),
+            wire_payload_len: wire.max(payload.len()) as u32,
+            tunneled: false,
+        },
         payload,
-        wire_payload_len: wire.max(payload.len()) as u32,
-        tunneled: false,
     })
 }
 
@@ -329,17 +318,20 @@ fn walk<'a>(link_type: u32, frame: &'a [u8], tunnels: &mut Tunnels) -> Result<De
         let payload_offset = offset_in(frame, payload);
         let wire = if ip_end == usize::MAX { payload.len() } else { ip_end.saturating_sub(payload_offset) };
         return Ok(Decoded {
-            src,
-            dst,
-            sport,
-            dport,
-            transport,
-            ip_offset,
-            transport_offset: offset_in(frame, header),
-            payload_offset,
+            layout: Layout {
+                src,
+                dst,
+                sport,
+                dport,
+                transport,
+                ip_offset,
+                transport_offset: offset_in(frame, header),
+                payload_offset,
+                payload_len: payload.len(),
+                wire_payload_len: wire.max(payload.len()) as u32,
+                tunneled: !tunnels.is_empty(),
+            },
             payload,
-            wire_payload_len: wire.max(payload.len()) as u32,
-            tunneled: !tunnels.is_empty(),
         });
     }
 }
