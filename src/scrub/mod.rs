@@ -456,7 +456,7 @@ impl Scrubber {
                     let ulen = u16::from_be_bytes([frame[l4 + 4], frame[l4 + 5]]);
                     let sum = u16::from_be_bytes([frame[l4 + 6], frame[l4 + 7]]);
                     // A zero checksum means "none" and stays so.
-                    return (sum != 0 && ulen >= 8).then_some(FirstFragment { ip, l4, ulen, v6 });
+                    return (sum != 0 && ulen >= 8).then_some(FirstFragment { ip, l4, ulen });
                 }
                 let ip_end = if v6 {
                     ip + 40 + usize::from(u16::from_be_bytes([frame[ip + 4], frame[ip + 5]]))
@@ -520,36 +520,17 @@ impl Scrubber {
 }
 
 /// The first fragment of a UDP datagram, its header kept and its payload filled, as every
-/// later fragment's is: the datagram's checksum (in this header) is that of a header and
-/// `ulen - 8` bytes of filler, known without the other fragments.
+/// later fragment's is: its checksum is computed once the addresses are final.
 struct FirstFragment {
     ip: usize,
     l4: usize,
     ulen: u16,
-    v6: bool,
 }
 
 impl FirstFragment {
     fn fill_checksum(&self, frame: &mut [u8]) {
-        let (ip, l4) = (self.ip, self.l4);
-        frame[l4 + 6..l4 + 8].fill(0);
-        let addrs = if self.v6 { &frame[ip + 8..ip + 40] } else { &frame[ip + 12..ip + 20] };
-        let filler = u64::from(self.ulen - 8);
-        let fill_word = u64::from(u16::from_be_bytes([FILL, FILL]));
-        let mut acc = u64::from(checksum::sum(addrs))
-            + 17
-            + u64::from(self.ulen)
-            + u64::from(checksum::sum(&frame[l4..l4 + 8]))
-            + filler / 2 * fill_word
-            + if filler % 2 == 1 { u64::from(FILL) << 8 } else { 0 };
-        while acc >> 16 != 0 {
-            acc = (acc & 0xffff) + (acc >> 16);
-        }
-        let v = match !(acc as u16) {
-            0 => 0xffff,
-            v => v,
-        };
-        frame[l4 + 6..l4 + 8].copy_from_slice(&v.to_be_bytes());
+        let v = checksum::udp_over_filler(frame, self.ip, self.l4, self.ulen, FILL);
+        frame[self.l4 + 6..self.l4 + 8].copy_from_slice(&v.to_be_bytes());
     }
 }
 

@@ -24,20 +24,31 @@ pub fn sum(data: &[u8]) -> u16 {
     if let [last] = chunks.remainder() {
         s += u64::from(*last);
     }
-    while s >> 16 != 0 {
-        s = (s & 0xffff) + (s >> 16);
+    fold(s).swap_bytes()
+}
+
+/// Folds a wide one's-complement sum to 16 bits (RFC 1071 §4.1: add the carries back in).
+fn fold(mut acc: u64) -> u16 {
+    while acc >> 16 != 0 {
+        acc = (acc & 0xffff) + (acc >> 16);
     }
-    (s as u16).swap_bytes()
+    acc as u16
+}
+
+/// The sum of an IPv4 or IPv6 pseudo-header (the header's own source and destination, the
+/// protocol and the length) for the IP header at `ip`; None when the header is not in the
+/// frame.
+fn pseudo_header(frame: &[u8], ip: usize, proto: u8, len: usize) -> Option<u64> {
+    let v6 = frame.get(ip)? >> 4 == 6;
+    let addrs = if v6 { frame.get(ip + 8..ip + 40)? } else { frame.get(ip + 12..ip + 20)? };
+    let len = len as u64;
+    Some(u64::from(sum(addrs)) + u64::from(proto) + (len >> 16) + (len & 0xffff))
 }
 
 /// RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m'), where m and m' are the sums of the old and new
 /// bytes (at the same even offset within the checksummed data).
 pub fn update(hc: u16, old_sum: u16, new_sum: u16) -> u16 {
-    let mut s = u32::from(!hc) + u32::from(!old_sum) + u32::from(new_sum);
-    while s >> 16 != 0 {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    !(s as u16)
+    !fold(u64::from(!hc) + u64::from(!old_sum) + u64::from(new_sum))
 }
 
 /// The TCP or UDP checksum of the segment at `l4..end` (whole in the frame), over the IP
@@ -58,27 +69,36 @@ pub fn transport(frame: &mut [u8], ip: usize, l4: usize, end: usize, proto: u8) 
     } else {
         u32::from(sum(&frame[ip + 12..ip + 20]))
     };
-    let mut acc = addrs + u32::from(proto) + (len >> 16) + (len & 0xffff);
-    acc += u32::from(sum(&frame[l4..end]));
-    while acc >> 16 != 0 {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    !(acc as u16)
+    let acc = addrs + u32::from(proto) + (len >> 16) + (len & 0xffff) + u32::from(sum(&frame[l4..end]));
+    !fold(u64::from(acc))
 }
 
 /// The checksum of the ICMP (v4: over the message; v6: with the pseudo-header, RFC 4443 §2.3)
 /// message at `l4..end`, whole in the frame.
 pub fn icmp(frame: &mut [u8], ip: usize, l4: usize, end: usize, v6: bool) -> u16 {
     frame[l4 + 2..l4 + 4].fill(0);
-    let mut acc = u32::from(sum(&frame[l4..end]));
+    let mut acc = u64::from(sum(&frame[l4..end]));
     if v6 {
-        let len = (end - l4) as u32;
-        acc += u32::from(sum(&frame[ip + 8..ip + 40])) + 58 + (len >> 16) + (len & 0xffff);
+        acc += pseudo_header(frame, ip, 58, end - l4).unwrap_or(0);
     }
-    while acc >> 16 != 0 {
-        acc = (acc & 0xffff) + (acc >> 16);
+    !fold(acc)
+}
+
+/// The UDP checksum of a fragmented datagram whose first fragment at `l4` keeps its 8-byte
+/// header and whose `ulen - 8` payload bytes are all `fill` in every fragment (as scrub leaves
+/// them): known from the first fragment alone, without reassembly. Zero becomes 0xffff (zero
+/// means "no checksum").
+pub fn udp_over_filler(frame: &mut [u8], ip: usize, l4: usize, ulen: u16, fill: u8) -> u16 {
+    frame[l4 + 6..l4 + 8].fill(0);
+    let filler = u64::from(ulen.saturating_sub(8));
+    let acc = pseudo_header(frame, ip, 17, usize::from(ulen)).unwrap_or(0)
+        + u64::from(sum(&frame[l4..l4 + 8]))
+        + filler / 2 * u64::from(u16::from_be_bytes([fill, fill]))
+        + if filler % 2 == 1 { u64::from(fill) << 8 } else { 0 };
+    match !fold(acc) {
+        0 => 0xffff,
+        v => v,
     }
-    !(acc as u16)
 }
 
 /// The addresses of an IPv6 routing header, if the packet has one before its transport
@@ -124,20 +144,14 @@ pub fn recompute_tunnel(frame: &mut [u8], ip: usize, s: &super::Sum) {
         return;
     }
     frame[s.field..s.field + 2].fill(0);
-    let mut acc = u32::from(sum(&frame[s.from..s.to]));
+    let mut acc = u64::from(sum(&frame[s.from..s.to]));
     if s.pseudo {
-        let v6 = frame.get(ip).is_some_and(|b| b >> 4 == 6);
-        let addrs = if v6 { frame.get(ip + 8..ip + 40) } else { frame.get(ip + 12..ip + 20) };
-        let Some(addrs) = addrs else {
+        let Some(p) = pseudo_header(frame, ip, 17, s.to - s.from) else {
             return;
         };
-        let len = (s.to - s.from) as u32;
-        acc += u32::from(sum(addrs)) + 17 + (len >> 16) + (len & 0xffff);
+        acc += p;
     }
-    while acc >> 16 != 0 {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    let mut v = !(acc as u16);
+    let mut v = !fold(acc);
     if s.pseudo && v == 0 {
         v = 0xffff;
     }
