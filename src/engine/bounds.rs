@@ -39,10 +39,7 @@ impl Engine {
                         "an unanswered connect"
                     };
                 }
-                if !flow.counted_kept {
-                    flow.counted_kept = true;
-                    self.stats.flows_kept += 1;
-                }
+                flow.count_kept(&mut self.stats);
                 Verdict::Keep
             }
             WaitOn::Unit(side) => {

@@ -325,9 +325,8 @@ impl Engine {
         self.report_class(key);
         let flow = self.flows.get_mut(&key).expect("flow exists");
         let kept = flow.class.kept();
-        if kept && !flow.counted_kept {
-            flow.counted_kept = true;
-            self.stats.flows_kept += 1;
+        if kept {
+            flow.count_kept(&mut self.stats);
         }
         let v = if kept { Verdict::Keep } else { Verdict::Drop };
         for w in flow.waiting.drain(..) {

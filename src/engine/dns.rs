@@ -131,13 +131,18 @@ impl Default for OpenIds {
 }
 
 impl DnsTable {
+    /// Where transaction `n` is in `slots` (None once the front has passed it).
+    fn index(&self, n: u64) -> Option<usize> {
+        usize::try_from(n.checked_sub(self.base)?).ok().filter(|&i| i < self.slots.len())
+    }
+
     fn get_mut(&mut self, n: u64) -> Option<&mut DnsTxn> {
-        let i = usize::try_from(n.checked_sub(self.base)?).ok()?;
-        self.slots.get_mut(i)?.as_mut()
+        let i = self.index(n)?;
+        self.slots[i].as_mut()
     }
 
     fn is_open(&self, n: u64) -> bool {
-        n.checked_sub(self.base).and_then(|i| self.slots.get(i as usize)).is_some_and(Option::is_some)
+        self.index(n).is_some_and(|i| self.slots[i].is_some())
     }
 
     /// The number of the open transaction `tk` (listed in `ids`, its flow's), opening one if
@@ -171,8 +176,8 @@ impl DnsTable {
     }
 
     fn close(&mut self, n: u64) -> Option<DnsTxn> {
-        let i = usize::try_from(n.checked_sub(self.base)?).ok()?;
-        let t = self.slots.get_mut(i)?.take()?;
+        let i = self.index(n)?;
+        let t = self.slots[i].take()?;
         self.live -= 1;
         while self.slots.front().is_some_and(Option::is_none) {
             self.slots.pop_front();
@@ -267,8 +272,7 @@ impl Engine {
             if matches!(f.why, "" | "lookup of another name") {
                 f.why = "lookup of a kept host";
             }
-            f.counted_kept = true;
-            self.stats.flows_kept += 1;
+            f.count_kept(&mut self.stats);
         }
     }
 
@@ -313,10 +317,7 @@ impl Engine {
             if matches!(f.why, "" | "lookup of another name") {
                 f.why = "unanswered lookup";
             }
-            if !f.counted_kept {
-                f.counted_kept = true;
-                self.stats.flows_kept += 1;
-            }
+            f.count_kept(&mut self.stats);
         }
         Verdict::Keep
     }

@@ -327,6 +327,14 @@ impl Flow {
         }
     }
 
+    /// Counts the flow once in `Stats::flows_kept` (a DNS flow when its first lookup is kept).
+    fn count_kept(&mut self, stats: &mut Stats) {
+        if !self.counted_kept {
+            self.counted_kept = true;
+            stats.flows_kept += 1;
+        }
+    }
+
     fn closed(&self) -> bool {
         self.ends & 4 != 0 || self.ends & 3 == 3
     }
@@ -568,34 +576,40 @@ impl Engine {
                 self.retired.push(old.record(key));
             }
         }
-        if proto == PROTO_UDP {
-            let decision = self.udp_packet(key, side, &d, meta);
-            let ticket = match decision {
-                Decision::Wait(on) => Some(Ticket { key, on }),
-                Decision::Now(_) => None,
-            };
-            return (decision, ticket, Some(d.layout()));
-        }
-        // Most packets of a capture belong to flows already dropped whole (bulk transfers,
-        // other protocols): one table lookup decides them. (Each lookup hashes and compares a
-        // 40-byte key; the TCP path below looks a flow up again only after a call that may
-        // have changed the table.)
+        let decision = if proto == PROTO_UDP {
+            self.udp_packet(key, side, &d, meta)
+        } else {
+            self.tcp_flow_packet(key, side, &d, meta)
+        };
+        let ticket = match decision {
+            Decision::Wait(on) => Some(Ticket { key, on }),
+            Decision::Now(_) => None,
+        };
+        (decision, ticket, Some(d.layout()))
+    }
+
+    /// A TCP packet: its flow is looked up once — most packets of a capture belong to flows
+    /// already dropped whole (bulk transfers, other protocols), and that one lookup decides
+    /// them — then counted and read (`tcp_packet`). Each lookup hashes and compares a 40-byte
+    /// key; the TCP path looks a flow up again only after a call that may have changed the
+    /// table.
+    fn tcp_flow_packet(&mut self, key: FlowKey, side: Side, d: &Decoded<'_>, meta: &RecordMeta) -> Decision {
         let flow = match self.flows.get_mut(&key) {
             Some(f) if f.class == Class::Dropped => {
                 f.note_end(side, d.tcp_flags());
                 f.count(meta);
                 self.last_flow_dropped = true;
-                return (Decision::Now(Verdict::Drop), None, Some(d.layout()));
+                return Decision::Now(Verdict::Drop);
             }
             Some(f) => f,
             None => {
-                self.new_flow(key, side, ts);
+                self.new_flow(key, side, meta.ts_ns);
                 self.flows.get_mut(&key).expect("flow inserted above")
             }
         };
         flow.count(meta);
         let cut = (d.payload_offset as u32).min(meta.caplen);
-        let decision = self.tcp_packet(key, side, &d, meta.number, cut);
+        let decision = self.tcp_packet(key, side, d, meta.number, cut);
         if self.ev.on
             && let Some(f) = self.flows.get(&key)
             && f.class != Class::Dropped
@@ -608,11 +622,7 @@ impl Engine {
         // A packet dropped from a kept flow (past the bulk budget) is not a flow dropped whole.
         self.last_flow_dropped =
             decision == Decision::Now(Verdict::Drop) && self.flows.get(&key).is_none_or(|f| f.class == Class::Dropped);
-        let ticket = match decision {
-            Decision::Wait(on) => Some(Ticket { key, on }),
-            Decision::Now(_) => None,
-        };
-        (decision, ticket, Some(d.layout()))
+        decision
     }
 
     // ---------------------------------------------------------------- TCP
