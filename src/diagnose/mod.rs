@@ -1065,8 +1065,7 @@ fn lifetime(findings: &mut Vec<Finding>, i: usize, a: &Attempt, c: &Conv, who: &
         Some(CloseKind::Fin) => {
             // RFC 6455 §7.1.5: a close frame without a body is a close with no status (1005),
             // as clean as 1000 — it is the absence of any close frame that is not.
-            let clean = a.close_code.is_some_and(|c| c == 1000 || c == 1001)
-                || (a.close_code.is_none() && !c.closes.is_empty());
+            let clean = clean_code(a.close_code) && (a.close_code.is_some() || !c.closes.is_empty());
             findings.push(finding(
                 Code::ClosedAfterUpgrade,
                 if clean { Severity::Info } else { Severity::Warning },
