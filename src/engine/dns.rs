@@ -251,8 +251,8 @@ impl Engine {
         if matched {
             if let Some(f) = self.flows.get_mut(&key) {
                 f.why = if failure { "failed lookup" } else { "lookup of a kept host" };
+                f.count_kept(&mut self.stats);
             }
-            self.count_dns_kept(key);
             let txn = self.dns.close(n).expect("transaction open");
             for p in txn.packets() {
                 self.resolved.push((p, Verdict::Keep));

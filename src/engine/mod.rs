@@ -447,15 +447,10 @@ impl Engine {
         if self.flows.len() >= MAX_FLOWS {
             self.evict_oldest(MAX_FLOWS / 8);
         }
-        self.open_flow(key, side, ts);
-    }
-
-    /// Puts a new flow in the table.
-    fn open_flow(&mut self, key: FlowKey, side: Side, ts: u64) {
         self.next_conv += 1;
         let conv = self.next_conv;
-        self.flows.insert(key, Box::new(Flow::new(ts, conv)));
         self.ev.push(conv, key, side, Event::Open);
+        self.flows.insert(key, Box::new(Flow::new(ts, conv)));
     }
 
     /// Flows forgotten since the last call (with `Options::record_flows`).
