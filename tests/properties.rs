@@ -464,3 +464,24 @@ proptest! {
         prop_assert_eq!(listed_kept(&pcap), written_flows(&trimmed));
     }
 }
+
+/// A known failure of "one engine, one answer", found by the property test above: a request
+/// head sent one byte per segment is scrubbed without look-ahead, so the scrubber cannot see
+/// that the Host value carries no `user:pass@` and overwrites it (failing closed, as it must);
+/// diagnose of the scrubbed capture then cannot tie the failed lookup to the attempt and calls
+/// it info instead of error. The cure is scrubbing from the engine's whole head (issue 12).
+#[test]
+#[ignore = "known: a Host value split into 1-byte segments is overwritten by scrub (issue 12)"]
+fn a_head_split_into_single_bytes_keeps_its_findings_through_scrub() {
+    let flows = [
+        FlowSpec { kind: Kind::Dns(true), sizes: vec![1], swap: false },
+        FlowSpec {
+            kind: Kind::WebSocket { frames: vec![], close_by_client: false, idle_s: 0 },
+            sizes: vec![1],
+            swap: false,
+        },
+    ];
+    let pcap = build_pcap(&flows, &[6]);
+    let x = diagnosis(&pcap);
+    assert_eq!(codes(&x), codes(&diagnosis(&run_trim(&pcap, true, true))));
+}
