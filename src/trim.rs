@@ -116,6 +116,23 @@ struct Queue {
     last_number: u64,
 }
 
+/// How far a stream's run of joined payloads reaches past what a queue settles at once.
+const AHEAD_BYTES: usize = 256 * 1024;
+
+/// The joined payloads of `Queue::stream_ahead`: for each packet in the order, where its
+/// payload ends in `bytes` and where its stream's run ends.
+struct Ahead {
+    bytes: Vec<u8>,
+    ends: Vec<Option<(usize, usize)>>,
+}
+
+impl Ahead {
+    /// What follows the `k`th packet's payload in its stream (empty when unknown).
+    fn after(&self, k: usize) -> &[u8] {
+        self.ends[k].map_or(&[], |(end, run_end)| &self.bytes[end..run_end])
+    }
+}
+
 impl Queue {
     fn new() -> Queue {
         Queue { entries: VecDeque::new(), bytes: 0, pool: Vec::new(), last_number: 0 }
@@ -251,12 +268,56 @@ impl Queue {
             order.push((at.0, at.1, i, layout));
         }
         order.sort_by_key(|&(g, off, i, _)| (g, off, i));
-        for (_, _, i, layout) in order {
+        let ahead = self.stream_ahead(&order);
+        for (k, (_, _, i, layout)) in order.into_iter().enumerate() {
             if let Held::Packet { meta, raw } = &mut self.entries[i].held {
                 let start = meta.data_offset as usize;
-                s.frame(meta, &mut raw[start..start + meta.caplen as usize], layout.as_ref(), engine);
+                let after = ahead.after(k);
+                s.frame(meta, &mut raw[start..start + meta.caplen as usize], layout.as_ref(), engine, after);
             }
         }
+    }
+
+    /// The payloads of each stream's packets in `order`, joined where they follow one another
+    /// without a hole or an overlap: what follows a packet in its stream, for the scrubber to
+    /// look ahead into (up to `AHEAD_BYTES` a stream: what is needed is an HTTP head's end).
+    fn stream_ahead(&self, order: &[(usize, i64, usize, Option<wire::Layout>)]) -> Ahead {
+        let mut a = Ahead { bytes: Vec::new(), ends: vec![None; order.len()] };
+        let mut k = 0;
+        while k < order.len() {
+            let g = order[k].0;
+            let group_end = order[k..].iter().position(|o| o.0 != g).map_or(order.len(), |n| k + n);
+            if g == usize::MAX || group_end - k < 2 {
+                k = group_end;
+                continue;
+            }
+            let group_start = a.bytes.len();
+            let mut next: Option<i64> = None;
+            for (j, &(_, off, i, ref layout)) in order.iter().enumerate().take(group_end).skip(k) {
+                let (Some(l), Held::Packet { meta, raw }) = (layout, &self.entries[i].held) else { continue };
+                if l.payload_len == 0 {
+                    continue;
+                }
+                if next.is_some_and(|n| n != off) || a.bytes.len() - group_start >= AHEAD_BYTES {
+                    break;
+                }
+                let start = meta.data_offset as usize + l.payload_offset;
+                a.bytes.extend_from_slice(&raw[start..start + l.payload_len]);
+                a.ends[j] = Some((a.bytes.len(), group_start));
+                // A payload cut by the snaplen ends what is known of the stream.
+                if l.payload_len != l.wire_payload_len as usize {
+                    break;
+                }
+                next = Some(off + i64::from(l.wire_payload_len));
+            }
+            // Each packet sees up to the end of its own stream's run.
+            let run_end = a.bytes.len();
+            for e in a.ends[k..group_end].iter_mut().flatten() {
+                e.1 = run_end;
+            }
+            k = group_end;
+        }
+        a
     }
 
     fn recycle(&mut self, raw: Vec<u8>) {
@@ -422,7 +483,7 @@ pub fn rewrite<W: Write>(
                             scrubbed.extend_from_slice(p.raw);
                             let start = p.meta.data_offset as usize;
                             let frame = &mut scrubbed[start..start + p.meta.caplen as usize];
-                            s.frame(&p.meta, frame, layout.as_ref(), &engine);
+                            s.frame(&p.meta, frame, layout.as_ref(), &engine, &[]);
                             Packet { meta: p.meta, raw: &scrubbed }
                         }
                         _ => p,

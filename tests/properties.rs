@@ -465,13 +465,12 @@ proptest! {
     }
 }
 
-/// A known failure of "one engine, one answer", found by the property test above: a request
-/// head sent one byte per segment is scrubbed without look-ahead, so the scrubber cannot see
-/// that the Host value carries no `user:pass@` and overwrites it (failing closed, as it must);
-/// diagnose of the scrubbed capture then cannot tie the failed lookup to the attempt and calls
-/// it info instead of error. The cure is scrubbing from the engine's whole head (issue 12).
+/// Found by the property test above: a request head sent one byte per segment. The scrubber
+/// judges a byte of a head looking ahead into the segments queued after it; judged one
+/// segment alone, it could not see that the Host value carries no `user:pass@` and overwrote
+/// it (failing closed), and diagnose of the scrubbed capture could no longer tie the failed
+/// lookup to the attempt.
 #[test]
-#[ignore = "known: a Host value split into 1-byte segments is overwritten by scrub (issue 12)"]
 fn a_head_split_into_single_bytes_keeps_its_findings_through_scrub() {
     let flows = [
         FlowSpec { kind: Kind::Dns(true), sizes: vec![1], swap: false },

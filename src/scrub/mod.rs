@@ -296,8 +296,18 @@ impl Scrubber {
     /// engine does, and overwrites every other stream whole.
     ///
     /// `layout` is where the engine's decode of this frame found its layers (None: not a TCP
-    /// or UDP packet it could read); the frame is not decoded again.
-    pub fn frame(&mut self, meta: &RecordMeta, frame: &mut [u8], layout: Option<&wire::Layout>, engine: &Engine) {
+    /// or UDP packet it could read); the frame is not decoded again. `ahead` is what follows
+    /// this segment's payload in its stream, as far as the caller holds it (the segments
+    /// queued after it): an HTTP head sent in many small segments is then judged as if whole,
+    /// where judging each segment alone overwrites what it cannot see the end of.
+    pub fn frame(
+        &mut self,
+        meta: &RecordMeta,
+        frame: &mut [u8],
+        layout: Option<&wire::Layout>,
+        engine: &Engine,
+        ahead: &[u8],
+    ) {
         let Some(d) = layout else {
             let first_fragment = self.undecodable(meta.link_type, frame);
             if let Some(p) = &mut self.pseudo {
@@ -365,6 +375,7 @@ impl Scrubber {
                         side,
                         (seq, wire_len, meta.number),
                         &mut frame[pay_off..cap_end],
+                        ahead,
                         &mut self.tally,
                         self.pseudo.as_mut(),
                     );
@@ -561,6 +572,7 @@ fn tcp_payload(
     side: Side,
     seg: (u32, u32, u64),
     payload: &mut [u8],
+    ahead: &[u8],
     tally: &mut Tally,
     mut pseudo: Option<&mut Pseudonymizer>,
 ) {
@@ -572,7 +584,7 @@ fn tcp_payload(
             let (old, new) = payload.split_at_mut(skip);
             old.fill(FILL);
             tally.add(Rule::RetransmittedOrReordered, skip);
-            redact(flow, side, new, tally, pseudo.as_deref_mut());
+            redact(flow, side, new, ahead, tally, pseudo.as_deref_mut());
         }
         Placement::Old { .. } | Placement::Held => {
             payload.fill(FILL);
@@ -589,7 +601,7 @@ fn tcp_payload(
     // packets were already written fully overwritten (so what they held is not counted).
     while let Some((seg, skip)) = flow.dirs[side.index()].stream.pop_ready() {
         let mut bytes = seg.bytes;
-        redact(flow, side, &mut bytes[skip..], &mut Tally::default(), pseudo.as_deref_mut());
+        redact(flow, side, &mut bytes[skip..], &[], &mut Tally::default(), pseudo.as_deref_mut());
     }
     let dir = &mut flow.dirs[side.index()];
     if dir.stream.gap {
@@ -597,17 +609,19 @@ fn tcp_payload(
     }
 }
 
-/// Runs in-order bytes of one direction through its cursor, rewriting them in place.
+/// Runs in-order bytes of one direction through its cursor, rewriting them in place; `ahead`
+/// is what follows them in the stream, as far as known.
 fn redact(
     flow: &mut ScrubFlow,
     side: Side,
     mut b: &mut [u8],
+    ahead: &[u8],
     tally: &mut Tally,
     mut pseudo: Option<&mut Pseudonymizer>,
 ) {
     while !b.is_empty() {
         let dir = &mut flow.dirs[side.index()];
-        let (used, event) = step_mode(&mut dir.mode, b, tally, pseudo.as_deref_mut(), flow.tunnel);
+        let (used, event) = step_mode(&mut dir.mode, b, ahead, tally, pseudo.as_deref_mut(), flow.tunnel);
         if let Event::TunnelOpen = event {
             let other = &mut flow.dirs[side.other().index()];
             if matches!(other.mode, Mode::AfterRequest | Mode::Start | Mode::Sniff) {
@@ -631,6 +645,7 @@ fn redact(
 fn step_mode(
     mode: &mut Mode,
     b: &mut [u8],
+    ahead: &[u8],
     tally: &mut Tally,
     mut pseudo: Option<&mut Pseudonymizer>,
     tunnel: bool,
@@ -663,10 +678,19 @@ fn step_mode(
             (b.len(), Event::None)
         }
         Mode::Head(h) => {
+            // The few decisions that look ahead (where a userinfo or a query item ends, whether
+            // a line has a colon) see past this segment into the ones queued after it. A copy,
+            // as the bytes looked at are the input's, before this loop rewrites any.
+            let joined: Option<Vec<u8>> = (!ahead.is_empty())
+                .then(|| [&b[..], &ahead[..ahead.len().min(crate::proto::http::MAX_HEAD_BYTES)]].concat());
             let mut i = 0;
             while i < b.len() {
                 let c = b[i];
-                match h.step(c, &b[i + 1..]) {
+                let rest = match &joined {
+                    Some(j) => &j[i + 1..],
+                    None => &b[i + 1..],
+                };
+                match h.step(c, rest) {
                     Step::Byte(Fate::Keep) => {}
                     Step::Byte(Fate::QueryValue) => {
                         b[i] = FILL;
@@ -933,7 +957,7 @@ mod tests {
         let mut t = Tally::default();
         let mut rest = &mut b[..];
         while !rest.is_empty() {
-            let (n, _) = step_mode(mode, rest, &mut t, None, false);
+            let (n, _) = step_mode(mode, rest, &[], &mut t, None, false);
             rest = &mut rest[n..];
         }
         b
