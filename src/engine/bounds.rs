@@ -104,6 +104,7 @@ impl Engine {
         self.last_sweep_ns = now;
         let before = self.flows.len();
         let record = self.opts.record_flows;
+        let first_retired = self.retired.len();
         let retired = &mut self.retired;
         self.flows.retain(|k, f| {
             if f.has_waiters() {
@@ -123,6 +124,9 @@ impl Engine {
             }
             keep
         });
+        // Flows forgotten together are listed in the order they began, as at the capture's end
+        // (not in the table's order, which says nothing).
+        self.retired[first_retired..].sort_by_key(|r| (r.first_ns, r.last_ns));
         self.stats.flows_evicted += (before - self.flows.len()) as u64;
     }
 }

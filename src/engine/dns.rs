@@ -108,9 +108,14 @@ pub(super) struct DnsTable {
 /// many queries costs its open ones, not its history.
 pub(super) struct OpenIds {
     /// Ids and transaction numbers apart (no padding between pairs): every flow, TCP ones
-    /// too, carries these 80 bytes.
+    /// too, carries these 112 bytes. A number is held as its low 32 bits, read against the
+    /// table's window of live transactions (`DnsTable::widen`): sixteen entries in the space
+    /// of eight full ones, as a port that keeps ten or more lookups open at once otherwise
+    /// went to the map, a cache miss a query.
     ids: [u16; NEAR],
-    nums: [u64; NEAR],
+    nums: [u32; NEAR],
+    /// Bit k: entry k was ever used.
+    used: u16,
     far: Option<Box<Far>>,
 }
 
@@ -120,13 +125,11 @@ struct Far {
     prune_at: usize,
 }
 
-const NEAR: usize = 8;
-/// An inline entry never used.
-const FREE: u64 = u64::MAX;
+const NEAR: usize = 16;
 
 impl Default for OpenIds {
     fn default() -> Self {
-        OpenIds { ids: [0; NEAR], nums: [FREE; NEAR], far: None }
+        OpenIds { ids: [0; NEAR], nums: [0; NEAR], used: 0, far: None }
     }
 }
 
@@ -134,6 +137,10 @@ impl DnsTable {
     /// Where transaction `n` is in `slots` (None once the front has passed it).
     fn index(&self, n: u64) -> Option<usize> {
         usize::try_from(n.checked_sub(self.base)?).ok().filter(|&i| i < self.slots.len())
+    }
+
+    fn get(&self, n: u64) -> Option<&DnsTxn> {
+        self.slots[self.index(n)?].as_ref()
     }
 
     fn get_mut(&mut self, n: u64) -> Option<&mut DnsTxn> {
@@ -145,14 +152,24 @@ impl DnsTable {
         self.index(n).is_some_and(|i| self.slots[i].is_some())
     }
 
+    /// The transaction number whose low 32 bits are `low`, if it is in the window of
+    /// transactions still in the table (which is far narrower than 2^32: the waiting queue
+    /// bounds it); None for one the queue has passed.
+    fn widen(&self, low: u32) -> Option<u64> {
+        let n = self.base + u64::from(low.wrapping_sub(self.base as u32));
+        self.index(n).map(|_| n)
+    }
+
     /// The number of the open transaction `tk` (listed in `ids`, its flow's), opening one if
     /// there is none.
     fn find_or_open(&mut self, ids: &mut OpenIds, tk: (FlowKey, u16), flow_done: bool) -> u64 {
         let id = tk.1;
-        let near = (0..NEAR).find(|&k| ids.ids[k] == id && ids.nums[k] != FREE && self.is_open(ids.nums[k]));
-        let found = near
-            .map(|k| ids.nums[k])
-            .or_else(|| ids.far.as_ref()?.by_id.get(&id).copied().filter(|&n| self.is_open(n)));
+        let near = (0..NEAR)
+            .filter(|&k| ids.used & (1 << k) != 0 && ids.ids[k] == id)
+            // (The key is compared too: an entry left from 2^32 transactions ago would read as
+            // a live number of another flow.)
+            .find_map(|k| self.widen(ids.nums[k]).filter(|&n| self.get(n).is_some_and(|t| t.key == tk)));
+        let found = near.or_else(|| ids.far.as_ref()?.by_id.get(&id).copied().filter(|&n| self.is_open(n)));
         if let Some(n) = found {
             return n;
         }
@@ -161,9 +178,11 @@ impl DnsTable {
         self.live += 1;
         // An inline entry the queue has passed (its transaction is surely decided) is reused;
         // one of the same id is overwritten, so that an id is listed once.
-        let base = self.base;
-        if let Some(k) = (0..NEAR).find(|&k| ids.ids[k] == id || ids.nums[k] == FREE || ids.nums[k] < base) {
-            (ids.ids[k], ids.nums[k]) = (id, n);
+        if let Some(k) =
+            (0..NEAR).find(|&k| ids.used & (1 << k) == 0 || ids.ids[k] == id || self.widen(ids.nums[k]).is_none())
+        {
+            (ids.ids[k], ids.nums[k]) = (id, n as u32);
+            ids.used |= 1 << k;
             return n;
         }
         let far = ids.far.get_or_insert_with(Box::default);
