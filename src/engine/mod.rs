@@ -255,6 +255,13 @@ pub struct Flow {
     dirs: [Dir; 2],
 }
 
+/// What an emptied slot of the flow table holds (nothing allocated).
+impl Default for Flow {
+    fn default() -> Self {
+        Flow::new(0, 0)
+    }
+}
+
 impl Flow {
     fn new(ts: u64, conv: u64) -> Flow {
         Flow {

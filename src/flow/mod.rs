@@ -92,7 +92,10 @@ impl FlowKey {
 /// the table is bounded and swept, so flooding it costs memory bounds, not quadratic time.)
 pub struct FlowTable<S> {
     index: hashbrown::HashTable<u32>,
-    slots: Vec<Option<Slot<S>>>,
+    slots: Vec<Slot<S>>,
+    /// Which slots hold an entry. Apart from the slots: an `Option` around each put its tag
+    /// inside the state, a cache line away from the key, and every lookup read both.
+    live: Vec<bool>,
     /// Slots emptied by removals, reused before the slab grows.
     free: Vec<u32>,
 }
@@ -112,19 +115,20 @@ fn hash(key: &FlowKey) -> u64 {
 
 impl<S> Default for FlowTable<S> {
     fn default() -> Self {
-        FlowTable { index: hashbrown::HashTable::new(), slots: Vec::new(), free: Vec::new() }
+        FlowTable { index: hashbrown::HashTable::new(), slots: Vec::new(), live: Vec::new(), free: Vec::new() }
     }
 }
 
 /// The entry of a key that is known to be in the table.
-impl<S> std::ops::Index<&FlowKey> for FlowTable<S> {
+impl<S: Default> std::ops::Index<&FlowKey> for FlowTable<S> {
     type Output = S;
     fn index(&self, key: &FlowKey) -> &S {
         self.get(key).expect("flow in the table")
     }
 }
 
-impl<S> FlowTable<S> {
+/// `S: Default` fills an emptied slot (its value is returned by `remove`).
+impl<S: Default> FlowTable<S> {
     pub fn len(&self) -> usize {
         self.index.len()
     }
@@ -133,20 +137,19 @@ impl<S> FlowTable<S> {
         self.index.is_empty()
     }
 
+    /// Only occupied slots are in the index, so the key alone decides.
     fn find(&self, key: &FlowKey) -> Option<usize> {
         let slots = &self.slots;
-        let at = self.index.find(hash(key), |&i| slots[i as usize].as_ref().is_some_and(|s| s.key == *key))?;
+        let at = self.index.find(hash(key), |&i| slots[i as usize].key == *key)?;
         Some(*at as usize)
     }
 
     pub fn get(&self, key: &FlowKey) -> Option<&S> {
-        let i = self.find(key)?;
-        self.slots[i].as_ref().map(|s| &s.value)
+        self.find(key).map(|i| &self.slots[i].value)
     }
 
     pub fn get_mut(&mut self, key: &FlowKey) -> Option<&mut S> {
-        let i = self.find(key)?;
-        self.slots[i].as_mut().map(|s| &mut s.value)
+        self.find(key).map(|i| &mut self.slots[i].value)
     }
 
     pub fn contains_key(&self, key: &FlowKey) -> bool {
@@ -156,54 +159,58 @@ impl<S> FlowTable<S> {
     /// Puts `value` under `key`; returns the value it replaces.
     pub fn insert(&mut self, key: FlowKey, value: S) -> Option<S> {
         if let Some(i) = self.find(&key) {
-            let slot = self.slots[i].as_mut().expect("indexed slot is full");
-            return Some(std::mem::replace(&mut slot.value, value));
+            return Some(std::mem::replace(&mut self.slots[i].value, value));
         }
         let i = match self.free.pop() {
-            Some(i) => i,
+            Some(i) => {
+                self.slots[i as usize] = Slot { key, value };
+                i
+            }
             None => {
-                self.slots.push(None);
+                self.slots.push(Slot { key, value });
+                self.live.push(false);
                 u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 flows")
             }
         };
-        self.slots[i as usize] = Some(Slot { key, value });
+        self.live[i as usize] = true;
         let slots = &self.slots;
-        self.index
-            .insert_unique(hash(&key), i, |&j| hash(&slots[j as usize].as_ref().expect("indexed slot is full").key));
+        self.index.insert_unique(hash(&key), i, |&j| hash(&slots[j as usize].key));
         None
     }
 
     pub fn remove(&mut self, key: &FlowKey) -> Option<S> {
         let slots = &self.slots;
-        let entry =
-            self.index.find_entry(hash(key), |&i| slots[i as usize].as_ref().is_some_and(|s| s.key == *key)).ok()?;
+        let entry = self.index.find_entry(hash(key), |&i| slots[i as usize].key == *key).ok()?;
         let (i, _) = entry.remove();
+        Some(self.vacate(i))
+    }
+
+    /// Empties slot `i` (already out of the index); its value.
+    fn vacate(&mut self, i: u32) -> S {
+        self.live[i as usize] = false;
         self.free.push(i);
-        self.slots[i as usize].take().map(|s| s.value)
+        std::mem::take(&mut self.slots[i as usize].value)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&FlowKey, &S)> {
-        self.slots.iter().flatten().map(|s| (&s.key, &s.value))
-    }
-
-    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut S> {
-        self.slots.iter_mut().flatten().map(|s| &mut s.value)
+        self.slots.iter().zip(&self.live).filter(|(_, l)| **l).map(|(s, _)| (&s.key, &s.value))
     }
 
     /// Keeps the entries for which `keep` says so.
     pub fn retain(&mut self, mut keep: impl FnMut(&FlowKey, &mut S) -> bool) {
         for i in 0..self.slots.len() {
-            let Some(s) = &mut self.slots[i] else { continue };
+            if !self.live[i] {
+                continue;
+            }
+            let s = &mut self.slots[i];
             if keep(&s.key, &mut s.value) {
                 continue;
             }
-            let h = hash(&s.key);
             let n = i as u32;
-            if let Ok(e) = self.index.find_entry(h, |&j| j == n) {
+            if let Ok(e) = self.index.find_entry(hash(&s.key), |&j| j == n) {
                 e.remove();
             }
-            self.slots[i] = None;
-            self.free.push(n);
+            drop(self.vacate(n));
         }
     }
 }
