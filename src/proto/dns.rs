@@ -33,16 +33,22 @@ fn name(n: &simple_dns::Name<'_>) -> String {
 /// A name as tables compare it: a hash of its lower-case form without the trailing dot, so that
 /// a flood of lookups costs eight bytes a name, not a string.
 pub fn name_key(name: &str) -> u64 {
-    key_of(name.bytes())
+    key_of(name.as_bytes())
 }
 
-fn key_of(bytes: impl Iterator<Item = u8>) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = rustc_hash::FxHasher::default();
-    for b in bytes {
-        b.to_ascii_lowercase().hash(&mut h);
+/// Eight bytes a step: a byte-at-a-time hash was a chain of one multiply per character, a
+/// tenth of the time of a query flood. The length goes in first, so that the zeros padding
+/// the last word tell no name from a longer one.
+fn key_of(name: &[u8]) -> u64 {
+    let mut h = name.len() as u64;
+    for chunk in name.chunks(8) {
+        let mut w = [0u8; 8];
+        for (d, s) in w.iter_mut().zip(chunk) {
+            *d = s.to_ascii_lowercase();
+        }
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(0x517c_c1b7_2722_0a95);
     }
-    h.finish()
+    h
 }
 
 /// What the one pass needs of a plain query: its id and the `name_key` of the name it asks.
@@ -84,16 +90,16 @@ pub fn query(b: &[u8]) -> Option<Query> {
         return None;
     }
     // The labels joined by dots: each length byte after the first is where a dot goes.
-    let mut next_len = 13 + usize::from(b[12]);
-    let name = (13..at).map(|i| {
-        if i == next_len {
-            next_len += 1 + usize::from(b[i]);
-            b'.'
-        } else {
-            b[i]
-        }
-    });
-    Some(Query { id: u16::from_be_bytes([b[0], b[1]]), name_key: key_of(name) })
+    let mut name = [0u8; 254];
+    let dotted = &mut name[..at - 13];
+    dotted.copy_from_slice(&b[13..at]);
+    let mut dot = usize::from(b[12]);
+    while dot < dotted.len() {
+        let next = dot + 1 + usize::from(dotted[dot]);
+        dotted[dot] = b'.';
+        dot = next;
+    }
+    Some(Query { id: u16::from_be_bytes([b[0], b[1]]), name_key: key_of(dotted) })
 }
 
 pub fn parse(b: &[u8]) -> Option<Message> {
