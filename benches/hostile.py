@@ -11,6 +11,8 @@
             every one waiting for a classification that never comes
   dns       2,000,000 DNS queries (distinct names and ids, from a few thousand ports), none
             ever answered
+  trickle   20 WebSocket upgrade requests whose 60 KB heads come one byte per segment
+            (1.2 million segments), each head searched for its end as it grows
 
     hostile.py KIND OUT.pcap
 """
@@ -143,8 +145,22 @@ def dns(p, n=2_000_000):
         p.udp(ip_of(i % 5000), resolver, 1024 + i % 4000, 53, q, dt=3)
 
 
+def trickle(p, conns=20, pad=60_000):
+    for i in range(conns):
+        c, sp = ip_of(i + 3), 20000 + i
+        p.tcp(c, SERVER, sp, 80, 1000, 0, SYN)
+        p.tcp(SERVER, c, 80, sp, 5000, 1001, SYN | ACK)
+        p.tcp(c, SERVER, sp, 80, 1001, 5001, ACK)
+        head = (b"GET /chat?x=" + b"a" * pad + b" HTTP/1.1\r\nHost: a.example\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                b"Sec-WebSocket-Version: 13\r\n\r\n")
+        for k in range(len(head)):
+            p.tcp(c, SERVER, sp, 80, 1001 + k, 5001, ACK, head[k:k + 1], dt=1)
+
+
 if __name__ == "__main__":
     kind, out = sys.argv[1], sys.argv[2]
     p = Pcap(out)
-    {"flows": flows, "header": header, "synflood": synflood, "reorder": reorder, "acks": acks, "dns": dns}[kind](p)
+    {"flows": flows, "header": header, "synflood": synflood, "reorder": reorder, "acks": acks, "dns": dns,
+     "trickle": trickle}[kind](p)
     p.close()

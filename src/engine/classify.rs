@@ -46,7 +46,7 @@ impl Engine {
                 break;
             }
             match if server_side { Some(false) } else { http::looks_like_request(head) } {
-                Some(true) => match http::head_len(head) {
+                Some(true) => match flow.dirs[s.index()].head_len() {
                     Some(n) => {
                         let req = http::parse_request(&head[..n]);
                         flow.client = Some(s);
@@ -88,7 +88,7 @@ impl Engine {
             // Met from the server's side (the request was not captured): a 101 that switches
             // to websocket is a WebSocket; any other response, plain HTTP.
             if flow.client.is_none_or(|c| c != s) && http::looks_like_response(head) == Some(true) {
-                let Some(n) = http::head_len(head) else {
+                let Some(n) = flow.dirs[s.index()].head_len() else {
                     undecided_any = true;
                     continue;
                 };

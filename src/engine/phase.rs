@@ -169,7 +169,7 @@ impl Engine {
         // Client: the request head.
         if flow.dirs[ci].phase == Phase::Collect && flow.dirs[ci].handshake_end.is_none() {
             let head = &flow.dirs[ci].head;
-            if let Some(n) = http::head_len(head) {
+            if let Some(n) = flow.dirs[ci].head_len() {
                 let request = http::parse_request(&head[..n]);
                 let body = request.as_ref().map_or(0, |r| r.content_length);
                 let dir = &mut flow.dirs[ci];
@@ -188,7 +188,7 @@ impl Engine {
             if dir.phase != Phase::Collect || dir.head.is_empty() {
                 break;
             }
-            let Some(n) = http::head_len(&dir.head) else {
+            let Some(n) = dir.head_len() else {
                 if dir.head.len() >= http::MAX_HEAD_BYTES || http::looks_like_response(&dir.head) == Some(false) {
                     flow.dirs[si].phase = Phase::Bulk;
                     flow.dirs[ci].phase = Phase::Bulk;

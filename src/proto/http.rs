@@ -84,9 +84,16 @@ pub fn plaintext_answer(b: &[u8]) -> Option<Option<u16>> {
 
 /// Length of the head (through the blank line), once it is all there.
 pub fn head_len(b: &[u8]) -> Option<usize> {
+    head_len_from(b, 0)
+}
+
+/// `head_len`, resumed: the first `scanned` bytes were searched before and held no end (a
+/// head that grows a byte per segment is then searched once, not once per byte). An end is
+/// at most four bytes long, so the search restarts three bytes back.
+pub fn head_len_from(b: &[u8], scanned: usize) -> Option<usize> {
     let limit = b.len().min(MAX_HEAD_BYTES);
     let b = &b[..limit];
-    let mut i = 0;
+    let mut i = scanned.saturating_sub(3).min(limit);
     while let Some(p) = memchr_nl(&b[i..]) {
         let at = i + p;
         if b.get(at + 1) == Some(&b'\n') {
@@ -253,6 +260,33 @@ pub fn parse_response(b: &[u8]) -> Option<ResponseHead> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Searching a head as it grows finds its end where searching it whole does, whatever
+    /// the pieces it grows by.
+    #[test]
+    fn a_resumed_search_finds_the_head_end_of_a_whole_one() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rnd = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for _ in 0..2000 {
+            let b: Vec<u8> = (0..rnd(40)).map(|_| b"\r\na:"[rnd(4) as usize]).collect();
+            let mut scanned = 0;
+            let mut len = 0;
+            while len < b.len() {
+                len = (len + 1 + rnd(4) as usize).min(b.len());
+                let found = head_len_from(&b[..len], scanned);
+                assert_eq!(found, head_len(&b[..len]), "{:?} at {len}", String::from_utf8_lossy(&b));
+                if found.is_some() {
+                    break;
+                }
+                scanned = len;
+            }
+        }
+    }
 
     #[test]
     fn query_values_are_masked_names_kept() {
