@@ -211,11 +211,44 @@ fn query_item_has_name(rest: &[u8]) -> bool {
     false
 }
 
+/// What follows a head's byte: the rest of its segment, then what the caller holds of the
+/// segments after it. The few decisions that look ahead (a colon on the line, a `=` in a
+/// query item, where a userinfo ends) each stop at the line's end, so they are given the line
+/// (`line`): joined across segments only when the segment ends first, and only at the bytes
+/// that decide (a delimiter, a name's first byte), so that a head sent a byte per segment
+/// costs a join per decision, not a copy per byte.
+#[derive(Clone, Copy)]
+pub struct Rest<'a> {
+    pub seg: &'a [u8],
+    pub ahead: &'a [u8],
+}
+
+impl<'a> Rest<'a> {
+    /// What follows in this segment alone (nothing beyond is known).
+    pub fn of(seg: &'a [u8]) -> Rest<'a> {
+        Rest { seg, ahead: &[] }
+    }
+
+    fn first(&self) -> Option<u8> {
+        self.seg.first().or(self.ahead.first()).copied()
+    }
+
+    /// The rest of the line, through its `\n`, as far as it is known (at most a head's
+    /// limit).
+    fn line(&self) -> std::borrow::Cow<'a, [u8]> {
+        if self.ahead.is_empty() || self.seg.contains(&b'\n') {
+            return std::borrow::Cow::Borrowed(self.seg);
+        }
+        let cap = self.ahead.len().min(MAX_HEAD_BYTES);
+        let end = self.ahead[..cap].iter().position(|&c| c == b'\n').map_or(cap, |p| p + 1);
+        std::borrow::Cow::Owned([self.seg, &self.ahead[..end]].concat())
+    }
+}
+
 impl HeadRedactor {
-    /// The fate of byte `c`; `rest` is what follows it in the same segment, which the few
-    /// decisions that need to see ahead (a colon on the line, a `=` in a query item, where a
-    /// userinfo ends) look at. What is not in sight is overwritten.
-    pub fn step(&mut self, c: u8, rest: &[u8]) -> Step {
+    /// The fate of byte `c`; `rest` is what follows it. What the decisions that look ahead
+    /// cannot see the end of is overwritten.
+    pub fn step(&mut self, c: u8, rest: Rest<'_>) -> Step {
         self.bytes += 1;
         if self.bytes > MAX_HEAD_BYTES {
             return Step::NotHttp;
@@ -238,7 +271,7 @@ impl HeadRedactor {
         }
     }
 
-    fn step_state(&mut self, c: u8, rest: &[u8]) -> Step {
+    fn step_state(&mut self, c: u8, rest: Rest<'_>) -> Step {
         match self.at {
             At::FirstToken => {
                 if c == b' ' {
@@ -250,9 +283,10 @@ impl HeadRedactor {
                         self.at = At::Target;
                         // `GET http://user:pass@host/`: the userinfo goes; an absolute target
                         // whose authority runs past the segment goes to its end.
-                        if let Some(n) = userinfo_len(rest) {
+                        let line = rest.line();
+                        if let Some(n) = userinfo_len(&line) {
                             self.fill = n;
-                        } else if rest.first().is_none_or(|&b| b != b'/') && !authority_in_sight(rest) {
+                        } else if rest.first().is_none_or(|b| b != b'/') && !authority_in_sight(&line) {
                             self.fill_until = Some(b" ");
                         }
                     } else {
@@ -408,7 +442,7 @@ impl HeadRedactor {
                 if !self.keep_value {
                     return Step::Byte(Fate::HeaderValue);
                 }
-                let whole_rest = || std::iter::once(c).chain(rest.iter().copied()).collect::<Vec<u8>>();
+                let whole_rest = || std::iter::once(c).chain(rest.line().iter().copied()).collect::<Vec<u8>>();
                 match self.value_kind {
                     ValueKind::Url => {
                         if first {
@@ -431,8 +465,9 @@ impl HeadRedactor {
                     // Each entry is judged as it starts: at the value's first byte, and after
                     // each comma.
                     ValueKind::Protocols if c == b',' => {
-                        let lead = rest.iter().take_while(|&&x| x == b' ' || x == b'\t').count();
-                        if let (true, _) = credential_entry(&rest[lead..]) {
+                        let line = rest.line();
+                        let lead = line.iter().take_while(|&&x| x == b' ' || x == b'\t').count();
+                        if let (true, _) = credential_entry(&line[lead..]) {
                             self.fill_until = Some(b",");
                         }
                         Step::Byte(Fate::Keep)
@@ -453,9 +488,10 @@ impl HeadRedactor {
     /// A header name byte is kept when its colon is in sight on the line; with neither the
     /// colon nor the line's end in sight, only while the name spells the start of a known
     /// header (what the diagnosis reads); a line that ends without a colon is overwritten.
-    fn name_fate(&mut self, rest: &[u8]) -> Fate {
+    fn name_fate(&mut self, rest: Rest<'_>) -> Fate {
         if self.name_ok.is_none() {
-            self.name_ok = rest.iter().position(|&x| x == b':' || x == b'\n').map(|p| rest[p] == b':');
+            let line = rest.line();
+            self.name_ok = line.iter().position(|&x| x == b':' || x == b'\n').map(|p| line[p] == b':');
         }
         let name = &self.name[..self.name_len];
         let keep = match self.name_ok {
@@ -466,14 +502,14 @@ impl HeadRedactor {
     }
 
     /// After `?`, `&` or `;` in a request target: a query item without `=` is a value.
-    fn enter_query(&mut self, rest: &[u8], name_state: At) -> Step {
-        self.at = if query_item_has_name(rest) { name_state } else { At::QueryValue };
+    fn enter_query(&mut self, rest: Rest<'_>, name_state: At) -> Step {
+        self.at = if query_item_has_name(&rest.line()) { name_state } else { At::QueryValue };
         Step::Byte(Fate::Keep)
     }
 
     /// A byte of a kept URL value (Location): path kept, query names kept, query values (and
     /// items without `=`) and the fragment overwritten.
-    fn url_byte(&mut self, c: u8, rest: &[u8]) -> Step {
+    fn url_byte(&mut self, c: u8, rest: Rest<'_>) -> Step {
         let fill = Step::Byte(Fate::QueryValue);
         match (self.url, c) {
             (_, b'#') => {
@@ -482,7 +518,7 @@ impl HeadRedactor {
             }
             (Url::Fragment, _) => fill,
             (Url::Path, b'?') | (Url::QueryValue | Url::QueryName, b'&' | b';') => {
-                self.url = if query_item_has_name(rest) { Url::QueryName } else { Url::QueryValue };
+                self.url = if query_item_has_name(&rest.line()) { Url::QueryName } else { Url::QueryValue };
                 Step::Byte(Fate::Keep)
             }
             (Url::QueryName, b'=') => {
@@ -526,7 +562,7 @@ mod tests {
         let mut r = HeadRedactor::default();
         let mut out = Vec::new();
         for (i, &c) in head.iter().enumerate() {
-            match r.step(c, &head[i + 1..]) {
+            match r.step(c, Rest::of(&head[i + 1..])) {
                 Step::Byte(Fate::Keep) => out.push(c),
                 Step::Byte(_) => out.push(b'x'),
                 Step::End(e) => {
@@ -564,6 +600,6 @@ Authorization: Bearer t0ken\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n
     fn binary_is_not_http() {
         assert!(redact(b"\x16\x03\x01\x02").1.is_none());
         let mut r = HeadRedactor::default();
-        assert!(matches!(r.step(0x81, &[]), Step::NotHttp));
+        assert!(matches!(r.step(0x81, Rest::of(&[])), Step::NotHttp));
     }
 }

@@ -25,7 +25,7 @@ use crate::proto::units::{Header, UnitFormat};
 use crate::proto::websocket::{self, Frames};
 use crate::wire::{self, Transport, checksum, tcp_flags};
 
-use self::http::{Fate, HeadRedactor, Step};
+use self::http::{Fate, HeadRedactor, Rest, Step};
 use self::pseudonym::{HelloByte, Pseudonymizer};
 
 /// The byte that replaces secrets: printable, so redacted HTTP stays readable text.
@@ -679,18 +679,12 @@ fn step_mode(
         }
         Mode::Head(h) => {
             // The few decisions that look ahead (where a userinfo or a query item ends, whether
-            // a line has a colon) see past this segment into the ones queued after it. A copy,
-            // as the bytes looked at are the input's, before this loop rewrites any.
-            let joined: Option<Vec<u8>> = (!ahead.is_empty())
-                .then(|| [&b[..], &ahead[..ahead.len().min(crate::proto::http::MAX_HEAD_BYTES)]].concat());
+            // a line has a colon) see past this segment into the ones queued after it. They
+            // look only at bytes after the one being judged, which this loop has not rewritten.
             let mut i = 0;
             while i < b.len() {
                 let c = b[i];
-                let rest = match &joined {
-                    Some(j) => &j[i + 1..],
-                    None => &b[i + 1..],
-                };
-                match h.step(c, rest) {
+                match h.step(c, Rest { seg: &b[i + 1..], ahead }) {
                     Step::Byte(Fate::Keep) => {}
                     Step::Byte(Fate::QueryValue) => {
                         b[i] = FILL;
