@@ -226,8 +226,9 @@ pub struct FlowRecord {
 /// Laid out by hand (`repr(C)`), the fields every packet touches first: a DNS query flood
 /// looks up one of thousands of flows per packet, each lookup a cache miss, and with the
 /// compiler's order those fields were spread over five cache lines of the 1 KiB flow. Here
-/// what a UDP packet reads (counters, labels, open DNS ids) is in its first three lines, and
-/// the per-direction stream state, which UDP never touches, comes last.
+/// what a UDP packet reads (counters, labels, open DNS ids) follows the key in the first three
+/// lines of its table entry (`FlowTable`), and the per-direction stream state, which UDP
+/// never touches, comes last.
 #[repr(C)]
 pub struct Flow {
     pub packets: u64,
