@@ -156,6 +156,18 @@ impl<S: Default> FlowTable<S> {
         self.find(key).is_some()
     }
 
+    /// The entry of `key`, made with `S::default()` when there is none.
+    pub fn get_or_default(&mut self, key: FlowKey) -> &mut S {
+        let i = match self.find(&key) {
+            Some(i) => i,
+            None => {
+                self.insert(key, S::default());
+                self.find(&key).expect("inserted above")
+            }
+        };
+        &mut self.slots[i].value
+    }
+
     /// Puts `value` under `key`; returns the value it replaces.
     pub fn insert(&mut self, key: FlowKey, value: S) -> Option<S> {
         if let Some(i) = self.find(&key) {

@@ -13,13 +13,12 @@ pub mod pseudonym;
 
 use std::collections::BTreeMap;
 
-use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use crate::capture::RecordMeta;
 use crate::engine::{Content, Engine, Reading};
 use crate::flow::reassembly::{Placement, Stream};
-use crate::flow::{FlowKey, PROTO_TCP, PROTO_UDP, Side};
+use crate::flow::{FlowKey, FlowTable, PROTO_TCP, PROTO_UDP, Side};
 use crate::proto::tls;
 use crate::proto::units::{Header, UnitFormat};
 use crate::proto::websocket::{self, Frames};
@@ -266,8 +265,8 @@ enum Event {
 }
 
 pub struct Scrubber {
-    /// Boxed and capped like the policy's table (`engine::MAX_FLOWS`).
-    flows: FxHashMap<FlowKey, Box<ScrubFlow>>,
+    /// The engine's kind of table (a slab behind an index), capped like it (`engine::MAX_FLOWS`).
+    flows: FlowTable<ScrubFlow>,
     pseudo: Option<Pseudonymizer>,
     pub report: ScrubReport,
     tally: Tally,
@@ -283,7 +282,7 @@ const CLOSED_LINGER_NS: u64 = 30_000_000_000;
 impl Scrubber {
     pub fn new(opts: &ScrubOptions) -> Scrubber {
         Scrubber {
-            flows: FxHashMap::default(),
+            flows: FlowTable::default(),
             pseudo: opts.pseudonymize.map(|k| Pseudonymizer::new(&k)),
             report: ScrubReport::default(),
             tally: Tally::default(),
@@ -352,7 +351,7 @@ impl Scrubber {
                 if self.flows.len() >= crate::engine::MAX_FLOWS && !self.flows.contains_key(&key) {
                     self.evict_oldest(crate::engine::MAX_FLOWS / 8);
                 }
-                let flow = self.flows.entry(key).or_default();
+                let flow = self.flows.get_or_default(key);
                 flow.last_ns = flow.last_ns.max(meta.ts_ns);
                 flow.closed |= flags & (tcp_flags::FIN | tcp_flags::RST) != 0;
                 if flags & tcp_flags::SYN != 0 {
