@@ -109,6 +109,12 @@ impl Engine {
             if server_side {
                 continue;
             }
+            // Parsed once it is whole: a hello cut into many records was walked again at every
+            // segment.
+            if flow.dirs[s.index()].hello_pending() {
+                undecided_any = true;
+                continue;
+            }
             match tls::parse_client_hello(head) {
                 tls::Hello::Parsed(ch) => {
                     flow.client = Some(s);

@@ -116,9 +116,20 @@ struct Dir {
     /// A keyed TLS session's state for this direction (none for every other flow, so that
     /// the common `Dir` stays small).
     tls: Option<Box<DirTls>>,
-    /// How much of the head starting at stream offset `.0` was searched for its end without
-    /// finding one (`Dir::head_len`).
-    head_scan: std::cell::Cell<(u64, u32)>,
+    /// How far the head was searched for its end, and walked for a whole TLS hello
+    /// (`Dir::head_len`, `Dir::hello_pending`).
+    scans: std::cell::Cell<Scans>,
+}
+
+/// Searches of a growing head that resume where they stopped. They hold for the head starting
+/// at stream offset `start` while it has not shrunk: a head only grows by appending, and
+/// every cut moves `head_start`.
+#[derive(Clone, Copy, Default)]
+struct Scans {
+    start: u64,
+    /// Bytes searched for the head's end without finding one.
+    head: u32,
+    hello: tls::HelloScan,
 }
 
 impl Default for Dir {
@@ -141,25 +152,40 @@ impl Default for Dir {
             tls: None,
             pending_close: None,
             segments: Vec::new(),
-            head_scan: std::cell::Cell::new((0, 0)),
+            scans: std::cell::Cell::new(Scans::default()),
         }
     }
 }
 
 impl Dir {
+    /// The resumable searches, as they stand for the current head (`Scans`).
+    fn scans(&self) -> Scans {
+        let s = self.scans.get();
+        if s.start == self.head_start && s.head as usize <= self.head.len() && s.hello.walked() <= self.head.len() {
+            s
+        } else {
+            Scans { start: self.head_start, ..Scans::default() }
+        }
+    }
+
     /// `http::head_len` of the bytes collected, resuming where the last search of the same
     /// head stopped: a head sent a byte per segment was searched whole again for every byte
-    /// (0.5 s for one 60 KB head, and an attacker's capture can hold many). The head is the
-    /// same while it starts at the same stream offset and has not shrunk: it only grows by
-    /// appending, and every cut moves `head_start`.
+    /// (0.5 s for one 60 KB head, and an attacker's capture can hold many).
     fn head_len(&self) -> Option<usize> {
-        let (start, scanned) = self.head_scan.get();
-        let scanned =
-            if start == self.head_start && scanned as usize <= self.head.len() { scanned as usize } else { 0 };
-        let found = http::head_len_from(&self.head, scanned);
-        let now = if found.is_none() { u32::try_from(self.head.len()).unwrap_or(u32::MAX) } else { 0 };
-        self.head_scan.set((self.head_start, now));
+        let mut s = self.scans();
+        let found = http::head_len_from(&self.head, s.head as usize);
+        s.head = if found.is_none() { u32::try_from(self.head.len()).unwrap_or(u32::MAX) } else { 0 };
+        self.scans.set(s);
         found
+    }
+
+    /// `tls::hello_pending` of the bytes collected, resumed as `head_len` is: a hello cut
+    /// into many records was walked (and copied) again at every segment.
+    fn hello_pending(&self) -> bool {
+        let mut s = self.scans();
+        let pending = tls::hello_pending(&self.head, &mut s.hello);
+        self.scans.set(s);
+        pending
     }
 
     fn remember_important(&mut self, from: u64, to: u64) {

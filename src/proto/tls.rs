@@ -105,6 +105,59 @@ fn first_handshake_message(b: &[u8]) -> Hello<Vec<u8>> {
     }
 }
 
+/// How far `hello_pending` has walked the records at the start of a growing stream.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HelloScan {
+    /// Offset of the next record header (a head is at most 64 KiB).
+    at: u32,
+    /// Body bytes of the records walked, and the first four of them (the message header).
+    body: u32,
+    head: [u8; 4],
+}
+
+impl HelloScan {
+    /// Bytes of the stream walked so far.
+    pub fn walked(&self) -> usize {
+        self.at as usize
+    }
+}
+
+/// Whether the first handshake message at the start of `b` is still incomplete: true exactly
+/// where `first_handshake_message` (so `parse_client_hello`) says `NeedMore`. Resumes `scan`,
+/// left by a call on a shorter prefix of the same bytes: a hello split into many records
+/// that arrive one per segment is walked once, not once per segment (each parse walked and
+/// copied every record again).
+pub fn hello_pending(b: &[u8], scan: &mut HelloScan) -> bool {
+    loop {
+        if scan.body >= 4 {
+            let h = scan.head;
+            let need = 4 + (u32::from(h[1]) << 16 | u32::from(h[2]) << 8 | u32::from(h[3]));
+            if scan.body >= need {
+                return false;
+            }
+        }
+        let Some(rest) = b.get(scan.at as usize..) else { return false };
+        let Header::Complete { header, len, body } = Records::parse(&rest[..rest.len().min(5)]) else {
+            return rest.len() < 5 && looks_like_tls(b) != Some(false);
+        };
+        if header.content_type != HANDSHAKE {
+            return false;
+        }
+        let end = len + body as usize;
+        if rest.len() < end {
+            return true;
+        }
+        let bytes = &rest[len..end];
+        let have = scan.body.min(4) as usize;
+        for (k, &c) in bytes.iter().take(4 - have).enumerate() {
+            scan.head[have + k] = c;
+        }
+        // (A head is at most 64 KiB; past 2^32 the walk would stop and leave it to the parse.)
+        scan.body = scan.body.saturating_add(u32::try_from(bytes.len()).unwrap_or(u32::MAX));
+        scan.at = scan.at.saturating_add(u32::try_from(end).unwrap_or(u32::MAX));
+    }
+}
+
 /// Parses the ClientHello at the start of a client's stream.
 pub fn parse_client_hello(b: &[u8]) -> Hello<ClientHello> {
     let msg = match first_handshake_message(b) {
@@ -194,6 +247,45 @@ pub fn key_log_lines(text: &[u8]) -> impl Iterator<Item = ([u8; 32], &[u8])> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    /// The resumed check says "not yet" exactly where the parse says `NeedMore`, over
+    /// records of every size (one byte of body each, too), cut anywhere, grown by any steps.
+    #[test]
+    fn a_resumed_hello_check_agrees_with_the_parse() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for _ in 0..3000 {
+            let len = rnd(40) as usize;
+            let mut msg = vec![1, 0, (len >> 8) as u8, len as u8];
+            msg.extend((0..len).map(|_| rnd(256) as u8));
+            let mut stream = Vec::new();
+            let mut at = 0;
+            while at < msg.len() {
+                let n = (1 + rnd(8) as usize).min(msg.len() - at);
+                let kind = if rnd(30) == 0 { 0x17 } else { HANDSHAKE };
+                stream.extend([kind, 3, 1, 0, n as u8]);
+                stream.extend(&msg[at..at + n]);
+                at += n;
+            }
+            stream.extend((0..rnd(6)).map(|_| rnd(256) as u8));
+            let mut scan = HelloScan::default();
+            let mut cut = 0;
+            while cut < stream.len() {
+                cut = (cut + 1 + rnd(7) as usize).min(stream.len());
+                let pending = hello_pending(&stream[..cut], &mut scan);
+                let need_more = matches!(first_handshake_message(&stream[..cut]), Hello::NeedMore);
+                assert_eq!(pending, need_more, "{:x?} cut at {cut}", stream);
+                if !pending {
+                    break;
+                }
+            }
+        }
+    }
 
     /// A minimal TLS 1.2 ClientHello with SNI "ws.test" and ALPN http/1.1.
     pub(crate) fn client_hello(sni: &str, alpn: &[&str]) -> Vec<u8> {
