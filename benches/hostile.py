@@ -12,7 +12,8 @@
   dns       2,000,000 DNS queries (distinct names and ids, from a few thousand ports), none
             ever answered
   trickle   20 WebSocket upgrade requests whose 60 KB heads come one byte per segment
-            (1.2 million segments), each head searched for its end as it grows
+            (1.2 million segments), each head searched for its end as it grows, and 20 TLS
+            ClientHellos of 9 KB cut into one-byte records, a record per segment
 
     hostile.py KIND OUT.pcap
 """
@@ -156,6 +157,20 @@ def trickle(p, conns=20, pad=60_000):
                 b"Sec-WebSocket-Version: 13\r\n\r\n")
         for k in range(len(head)):
             p.tcp(c, SERVER, sp, 80, 1001 + k, 5001, ACK, head[k:k + 1], dt=1)
+    for i in range(conns):
+        c, sp = ip_of(i + 103), 21000 + i
+        p.tcp(c, SERVER, sp, 443, 1000, 0, SYN)
+        p.tcp(SERVER, c, 443, sp, 5000, 1001, SYN | ACK)
+        p.tcp(c, SERVER, sp, 443, 1001, 5001, ACK)
+        exts = b"\x00\x15" + struct.pack("!H", 9000) + b"\0" * 9000  # padding extension
+        body = (b"\x03\x03" + b"\x11" * 32 + b"\x00" + b"\x00\x02\x13\x01" + b"\x01\x00"
+                + struct.pack("!H", len(exts)) + exts)
+        hello = b"\x01" + struct.pack("!I", len(body))[1:] + body
+        seq = 1001
+        for k in range(len(hello)):
+            record = b"\x16\x03\x01\x00\x01" + hello[k:k + 1]
+            p.tcp(c, SERVER, sp, 443, seq, 5001, ACK, record, dt=1)
+            seq += len(record)
 
 
 if __name__ == "__main__":
