@@ -26,6 +26,8 @@ pub mod progress;
 pub mod proto;
 pub mod report;
 pub mod scrub;
+#[cfg(test)]
+mod test_rng;
 pub mod trim;
 pub mod wire;
 

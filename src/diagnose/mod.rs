@@ -1294,13 +1294,7 @@ mod tests {
     /// attempt began, of one of its names or answering its server's address.
     #[test]
     fn the_lookup_index_agrees_with_a_scan() {
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let mut rnd = |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
+        let mut rnd = crate::test_rng::below(0x2545_f491_4f6c_dd1du64);
         let at = |t: u64| At { frame: t, ts_ns: t };
         let addr = |k: u64| Addr::v4([10, 0, 0, k as u8]);
         for _ in 0..200 {

@@ -169,13 +169,7 @@ mod tests {
     /// every shape a small generator makes (names, types, extra sections, trailing bytes).
     #[test]
     fn query_agrees_with_parse() {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut rnd = |n: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % n
-        };
+        let mut rnd = crate::test_rng::below(0x9e37_79b9_7f4a_7c15u64);
         let alphabet = b"aZ09-_.x\\\x01\xc0";
         let mut answered = 0;
         for _ in 0..100_000 {

@@ -265,13 +265,7 @@ mod tests {
     /// the pieces it grows by.
     #[test]
     fn a_resumed_search_finds_the_head_end_of_a_whole_one() {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut rnd = |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
+        let mut rnd = crate::test_rng::below(0x9e37_79b9_7f4a_7c15u64);
         for _ in 0..2000 {
             let b: Vec<u8> = (0..rnd(40)).map(|_| b"\r\na:"[rnd(4) as usize]).collect();
             let mut scanned = 0;

@@ -252,13 +252,7 @@ pub(crate) mod tests {
     /// records of every size (one byte of body each, too), cut anywhere, grown by any steps.
     #[test]
     fn a_resumed_hello_check_agrees_with_the_parse() {
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let mut rnd = |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
+        let mut rnd = crate::test_rng::below(0x2545_f491_4f6c_dd1du64);
         for _ in 0..3000 {
             let len = rnd(40) as usize;
             let mut msg = vec![1, 0, (len >> 8) as u8, len as u8];
