@@ -340,6 +340,9 @@ pub struct Tracker {
     convs: Vec<Option<Box<Conv>>>,
     /// The engine's conversation number → index in `convs`.
     index: FxHashMap<u64, usize>,
+    /// The conversation of the last event and its index: a packet's events, and a burst's
+    /// packets, mostly come in a row for one conversation, which then needs no map lookup.
+    recent: (u64, usize),
     pub lookups: Vec<Lookup>,
     /// Lookups not analysed because `MAX_LOOKUPS` were already.
     pub lookups_dropped: u64,
@@ -366,6 +369,7 @@ impl Tracker {
         Tracker {
             convs: Vec::new(),
             index: FxHashMap::default(),
+            recent: (u64::MAX, 0),
             lookups: Vec::new(),
             lookups_dropped: 0,
             dns_index: FxHashMap::default(),
@@ -396,11 +400,13 @@ impl Tracker {
             self.dns(o.key, m, o.at);
             return;
         }
-        let i = match (&o.event, self.index.get(&o.conv)) {
-            (_, Some(&i)) => i,
+        let found = if self.recent.0 == o.conv { Some(self.recent.1) } else { self.index.get(&o.conv).copied() };
+        let i = match (&o.event, found) {
+            (_, Some(i)) => i,
             (Event::Open, None) => self.open_conv(o.conv, o.key, o.at),
             _ => return,
         };
+        self.recent = (o.conv, i);
         let Some(c) = self.convs[i].as_deref_mut() else { return };
         let dropped = match o.event {
             Event::Classified { class: Class::Dropped, why, .. } => {
@@ -416,6 +422,7 @@ impl Tracker {
             }
             self.convs[i] = None;
             self.index.remove(&o.conv);
+            self.recent = (u64::MAX, 0);
             self.dropped += 1;
         } else if c.open && c.ended() {
             c.open = false;
@@ -437,6 +444,7 @@ impl Tracker {
     /// Forgets `n` open conversations: those that say least (not attempts, then connects that
     /// never got an answer) and were quiet longest.
     fn evict_oldest(&mut self, n: usize) {
+        self.recent = (u64::MAX, 0);
         let convs = &self.convs;
         let candidates = self
             .index
@@ -466,6 +474,7 @@ impl Tracker {
     /// Forgets conversations idle for long in capture time that are not attempts (ACKs of a
     /// connection whose start was not captured, say).
     fn sweep(&mut self, now_ns: u64) {
+        self.recent = (u64::MAX, 0);
         let Tracker { convs, index, dropped, open, .. } = self;
         index.retain(|_, &mut i| {
             let Some(c) = convs[i].as_deref() else { return false };
