@@ -78,34 +78,7 @@ pub enum Hello<T> {
     Parsed(T),
 }
 
-/// Gathers the first handshake message from the records at the start of `b`.
-fn first_handshake_message(b: &[u8]) -> Hello<Vec<u8>> {
-    let mut msg = Vec::new();
-    let mut rest = b;
-    loop {
-        let Header::Complete { header, len, body } = Records::parse(&rest[..rest.len().min(5)]) else {
-            return if rest.len() < 5 && looks_like_tls(b) != Some(false) { Hello::NeedMore } else { Hello::NotTls };
-        };
-        if header.content_type != HANDSHAKE {
-            return Hello::NotTls;
-        }
-        let end = len + body as usize;
-        if rest.len() < end {
-            return Hello::NeedMore;
-        }
-        msg.extend_from_slice(&rest[len..end]);
-        rest = &rest[end..];
-        if msg.len() >= 4 {
-            let need = 4 + (usize::from(msg[1]) << 16 | usize::from(msg[2]) << 8 | usize::from(msg[3]));
-            if msg.len() >= need {
-                msg.truncate(need);
-                return Hello::Parsed(msg);
-            }
-        }
-    }
-}
-
-/// How far `hello_pending` has walked the records at the start of a growing stream.
+/// How far a walk of the records at the start of a stream has got (`HelloScan`, `walk_hello`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct HelloScan {
     /// Offset of the next record header (a head is at most 64 KiB).
@@ -122,32 +95,39 @@ impl HelloScan {
     }
 }
 
-/// Whether the first handshake message at the start of `b` is still incomplete: true exactly
-/// where `first_handshake_message` (so `parse_client_hello`) says `NeedMore`. Resumes `scan`,
-/// left by a call on a shorter prefix of the same bytes: a hello split into many records
-/// that arrive one per segment is walked once, not once per segment (each parse walked and
-/// copied every record again).
-pub fn hello_pending(b: &[u8], scan: &mut HelloScan) -> bool {
+/// Where the walk of a first handshake message stands.
+enum Walk {
+    NeedMore,
+    NotTls,
+    /// The message is whole: its length (header included).
+    Whole(usize),
+}
+
+/// Walks the handshake records at the start of `b` from where `scan` stopped, handing each
+/// record's body to `body`, until the first handshake message is whole. The one walk behind
+/// both `hello_pending` (which resumes it) and `first_handshake_message` (which gathers it).
+fn walk_hello(b: &[u8], scan: &mut HelloScan, mut body: impl FnMut(&[u8])) -> Walk {
     loop {
         if scan.body >= 4 {
             let h = scan.head;
             let need = 4 + (u32::from(h[1]) << 16 | u32::from(h[2]) << 8 | u32::from(h[3]));
             if scan.body >= need {
-                return false;
+                return Walk::Whole(need as usize);
             }
         }
-        let Some(rest) = b.get(scan.at as usize..) else { return false };
-        let Header::Complete { header, len, body } = Records::parse(&rest[..rest.len().min(5)]) else {
-            return rest.len() < 5 && looks_like_tls(b) != Some(false);
+        let Some(rest) = b.get(scan.at as usize..) else { return Walk::NotTls };
+        let Header::Complete { header, len, body: n } = Records::parse(&rest[..rest.len().min(5)]) else {
+            return if rest.len() < 5 && looks_like_tls(b) != Some(false) { Walk::NeedMore } else { Walk::NotTls };
         };
         if header.content_type != HANDSHAKE {
-            return false;
+            return Walk::NotTls;
         }
-        let end = len + body as usize;
+        let end = len + n as usize;
         if rest.len() < end {
-            return true;
+            return Walk::NeedMore;
         }
         let bytes = &rest[len..end];
+        body(bytes);
         let have = scan.body.min(4) as usize;
         for (k, &c) in bytes.iter().take(4 - have).enumerate() {
             scan.head[have + k] = c;
@@ -156,6 +136,28 @@ pub fn hello_pending(b: &[u8], scan: &mut HelloScan) -> bool {
         scan.body = scan.body.saturating_add(u32::try_from(bytes.len()).unwrap_or(u32::MAX));
         scan.at = scan.at.saturating_add(u32::try_from(end).unwrap_or(u32::MAX));
     }
+}
+
+/// Gathers the first handshake message from the records at the start of `b`.
+fn first_handshake_message(b: &[u8]) -> Hello<Vec<u8>> {
+    let mut msg = Vec::new();
+    match walk_hello(b, &mut HelloScan::default(), |bytes| msg.extend_from_slice(bytes)) {
+        Walk::NeedMore => Hello::NeedMore,
+        Walk::NotTls => Hello::NotTls,
+        Walk::Whole(need) => {
+            msg.truncate(need);
+            Hello::Parsed(msg)
+        }
+    }
+}
+
+/// Whether the first handshake message at the start of `b` is still incomplete: where
+/// `first_handshake_message` (so `parse_client_hello`) says `NeedMore`. Resumes `scan`, left
+/// by a call on a shorter prefix of the same bytes: a hello split into many records that
+/// arrive one per segment is walked once, not once per segment (each parse walked and copied
+/// every record again).
+pub fn hello_pending(b: &[u8], scan: &mut HelloScan) -> bool {
+    matches!(walk_hello(b, scan, |_| {}), Walk::NeedMore)
 }
 
 /// Parses the ClientHello at the start of a client's stream.
