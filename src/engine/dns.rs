@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap;
 
-use super::{Decision, Decoded, Engine, Event, FlowKey, Proto, Side, Verdict, WaitOn};
+use super::{Decision, Decoded, Engine, Event, Flow, FlowKey, Proto, Side, Stats, Verdict, WaitOn};
 use crate::capture::RecordMeta;
 use crate::proto::dns;
 use crate::wire::Addr;
@@ -133,6 +133,25 @@ impl Default for OpenIds {
     }
 }
 
+/// What a DNS flow is called until one of its lookups is kept.
+const ANOTHER_NAME: &str = "lookup of another name";
+
+impl Flow {
+    /// Whether the flow's label says no more than that it looked names up, so that a kept
+    /// lookup may say why it is kept.
+    fn says_only_lookups(&self) -> bool {
+        matches!(self.why, "" | ANOTHER_NAME)
+    }
+
+    /// Counts the flow as kept for a lookup, labelled `why` unless its label already says more.
+    fn keep_for_lookup(&mut self, why: &'static str, stats: &mut Stats) {
+        if self.says_only_lookups() {
+            self.why = why;
+        }
+        self.count_kept(stats);
+    }
+}
+
 impl DnsTable {
     /// Where transaction `n` is in `slots` (None once the front has passed it).
     fn index(&self, n: u64) -> Option<usize> {
@@ -229,10 +248,10 @@ impl Engine {
         }
         flow.proto = Proto::Dns;
         if flow.why.is_empty() {
-            flow.why = "lookup of another name";
+            flow.why = ANOTHER_NAME;
         }
         let conv = flow.conv;
-        let flow_done = flow.counted_kept && !matches!(flow.why, "" | "lookup of another name");
+        let flow_done = flow.counted_kept && !flow.says_only_lookups();
         // A plain query needs no strings unless something reads its name as text (events for
         // diagnose, --host patterns).
         let lean = !self.ev.on && !self.opts.select.has_hosts();
@@ -288,10 +307,7 @@ impl Engine {
         if let Some(f) = self.flows.get_mut(&key)
             && !f.counted_kept
         {
-            if matches!(f.why, "" | "lookup of another name") {
-                f.why = "lookup of a kept host";
-            }
-            f.count_kept(&mut self.stats);
+            f.keep_for_lookup("lookup of a kept host", &mut self.stats);
         }
     }
 
@@ -333,10 +349,7 @@ impl Engine {
             return Verdict::Drop;
         }
         if !flow_done && let Some(f) = self.flows.get_mut(&key) {
-            if matches!(f.why, "" | "lookup of another name") {
-                f.why = "unanswered lookup";
-            }
-            f.count_kept(&mut self.stats);
+            f.keep_for_lookup("unanswered lookup", &mut self.stats);
         }
         Verdict::Keep
     }
