@@ -160,10 +160,7 @@ impl<S: Default> FlowTable<S> {
     pub fn get_or_default(&mut self, key: FlowKey) -> &mut S {
         let i = match self.find(&key) {
             Some(i) => i,
-            None => {
-                self.insert(key, S::default());
-                self.find(&key).expect("inserted above")
-            }
+            None => self.add(key, S::default()),
         };
         &mut self.slots[i].value
     }
@@ -173,6 +170,12 @@ impl<S: Default> FlowTable<S> {
         if let Some(i) = self.find(&key) {
             return Some(std::mem::replace(&mut self.slots[i].value, value));
         }
+        self.add(key, value);
+        None
+    }
+
+    /// Puts a key that is not in the table into a slot (an emptied one first); its slot.
+    fn add(&mut self, key: FlowKey, value: S) -> usize {
         let i = match self.free.pop() {
             Some(i) => {
                 self.slots[i as usize] = Slot { key, value };
@@ -187,7 +190,7 @@ impl<S: Default> FlowTable<S> {
         self.live[i as usize] = true;
         let slots = &self.slots;
         self.index.insert_unique(hash(&key), i, |&j| hash(&slots[j as usize].key));
-        None
+        i as usize
     }
 
     pub fn remove(&mut self, key: &FlowKey) -> Option<S> {
