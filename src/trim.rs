@@ -245,7 +245,7 @@ impl Queue {
             let Held::Packet { meta, raw } = &e.held else { continue };
             let data = &raw[meta.data_offset as usize..meta.data_offset as usize + meta.caplen as usize];
             let decoded = wire::decode(meta.link_type, data).ok();
-            let layout = decoded.as_ref().map(wire::Decoded::layout);
+            let layout = decoded.as_ref().map(|d| d.layout);
             let at = match decoded {
                 Some(d) => match d.transport {
                     Transport::Tcp { seq, .. } => {

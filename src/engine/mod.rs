@@ -639,7 +639,7 @@ impl Engine {
             Decision::Wait(on) => Some(Ticket { key, on }),
             Decision::Now(_) => None,
         };
-        (decision, ticket, Some(d.layout()))
+        (decision, ticket, Some(d.layout))
     }
 
     /// A TCP packet: its flow is looked up once — most packets of a capture belong to flows

@@ -104,10 +104,6 @@ impl std::ops::Deref for Decoded<'_> {
 }
 
 impl Decoded<'_> {
-    pub fn layout(&self) -> Layout {
-        self.layout
-    }
-
     pub fn tcp_flags(&self) -> u8 {
         match self.transport {
             Transport::Tcp { flags, .. } => flags,
