@@ -17,7 +17,7 @@ use crate::flow::{PROTO_TCP, Side};
 use crate::policy::Options;
 use crate::progress::Progress;
 use crate::report::Summary;
-use crate::trim::{Listener, TrimConfig, rewrite};
+use crate::trim::{Listener, TrimConfig, observe};
 
 #[derive(Serialize)]
 struct Line<'a> {
@@ -117,6 +117,6 @@ pub fn flows(
     };
     let mut summary = Summary::default();
     let mut lister = Lister { out, file, opts, count: 0 };
-    rewrite(input, std::io::sink(), &cfg, &mut summary, progress.map(|p| &**p), Some(&mut lister))?;
+    observe(input, &cfg, &mut summary, progress.map(|p| &**p), &mut lister)?;
     Ok((lister.count, summary.warnings))
 }

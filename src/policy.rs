@@ -60,11 +60,18 @@ impl Selection {
     }
 
     /// Whether a host name (an SNI, a DNS name, a Host header) is selected.
+    /// Compared without a lower-cased copy: every DNS name of a capture comes through here.
     pub fn host_matches(&self, name: &str) -> bool {
-        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        let name = name.trim_end_matches('.').as_bytes();
         self.hosts.iter().any(|h| match h.strip_prefix("*.") {
-            Some(suffix) => name == suffix || name.strip_suffix(suffix).is_some_and(|rest| rest.ends_with('.')),
-            None => name == *h,
+            Some(suffix) => {
+                let suffix = suffix.as_bytes();
+                name.eq_ignore_ascii_case(suffix)
+                    || (name.len() > suffix.len()
+                        && name[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+                        && name[name.len() - suffix.len() - 1] == b'.')
+            }
+            None => name.eq_ignore_ascii_case(h.as_bytes()),
         })
     }
 
@@ -218,4 +225,21 @@ pub fn record_importance(h: &RecordHeader, app_seen: &mut u32, keep_frames: u32)
     }
     *app_seen += 1;
     (*app_seen <= keep_frames + TLS_HIDDEN_HANDSHAKE_RECORDS).then_some(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Selection;
+
+    #[test]
+    fn host_patterns_match_names_in_any_case_with_or_without_the_root_dot() {
+        let s = Selection::new(&["*.Example.com".into(), "ws.test.".into()], &[]);
+        for yes in ["example.com", "a.example.com", "A.B.EXAMPLE.COM.", "ws.test", "WS.Test."] {
+            assert!(s.host_matches(yes), "{yes}");
+        }
+        for no in ["badexample.com", "example.com.evil", "xample.com", "", ".", "a.ws.test", "ws.tes"] {
+            assert!(!s.host_matches(no), "{no}");
+        }
+        assert!(!Selection::default().host_matches("example.com"));
+    }
 }

@@ -101,6 +101,8 @@ struct Entry {
     ts_ns: u64,
     slot: Slot,
     held: Held,
+    /// Bytes it counts for in the queue's bound (its record's or block's length, held or not).
+    size: usize,
     /// Not scrubbed yet: its flow was undecided when it was read, and the scrubber must know
     /// what a flow carries before it rewrites it.
     scrub_pending: bool,
@@ -110,6 +112,10 @@ struct Entry {
 struct Queue {
     entries: VecDeque<Entry>,
     bytes: usize,
+    /// The packets' bytes are held for writing. Not when the output is thrown away (`flows`,
+    /// `diagnose`): only their places and verdicts wait, bounded as if the bytes did, so that
+    /// every packet is decided exactly when `trim` decides it.
+    hold_bytes: bool,
     /// Freed buffers, reused so that queueing does not allocate per packet.
     pool: Vec<Vec<u8>>,
     /// Number given to the next queued block (blocks sort between the packets around them).
@@ -134,15 +140,18 @@ impl Ahead {
 }
 
 impl Queue {
-    fn new() -> Queue {
-        Queue { entries: VecDeque::new(), bytes: 0, pool: Vec::new(), last_number: 0 }
+    fn new(hold_bytes: bool) -> Queue {
+        Queue { entries: VecDeque::new(), bytes: 0, hold_bytes, pool: Vec::new(), last_number: 0 }
     }
 
     fn copy(&mut self, bytes: &[u8]) -> Vec<u8> {
+        self.bytes += bytes.len();
+        if !self.hold_bytes {
+            return Vec::new();
+        }
         let mut v = self.pool.pop().unwrap_or_default();
         v.clear();
         v.extend_from_slice(bytes);
-        self.bytes += v.len();
         v
     }
 
@@ -154,6 +163,7 @@ impl Queue {
             ts_ns: p.meta.ts_ns,
             slot,
             held: Held::Packet { meta: p.meta, raw },
+            size: p.raw.len(),
             scrub_pending,
         });
     }
@@ -165,6 +175,7 @@ impl Queue {
         if at >= self.entries.len() || self.entries[at].number != number {
             return self.push_block(kind, raw, big_endian, ts_ns);
         }
+        let size = raw.len();
         let raw = self.copy(raw);
         let number = if at > 0 { self.entries[at - 1].number } else { number.saturating_sub(1) };
         self.entries.insert(
@@ -174,18 +185,21 @@ impl Queue {
                 ts_ns,
                 slot: Slot::Decided(Verdict::Keep),
                 held: Held::Block { kind, raw, big_endian },
+                size,
                 scrub_pending: false,
             },
         );
     }
 
     fn push_block(&mut self, kind: u32, raw: &[u8], big_endian: bool, ts_ns: u64) {
+        let size = raw.len();
         let raw = self.copy(raw);
         self.entries.push_back(Entry {
             number: self.last_number,
             ts_ns,
             slot: Slot::Decided(Verdict::Keep),
             held: Held::Block { kind, raw, big_endian },
+            size,
             scrub_pending: false,
         });
     }
@@ -320,9 +334,9 @@ impl Queue {
         a
     }
 
-    fn recycle(&mut self, raw: Vec<u8>) {
-        self.bytes -= raw.len();
-        if self.pool.len() < 1024 {
+    fn recycle(&mut self, raw: Vec<u8>, size: usize) {
+        self.bytes -= size;
+        if self.hold_bytes && self.pool.len() < 1024 {
             self.pool.push(raw);
         }
     }
@@ -357,8 +371,34 @@ pub fn rewrite<W: Write>(
     cfg: &TrimConfig,
     summary: &mut Summary,
     progress: Option<&Progress>,
-    mut listener: Option<&mut dyn Listener>,
+    listener: Option<&mut dyn Listener>,
 ) -> Result<W> {
+    pass(input, out, cfg, summary, progress, listener, false)
+}
+
+/// `trim`'s pass for what it tells `listener` alone, writing nothing: every packet is decided
+/// as `trim` decides it, but no packet's bytes are held or encoded.
+pub fn observe(
+    input: Input,
+    cfg: &TrimConfig,
+    summary: &mut Summary,
+    progress: Option<&Progress>,
+    listener: &mut dyn Listener,
+) -> Result<()> {
+    pass(input, std::io::sink(), cfg, summary, progress, Some(listener), true).map(drop)
+}
+
+fn pass<W: Write>(
+    input: Input,
+    out: W,
+    cfg: &TrimConfig,
+    summary: &mut Summary,
+    progress: Option<&Progress>,
+    mut listener: Option<&mut dyn Listener>,
+    discard: bool,
+) -> Result<W> {
+    // Scrubbing and comments read the held bytes.
+    let discard = discard && cfg.scrub.is_none() && cfg.annotate.is_none();
     let started = Instant::now();
     let mut reader = Reader::new(input)?;
     reader.set_options(cfg.read);
@@ -380,7 +420,7 @@ pub fn rewrite<W: Write>(
         keys.add(k);
     }
     let reader_is_pcapng = reader.format() == Format::PcapNg;
-    let mut queue = Queue::new();
+    let mut queue = Queue::new(!discard);
     let mut now_ns = 0u64;
     let mut section_big = false;
     let mut scrubber = cfg.scrub.as_ref().map(Scrubber::new);
@@ -489,6 +529,9 @@ pub fn rewrite<W: Write>(
                         _ => p,
                     };
                     match decision {
+                        Decision::Now(v) if queue.entries.is_empty() && discard => {
+                            count(v, summary);
+                        }
                         Decision::Now(v) if queue.entries.is_empty() => {
                             let note = annotate.then_some((&engine, &mut note));
                             write(&mut writer, &p, v, summary, note)?
@@ -570,15 +613,11 @@ fn write<W: Write>(
     summary: &mut Summary,
     note: Option<(&Engine, &mut String)>,
 ) -> Result<()> {
-    if v == Verdict::Drop {
+    if !count(v, summary) {
         return Ok(());
     }
-    summary.packets_out += 1;
     let cut = match v {
-        Verdict::Truncate(n) => {
-            summary.packets_truncated += 1;
-            Some(n)
-        }
+        Verdict::Truncate(n) => Some(n),
         _ => None,
     };
     let comment = note.map(|(engine, buf)| {
@@ -586,6 +625,17 @@ fn write<W: Write>(
         &buf[..]
     });
     w.packet(p, cut, comment)
+}
+
+/// Counts a packet written with verdict `v`; returns whether it is written at all.
+fn count(v: Verdict, summary: &mut Summary) -> bool {
+    match v {
+        Verdict::Drop => return false,
+        Verdict::Truncate(_) => summary.packets_truncated += 1,
+        Verdict::Keep => {}
+    }
+    summary.packets_out += 1;
+    true
 }
 
 /// What `drain` needs to decide a waiting packet now: the engine, and the scrubber for the
@@ -627,14 +677,19 @@ fn drain<W: Write>(
         let e = q.entries.pop_front().expect("front exists");
         let Slot::Decided(v) = e.slot else { unreachable!("front is decided") };
         match e.held {
+            Held::Packet { raw, .. } if !q.hold_bytes => {
+                count(v, summary);
+                q.recycle(raw, e.size);
+            }
             Held::Packet { meta, raw } => {
                 let note = note.as_deref_mut().map(|b| (&*f.engine, b));
                 write(writer, &Packet { meta, raw: &raw }, v, summary, note)?;
-                q.recycle(raw);
+                q.recycle(raw, e.size);
             }
+            Held::Block { raw, .. } if !q.hold_bytes => q.recycle(raw, e.size),
             Held::Block { kind, raw, big_endian } => {
                 writer.block(kind, &raw, big_endian)?;
-                q.recycle(raw);
+                q.recycle(raw, e.size);
             }
         }
     }

@@ -28,7 +28,7 @@ use crate::flow::Side;
 use crate::policy::{Options, Selection};
 use crate::proto::http;
 use crate::report::Summary;
-use crate::trim::{Listener, TrimConfig, rewrite};
+use crate::trim::{Listener, TrimConfig, observe};
 use crate::wire::Addr;
 use track::{At, Conv, Kind, Lookup, Tracker};
 
@@ -262,7 +262,7 @@ pub fn diagnose(input: Input, file: &str, opts: &DiagnoseOptions, warnings: &mut
     let cfg = TrimConfig { policy, read: opts.read, keylog: opts.keylog.clone(), ..TrimConfig::default() };
     let mut summary = Summary::default();
     let mut observer = Observer(Tracker::new());
-    rewrite(input, std::io::sink(), &cfg, &mut summary, None, Some(&mut observer))?;
+    observe(input, &cfg, &mut summary, None, &mut observer)?;
     let tracker = observer.0;
     warnings.extend(summary.warnings);
     if tracker.evicted > 0 {
