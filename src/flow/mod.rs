@@ -98,6 +98,9 @@ pub struct FlowTable<S> {
     live: Vec<bool>,
     /// Slots emptied by removals, reused before the slab grows.
     free: Vec<u32>,
+    /// The slot the last lookup found: a packet's flow is looked up again by each step that
+    /// reads it, and a key compare costs less than hashing the 40-byte key once more.
+    last: std::cell::Cell<u32>,
 }
 
 /// The key first, and each entry on a cache line of its own: a lookup compares the key and
@@ -115,7 +118,13 @@ fn hash(key: &FlowKey) -> u64 {
 
 impl<S> Default for FlowTable<S> {
     fn default() -> Self {
-        FlowTable { index: hashbrown::HashTable::new(), slots: Vec::new(), live: Vec::new(), free: Vec::new() }
+        FlowTable {
+            index: hashbrown::HashTable::new(),
+            slots: Vec::new(),
+            live: Vec::new(),
+            free: Vec::new(),
+            last: std::cell::Cell::new(0),
+        }
     }
 }
 
@@ -137,11 +146,17 @@ impl<S: Default> FlowTable<S> {
         self.index.is_empty()
     }
 
-    /// Only occupied slots are in the index, so the key alone decides.
+    /// Only occupied slots are in the index, so the key alone decides. (An emptied slot
+    /// keeps its key: the last slot found counts only while it is live.)
     fn find(&self, key: &FlowKey) -> Option<usize> {
+        let last = self.last.get() as usize;
+        if self.live.get(last) == Some(&true) && self.slots[last].key == *key {
+            return Some(last);
+        }
         let slots = &self.slots;
-        let at = self.index.find(hash(key), |&i| slots[i as usize].key == *key)?;
-        Some(*at as usize)
+        let at = *self.index.find(hash(key), |&i| slots[i as usize].key == *key)?;
+        self.last.set(at);
+        Some(at as usize)
     }
 
     pub fn get(&self, key: &FlowKey) -> Option<&S> {
