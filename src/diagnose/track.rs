@@ -6,7 +6,7 @@
 use rustc_hash::FxHashMap;
 
 pub use crate::engine::At;
-use crate::engine::{Content, Event, Observed};
+use crate::engine::{Content, Event, Observed, RUN_SLOT_NS};
 use crate::flow::{FlowKey, Side};
 use crate::policy::Class;
 use crate::proto::{dns, http, tls, websocket};
@@ -219,12 +219,14 @@ impl Conv {
             Event::Rst => self.rsts.push((side, at, self.last_payload)),
             Event::ZeroWindow => self.zero_windows.add(at.frame),
             Event::Retransmission => self.retransmissions.add(at.frame),
-            Event::Packet { payload, ack } => {
+            Event::Packets(run) => {
                 self.last = at;
-                self.sent[s] += 1;
-                self.acked[s] |= ack;
-                if payload {
-                    self.last_payload = Some(at);
+                for s in 0..2 {
+                    self.sent[s] += run.sent[s];
+                    self.acked[s] |= run.acked[s];
+                }
+                if run.last_payload.is_some() {
+                    self.last_payload = run.last_payload;
                 }
             }
             Event::Classified { class, content, client, .. } => {
@@ -275,8 +277,8 @@ impl Conv {
                 self.app_data[s].get_or_insert(at);
             }
             Event::Frame { opcode, payload_len, close_code } => {
-                // This packet's own `Packet` event comes after its frames: `last_payload` is
-                // still the activity before it.
+                // This packet's own packet count comes after its frames (in `Packets`):
+                // `last_payload` is still the activity before it.
                 let before = self.last_payload;
                 match opcode {
                     websocket::OP_PING => {
@@ -328,8 +330,6 @@ pub const MAX_OPEN_CONVS: usize = 20_000;
 /// DNS lookups analysed per capture; a flood beyond is counted, not kept.
 pub const MAX_LOOKUPS: usize = 20_000;
 
-/// Events between sweeps of idle state.
-const SWEEP_EVERY: u64 = 1 << 16;
 /// Capture time after which an idle conversation that is not an attempt is forgotten.
 const FORGET_IDLE_NS: u64 = 300_000_000_000;
 
@@ -347,7 +347,8 @@ pub struct Tracker {
     /// Lookups not analysed because `MAX_LOOKUPS` were already.
     pub lookups_dropped: u64,
     dns_index: FxHashMap<(FlowKey, u16), usize>,
-    events: u64,
+    /// The capture-time slot (`RUN_SLOT_NS`) of the last sweep of idle state.
+    swept_slot: u64,
     /// Conversations dropped because they settled as something other than an attempt.
     pub dropped: u64,
     /// Conversations forgotten because too many were open at once.
@@ -373,7 +374,7 @@ impl Tracker {
             lookups: Vec::new(),
             lookups_dropped: 0,
             dns_index: FxHashMap::default(),
-            events: 0,
+            swept_slot: 0,
             dropped: 0,
             evicted: 0,
             open: 0,
@@ -392,9 +393,11 @@ impl Tracker {
     }
 
     pub fn observe(&mut self, o: Observed) {
-        self.events += 1;
-        if self.events.is_multiple_of(SWEEP_EVERY) {
-            self.sweep(o.at.ts_ns);
+        // Once a slot of capture time, at its first packet: a run of packets stays in one.
+        let ts = if let Event::Packets(r) = &o.event { r.first_ns } else { o.at.ts_ns };
+        if ts / RUN_SLOT_NS > self.swept_slot {
+            self.swept_slot = ts / RUN_SLOT_NS;
+            self.sweep(ts);
         }
         if let Event::Dns(m) = &o.event {
             self.dns(o.key, m, o.at);

@@ -43,13 +43,11 @@ pub enum Event {
     Retransmission,
     /// A keep-alive probe (one byte just before the next expected sequence number).
     KeepAlive,
-    /// A TCP packet of the flow, after the events it caused; `payload`: it carried payload
-    /// (activity, as a proxy's idle timer sees it).
-    Packet {
-        payload: bool,
-        /// The ACK flag (a client's ACK after its SYN proves a SYN-ACK it got, captured or not).
-        ack: bool,
-    },
+    /// The TCP packets of the flow since its last other event (each after the events it
+    /// caused), at most one `RUN_SLOT_NS` of capture time of them. The observed `at` is the
+    /// last one's. Most packets of a kept flow tell nothing else, and an event each was a
+    /// tenth of a diagnosis.
+    Packets(PacketRun),
     Classified {
         class: Class,
         content: Content,
@@ -85,6 +83,26 @@ pub enum Event {
     Dns(Box<dns::Message>),
 }
 
+/// Capture time is cut into slots of this length, and a run of packets (`Event::Packets`)
+/// never spans two: a consumer that sweeps its state once a slot, at the first event of a
+/// new slot, then sees what it would see with an event a packet.
+pub const RUN_SLOT_NS: u64 = 10_000_000_000;
+
+/// Packets of one conversation in a row: how many each side sent, and what a diagnosis reads
+/// of them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PacketRun {
+    /// Packets sent by side A and side B.
+    pub sent: [u64; 2],
+    /// A side sent an ACK (other than its SYN's): a client's ACK after its SYN proves a
+    /// SYN-ACK it got, captured or not.
+    pub acked: [bool; 2],
+    /// Capture time of the run's first packet (in the slot the whole run is in).
+    pub first_ns: u64,
+    /// The run's last packet that carried payload (activity, as a proxy's idle timer sees it).
+    pub last_payload: Option<At>,
+}
+
 /// An event with where it happened: which flow (`conv` tells connections on a reused port
 /// apart), which side sent the bytes, and the packet.
 #[derive(Clone, Debug)]
@@ -104,12 +122,102 @@ pub(crate) struct Events {
     pub(crate) list: Vec<Observed>,
     /// The packet being processed (or the held segment being replayed).
     pub(crate) at: At,
+    /// The packets of one conversation since its last event, not yet pushed: the next event
+    /// of any flow, a packet of another conversation or a new time slot pushes them first, so
+    /// that events stay in capture order.
+    pub(crate) run: Option<(Observed, PacketRun)>,
 }
 
 impl Events {
     pub(crate) fn push(&mut self, conv: u64, key: FlowKey, side: Side, event: Event) {
         if self.on {
+            self.end_run();
             self.list.push(Observed { conv, key, side, at: self.at, event });
         }
+    }
+
+    /// A TCP packet of `conv`, after the events it caused: added to the run.
+    pub(crate) fn packet(&mut self, conv: u64, key: FlowKey, side: Side, payload: bool, ack: bool) {
+        if !self.on {
+            return;
+        }
+        let at = self.at;
+        let joins = self
+            .run
+            .as_ref()
+            .is_some_and(|(o, r)| o.conv == conv && r.first_ns / RUN_SLOT_NS == at.ts_ns / RUN_SLOT_NS);
+        if !joins {
+            self.end_run();
+            let first = PacketRun { first_ns: at.ts_ns, ..PacketRun::default() };
+            self.run = Some((Observed { conv, key, side, at, event: Event::Packets(first) }, first));
+        }
+        let (o, r) = self.run.as_mut().expect("a run");
+        (o.side, o.at) = (side, at);
+        r.sent[side.index()] += 1;
+        r.acked[side.index()] |= ack;
+        if payload {
+            r.last_payload = Some(at);
+        }
+    }
+
+    /// Pushes the pending run of packets.
+    pub(crate) fn end_run(&mut self) {
+        if let Some((mut o, r)) = self.run.take() {
+            o.event = Event::Packets(r);
+            self.list.push(o);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Addr;
+
+    fn at(frame: u64, s: u64) -> At {
+        At { frame, ts_ns: s * 1_000_000_000 }
+    }
+
+    #[test]
+    fn packets_run_until_another_event_conversation_or_slot() {
+        let (key, _) = FlowKey::of(Addr::v4([10, 0, 0, 1]), 1000, Addr::v4([10, 0, 0, 2]), 80, 6);
+        let mut ev = Events { on: true, ..Events::default() };
+        let packet = |ev: &mut Events, conv, side, frame, s, payload, ack| {
+            ev.at = at(frame, s);
+            ev.packet(conv, key, side, payload, ack);
+        };
+        packet(&mut ev, 1, Side::A, 1, 1, false, false);
+        packet(&mut ev, 1, Side::B, 2, 2, true, true);
+        packet(&mut ev, 1, Side::A, 3, 3, false, true);
+        // Another event ends the run before it; so does another conversation, and a new slot.
+        ev.at = at(4, 4);
+        ev.push(1, key, Side::B, Event::Fin);
+        packet(&mut ev, 1, Side::B, 4, 4, false, true);
+        packet(&mut ev, 2, Side::A, 5, 5, true, false);
+        packet(&mut ev, 2, Side::A, 6, 11, false, false);
+        assert_eq!(ev.list.len(), 4, "the last run waits");
+        ev.end_run();
+        let got: Vec<(u64, u64, Option<PacketRun>)> = ev
+            .list
+            .iter()
+            .map(|o| (o.conv, o.at.frame, if let Event::Packets(r) = o.event { Some(r) } else { None }))
+            .collect();
+        let run = |sent, acked, first: u64, last_payload| {
+            Some(PacketRun { sent, acked, first_ns: first * 1_000_000_000, last_payload })
+        };
+        assert_eq!(
+            got,
+            vec![
+                (1, 3, run([2, 1], [true, true], 1, Some(at(2, 2)))),
+                (1, 4, None),
+                (1, 4, run([0, 1], [false, true], 4, None)),
+                (2, 5, run([1, 0], [false, false], 5, Some(at(5, 5)))),
+                (2, 6, run([1, 0], [false, false], 11, None)),
+            ]
+        );
+        let mut off = Events::default();
+        off.packet(1, key, Side::A, true, true);
+        off.end_run();
+        assert!(off.list.is_empty(), "nothing is gathered unless asked for");
     }
 }

@@ -37,7 +37,7 @@ use crate::wire::{self, Addr, Decoded, Layout, Opaque, Skip, Transport, tcp_flag
 
 use self::dns::{DnsTable, OpenIds, name_key};
 use self::event::Events;
-pub use self::event::{At, Content, Event, Observed};
+pub use self::event::{At, Content, Event, Observed, PacketRun, RUN_SLOT_NS};
 use self::inner::{DirTls, Keyed};
 use self::phase::{Consumed, feed_units, lose_sync, skip_uncaptured};
 use crate::policy::{
@@ -495,8 +495,13 @@ impl Engine {
         }
     }
 
-    /// Events found since the last call (with `Options::observe`).
-    pub fn take_events(&mut self) -> std::vec::Drain<'_, Observed> {
+    /// Events found since the last call (with `Options::observe`). The packets of the last
+    /// conversation seen wait for its next event (`Event::Packets`) unless `end` says the
+    /// input ended.
+    pub fn take_events(&mut self, end: bool) -> std::vec::Drain<'_, Observed> {
+        if end {
+            self.ev.end_run();
+        }
         self.ev.list.drain(..)
     }
 
@@ -671,7 +676,7 @@ impl Engine {
             let flags = d.tcp_flags();
             let payload = d.wire_payload_len > 0 && flags & tcp_flags::SYN == 0;
             let ack = flags & tcp_flags::ACK != 0 && flags & tcp_flags::SYN == 0;
-            self.ev.push(f.conv, key, side, Event::Packet { payload, ack });
+            self.ev.packet(f.conv, key, side, payload, ack);
         }
         // A packet dropped from a kept flow (past the bulk budget) is not a flow dropped whole.
         self.last_flow_dropped =
