@@ -704,3 +704,50 @@ fn drain<W: Write>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::RecordMeta;
+
+    /// A queue that holds no bytes (`flows`, `diagnose`) counts them as one that does, so the
+    /// bounds force every packet at the same moment in every command.
+    #[test]
+    fn a_queue_holding_no_bytes_counts_them_the_same() {
+        let mut queues = [Queue::new(true), Queue::new(false)];
+        let mut rnd = crate::test_rng::below(5);
+        for number in 1..2000u64 {
+            let raw = vec![7u8; 60 + rnd(1500) as usize];
+            let meta = RecordMeta {
+                number,
+                interface: 0,
+                link_type: 1,
+                ts_ns: number,
+                orig_len: raw.len() as u32 - 16,
+                data_offset: 16,
+                caplen: raw.len() as u32 - 16,
+            };
+            let block = rnd(10) == 0;
+            let pop = rnd(3) == 0;
+            for q in &mut queues {
+                q.push_packet(&Packet { meta, raw: &raw }, Slot::Decided(Verdict::Keep), false);
+                if block {
+                    q.push_block(5, &raw[..40], false, number);
+                    q.insert_block_before(number, 5, &raw[..24], false, number);
+                }
+                if pop && let Some(e) = q.entries.pop_front() {
+                    let raw = match e.held {
+                        Held::Packet { raw, .. } | Held::Block { raw, .. } => raw,
+                    };
+                    q.recycle(raw, e.size);
+                }
+            }
+            assert_eq!(queues[0].bytes, queues[1].bytes, "packet {number}");
+            assert_eq!(queues[0].entries.len(), queues[1].entries.len());
+        }
+        assert!(queues[0].bytes > 0);
+        assert!(queues[1].entries.iter().all(|e| match &e.held {
+            Held::Packet { raw, .. } | Held::Block { raw, .. } => raw.is_empty(),
+        }));
+    }
+}
