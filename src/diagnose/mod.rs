@@ -645,7 +645,7 @@ fn analyse(file: &str, t: &Tracker, with_ladders: bool) -> Report {
             attempts.push(build_attempt(i, c, &index));
         }
     }
-    attempts.sort_by_key(|a| (a.start_ns, a.conv));
+    attempts.sort_by_key(|a| (a.start_ns, t.conv(a.conv).seq));
     let partner = pair_legs(&mut attempts, t);
     let mut findings = Vec::new();
 

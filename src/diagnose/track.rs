@@ -85,6 +85,8 @@ impl Evidence {
 /// Everything seen of one TCP conversation.
 pub struct Conv {
     pub key: FlowKey,
+    /// Conversations in the order they began (their slots in the tracker are reused).
+    pub seq: u64,
     pub client: Option<Side>,
     pub kind: Kind,
     /// What the engine made of the flow (kept as a WebSocket, TLS, for a port, …).
@@ -130,9 +132,10 @@ pub struct Conv {
 }
 
 impl Conv {
-    fn new(key: FlowKey, at: At) -> Conv {
+    fn new(key: FlowKey, seq: u64, at: At) -> Conv {
         Conv {
             key,
+            seq,
             client: None,
             kind: Kind::Unknown,
             class: Class::Undecided,
@@ -337,7 +340,12 @@ const FORGET_IDLE_NS: u64 = 300_000_000_000;
 /// (which the report lists anyway), not the capture: a conversation the engine drops is
 /// forgotten at once.
 pub struct Tracker {
+    /// Conversations by slot. A slot emptied (a conversation dropped or forgotten) is reused,
+    /// so the list follows the conversations tracked at once, not all a capture ever had.
     convs: Vec<Option<Box<Conv>>>,
+    free: Vec<usize>,
+    /// The next conversation's `seq`.
+    next_seq: u64,
     /// The engine's conversation number → index in `convs`.
     index: FxHashMap<u64, usize>,
     /// The conversation of the last event and its index: a packet's events, and a burst's
@@ -369,6 +377,8 @@ impl Tracker {
     pub fn new() -> Tracker {
         Tracker {
             convs: Vec::new(),
+            free: Vec::new(),
+            next_seq: 0,
             index: FxHashMap::default(),
             recent: (u64::MAX, 0),
             lookups: Vec::new(),
@@ -387,7 +397,7 @@ impl Tracker {
         self.convs[i].as_deref().expect("attempts refer to live conversations")
     }
 
-    /// Conversations kept to the end, with stable numbers in order of first packet.
+    /// Conversations kept to the end, by slot number (`Conv::seq` gives their order).
     pub fn conversations(&self) -> impl Iterator<Item = (usize, &Conv)> {
         self.convs.iter().enumerate().filter_map(|(i, c)| c.as_deref().map(|c| (i, c)))
     }
@@ -424,6 +434,7 @@ impl Tracker {
                 self.open -= 1;
             }
             self.convs[i] = None;
+            self.free.push(i);
             self.index.remove(&o.conv);
             self.recent = (u64::MAX, 0);
             self.dropped += 1;
@@ -438,8 +449,18 @@ impl Tracker {
             self.evict_oldest(MAX_OPEN_CONVS / 8);
         }
         self.open += 1;
-        self.convs.push(Some(Box::new(Conv::new(key, at))));
-        let i = self.convs.len() - 1;
+        let c = Some(Box::new(Conv::new(key, self.next_seq, at)));
+        self.next_seq += 1;
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.convs[i] = c;
+                i
+            }
+            None => {
+                self.convs.push(c);
+                self.convs.len() - 1
+            }
+        };
         self.index.insert(conv, i);
         i
     }
@@ -468,6 +489,7 @@ impl Tracker {
             if let Some(i) = self.index.remove(&conv)
                 && self.convs[i].take().is_some()
             {
+                self.free.push(i);
                 self.open -= 1;
                 self.evicted += 1;
             }
@@ -478,7 +500,7 @@ impl Tracker {
     /// connection whose start was not captured, say).
     fn sweep(&mut self, now_ns: u64) {
         self.recent = (u64::MAX, 0);
-        let Tracker { convs, index, dropped, open, .. } = self;
+        let Tracker { convs, free, index, dropped, open, .. } = self;
         index.retain(|_, &mut i| {
             let Some(c) = convs[i].as_deref() else { return false };
             if now_ns.saturating_sub(c.last.ts_ns) < FORGET_IDLE_NS || c.is_attempt() {
@@ -488,6 +510,7 @@ impl Tracker {
                 *open -= 1;
             }
             convs[i] = None;
+            free.push(i);
             *dropped += 1;
             false
         });
@@ -525,5 +548,41 @@ impl Tracker {
         } else {
             l.query.get_or_insert(at);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Content;
+    use crate::wire::Addr;
+
+    fn observed(conv: u64, ts_s: u64, event: Event) -> Observed {
+        let (key, side) = FlowKey::of(Addr::v4([10, 0, 0, 1]), 1000 + conv as u16, Addr::v4([10, 0, 0, 2]), 80, 6);
+        Observed { conv, key, side, at: At { frame: conv, ts_ns: ts_s * 1_000_000_000 }, event }
+    }
+
+    /// A capture of many short conversations that are not attempts (plain HTTP, say) must not
+    /// grow the tracker: each dropped one frees its slot for the next.
+    #[test]
+    fn dropped_conversations_free_their_slots_and_order_stays_by_first_packet() {
+        let mut t = Tracker::new();
+        for conv in 0..10_000u64 {
+            t.observe(observed(conv, 1, Event::Open));
+            let class = if conv % 1000 == 7 { Class::WebSocket } else { Class::Dropped };
+            let why = "plain HTTP";
+            t.observe(observed(
+                conv,
+                1,
+                Event::Classified { class, content: Content::Http, client: Some(Side::A), why },
+            ));
+        }
+        assert!(t.convs.len() <= 2 + 10, "{} slots for 10 live conversations", t.convs.len());
+        let seqs: Vec<u64> = t.conversations().map(|(_, c)| c.seq).collect();
+        assert_eq!(seqs.len(), 10);
+        let mut sorted = seqs.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..10).map(|k| k * 1000 + 7).collect::<Vec<u64>>());
+        assert_eq!(t.dropped, 9_990);
     }
 }
