@@ -194,6 +194,18 @@ impl Conv {
         }
     }
 
+    /// What evicting and sweeping read of it.
+    fn summary(&self) -> Summary {
+        let rank = if !self.is_attempt() {
+            0
+        } else if self.synack.is_none() && self.last_payload.is_none() {
+            1
+        } else {
+            2
+        };
+        Summary { last_ns: self.last.ts_ns, rank, open: self.open }
+    }
+
     /// After a reset, or a FIN each way: nothing more will happen.
     fn ended(&self) -> bool {
         !self.rsts.is_empty() || (self.fins.iter().any(|f| f.0 == Side::A) && self.fins.iter().any(|f| f.0 == Side::B))
@@ -315,6 +327,17 @@ impl Conv {
     }
 }
 
+/// What evicting and sweeping read of a conversation, kept beside it: those walks visit every
+/// conversation tracked, and reading each one's box cost a cache miss (a SYN flood's
+/// evictions took a second).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Summary {
+    last_ns: u64,
+    /// How much it tells: 0 not an attempt, 1 a connect never answered, 2 more.
+    rank: u8,
+    open: bool,
+}
+
 /// One DNS query and its answer.
 #[derive(Clone, Debug)]
 pub struct Lookup {
@@ -343,6 +366,8 @@ pub struct Tracker {
     /// Conversations by slot. A slot emptied (a conversation dropped or forgotten) is reused,
     /// so the list follows the conversations tracked at once, not all a capture ever had.
     convs: Vec<Option<Box<Conv>>>,
+    /// Each live conversation's `Summary`, by slot, as of its last event.
+    summaries: Vec<Summary>,
     free: Vec<usize>,
     /// The next conversation's `seq`.
     next_seq: u64,
@@ -377,6 +402,7 @@ impl Tracker {
     pub fn new() -> Tracker {
         Tracker {
             convs: Vec::new(),
+            summaries: Vec::new(),
             free: Vec::new(),
             next_seq: 0,
             index: FxHashMap::default(),
@@ -438,10 +464,13 @@ impl Tracker {
             self.index.remove(&o.conv);
             self.recent = (u64::MAX, 0);
             self.dropped += 1;
-        } else if c.open && c.ended() {
+            return;
+        }
+        if c.open && c.ended() {
             c.open = false;
             self.open -= 1;
         }
+        self.summaries[i] = c.summary();
     }
 
     fn open_conv(&mut self, conv: u64, key: FlowKey, at: At) -> usize {
@@ -449,15 +478,19 @@ impl Tracker {
             self.evict_oldest(MAX_OPEN_CONVS / 8);
         }
         self.open += 1;
-        let c = Some(Box::new(Conv::new(key, self.next_seq, at)));
+        let c = Conv::new(key, self.next_seq, at);
         self.next_seq += 1;
+        let summary = c.summary();
+        let c = Some(Box::new(c));
         let i = match self.free.pop() {
             Some(i) => {
                 self.convs[i] = c;
+                self.summaries[i] = summary;
                 i
             }
             None => {
                 self.convs.push(c);
+                self.summaries.push(summary);
                 self.convs.len() - 1
             }
         };
@@ -469,20 +502,13 @@ impl Tracker {
     /// never got an answer) and were quiet longest.
     fn evict_oldest(&mut self, n: usize) {
         self.recent = (u64::MAX, 0);
-        let convs = &self.convs;
+        let summaries = &self.summaries;
         let candidates = self
             .index
             .iter()
             .filter_map(|(&conv, &i)| {
-                let c = convs[i].as_deref().filter(|c| c.open)?;
-                let rank = if !c.is_attempt() {
-                    0
-                } else if c.synack.is_none() && c.last_payload.is_none() {
-                    1
-                } else {
-                    2
-                };
-                Some((rank, c.last.ts_ns, conv))
+                let s = summaries[i];
+                s.open.then_some((s.rank, s.last_ns, conv))
             })
             .collect();
         for conv in crate::flow::least_telling(candidates, n) {
@@ -500,13 +526,13 @@ impl Tracker {
     /// connection whose start was not captured, say).
     fn sweep(&mut self, now_ns: u64) {
         self.recent = (u64::MAX, 0);
-        let Tracker { convs, free, index, dropped, open, .. } = self;
+        let Tracker { convs, summaries, free, index, dropped, open, .. } = self;
         index.retain(|_, &mut i| {
-            let Some(c) = convs[i].as_deref() else { return false };
-            if now_ns.saturating_sub(c.last.ts_ns) < FORGET_IDLE_NS || c.is_attempt() {
+            let s = summaries[i];
+            if now_ns.saturating_sub(s.last_ns) < FORGET_IDLE_NS || s.rank > 0 {
                 return true;
             }
-            if c.open {
+            if s.open {
                 *open -= 1;
             }
             convs[i] = None;
@@ -584,5 +610,8 @@ mod tests {
         sorted.sort();
         assert_eq!(sorted, (0..10).map(|k| k * 1000 + 7).collect::<Vec<u64>>());
         assert_eq!(t.dropped, 9_990);
+        for (i, c) in t.conversations() {
+            assert_eq!(t.summaries[i], c.summary(), "the summary beside a slot is its conversation's");
+        }
     }
 }
