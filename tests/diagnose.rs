@@ -661,3 +661,23 @@ fn a_connect_tunnel_is_a_leg_and_a_refused_one_says_why() {
     assert_eq!(f["frames"], serde_json::json!([4, 6]));
     assert!(f["message"].as_str().unwrap().contains("credentials"), "{}", f["message"]);
 }
+
+/// A capture that ends while a ClientHello offering h2 waits for the server's first bytes: the
+/// flow is decided as what the hello offered when the capture ends, and diagnose says so, as
+/// flows and trim do (the events of that last decision were once lost).
+#[test]
+fn a_hello_the_capture_ended_on_is_decided_in_every_command() {
+    let src =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/public/zeek/tls_https-to-http.pcap");
+    let Ok(bytes) = std::fs::read(&src) else { return };
+    // SYN, SYN-ACK, ACK, the ClientHello, the server's ACK: the answer is cut off.
+    let cut = pcap_record_offsets(&bytes)[5];
+    let dir = tmpdir();
+    let f = dir.path().join("hello.pcap");
+    std::fs::write(&f, &bytes[..cut]).unwrap();
+    let text = String::from_utf8_lossy(&run(&["diagnose", f.to_str().unwrap()]).stdout).to_string();
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(text.contains("TCP flows seen: 1 TLS offering h2"), "{text}");
+    let flows = String::from_utf8_lossy(&run(&["flows", f.to_str().unwrap()]).stdout).to_string();
+    assert!(flows.contains("dropped: TLS offering h2"), "{flows}");
+}
