@@ -469,7 +469,7 @@ fn pass<W: Write>(
                 let outcome = engine.packet(&p.meta, p.data());
                 resolved.extend(engine.take_resolutions());
                 if let Some(l) = listener.as_mut() {
-                    for e in engine.take_events(false) {
+                    for e in engine.take_events() {
                         l.event(e);
                     }
                 }
@@ -557,16 +557,13 @@ fn pass<W: Write>(
             }
         }
     }
-    if let Some(l) = listener.as_mut() {
-        for e in engine.take_events(true) {
-            l.event(e);
-        }
-    }
     let mut forcer = Forcer { engine: &mut engine, scrubber: scrubber.as_mut(), resolved: &mut resolved };
     drain(&mut queue, &mut forcer, &mut writer, summary, annotate.then_some(&mut note), |_, _| true)?;
     if let Some(l) = listener.as_mut() {
-        // What deciding the last waiting packets found (a hello no answer came to).
-        for e in engine.take_events(true) {
+        // The last run of packets, then what deciding the last waiting packets found (a hello
+        // no answer came to): an event found while deciding pushes the run before it.
+        engine.end_events();
+        for e in engine.take_events() {
             l.event(e);
         }
         for r in engine.take_retired() {

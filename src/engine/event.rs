@@ -127,10 +127,24 @@ pub(crate) struct Events {
     /// The packets of one conversation since its last event, not yet pushed: the next event
     /// of any flow, a packet of another conversation or a new time slot pushes them first, so
     /// that events stay in capture order.
-    pub(crate) run: Option<(Observed, PacketRun)>,
+    run: Option<Run>,
+}
+
+/// A run of packets being gathered: its conversation, and the side and place of its last
+/// packet (the `Observed` it becomes).
+struct Run {
+    conv: u64,
+    key: FlowKey,
+    side: Side,
+    at: At,
+    packets: PacketRun,
 }
 
 impl Events {
+    pub(crate) fn new(on: bool) -> Events {
+        Events { on, ..Events::default() }
+    }
+
     pub(crate) fn push(&mut self, conv: u64, key: FlowKey, side: Side, event: Event) {
         if self.on {
             self.end_run();
@@ -147,26 +161,25 @@ impl Events {
         let joins = self
             .run
             .as_ref()
-            .is_some_and(|(o, r)| o.conv == conv && r.first_ns / RUN_SLOT_NS == at.ts_ns / RUN_SLOT_NS);
+            .is_some_and(|r| r.conv == conv && r.packets.first_ns / RUN_SLOT_NS == at.ts_ns / RUN_SLOT_NS);
         if !joins {
             self.end_run();
-            let first = PacketRun { first_ns: at.ts_ns, ..PacketRun::default() };
-            self.run = Some((Observed { conv, key, side, at, event: Event::Packets(first) }, first));
+            let packets = PacketRun { first_ns: at.ts_ns, ..PacketRun::default() };
+            self.run = Some(Run { conv, key, side, at, packets });
         }
-        let (o, r) = self.run.as_mut().expect("a run");
-        (o.side, o.at) = (side, at);
-        r.sent[side.index()] += 1;
-        r.acked[side.index()] |= ack;
+        let r = self.run.as_mut().expect("a run");
+        (r.side, r.at) = (side, at);
+        r.packets.sent[side.index()] += 1;
+        r.packets.acked[side.index()] |= ack;
         if payload {
-            r.last_payload = Some(at);
+            r.packets.last_payload = Some(at);
         }
     }
 
     /// Pushes the pending run of packets.
     pub(crate) fn end_run(&mut self) {
-        if let Some((mut o, r)) = self.run.take() {
-            o.event = Event::Packets(r);
-            self.list.push(o);
+        if let Some(Run { conv, key, side, at, packets }) = self.run.take() {
+            self.list.push(Observed { conv, key, side, at, event: Event::Packets(packets) });
         }
     }
 }
@@ -183,7 +196,7 @@ mod tests {
     #[test]
     fn packets_run_until_another_event_conversation_or_slot() {
         let (key, _) = FlowKey::of(Addr::v4([10, 0, 0, 1]), 1000, Addr::v4([10, 0, 0, 2]), 80, 6);
-        let mut ev = Events { on: true, ..Events::default() };
+        let mut ev = Events::new(true);
         let packet = |ev: &mut Events, conv, side, frame, s, payload, ack| {
             ev.at = at(frame, s);
             ev.packet(conv, key, side, payload, ack);

@@ -490,19 +490,20 @@ impl Engine {
             last_sweep_ns: 0,
             last_flow_dropped: false,
             retired: Vec::new(),
-            ev: Events { on: opts_observe, ..Events::default() },
+            ev: Events::new(opts_observe),
             next_conv: 0,
         }
     }
 
     /// Events found since the last call (with `Options::observe`). The packets of the last
-    /// conversation seen wait for its next event (`Event::Packets`) unless `end` says the
-    /// input ended.
-    pub fn take_events(&mut self, end: bool) -> std::vec::Drain<'_, Observed> {
-        if end {
-            self.ev.end_run();
-        }
+    /// conversation seen wait for its next event (`Event::Packets`), or for `end_events`.
+    pub fn take_events(&mut self) -> std::vec::Drain<'_, Observed> {
         self.ev.list.drain(..)
+    }
+
+    /// The input ended: the packets still gathered in a run become an event.
+    pub fn end_events(&mut self) {
+        self.ev.end_run();
     }
 
     /// Counts and opens a flow not in the table, making room first when it is full.
