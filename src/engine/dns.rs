@@ -168,7 +168,7 @@ impl DnsTable {
     }
 
     fn is_open(&self, n: u64) -> bool {
-        self.index(n).is_some_and(|i| self.slots[i].is_some())
+        self.get(n).is_some()
     }
 
     /// The transaction number whose low 32 bits are `low`, if it is in the window of
