@@ -176,13 +176,25 @@ pub enum Class {
     /// An HTTP `CONNECT` through a forward proxy: the exchange is kept whole, and what the
     /// tunnel carries is read like any connection (corporate proxies break WebSockets).
     Tunnel,
+    /// DNS over TCP (port 53), kept whole as a lookup is: it failed, went unanswered, or names
+    /// a kept host.
+    Lookup,
     /// Not kept: plain HTTP, h2 TLS, other protocols.
     Dropped,
 }
 
 impl Class {
     pub fn kept(self) -> bool {
-        matches!(self, Class::WebSocket | Class::Tls | Class::Port | Class::Refused | Class::H2Preface | Class::Tunnel)
+        matches!(
+            self,
+            Class::WebSocket
+                | Class::Tls
+                | Class::Port
+                | Class::Refused
+                | Class::H2Preface
+                | Class::Tunnel
+                | Class::Lookup
+        )
     }
 }
 

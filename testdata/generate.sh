@@ -30,7 +30,7 @@ cp "$gen/browser.html" "$work/html/"
 chmod 755 "$work" "$work/html" && chmod 644 "$work/html/browser.html"  # nginx workers read it
 
 dnsmasq --no-daemon --port=53 --listen-address=127.0.0.1 --bind-interfaces --no-resolv \
-  --no-hosts --address=/ws.test/127.0.0.1 --address=/no-such-host.test/ \
+  --no-hosts --address=/ws.test/127.0.0.1 --address=/plain.test/127.0.0.2 --address=/no-such-host.test/ \
   --pid-file="$work/dnsmasq.pid" 2>"$work/dnsmasq.log" &
 pids+=($!)
 python3 "$gen/servers.py" >"$work/servers.log" 2>&1 &
@@ -85,6 +85,7 @@ record ws-ping-survives.pcap ping-survives
 record ws-bad-accept.tmp.pcap bad-accept
 record tcp-refused.pcap refused
 record dns-failure.pcap dns-failure
+record dns-tcp.pcap dns-tcp
 record ws-split-request.pcap split-request
 record wss-connect-ok.pcap connect-ok
 record wss-connect-407.pcap connect-407

@@ -37,6 +37,7 @@ fn worst_is_below_warning(d: &Value) -> bool {
 fn every_scenario_gets_its_finding() {
     let cases: &[(&str, &[&str])] = &[
         ("dns-failure.pcap", &["dns-failure"]),
+        ("dns-tcp.pcap", &["dns-failure", "upgrade-ok"]),
         ("tcp-refused.pcap", &["tcp-connect-refused"]),
         ("ws-auth-redirect.pcap", &["auth-redirect"]),
         ("ws-bad-accept.pcapng.gz", &["bad-accept"]),

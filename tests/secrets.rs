@@ -256,6 +256,69 @@ fn bytes_outside_the_parsed_packet_go() {
     assert_none(found);
 }
 
+/// A DNS query over TCP, framed by its two-byte length, asking for `name`.
+fn dns_over_tcp(name: &str) -> Vec<u8> {
+    let mut m = vec![0x4a, 0x11, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.') {
+        m.push(label.len() as u8);
+        m.extend(label.as_bytes());
+    }
+    m.extend([0, 0, 1, 0, 1]);
+    let mut framed = (m.len() as u16).to_be_bytes().to_vec();
+    framed.extend(m);
+    framed
+}
+
+/// DNS over TCP is kept only message by message, each whole and parsed: what follows a
+/// lookup on port 53 without being DNS goes (a "message" whose length is right but whose
+/// bytes are not DNS, and bytes after the last whole message), in whole segments and in
+/// small ones.
+#[test]
+fn dns_over_tcp_keeps_only_dns_messages() {
+    let mut found = Vec::new();
+    for mss in [1400, 5, 1] {
+        let mut not_dns = (40u16).to_be_bytes().to_vec();
+        not_dns.extend(format!("AUTH {SECRET} and then some padding..").as_bytes());
+        let mut c = Conv::new(40070 + mss as u16, 53);
+        c.send(0, &dns_over_tcp("ws.example.com"), mss).send(0, &not_dns, mss);
+        found.extend(leaks(&format!("dns-tcp-then-not-dns-{mss}"), &c.close()));
+        let mut c = Conv::new(40080 + mss as u16, 53);
+        c.send(0, &[dns_over_tcp("ws.example.com"), format!("PASS {SECRET}\r\n").into_bytes()].concat(), mss);
+        found.extend(leaks(&format!("dns-tcp-then-text-{mss}"), &c.close()));
+    }
+    assert_none(found);
+}
+
+/// `--pseudonymize` replaces a name asked over TCP, also when the message is split across
+/// segments (its length alone in the first, as some resolvers write it).
+#[test]
+fn dns_over_tcp_names_are_pseudonymized_whole() {
+    let dir = tmpdir();
+    let mut frames = Vec::new();
+    let query = dns_over_tcp("hiddenlookupname.example");
+    for (port, cuts) in [(40090, &[][..]), (40091, &[2][..]), (40092, &[2, 20][..])] {
+        let mut c = Conv::new(port, 53);
+        let mut from = 0;
+        for &to in cuts.iter().chain([query.len()].iter()) {
+            c.send(0, &query[from..to], 1400);
+            from = to;
+        }
+        frames.extend(c.close());
+    }
+    let input = dir.path().join("dns-tcp.pcap");
+    std::fs::write(&input, pcap(&frames)).unwrap();
+    let out = scrub_with(&input, dir.path(), &["--pseudonymize"]);
+    let bytes = std::fs::read(&out).unwrap();
+    assert!(!contains(&bytes, b"hiddenlookupname"), "the name survived");
+    assert!(!contains(&streams(&out), b"hiddenlookupname"), "the name survived in a stream");
+    // Each query is still a query for one (pseudonymous) name of the same shape.
+    require_tshark();
+    let names = tshark(&out, &["-Y", "dns.flags.response == 0", "-T", "fields", "-e", "dns.qry.name"]);
+    let names: Vec<&str> = names.lines().collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(names.iter().all(|n| n.len() == "hiddenlookupname.example".len() && *n == names[0]), "{names:?}");
+}
+
 /// HTTP heads that bend the rules: folded lines, bare CR, the reason phrase, a query item
 /// without `=`, a head over 64 KiB, each split in small segments too (and in single bytes,
 /// which the scrubber judges looking ahead into the segments queued after each).

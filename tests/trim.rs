@@ -74,6 +74,53 @@ fn dns_lookups_and_failures_are_kept() {
     }
 }
 
+/// DNS over TCP (dnsmasq, as resolvers retry a truncated answer) is kept as a lookup over
+/// UDP is: the failing one (its length sent in a segment of its own) and the lookup of the
+/// name the WebSocket then asks for stay whole, with their handshakes and FINs; the answered
+/// lookup nothing used goes. tshark reads the same lookups and answers in the output, and
+/// flows, diagnose and trim say the same.
+#[test]
+fn dns_over_tcp_is_kept_like_dns_over_udp() {
+    require_tshark();
+    let dir = tmpdir();
+    let input = testdata().join("dns-tcp.pcap");
+    let out = trim_to(&input, dir.path(), &[]);
+    let dns = |f: &Path| {
+        let t = tshark(f, &["-Y", "dns", "-T", "fields", "-e", "dns.qry.name", "-e", "dns.flags.rcode", "-e", "dns.a"]);
+        let mut v: Vec<String> = t.lines().map(str::to_string).collect();
+        v.sort();
+        v
+    };
+    let before = dns(&input);
+    assert_eq!(before.len(), 6, "{before:?}");
+    let kept: Vec<String> = before.iter().filter(|l| !l.starts_with("plain.test")).cloned().collect();
+    assert_eq!(dns(&out), kept);
+    assert!(kept.iter().any(|l| l.starts_with("no-such-host.test\t3")), "{kept:?}");
+    // Each kept lookup whole: SYN, SYN-ACK and both FINs of the two connections to port 53.
+    let handshakes = tshark(&out, &["-Y", "tcp.port == 53 && (tcp.flags.syn == 1 || tcp.flags.fin == 1)"]);
+    assert_eq!(handshakes.lines().count(), 8, "{handshakes}");
+    assert_subsequence(&input, &out);
+
+    let flows = run(&["flows", "--json", input.to_str().unwrap()]);
+    let dns_flows: Vec<(String, String)> = String::from_utf8(flows.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|f| f["class"] == "dns")
+        .map(|f| (f["verdict"].as_str().unwrap().to_string(), f["why"].as_str().unwrap().to_string()))
+        .collect();
+    let want = [("dropped", "lookup of another name"), ("kept", "failed lookup"), ("kept", "lookup of a kept host")];
+    assert_eq!(dns_flows, want.map(|(a, b)| (a.to_string(), b.to_string())));
+
+    let d = run(&["diagnose", "--json", input.to_str().unwrap()]);
+    let d: serde_json::Value = serde_json::from_slice(&d.stdout).unwrap();
+    let failure = d["findings"].as_array().unwrap().iter().find(|f| f["code"] == "dns-failure").expect("dns-failure");
+    assert!(failure["message"].as_str().unwrap().contains("no-such-host.test"), "{failure}");
+    let attempts = d["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "a lookup over TCP is no WebSocket attempt: {d}");
+    assert_eq!(attempts[0]["dns"]["name"], "ws.test");
+}
+
 #[test]
 fn unrelated_flows_are_dropped() {
     require_tshark();

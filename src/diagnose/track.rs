@@ -254,7 +254,7 @@ impl Conv {
                     Content::Http => Kind::Http,
                     Content::Tls => Kind::Tls,
                     Content::Frames => Kind::Frames,
-                    Content::H2Preface | Content::Other => Kind::Other,
+                    Content::H2Preface | Content::Dns | Content::Other => Kind::Other,
                 };
                 if content == Content::H2Preface {
                     self.h2_preface.get_or_insert(at);
@@ -448,7 +448,8 @@ impl Tracker {
         self.recent = (o.conv, i);
         let Some(c) = self.convs[i].as_deref_mut() else { return };
         let dropped = match o.event {
-            Event::Classified { class: Class::Dropped, why, .. } => {
+            // A lookup over TCP is no attempt: its messages come as `Event::Dns`.
+            Event::Classified { class: Class::Dropped | Class::Lookup, why, .. } => {
                 *self.not_attempts.entry(why).or_insert(0) += 1;
                 true
             }

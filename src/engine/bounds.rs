@@ -20,6 +20,10 @@ impl Engine {
                 let Some(flow) = self.flows.get_mut(&ticket.key) else {
                     return Verdict::Drop;
                 };
+                if flow.content == Content::Dns {
+                    forget_waiting(&mut flow.waiting, packet);
+                    return self.force_lookup(ticket.key);
+                }
                 if flow.hello_waits.is_some() {
                     // No answer came in time: decided as what the hello offered.
                     flow.hello_timed_out = true;

@@ -10,6 +10,9 @@ impl Engine {
     /// a `--port` carries, without changing that it is kept).
     pub(super) fn try_classify(&mut self, key: FlowKey) {
         let flow = self.flows.get_mut(&key).expect("flow exists");
+        if flow.content == Content::Dns {
+            return self.read_lookups(key);
+        }
         // Kept whatever it carries (a --port flow, an open CONNECT tunnel), still read as
         // what it carries.
         let to_port = matches!(flow.class, Class::Port | Class::Tunnel);
@@ -105,6 +108,24 @@ impl Engine {
                     (Class::Dropped, (Proto::Http, "HTTP response without an upgrade"))
                 };
                 break;
+            }
+            // DNS over TCP: on port 53, and only if it parses as DNS. Either side's first
+            // message says which side asks.
+            if key.port_a == DNS_PORT || key.port_b == DNS_PORT {
+                match crate::proto::dns::tcp_frame(head) {
+                    crate::proto::dns::TcpFrame::Whole(_) => {
+                        let response = head[4] & 0x80 != 0;
+                        flow.client = Some(if response { s.other() } else { s });
+                        content = Content::Dns;
+                        label = (Proto::Dns, dns::ANOTHER_NAME);
+                        break;
+                    }
+                    crate::proto::dns::TcpFrame::Partial => {
+                        undecided_any = true;
+                        continue;
+                    }
+                    crate::proto::dns::TcpFrame::NotDns => {}
+                }
             }
             if server_side {
                 continue;
@@ -223,7 +244,8 @@ impl Engine {
                 self.ev.at = now;
             }
         }
-        if class == Class::Undecided && !undecided_any {
+        // (A lookup over TCP stays undecided until its messages decide it.)
+        if class == Class::Undecided && !undecided_any && content != Content::Dns {
             let limit_hit = flow.payload_segments >= MID_STREAM_CLASSIFY_SEGMENTS
                 || flow.client.is_some()
                 || flow.dirs.iter().any(|d| d.head.len() >= http::MAX_HEAD_BYTES);
@@ -246,6 +268,13 @@ impl Engine {
         } else {
             flow.class = class;
             (flow.proto, flow.why) = label;
+        }
+        if content == Content::Dns {
+            // Decided as a lookup is, by what its messages say (`read_lookups`).
+            if to_port {
+                self.report_class(key);
+            }
+            return self.read_lookups(key);
         }
         let conv = flow.conv;
         if let Some((s, ch)) = hello {
@@ -338,7 +367,8 @@ impl Engine {
         for w in flow.waiting.drain(..) {
             self.resolved.push((w.packet, v));
         }
-        if !kept {
+        // A kept lookup names no server of its own: its resolver is not a kept address.
+        if !kept || flow.class == Class::Lookup {
             return;
         }
         if let Some(c) = flow.client {

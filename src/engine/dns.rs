@@ -7,7 +7,9 @@ use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap;
 
-use super::{Decision, Decoded, Engine, Event, Flow, FlowKey, Proto, Side, Stats, Verdict, WaitOn};
+use super::{
+    Class, Content, Decision, Decoded, Engine, Event, Flow, FlowKey, Phase, Proto, Side, Stats, Verdict, WaitOn,
+};
 use crate::capture::RecordMeta;
 use crate::proto::dns;
 use crate::wire::Addr;
@@ -134,7 +136,7 @@ impl Default for OpenIds {
 }
 
 /// What a DNS flow is called until one of its lookups is kept.
-const ANOTHER_NAME: &str = "lookup of another name";
+pub(super) const ANOTHER_NAME: &str = "lookup of another name";
 
 impl Flow {
     /// Whether the flow's label says no more than that it looked names up, so that a kept
@@ -312,6 +314,7 @@ impl Engine {
     }
 
     pub(super) fn resolve_dns_matches(&mut self) {
+        self.resolve_tcp_lookups();
         if self.dns.is_empty() {
             return;
         }
@@ -352,5 +355,154 @@ impl Engine {
             f.keep_for_lookup("unanswered lookup", &mut self.stats);
         }
         Verdict::Keep
+    }
+}
+
+/// What a DNS-over-TCP flow's messages said so far. Such a flow is decided whole, as a lookup
+/// is: kept when one of its lookups failed, was never answered, or names a kept host or
+/// address; dropped when it was answered and no kept flow used it within the wait.
+#[derive(Default)]
+pub(super) struct TcpLookup {
+    /// How far each direction's head has been read, message by message.
+    read: [usize; 2],
+    answered: bool,
+    failure: bool,
+    selected: bool,
+    /// Listed in `Engine::tcp_lookups`.
+    listed: bool,
+    names: Vec<u64>,
+    addrs: Vec<Addr>,
+}
+
+impl TcpLookup {
+    fn names_a_kept_host(&self, names: &rustc_hash::FxHashSet<u64>, addrs: &rustc_hash::FxHashSet<Addr>) -> bool {
+        self.names.iter().any(|n| names.contains(n)) || self.addrs.iter().any(|a| addrs.contains(a))
+    }
+}
+
+/// Answered DNS-over-TCP flows not decided yet, looked at again whenever a flow is kept.
+/// Entries of flows decided or forgotten meanwhile are pruned when the list has doubled.
+#[derive(Default)]
+pub(super) struct TcpLookups {
+    keys: Vec<FlowKey>,
+    prune_at: usize,
+}
+
+impl Engine {
+    /// Reads the DNS messages that arrived whole on a DNS-over-TCP flow (`Content::Dns`),
+    /// reports each, and decides the flow when a lookup says it matters.
+    pub(super) fn read_lookups(&mut self, key: FlowKey) {
+        let flow = self.flows.get_mut(&key).expect("flow exists");
+        let conv = flow.conv;
+        let lk = flow.lookup.get_or_insert_with(Box::default);
+        let mut messages = Vec::new();
+        for s in [Side::A, Side::B] {
+            let head = &flow.dirs[s.index()].head;
+            let mut at = lk.read[s.index()];
+            while let Some(rest) = head.get(at..)
+                && let dns::TcpFrame::Whole(n) = dns::tcp_frame(rest)
+            {
+                if let Some(m) = dns::parse(&rest[2..2 + n]) {
+                    lk.answered |= m.response;
+                    lk.failure |= m.is_failure();
+                    lk.selected |= m.names.iter().any(|n| self.opts.select.host_matches(n));
+                    lk.names.extend(m.names.iter().map(|n| name_key(n)));
+                    lk.addrs.extend(m.addrs.iter().copied());
+                    messages.push((s, m));
+                }
+                at += 2 + n;
+            }
+            lk.read[s.index()] = at;
+        }
+        let (failure, selected, answered) = (lk.failure, lk.selected, lk.answered);
+        let named = lk.names_a_kept_host(&self.kept_names, &self.kept_addrs);
+        // A long-lived connection to a resolver is read up to a head's limit; past it, its
+        // bytes are bulk.
+        if flow.dirs.iter().any(|d| d.head.len() >= crate::proto::http::MAX_HEAD_BYTES) {
+            for d in &mut flow.dirs {
+                d.phase = Phase::Bulk;
+                d.head = Vec::new();
+            }
+            flow.lookup = None;
+        }
+        let undecided = flow.class == Class::Undecided;
+        if self.ev.on {
+            for (s, m) in messages {
+                self.ev.push(conv, key, s, Event::Dns(Box::new(m)));
+            }
+        }
+        if !undecided {
+            return;
+        }
+        if failure || selected || named {
+            let why = if failure { "failed lookup" } else { "lookup of a kept host" };
+            self.decide_lookup(key, true, why);
+        } else if answered {
+            self.list_tcp_lookup(key);
+        }
+    }
+
+    /// Keeps or drops a DNS-over-TCP flow whole, with the packets that waited for it.
+    pub(super) fn decide_lookup(&mut self, key: FlowKey, keep: bool, why: &'static str) {
+        let flow = self.flows.get_mut(&key).expect("flow exists");
+        flow.class = if keep { Class::Lookup } else { Class::Dropped };
+        (flow.proto, flow.why) = (Proto::Dns, why);
+        if !keep {
+            for d in &mut flow.dirs {
+                d.head = Vec::new();
+            }
+            flow.lookup = None;
+        }
+        self.on_classified(key);
+    }
+
+    /// Decides a waiting packet of a DNS-over-TCP flow whose wait is over, and the flow with
+    /// it: kept when a lookup was never answered.
+    pub(super) fn force_lookup(&mut self, key: FlowKey) -> Verdict {
+        let answered = self.flows.get(&key).and_then(|f| f.lookup.as_ref()).is_some_and(|l| l.answered);
+        if answered {
+            self.decide_lookup(key, false, ANOTHER_NAME);
+            Verdict::Drop
+        } else {
+            self.decide_lookup(key, true, "unanswered lookup");
+            Verdict::Keep
+        }
+    }
+
+    fn list_tcp_lookup(&mut self, key: FlowKey) {
+        let Some(lk) = self.flows.get_mut(&key).and_then(|f| f.lookup.as_mut()) else { return };
+        if std::mem::replace(&mut lk.listed, true) {
+            return;
+        }
+        let list = &mut self.tcp_lookups;
+        list.keys.push(key);
+        if list.keys.len() >= list.prune_at {
+            let flows = &self.flows;
+            list.keys
+                .retain(|k| flows.get(k).is_some_and(|f| f.class == Class::Undecided && f.content == Content::Dns));
+            list.prune_at = (2 * list.keys.len()).max(16);
+        }
+    }
+
+    /// Keeps the listed DNS-over-TCP flows whose lookups name a kept host or address now.
+    fn resolve_tcp_lookups(&mut self) {
+        if self.tcp_lookups.keys.is_empty() {
+            return;
+        }
+        let keys = std::mem::take(&mut self.tcp_lookups.keys);
+        let mut still = Vec::with_capacity(keys.len());
+        for key in keys {
+            let Some(f) = self.flows.get(&key) else { continue };
+            if f.class != Class::Undecided || f.content != Content::Dns {
+                continue;
+            }
+            if f.lookup.as_ref().is_some_and(|l| l.names_a_kept_host(&self.kept_names, &self.kept_addrs)) {
+                self.decide_lookup(key, true, "lookup of a kept host");
+            } else {
+                still.push(key);
+            }
+        }
+        still.append(&mut self.tcp_lookups.keys);
+        self.tcp_lookups.keys = still;
     }
 }

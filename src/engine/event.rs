@@ -16,6 +16,8 @@ pub enum Content {
     /// WebSocket frames met mid-connection.
     Frames,
     H2Preface,
+    /// DNS messages over TCP, each after its two-byte length.
+    Dns,
     Other,
 }
 

@@ -35,7 +35,7 @@ use crate::proto::websocket::{self, Frames};
 use crate::proto::{http, tls};
 use crate::wire::{self, Addr, Decoded, Layout, Opaque, Skip, Transport, tcp_flags};
 
-use self::dns::{DnsTable, OpenIds, name_key};
+use self::dns::{DnsTable, OpenIds, TcpLookup, TcpLookups, name_key};
 use self::event::Events;
 pub use self::event::{At, Content, Event, Observed, PacketRun, RUN_SLOT_NS};
 use self::inner::{DirTls, Keyed};
@@ -294,6 +294,8 @@ pub struct Flow {
     hello_waits: Option<At>,
     /// A TLS session the key log has keys for: decrypted, and judged by what it carries.
     keyed: Option<Box<Keyed>>,
+    /// DNS over TCP: what its messages said so far (none for every other flow).
+    lookup: Option<Box<TcpLookup>>,
     /// Packets waiting for the classification, in capture order: the one forced is the
     /// oldest, taken from the front in constant time (a flow with 200,000 waiting packets
     /// made every forced one a scan of them all).
@@ -330,6 +332,7 @@ impl Flow {
             hello_waits: None,
             hello_timed_out: false,
             keyed: None,
+            lookup: None,
             counted_kept: false,
             ends: 0,
             udp: false,
@@ -443,6 +446,8 @@ pub struct Engine {
     kept_names: FxHashSet<u64>,
     kept_addrs: FxHashSet<Addr>,
     dns: DnsTable,
+    /// Answered DNS-over-TCP flows still waiting for a kept flow to name what they looked up.
+    tcp_lookups: TcpLookups,
     resolved: Vec<(u64, Verdict)>,
     /// Client randoms of TLS flows kept since the last call to `take_kept_tls_randoms`, each
     /// with the packet its key-log lines must precede when that packet is still waiting (a
@@ -482,6 +487,7 @@ impl Engine {
             kept_names,
             kept_addrs: FxHashSet::default(),
             dns: DnsTable::default(),
+            tcp_lookups: TcpLookups::default(),
             resolved: Vec::new(),
             kept_tls_randoms: Vec::new(),
             keys: KeyLog::default(),
@@ -810,8 +816,14 @@ impl Engine {
             self.release_ready(key, side);
         }
         let mut flow = self.flows.get_mut(&key).expect("flow exists");
-        // A hello waiting for its answer is decided by a FIN or RST too.
-        if (payload.is_some() || fin_rst) && flow.needs_content() && (payload.is_some() || flow.hello_waits.is_some()) {
+        // A hello waiting for its answer is decided by a FIN or RST too; a DNS flow reads each
+        // message that arrives, kept or not.
+        let dns = payload.is_some() && flow.content == Content::Dns;
+        if dns
+            || ((payload.is_some() || fin_rst)
+                && flow.needs_content()
+                && (payload.is_some() || flow.hello_waits.is_some()))
+        {
             self.try_classify(key);
             flow = self.flows.get_mut(&key).expect("flow exists");
         }

@@ -144,6 +144,79 @@ fn parse_all(b: &[u8]) -> Option<Message> {
     Some(m)
 }
 
+/// DNS over TCP (RFC 1035 §4.2.2; RFC 7766) frames each message with a two-byte length.
+/// What the bytes at the start of `b` are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcpFrame {
+    /// A message of this many bytes follows the two length bytes, and it parses.
+    Whole(usize),
+    /// Too few bytes yet, and what there is could be DNS.
+    Partial,
+    NotDns,
+}
+
+/// Reads the frame at the start of a DNS-over-TCP stream. A partial message must already
+/// look like a DNS header (one or a few questions, a standard opcode), so that another
+/// protocol on port 53 is not held waiting for a length it never meant.
+pub fn tcp_frame(b: &[u8]) -> TcpFrame {
+    let Some(len) = b.get(..2).map(|l| usize::from(u16::from_be_bytes([l[0], l[1]]))) else {
+        return TcpFrame::Partial;
+    };
+    if len < 12 {
+        return TcpFrame::NotDns;
+    }
+    match b.get(2..2 + len) {
+        Some(m) if walk(m) == Some(len) && parse(m).is_some() => TcpFrame::Whole(len),
+        Some(_) => TcpFrame::NotDns,
+        None => {
+            let h = &b[2..];
+            let opcode = h.get(2).map_or(0, |f| (f >> 3) & 0x0f);
+            let questions = h.get(4..6).map_or(0, |q| u16::from_be_bytes([q[0], q[1]]));
+            if opcode > 6 || questions > 4 { TcpFrame::NotDns } else { TcpFrame::Partial }
+        }
+    }
+}
+
+/// Where a message's last record ends, walking its sections as the header counts them
+/// (names, fixed fields, record data lengths); None if they run past its end. A frame over
+/// TCP is DNS only if this is its length: bytes after the records are not DNS.
+fn walk(m: &[u8]) -> Option<usize> {
+    let count = |i: usize| usize::from(u16::from_be_bytes([m[i], m[i + 1]]));
+    if m.len() < 12 {
+        return None;
+    }
+    let (questions, records) = (count(4), count(6) + count(8) + count(10));
+    let mut at = 12;
+    for k in 0..questions + records {
+        // A name: labels to the root, or up to a compression pointer.
+        loop {
+            let n = *m.get(at)?;
+            match n {
+                0 => {
+                    at += 1;
+                    break;
+                }
+                1..=63 => at += 1 + usize::from(n),
+                0xc0..=0xff => {
+                    m.get(at + 1)?;
+                    at += 2;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+        at += 4;
+        if k >= questions {
+            let rdlen = m.get(at + 4..at + 6).map(|l| usize::from(u16::from_be_bytes([l[0], l[1]])))?;
+            at += 6 + rdlen;
+        }
+        if at > m.len() {
+            return None;
+        }
+    }
+    Some(at)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,6 +271,32 @@ mod tests {
             assert_eq!(name_key(&full.names[0]), q.name_key, "{m:x?} {:?}", full.names);
         }
         assert!(answered > 1000, "the generator made too few plain queries ({answered})");
+    }
+
+    #[test]
+    fn tcp_frames_are_length_prefixed_messages() {
+        let mut q = simple_dns::Packet::new_query(9);
+        q.questions.push(simple_dns::Question::new(
+            simple_dns::Name::new_unchecked("ws.test"),
+            simple_dns::TYPE::A.into(),
+            simple_dns::CLASS::IN.into(),
+            false,
+        ));
+        let m = q.build_bytes_vec().unwrap();
+        let mut framed = (m.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&m);
+        assert_eq!(tcp_frame(&framed), TcpFrame::Whole(m.len()));
+        framed.extend_from_slice(b"\x00\x0c");
+        assert_eq!(tcp_frame(&framed), TcpFrame::Whole(m.len()), "what follows is the next frame");
+        assert_eq!(tcp_frame(&framed[..1]), TcpFrame::Partial);
+        assert_eq!(tcp_frame(&framed[..10]), TcpFrame::Partial);
+        assert_eq!(tcp_frame(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"), TcpFrame::NotDns);
+        assert_eq!(tcp_frame(b"\x00\x05hello"), TcpFrame::NotDns);
+        // A message with bytes after its last record is not DNS.
+        let mut longer = ((m.len() + 4) as u16).to_be_bytes().to_vec();
+        longer.extend_from_slice(&m);
+        longer.extend_from_slice(b"PASS");
+        assert_eq!(tcp_frame(&longer), TcpFrame::NotDns);
     }
 
     #[test]

@@ -19,9 +19,9 @@ use crate::capture::RecordMeta;
 use crate::engine::{Content, Engine, Reading};
 use crate::flow::reassembly::{Placement, Stream};
 use crate::flow::{FlowKey, FlowTable, PROTO_TCP, PROTO_UDP, Side};
-use crate::proto::tls;
 use crate::proto::units::{Header, UnitFormat};
 use crate::proto::websocket::{self, Frames};
+use crate::proto::{dns, tls};
 use crate::wire::{self, Transport, checksum, tcp_flags};
 
 use self::http::{Fate, HeadRedactor, Rest, Step};
@@ -151,6 +151,13 @@ enum Mode {
     AfterRequest,
     Frames(FrameCursor),
     Records(RecordCursor),
+    /// DNS over TCP: the bytes left of the current message, and whether they stay, or what
+    /// replaces them (the rest of a message pseudonymized whole).
+    Dns {
+        left: usize,
+        keep: bool,
+        with: Vec<u8>,
+    },
     Opaque,
 }
 
@@ -559,6 +566,7 @@ fn start_mode(reading: Option<Reading>, side: Side) -> Mode {
         Content::Http => Mode::Sniff,
         Content::Tls => Mode::Records(RecordCursor::default()),
         Content::Frames => Mode::FramesAt { masked: r.client == Some(side) },
+        Content::Dns => Mode::Dns { left: 0, keep: false, with: Vec::new() },
         _ => Mode::Opaque,
     }
 }
@@ -669,6 +677,48 @@ fn step_mode(
             } else {
                 Mode::Head(Box::default())
             };
+            (0, Event::None)
+        }
+        Mode::Dns { left, keep, with } if *left > 0 => {
+            let n = (*left).min(b.len());
+            if !with.is_empty() {
+                b[..n].copy_from_slice(&with[..n]);
+                with.drain(..n);
+            } else if !*keep {
+                b[..n].fill(FILL);
+                tally.add(Rule::Unparsed, n);
+            }
+            *left -= n;
+            (n, Event::None)
+        }
+        Mode::Dns { left, keep, with } => {
+            // A message and its length stay only once the whole of it parses as DNS (here, or
+            // with what follows in the stream); anything else ends the reading.
+            let joined;
+            let framed = if b.len() >= 2 && b.len() >= 2 + usize::from(u16::from_be_bytes([b[0], b[1]])) {
+                &b[..]
+            } else {
+                joined = [&b[..], ahead].concat();
+                &joined[..]
+            };
+            let dns::TcpFrame::Whole(n) = dns::tcp_frame(framed) else {
+                *mode = Mode::Opaque;
+                return (0, Event::None);
+            };
+            if 2 + n <= b.len() {
+                if let Some(p) = pseudo.as_deref_mut() {
+                    p.dns_message(&mut b[2..2 + n], tally);
+                }
+                return (2 + n, Event::None);
+            }
+            // Split over segments: kept as it is, or pseudonymized whole, this segment's part
+            // now and the rest as its segments come.
+            (*left, *keep) = (2 + n, true);
+            if let Some(p) = pseudo.as_deref_mut() {
+                let mut whole = framed[..2 + n].to_vec();
+                p.dns_message(&mut whole[2..], tally);
+                *with = whole;
+            }
             (0, Event::None)
         }
         Mode::Opaque => {

@@ -9,6 +9,7 @@ import os
 import random
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import time
@@ -63,6 +64,28 @@ def dns(name, qtype="A"):
         return None
     finally:
         s.close()
+
+
+def dns_tcp(name, split=False):
+    """A lookup over TCP (RFC 7766), as resolvers retry a truncated answer. With `split`, the
+    two length bytes go in a segment of their own, as some resolvers write them."""
+    q = DNSRecord.question(name).pack()
+    with socket.create_connection(("127.0.0.1", 53), timeout=2) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        length = struct.pack("!H", len(q))
+        if split:
+            s.sendall(length)
+            time.sleep(0.05)
+            s.sendall(q)
+        else:
+            s.sendall(length + q)
+        data = b""
+        while len(data) < 2 or len(data) < 2 + struct.unpack("!H", data[:2])[0]:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        return DNSRecord.parse(data[2:])
 
 
 def plain_get(port, path="/"):
@@ -282,6 +305,12 @@ async def run(scenario, cafile):
             print(f"  connect: {e}", file=sys.stderr)
     elif scenario == "dns-failure":
         print(f"  dns: {dns('no-such-host.test').header}", file=sys.stderr)
+    elif scenario == "dns-tcp":
+        # Over TCP: a lookup nothing uses, a failing one (its length in a segment of its own),
+        # and one of the name the WebSocket then asks for (Host: ws.test).
+        for name, split in (("plain.test", False), ("no-such-host.test", True), ("ws.test", False)):
+            print(f"  dns over tcp: {name}: {dns_tcp(name, split).header}", file=sys.stderr)
+        await chat(url(18765, "/echo", host="ws.test"), messages=1, host="127.0.0.1", port=18765)
     elif scenario == "split-request":
         split_request(18765)
     elif scenario == "browser":
