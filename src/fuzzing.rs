@@ -96,6 +96,11 @@ pub fn tls_dns(data: &[u8]) {
 /// A pcap of one TCP conversation carrying `client` and `server` bytes in segments cut per
 /// `sizes`, optionally with neighbouring segments swapped (reordering).
 pub fn conversation_pcap(client: &[u8], server: &[u8], sizes: &[u8], reorder: bool) -> Vec<u8> {
+    conversation_pcap_to(80, client, server, sizes, reorder)
+}
+
+/// `conversation_pcap` to the server's port `sp`.
+pub fn conversation_pcap_to(sp: u16, client: &[u8], server: &[u8], sizes: &[u8], reorder: bool) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
     out.extend_from_slice(&2u16.to_le_bytes());
@@ -104,7 +109,7 @@ pub fn conversation_pcap(client: &[u8], server: &[u8], sizes: &[u8], reorder: bo
     out.extend_from_slice(&65_535u32.to_le_bytes());
     out.extend_from_slice(&1u32.to_le_bytes());
     let (c, s) = ([10, 0, 0, 1], [10, 0, 0, 2]);
-    let (cp, sp) = (50_000u16, 80u16);
+    let cp = 50_000u16;
     let mut t = 1_700_000_000_000_000u64;
     let mut packets: Vec<Vec<u8>> = Vec::new();
     let mut seg = |from_client: bool, seq: u32, ack: u32, flags: u8, payload: &[u8]| {
@@ -374,7 +379,23 @@ pub fn scrub_secrets(data: &[u8]) {
         server.extend(&close);
     }
     let sizes: Vec<u8> = (0..8).map(|_| pick(256) as u8).collect();
-    let pcap = conversation_pcap(&client, &server, &sizes, pick(2) == 1);
+    let reorder = pick(2) == 1;
+    // On port 53 after a lookup over TCP: the engine reads DNS there, and what follows the
+    // last whole message is not DNS.
+    let port = if pick(3) == 2 {
+        let q = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x02ws\x07example\x00\x00\x01\x00\x01";
+        let mut r = q.to_vec();
+        r[2..4].copy_from_slice(&[0x81, 0x83]);
+        for (side, m) in [(&mut client, q.to_vec()), (&mut server, r)] {
+            let mut framed = (m.len() as u16).to_be_bytes().to_vec();
+            framed.extend(m);
+            side.splice(0..0, framed);
+        }
+        53
+    } else {
+        80
+    };
+    let pcap = conversation_pcap_to(port, &client, &server, &sizes, reorder);
     let configs = [
         (Options { keep_all: true, ..Options::default() }, false),
         (Options::default(), false),
@@ -394,7 +415,7 @@ pub fn scrub_secrets(data: &[u8]) {
         let mut streams: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
         while let Ok(Some(Item::Packet(p))) = r.next_item() {
             if let Ok(d) = crate::wire::decode(p.meta.link_type, p.data()) {
-                streams[usize::from(d.sport == 80)].extend_from_slice(d.payload);
+                streams[usize::from(d.sport == port)].extend_from_slice(d.payload);
             }
         }
         for st in &streams {

@@ -81,7 +81,7 @@ fn shipped_captures_pass_the_pipeline_and_reader_targets() {
 fn planted_secrets_never_survive_generated_conversations() {
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     for _ in 0..300 {
-        let data: Vec<u8> = (0..48)
+        let data: Vec<u8> = (0..96)
             .map(|_| {
                 seed ^= seed << 13;
                 seed ^= seed >> 7;

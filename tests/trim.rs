@@ -121,6 +121,60 @@ fn dns_over_tcp_is_kept_like_dns_over_udp() {
     assert_eq!(attempts[0]["dns"]["name"], "ws.test");
 }
 
+/// The edges of DNS over TCP, on hand-built connections a millisecond a packet: a lookup
+/// never answered is kept (diagnose: it got no answer); answered lookups past the 64 KiB a
+/// connection is read for (a zone transfer) are still judged by what was read (answered, used
+/// by nothing: dropped); another protocol on port 53 is not DNS.
+#[test]
+fn dns_over_tcp_edges() {
+    let dir = tmpdir();
+    let q = dns_over_tcp("ws.example.com");
+    let mut frames = Conv::new(40100, 53).send(0, &q, 1400).close();
+    let mut transfer = Conv::new(40101, 53);
+    for _ in 0..2 {
+        let mut r = q[2..].to_vec();
+        r[2..4].copy_from_slice(&[0x84, 0x00]);
+        r[6..8].copy_from_slice(&2500u16.to_be_bytes());
+        for i in 0..2500u32 {
+            r.extend([0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+            r.extend(i.to_be_bytes());
+        }
+        let mut framed = (r.len() as u16).to_be_bytes().to_vec();
+        framed.extend(r);
+        transfer.send(0, &q, 1400).send(1, &framed, 1400);
+    }
+    frames.extend(transfer.close());
+    frames.extend(Conv::new(40102, 53).send(0, b"\x00\x00\x00\x10hello, not dns", 1400).close());
+    let input = dir.path().join("dns-tcp-edges.pcap");
+    std::fs::write(&input, pcap_spaced(&frames, 1000)).unwrap();
+
+    let flows = run(&["flows", "--json", input.to_str().unwrap()]);
+    let got: Vec<(String, String, String)> = String::from_utf8(flows.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|f| {
+            let s = |k: &str| f[k].as_str().unwrap().to_string();
+            (s("class"), s("verdict"), s("why"))
+        })
+        .collect();
+    let want = [
+        ("dns", "kept", "unanswered lookup"),
+        ("dns", "dropped", "lookup of another name"),
+        ("other", "dropped", "not HTTP, TLS or WebSocket"),
+    ];
+    assert_eq!(got, want.map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())));
+
+    let out = trim_to(&input, dir.path(), &[]);
+    let kept = read_packets(&out);
+    assert_eq!(kept.len(), 6, "the unanswered lookup whole: handshake, query, FINs");
+    let d = run(&["diagnose", "--json", input.to_str().unwrap()]);
+    let d: serde_json::Value = serde_json::from_slice(&d.stdout).unwrap();
+    let f = d["findings"].as_array().unwrap().iter().find(|f| f["code"] == "dns-failure").expect("dns-failure");
+    assert!(f["message"].as_str().unwrap().contains("got no answer"), "{f}");
+    assert_eq!(d["attempts"].as_array().unwrap().len(), 0, "{d}");
+}
+
 #[test]
 fn unrelated_flows_are_dropped() {
     require_tshark();

@@ -416,14 +416,13 @@ impl Engine {
         }
         let (failure, selected, answered) = (lk.failure, lk.selected, lk.answered);
         let named = lk.names_a_kept_host(&self.kept_names, &self.kept_addrs);
-        // A long-lived connection to a resolver is read up to a head's limit; past it, its
-        // bytes are bulk.
+        // A long-lived connection to a resolver (or a zone transfer) is read up to a head's
+        // limit; past it, its bytes are bulk, and what was read still decides it.
         if flow.dirs.iter().any(|d| d.head.len() >= crate::proto::http::MAX_HEAD_BYTES) {
             for d in &mut flow.dirs {
                 d.phase = Phase::Bulk;
                 d.head = Vec::new();
             }
-            flow.lookup = None;
         }
         let undecided = flow.class == Class::Undecided;
         if self.ev.on {

@@ -388,3 +388,107 @@ pub fn without_secrets(input: &Path, dir: &Path) -> PathBuf {
     std::fs::write(&p, out).unwrap();
     p
 }
+
+/// A TCP conversation from the client's port to the server's, as packets on Ethernet: hand-built
+/// edge cases (planted secrets, protocols no test server speaks).
+pub struct Conv {
+    pub client: ([u8; 4], u16),
+    pub server: ([u8; 4], u16),
+    pub seq: [u32; 2],
+    pub frames: Vec<Vec<u8>>,
+}
+
+impl Conv {
+    pub fn new(cport: u16, sport: u16) -> Conv {
+        let mut c =
+            Conv { client: ([10, 0, 0, 1], cport), server: ([10, 0, 0, 2], sport), seq: [1000, 5000], frames: vec![] };
+        c.segment(0, &[], true, false);
+        c.seq[0] += 1;
+        c.segment(1, &[], true, false);
+        c.seq[1] += 1;
+        c.segment(0, &[], false, false);
+        c
+    }
+
+    /// A conversation whose SYN carries data (TCP Fast Open).
+    pub fn fast_open(cport: u16, sport: u16, data: &[u8]) -> Conv {
+        let mut c =
+            Conv { client: ([10, 0, 0, 1], cport), server: ([10, 0, 0, 2], sport), seq: [1000, 5000], frames: vec![] };
+        c.segment(0, data, true, false);
+        c.seq[0] += 1 + data.len() as u32;
+        c.segment(1, &[], true, false);
+        c.seq[1] += 1;
+        c
+    }
+
+    pub fn segment(&mut self, from: usize, payload: &[u8], syn: bool, fin: bool) {
+        let (src, dst) = if from == 0 { (self.client, self.server) } else { (self.server, self.client) };
+        let mut b =
+            etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1 + from as u8], [2, 0, 0, 0, 0, 2 - from as u8])
+                .ipv4(src.0, dst.0, 64)
+                .tcp(src.1, dst.1, self.seq[from], 65535);
+        // Every segment but the client's SYN acknowledges the other side.
+        if !(syn && from == 0) {
+            b = b.ack(self.seq[1 - from]);
+        }
+        if syn {
+            b = b.syn();
+        }
+        if fin {
+            b = b.fin();
+        }
+        let mut v = Vec::new();
+        b.write(&mut v, payload).unwrap();
+        self.frames.push(v);
+    }
+
+    /// Data from one side, in segments of at most `mss` bytes.
+    pub fn send(&mut self, from: usize, data: &[u8], mss: usize) -> &mut Conv {
+        for chunk in data.chunks(mss) {
+            self.segment(from, chunk, false, false);
+            self.seq[from] += chunk.len() as u32;
+        }
+        self
+    }
+
+    pub fn close(&mut self) -> Vec<Vec<u8>> {
+        self.segment(0, &[], false, true);
+        self.seq[0] += 1;
+        self.segment(1, &[], false, true);
+        std::mem::take(&mut self.frames)
+    }
+}
+
+/// A pcap of Ethernet frames, one a second.
+pub fn pcap(frames: &[Vec<u8>]) -> Vec<u8> {
+    pcap_spaced(frames, 1_000_000)
+}
+
+/// A pcap of Ethernet frames, `micros` apart.
+pub fn pcap_spaced(frames: &[Vec<u8>], micros: u64) -> Vec<u8> {
+    let mut v = Vec::new();
+    for x in [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 262_144, 1] {
+        v.extend(x.to_le_bytes());
+    }
+    for (i, f) in frames.iter().enumerate() {
+        let t = 1_700_000_000_000_000 + i as u64 * micros;
+        for x in [(t / 1_000_000) as u32, (t % 1_000_000) as u32, f.len() as u32, f.len() as u32] {
+            v.extend(x.to_le_bytes());
+        }
+        v.extend(f);
+    }
+    v
+}
+
+/// A DNS query over TCP, framed by its two-byte length, asking for `name`.
+pub fn dns_over_tcp(name: &str) -> Vec<u8> {
+    let mut m = vec![0x4a, 0x11, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.') {
+        m.push(label.len() as u8);
+        m.extend(label.as_bytes());
+    }
+    m.extend([0, 0, 1, 0, 1]);
+    let mut framed = (m.len() as u16).to_be_bytes().to_vec();
+    framed.extend(m);
+    framed
+}
