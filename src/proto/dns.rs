@@ -221,16 +221,21 @@ fn walk(m: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn nxdomain_response_is_a_failure() {
-        let mut q = simple_dns::Packet::new_query(7);
+    /// A query for `name`'s A record, built by simple-dns.
+    fn query_for(id: u16, name: &str) -> Vec<u8> {
+        let mut q = simple_dns::Packet::new_query(id);
         q.questions.push(simple_dns::Question::new(
-            simple_dns::Name::new_unchecked("No-Such.test"),
+            simple_dns::Name::new_unchecked(name),
             simple_dns::TYPE::A.into(),
             simple_dns::CLASS::IN.into(),
             false,
         ));
-        let mut bytes = q.build_bytes_vec().unwrap();
+        q.build_bytes_vec().unwrap()
+    }
+
+    #[test]
+    fn nxdomain_response_is_a_failure() {
+        let mut bytes = query_for(7, "No-Such.test");
         bytes[2] |= 0x80;
         bytes[3] = (bytes[3] & 0xf0) | RCODE_NXDOMAIN;
         let m = parse(&bytes).unwrap();
@@ -275,14 +280,7 @@ mod tests {
 
     #[test]
     fn tcp_frames_are_length_prefixed_messages() {
-        let mut q = simple_dns::Packet::new_query(9);
-        q.questions.push(simple_dns::Question::new(
-            simple_dns::Name::new_unchecked("ws.test"),
-            simple_dns::TYPE::A.into(),
-            simple_dns::CLASS::IN.into(),
-            false,
-        ));
-        let m = q.build_bytes_vec().unwrap();
+        let m = query_for(9, "ws.test");
         let mut framed = (m.len() as u16).to_be_bytes().to_vec();
         framed.extend_from_slice(&m);
         assert_eq!(tcp_frame(&framed), TcpFrame::Whole(m.len()));
