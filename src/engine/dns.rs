@@ -8,7 +8,8 @@ use std::collections::VecDeque;
 use rustc_hash::FxHashMap;
 
 use super::{
-    Class, Content, Decision, Decoded, Engine, Event, Flow, FlowKey, Phase, Proto, Side, Stats, Verdict, WaitOn,
+    Class, Content, Decision, Decoded, Engine, Event, Flow, FlowKey, Phase, Proto, REORDER_MARK, Side, Stats, Verdict,
+    WaitOn, Waiting,
 };
 use crate::capture::RecordMeta;
 use crate::proto::dns;
@@ -374,6 +375,25 @@ pub(super) struct TcpLookup {
     addrs: Vec<Addr>,
 }
 
+/// What follows the messages read in a direction's head.
+fn head_rest(dir: &super::Dir, read: usize) -> &[u8] {
+    if dir.phase == Phase::Collect { dir.head.get(read..).unwrap_or(&[]) } else { &[] }
+}
+
+/// Whether `rest` starts a message that has not ended yet.
+fn partial(rest: &[u8]) -> bool {
+    !rest.is_empty() && dns::tcp_frame(rest) == dns::TcpFrame::Partial
+}
+
+impl Flow {
+    /// A decided DNS-over-TCP flow whose `side` has sent part of a message: its packet waits
+    /// for the rest (`WaitOn::Unit`), so that the scrubber reads the message whole, with the
+    /// packets after it, before it writes any of them.
+    pub(super) fn lookup_partial(&self, side: Side) -> bool {
+        self.lookup.as_ref().is_some_and(|lk| partial(head_rest(&self.dirs[side.index()], lk.read[side.index()])))
+    }
+}
+
 impl TcpLookup {
     fn names_a_kept_host(&self, names: &rustc_hash::FxHashSet<u64>, addrs: &rustc_hash::FxHashSet<Addr>) -> bool {
         self.names.iter().any(|n| names.contains(n)) || self.addrs.iter().any(|a| addrs.contains(a))
@@ -413,6 +433,15 @@ impl Engine {
                 at += 2 + n;
             }
             lk.read[s.index()] = at;
+            // Packets that waited for a message to end (`Flow::lookup_partial`) are kept once
+            // it has.
+            let dir = &mut flow.dirs[s.index()];
+            if !partial(head_rest(dir, at)) && dir.open.iter().any(|w| w.cut & REORDER_MARK == 0) {
+                let (unit, reorder): (Vec<Waiting>, Vec<Waiting>) =
+                    dir.open.drain(..).partition(|w| w.cut & REORDER_MARK == 0);
+                dir.open = reorder;
+                self.resolved.extend(unit.iter().map(|w| (w.packet, Verdict::Keep)));
+            }
         }
         let (failure, selected, answered) = (lk.failure, lk.selected, lk.answered);
         let named = lk.names_a_kept_host(&self.kept_names, &self.kept_addrs);

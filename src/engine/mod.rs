@@ -838,6 +838,10 @@ impl Engine {
                 if fin_rst || syn {
                     return Decision::Now(Verdict::Keep);
                 }
+                if payload.is_some() && flow.lookup_partial(side) {
+                    flow.dirs[side.index()].open.push(Waiting { packet, cut });
+                    return Decision::Wait(WaitOn::Unit(side));
+                }
                 if verdict.is_none() {
                     // No payload: part of the handshake until both heads are through.
                     verdict = Some(flow.dirs.iter().any(|d| matches!(d.phase, Phase::Collect | Phase::AwaitPeer)));
@@ -904,6 +908,11 @@ impl Engine {
             (Class::Undecided, _) => flow.waiting.push_back(Waiting { packet: seg.packet, cut }),
             (Class::Dropped, _) => self.resolved.push((seg.packet, Verdict::Drop)),
             (_, Consumed::Open) => {}
+            // Part of a DNS message: decided with the packet that reads it (`read_lookups`),
+            // so that the scrubber gets the message's packets together.
+            (_, Consumed::Important) if flow.content == Content::Dns => {
+                flow.dirs[side.index()].open.push(Waiting { packet: seg.packet, cut })
+            }
             (_, Consumed::Important) => self.resolved.push((seg.packet, Verdict::Keep)),
             (_, Consumed::Bulk) => {
                 let v = bulk_verdict(&self.opts, &mut flow.bulk_used, cut);
