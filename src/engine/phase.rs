@@ -125,23 +125,22 @@ impl Engine {
         base: u32,
     ) -> Consumed {
         let flow = self.flows.get_mut(&key).expect("flow exists");
-        if let Some(important) = fed.completed_open {
-            let open: Vec<Waiting> = {
-                let dir = &mut flow.dirs[side.index()];
-                let (unit, reorder): (Vec<_>, Vec<_>) = dir.open.drain(..).partition(|w| w.cut & REORDER_MARK == 0);
-                dir.open = reorder;
-                unit
-            };
-            for w in open {
-                let v = if important { Verdict::Keep } else { bulk_verdict(&self.opts, &mut flow.bulk_used, w.cut) };
-                self.resolved.push((w.packet, v));
-            }
+        // A unit header split across segments is kept whole, in every packet that carries
+        // part of it, even when its unit is bulk: cut after their TCP headers, those bytes
+        // would be missing from the output, and a reader of it (diagnose of a trimmed capture)
+        // could not tell where the unit ends, losing every later frame, the close included.
+        let straddled = fed.completed_open.is_some();
+        if straddled {
+            let dir = &mut flow.dirs[side.index()];
+            let (unit, reorder): (Vec<_>, Vec<_>) = dir.open.drain(..).partition(|w| w.cut & REORDER_MARK == 0);
+            dir.open = reorder;
+            self.resolved.extend(unit.iter().map(|w| (w.packet, Verdict::Keep)));
         }
         let dir = &mut flow.dirs[side.index()];
         if fed.failed {
             dir.phase = Phase::Bulk;
         }
-        if fed.important {
+        if fed.important || straddled {
             dir.remember_important(start, start + len);
             Consumed::Important
         } else if fed.open_header {
