@@ -501,6 +501,26 @@ fn a_head_split_into_single_bytes_keeps_its_findings_through_scrub() {
     assert_eq!(codes(&x), codes(&diagnosis(&run_trim(&pcap, true, true))));
 }
 
+/// Found by the property test above: a lookup over TCP named by an upgrade while its answer was
+/// arriving a byte a segment. The packets that had waited for the lookup's verdict were
+/// written at once, the answer's first bytes among them, ahead of the rest of the answer, and
+/// the scrubber, meeting them alone, overwrote the answer.
+#[test]
+fn a_lookup_over_tcp_decided_mid_answer_keeps_its_findings_through_scrub() {
+    let flows = [
+        FlowSpec {
+            kind: Kind::WebSocket { frames: vec![], close_by_client: false, idle_s: 0 },
+            sizes: vec![80],
+            swap: false,
+        },
+        FlowSpec { kind: Kind::DnsTcp(false), sizes: vec![1], swap: false },
+    ];
+    let pcap = build_pcap(&flows, &[7]);
+    let x = diagnosis(&pcap);
+    assert_eq!(codes(&x), codes(&diagnosis(&run_trim(&pcap, true, true))));
+    assert_eq!(codes(&x), codes(&diagnosis(&run_trim(&pcap, false, true))));
+}
+
 /// Found by the property test above: a lookup over TCP, kept as soon as its query was read
 /// (the upgrade before it named the host), answered one byte per segment with neighbours
 /// swapped. A segment released from reordering was written before the message it belongs to

@@ -22,6 +22,13 @@ impl Engine {
                 };
                 if flow.content == Content::Dns {
                     forget_waiting(&mut flow.waiting, packet);
+                    if flow.class != Class::Undecided {
+                        // Decided while a message was arriving: it waited for the message.
+                        for d in &mut flow.dirs {
+                            d.open.retain(|w| w.packet != packet);
+                        }
+                        return if flow.class.kept() { Verdict::Keep } else { Verdict::Drop };
+                    }
                     return self.force_lookup(ticket.key);
                 }
                 if flow.hello_waits.is_some() {

@@ -480,6 +480,11 @@ impl Engine {
                 d.head = Vec::new();
             }
             flow.lookup = None;
+        } else if let Some(s) = [Side::A, Side::B].into_iter().find(|&s| flow.lookup_partial(s)) {
+            // A message is still arriving: what waited is decided with it, so that the
+            // scrubber reads the packets of both directions in order, together.
+            let waited: Vec<Waiting> = flow.waiting.drain(..).collect();
+            flow.dirs[s.index()].open.extend(waited);
         }
         self.on_classified(key);
     }
