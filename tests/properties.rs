@@ -429,8 +429,19 @@ fn codes(d: &Value) -> Vec<(String, String)> {
     v
 }
 
+/// The same cases every run unless `PROPTEST_RNG_SEED` asks for others (with
+/// `PROPTEST_CASES` for more of them): a suite that fails one run in twenty on a rare case is
+/// no signal. Random seeds at volume are how the cases below were found.
+fn config() -> ProptestConfig {
+    let mut c = ProptestConfig { cases: 256, ..ProptestConfig::default() };
+    if matches!(c.rng_seed, proptest::test_runner::RngSeed::Random) {
+        c.rng_seed = proptest::test_runner::RngSeed::Fixed(0x5eed_0f_ca97);
+    }
+    c
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(config())]
 
     #[test]
     fn trim_scrub_and_diagnose_invariants(
