@@ -526,10 +526,7 @@ fn a_lookup_over_tcp_decided_mid_answer_keeps_its_findings_through_scrub() {
         },
         FlowSpec { kind: Kind::DnsTcp(false), sizes: vec![1], swap: false },
     ];
-    let pcap = build_pcap(&flows, &[7]);
-    let x = diagnosis(&pcap);
-    assert_eq!(codes(&x), codes(&diagnosis(&run_trim(&pcap, true, true))));
-    assert_eq!(codes(&x), codes(&diagnosis(&run_trim(&pcap, false, true))));
+    assert_scrubbing_keeps_findings(&build_pcap(&flows, &[7]));
 }
 
 /// Found by the property test above: a lookup over TCP, kept as soon as its query was read
@@ -543,10 +540,14 @@ fn an_answer_over_tcp_split_and_reordered_keeps_its_findings_through_scrub() {
         FlowSpec { kind: Kind::DnsTcp(false), sizes: vec![1], swap: true },
         FlowSpec { kind: Kind::Rejected(426), sizes: vec![2], swap: false },
     ];
-    let pcap = build_pcap(&flows, &[13]);
-    let x = diagnosis(&pcap);
-    assert_eq!(codes(&x), codes(&diagnosis(&run_trim(&pcap, true, true))));
-    assert_eq!(codes(&x), codes(&diagnosis(&run_trim(&pcap, false, true))));
+    assert_scrubbing_keeps_findings(&build_pcap(&flows, &[13]));
+}
+
+/// diagnose(scrub(x)) and diagnose(trim --scrub(x)) have the findings of diagnose(x).
+fn assert_scrubbing_keeps_findings(pcap: &[u8]) {
+    let x = diagnosis(pcap);
+    assert_eq!(codes(&x), codes(&diagnosis(&run_trim(pcap, true, true))));
+    assert_eq!(codes(&x), codes(&diagnosis(&run_trim(pcap, false, true))));
 }
 
 /// Found by the property test above: a server's data frames sent one byte per segment, then
