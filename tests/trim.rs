@@ -122,9 +122,9 @@ fn dns_over_tcp_is_kept_like_dns_over_udp() {
 }
 
 /// The edges of DNS over TCP, on hand-built connections a millisecond a packet: a lookup
-/// never answered is kept (diagnose: it got no answer); answered lookups past the 64 KiB a
-/// connection is read for (a zone transfer) are still judged by what was read (answered, used
-/// by nothing: dropped); another protocol on port 53 is not DNS.
+/// never answered is kept (diagnose: it got no answer); a connection carrying 80 KB of
+/// answers (a zone transfer), more than a head may hold, is judged by its lookups (answered,
+/// used by nothing: dropped); another protocol on port 53 is not DNS.
 #[test]
 fn dns_over_tcp_edges() {
     let dir = tmpdir();

@@ -364,8 +364,6 @@ impl Engine {
 /// address; dropped when it was answered and no kept flow used it within the wait.
 #[derive(Default)]
 pub(super) struct TcpLookup {
-    /// How far each direction's head has been read, message by message.
-    read: [usize; 2],
     answered: bool,
     failure: bool,
     selected: bool,
@@ -375,9 +373,12 @@ pub(super) struct TcpLookup {
     addrs: Vec<Addr>,
 }
 
-/// What follows the messages read in a direction's head.
-fn head_rest(dir: &super::Dir, read: usize) -> &[u8] {
-    if dir.phase == Phase::Collect { dir.head.get(read..).unwrap_or(&[]) } else { &[] }
+/// Names and addresses a DNS-over-TCP flow keeps for naming checks while undecided.
+const MAX_TCP_LOOKUP_NAMES: usize = 64;
+
+/// What a direction's head holds after the messages read from it: part of the next one.
+fn head_rest(dir: &super::Dir) -> &[u8] {
+    if dir.phase == Phase::Collect { &dir.head } else { &[] }
 }
 
 /// Whether `rest` starts a message that has not ended yet.
@@ -390,7 +391,7 @@ impl Flow {
     /// for the rest (`WaitOn::Unit`), so that the scrubber reads the message whole, with the
     /// packets after it, before it writes any of them.
     pub(super) fn lookup_partial(&self, side: Side) -> bool {
-        self.lookup.as_ref().is_some_and(|lk| partial(head_rest(&self.dirs[side.index()], lk.read[side.index()])))
+        self.lookup.is_some() && partial(head_rest(&self.dirs[side.index()]))
     }
 }
 
@@ -414,29 +415,37 @@ impl Engine {
     pub(super) fn read_lookups(&mut self, key: FlowKey) {
         let flow = self.flows.get_mut(&key).expect("flow exists");
         let conv = flow.conv;
+        let undecided = flow.class == Class::Undecided;
         let lk = flow.lookup.get_or_insert_with(Box::default);
         let mut messages = Vec::new();
         for s in [Side::A, Side::B] {
-            let head = &flow.dirs[s.index()].head;
-            let mut at = lk.read[s.index()];
-            while let Some(rest) = head.get(at..)
+            let dir = &mut flow.dirs[s.index()];
+            let mut at = 0;
+            while let Some(rest) = dir.head.get(at..)
                 && let dns::TcpFrame::Whole(n) = dns::tcp_frame(rest)
             {
                 if let Some(m) = dns::parse(&rest[2..2 + n]) {
                     lk.answered |= m.response;
                     lk.failure |= m.is_failure();
                     lk.selected |= m.names.iter().any(|n| self.opts.select.host_matches(n));
-                    lk.names.extend(m.names.iter().map(|n| name_key(n)));
-                    lk.addrs.extend(m.addrs.iter().copied());
+                    // What a kept flow may yet name; a long-lived connection to a resolver
+                    // carries thousands of lookups, and the first are what an attempt follows.
+                    if undecided && lk.names.len() + lk.addrs.len() < MAX_TCP_LOOKUP_NAMES {
+                        lk.names.extend(m.names.iter().map(|n| name_key(n)));
+                        lk.addrs.extend(m.addrs.iter().copied());
+                    }
                     messages.push((s, m));
                 }
                 at += 2 + n;
             }
-            lk.read[s.index()] = at;
+            // Messages read are let go: the head holds at most the one still arriving.
+            if at > 0 {
+                dir.head.drain(..at);
+                dir.head_start += at as u64;
+            }
             // Packets that waited for a message to end (`Flow::lookup_partial`) are kept once
             // it has.
-            let dir = &mut flow.dirs[s.index()];
-            if !partial(head_rest(dir, at)) && dir.open.iter().any(|w| w.cut & REORDER_MARK == 0) {
+            if !partial(head_rest(dir)) && dir.open.iter().any(|w| w.cut & REORDER_MARK == 0) {
                 let (unit, reorder): (Vec<Waiting>, Vec<Waiting>) =
                     dir.open.drain(..).partition(|w| w.cut & REORDER_MARK == 0);
                 dir.open = reorder;
@@ -445,15 +454,14 @@ impl Engine {
         }
         let (failure, selected, answered) = (lk.failure, lk.selected, lk.answered);
         let named = lk.names_a_kept_host(&self.kept_names, &self.kept_addrs);
-        // A long-lived connection to a resolver (or a zone transfer) is read up to a head's
-        // limit; past it, its bytes are bulk, and what was read still decides it.
+        // A message longer than a head may hold (a zone transfer) is not read; the
+        // connection's bytes are bulk from there, and what was read still decides it.
         if flow.dirs.iter().any(|d| d.head.len() >= crate::proto::http::MAX_HEAD_BYTES) {
             for d in &mut flow.dirs {
                 d.phase = Phase::Bulk;
                 d.head = Vec::new();
             }
         }
-        let undecided = flow.class == Class::Undecided;
         if self.ev.on {
             for (s, m) in messages {
                 self.ev.push(conv, key, s, Event::Dns(Box::new(m)));
