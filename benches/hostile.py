@@ -11,6 +11,8 @@
             every one waiting for a classification that never comes
   dns       2,000,000 DNS queries (distinct names and ids, from a few thousand ports), none
             ever answered
+  dnstcp    15,000 DNS-over-TCP connections, each a whole query and then 30 KB of a 60 KB
+            message that never ends (every connection holds part of a message)
   trickle   20 WebSocket upgrade requests whose 60 KB heads come one byte per segment
             (1.2 million segments), each head searched for its end as it grows, and 20 TLS
             ClientHellos of 9 KB cut into one-byte records, a record per segment
@@ -146,6 +148,19 @@ def dns(p, n=2_000_000):
         p.udp(ip_of(i % 5000), resolver, 1024 + i % 4000, 53, q, dt=3)
 
 
+def dnstcp(p, conns=15_000):
+    resolver = bytes([10, 9, 0, 53])
+    query = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x02ws\x07example\x00\x00\x01\x00\x01"
+    data = struct.pack("!H", len(query)) + query + struct.pack("!H", 60_000) + query[:12] + b"\0" * 29_000
+    for i in range(conns):
+        c, sp = ip_of(i + 7), 10_000 + i % 50_000
+        p.tcp(c, resolver, sp, 53, 1000, 0, SYN)
+        p.tcp(resolver, c, 53, sp, 5000, 1001, SYN | ACK)
+        p.tcp(c, resolver, sp, 53, 1001, 5001, ACK)
+        for k in range(0, len(data), 1400):
+            p.tcp(c, resolver, sp, 53, 1001 + k, 5001, ACK, data[k:k + 1400], dt=1)
+
+
 def trickle(p, conns=20, pad=60_000):
     for i in range(conns):
         c, sp = ip_of(i + 3), 20000 + i
@@ -177,5 +192,5 @@ if __name__ == "__main__":
     kind, out = sys.argv[1], sys.argv[2]
     p = Pcap(out)
     {"flows": flows, "header": header, "synflood": synflood, "reorder": reorder, "acks": acks, "dns": dns,
-     "trickle": trickle}[kind](p)
+     "dnstcp": dnstcp, "trickle": trickle}[kind](p)
     p.close()

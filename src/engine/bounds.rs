@@ -22,6 +22,7 @@ impl Engine {
                 };
                 if flow.content == Content::Dns {
                     forget_waiting(&mut flow.waiting, packet);
+                    flow.give_up_partial_lookups();
                     if flow.class != Class::Undecided {
                         // Decided while a message was arriving: it waited for the message.
                         for d in &mut flow.dirs {
@@ -56,6 +57,9 @@ impl Engine {
             WaitOn::Unit(side) => {
                 if let Some(flow) = self.flows.get_mut(&ticket.key) {
                     flow.dirs[side.index()].open.retain(|w| w.packet != packet);
+                    if flow.content == Content::Dns {
+                        flow.give_up_partial_lookups();
+                    }
                 }
                 Verdict::Keep
             }

@@ -387,6 +387,18 @@ fn partial(rest: &[u8]) -> bool {
 }
 
 impl Flow {
+    /// A message that did not end while its packets could wait is not read: its bytes are
+    /// bulk from there, and its head is let go. So what DNS-over-TCP flows hold is bounded
+    /// by the waiting queue, not by the number of flows an attacker opens.
+    pub(super) fn give_up_partial_lookups(&mut self) {
+        for d in &mut self.dirs {
+            if partial(head_rest(d)) {
+                d.phase = Phase::Bulk;
+                d.head = Vec::new();
+            }
+        }
+    }
+
     /// A decided DNS-over-TCP flow whose `side` has sent part of a message: its packet waits
     /// for the rest (`WaitOn::Unit`), so that the scrubber reads the message whole, with the
     /// packets after it, before it writes any of them.
