@@ -11,8 +11,8 @@
             every one waiting for a classification that never comes
   dns       2,000,000 DNS queries (distinct names and ids, from a few thousand ports), none
             ever answered
-  dnstcp    15,000 DNS-over-TCP connections, each a whole query and then 30 KB of a 60 KB
-            message that never ends (every connection holds part of a message)
+  dnstcp    15,000 DNS-over-TCP connections, each sending 30 KB of a 60 KB message that never
+            ends, half of them after a whole query (every connection holds part of a message)
   trickle   20 WebSocket upgrade requests whose 60 KB heads come one byte per segment
             (1.2 million segments), each head searched for its end as it grows, and 20 TLS
             ClientHellos of 9 KB cut into one-byte records, a record per segment
@@ -151,8 +151,9 @@ def dns(p, n=2_000_000):
 def dnstcp(p, conns=15_000):
     resolver = bytes([10, 9, 0, 53])
     query = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x02ws\x07example\x00\x00\x01\x00\x01"
-    data = struct.pack("!H", len(query)) + query + struct.pack("!H", 60_000) + query[:12] + b"\0" * 29_000
+    partial = struct.pack("!H", 60_000) + query[:12] + b"\0" * 29_000
     for i in range(conns):
+        data = (struct.pack("!H", len(query)) + query if i % 2 else b"") + partial
         c, sp = ip_of(i + 7), 10_000 + i % 50_000
         p.tcp(c, resolver, sp, 53, 1000, 0, SYN)
         p.tcp(resolver, c, 53, sp, 5000, 1001, SYN | ACK)

@@ -175,6 +175,27 @@ fn dns_over_tcp_edges() {
     assert_eq!(d["attempts"].as_array().unwrap().len(), 0, "{d}");
 }
 
+/// A DNS-over-TCP message that never ends is not waited for: once its first packets have
+/// waited as long as any packet may (ten seconds here, a packet a second), the lookup is decided
+/// (unanswered: kept) and the rest of the connection is bulk, cut after its TCP headers, so
+/// that connections like it cannot each hold 64 KiB.
+#[test]
+fn a_dns_message_over_tcp_that_never_ends_is_given_up() {
+    let dir = tmpdir();
+    let mut partial = 60_000u16.to_be_bytes().to_vec();
+    partial.extend(&dns_over_tcp("ws.example.com")[2..14]);
+    partial.extend(vec![0u8; 28_000]);
+    let frames = Conv::new(40110, 53).send(0, &dns_over_tcp("ws.example.com"), 1400).send(0, &partial, 1400).close();
+    let input = dir.path().join("dns-tcp-never-ends.pcap");
+    std::fs::write(&input, pcap(&frames)).unwrap();
+    let out = trim_to(&input, dir.path(), &[]);
+    let (before, after) = (read_packets(&input), read_packets(&out));
+    assert_eq!(before.len(), after.len(), "the unanswered lookup's connection is kept");
+    let cut = before.iter().zip(&after).filter(|(b, a)| a.data.len() < b.data.len()).count();
+    assert!(cut >= 5, "the message's later segments are cut as bulk ({cut} cut)");
+    assert!(after[3].data.len() == before[3].data.len(), "the query stays whole");
+}
+
 #[test]
 fn unrelated_flows_are_dropped() {
     require_tshark();

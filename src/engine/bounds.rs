@@ -41,6 +41,10 @@ impl Engine {
                     return if flow.class.kept() { Verdict::Keep } else { Verdict::Drop };
                 }
                 forget_waiting(&mut flow.waiting, packet);
+                // On port 53, the first message too: one that never ends is not waited for.
+                if ticket.key.port_a == DNS_PORT || ticket.key.port_b == DNS_PORT {
+                    flow.give_up_partial_lookups();
+                }
                 if !flow.syn_seen {
                     return Verdict::Drop;
                 }
