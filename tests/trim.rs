@@ -178,7 +178,8 @@ fn dns_over_tcp_edges() {
 /// A DNS-over-TCP message that never ends is not waited for: once its first packets have
 /// waited as long as any packet may (ten seconds here, a packet a second), the lookup is decided
 /// (unanswered: kept) and the rest of the connection is bulk, cut after its TCP headers, so
-/// that connections like it cannot each hold 64 KiB.
+/// that connections like it cannot each hold 64 KiB; a first message that never ends makes
+/// the connection another protocol's.
 #[test]
 fn a_dns_message_over_tcp_that_never_ends_is_given_up() {
     let dir = tmpdir();
@@ -194,6 +195,15 @@ fn a_dns_message_over_tcp_that_never_ends_is_given_up() {
     let cut = before.iter().zip(&after).filter(|(b, a)| a.data.len() < b.data.len()).count();
     assert!(cut >= 5, "the message's later segments are cut as bulk ({cut} cut)");
     assert!(after[3].data.len() == before[3].data.len(), "the query stays whole");
+
+    // The same message as the connection's first: then it is no lookup at all, and the
+    // connection goes as another protocol on port 53 does.
+    let frames = Conv::new(40111, 53).send(0, &partial, 1400).close();
+    std::fs::write(&input, pcap(&frames)).unwrap();
+    let out = trim_to(&input, dir.path(), &["--force"]);
+    assert!(read_packets(&out).is_empty(), "a first message that never ends is given up too");
+    let flows = String::from_utf8(run(&["flows", input.to_str().unwrap()]).stdout).unwrap();
+    assert!(flows.contains("dropped: not HTTP, TLS or WebSocket"), "{flows}");
 }
 
 #[test]

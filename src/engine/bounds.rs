@@ -41,9 +41,14 @@ impl Engine {
                     return if flow.class.kept() { Verdict::Keep } else { Verdict::Drop };
                 }
                 forget_waiting(&mut flow.waiting, packet);
-                // On port 53, the first message too: one that never ends is not waited for.
-                if ticket.key.port_a == DNS_PORT || ticket.key.port_b == DNS_PORT {
-                    flow.give_up_partial_lookups();
+                // On port 53, a first message that never ends is not waited for: the flow is
+                // what it would have been without one (not HTTP, TLS or WebSocket).
+                if (ticket.key.port_a == DNS_PORT || ticket.key.port_b == DNS_PORT) && flow.give_up_partial_lookups() {
+                    flow.class = Class::Dropped;
+                    flow.content = Content::Other;
+                    (flow.proto, flow.why) = (Proto::Other, "not HTTP, TLS or WebSocket");
+                    self.on_classified(ticket.key);
+                    return Verdict::Drop;
                 }
                 if !flow.syn_seen {
                     return Verdict::Drop;

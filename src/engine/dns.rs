@@ -390,13 +390,17 @@ impl Flow {
     /// A message that did not end while its packets could wait is not read: its bytes are
     /// bulk from there, and its head is let go. So what DNS-over-TCP flows hold is bounded
     /// by the waiting queue, not by the number of flows an attacker opens.
-    pub(super) fn give_up_partial_lookups(&mut self) {
+    /// Returns whether there was one.
+    pub(super) fn give_up_partial_lookups(&mut self) -> bool {
+        let mut any = false;
         for d in &mut self.dirs {
             if partial(head_rest(d)) {
                 d.phase = Phase::Bulk;
                 d.head = Vec::new();
+                any = true;
             }
         }
+        any
     }
 
     /// A decided DNS-over-TCP flow whose `side` has sent part of a message: its packet waits
