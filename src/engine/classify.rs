@@ -4,6 +4,7 @@
 //! directions are read in (`phase.rs`).
 
 use super::*;
+use crate::proto::dns::{TcpFrame, tcp_frame};
 
 impl Engine {
     /// Classifies an undecided flow from the bytes collected so far (and finds what a flow to
@@ -112,19 +113,19 @@ impl Engine {
             // DNS over TCP: on port 53, and only if it parses as DNS. Either side's first
             // message says which side asks.
             if key.port_a == DNS_PORT || key.port_b == DNS_PORT {
-                match crate::proto::dns::tcp_frame(head) {
-                    crate::proto::dns::TcpFrame::Whole(_) => {
+                match tcp_frame(head) {
+                    TcpFrame::Whole(_) => {
                         let response = head[4] & 0x80 != 0;
                         flow.client = Some(if response { s.other() } else { s });
                         content = Content::Dns;
                         label = (Proto::Dns, dns::ANOTHER_NAME);
                         break;
                     }
-                    crate::proto::dns::TcpFrame::Partial => {
+                    TcpFrame::Partial => {
                         undecided_any = true;
                         continue;
                     }
-                    crate::proto::dns::TcpFrame::NotDns => {}
+                    TcpFrame::NotDns => {}
                 }
             }
             if server_side {

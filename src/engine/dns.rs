@@ -8,8 +8,8 @@ use std::collections::VecDeque;
 use rustc_hash::FxHashMap;
 
 use super::{
-    Class, Content, Decision, Decoded, Engine, Event, Flow, FlowKey, Phase, Proto, REORDER_MARK, Side, Stats, Verdict,
-    WaitOn, Waiting,
+    Class, Content, Decision, Decoded, Engine, Event, Flow, FlowKey, Phase, Proto, Side, Stats, Verdict, WaitOn,
+    Waiting,
 };
 use crate::capture::RecordMeta;
 use crate::proto::dns;
@@ -395,8 +395,7 @@ impl Flow {
         let mut any = false;
         for d in &mut self.dirs {
             if partial(head_rest(d)) {
-                d.phase = Phase::Bulk;
-                d.head = Vec::new();
+                d.stop_reading();
                 any = true;
             }
         }
@@ -461,11 +460,8 @@ impl Engine {
             }
             // Packets that waited for a message to end (`Flow::lookup_partial`) are kept once
             // it has.
-            if !partial(head_rest(dir)) && dir.open.iter().any(|w| w.cut & REORDER_MARK == 0) {
-                let (unit, reorder): (Vec<Waiting>, Vec<Waiting>) =
-                    dir.open.drain(..).partition(|w| w.cut & REORDER_MARK == 0);
-                dir.open = reorder;
-                self.resolved.extend(unit.iter().map(|w| (w.packet, Verdict::Keep)));
+            if !partial(head_rest(dir)) {
+                dir.keep_unit_waiters(&mut self.resolved);
             }
         }
         let (failure, selected, answered) = (lk.failure, lk.selected, lk.answered);
@@ -473,10 +469,7 @@ impl Engine {
         // A message longer than a head may hold (a zone transfer) is not read; the
         // connection's bytes are bulk from there, and what was read still decides it.
         if flow.dirs.iter().any(|d| d.head.len() >= crate::proto::http::MAX_HEAD_BYTES) {
-            for d in &mut flow.dirs {
-                d.phase = Phase::Bulk;
-                d.head = Vec::new();
-            }
+            flow.dirs.iter_mut().for_each(super::Dir::stop_reading);
         }
         if self.ev.on {
             for (s, m) in messages {

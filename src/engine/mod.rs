@@ -201,6 +201,22 @@ impl Dir {
         self.handshake_end.is_none_or(|end| from < end)
             || self.important.iter().any(|&(a, b)| a < to && from < b && b > a)
     }
+
+    /// Keeps the packets that waited for a unit to end (not those held for reordering):
+    /// the unit has ended.
+    fn keep_unit_waiters(&mut self, resolved: &mut Vec<(u64, Verdict)>) {
+        if self.open.iter().any(|w| w.cut & REORDER_MARK == 0) {
+            let (unit, reorder): (Vec<_>, Vec<_>) = self.open.drain(..).partition(|w| w.cut & REORDER_MARK == 0);
+            self.open = reorder;
+            resolved.extend(unit.iter().map(|w| (w.packet, Verdict::Keep)));
+        }
+    }
+
+    /// Reads this direction no further: its bytes are bulk from here.
+    fn stop_reading(&mut self) {
+        self.phase = Phase::Bulk;
+        self.head = Vec::new();
+    }
 }
 
 /// What a flow carries, as `flows` names it.

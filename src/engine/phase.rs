@@ -131,10 +131,7 @@ impl Engine {
         // could not tell where the unit ends, losing every later frame, the close included.
         let straddled = fed.completed_open.is_some();
         if straddled {
-            let dir = &mut flow.dirs[side.index()];
-            let (unit, reorder): (Vec<_>, Vec<_>) = dir.open.drain(..).partition(|w| w.cut & REORDER_MARK == 0);
-            dir.open = reorder;
-            self.resolved.extend(unit.iter().map(|w| (w.packet, Verdict::Keep)));
+            flow.dirs[side.index()].keep_unit_waiters(&mut self.resolved);
         }
         let dir = &mut flow.dirs[side.index()];
         if fed.failed {
