@@ -151,11 +151,10 @@ enum Mode {
     AfterRequest,
     Frames(FrameCursor),
     Records(RecordCursor),
-    /// DNS over TCP: the bytes left of the current message, and whether they stay, or what
-    /// replaces them (the rest of a message pseudonymized whole).
+    /// DNS over TCP: the bytes left of the current message (a whole one, so they stay), and
+    /// what replaces them when it was pseudonymized whole.
     Dns {
         left: usize,
-        keep: bool,
         with: Vec<u8>,
     },
     Opaque,
@@ -566,7 +565,7 @@ fn start_mode(reading: Option<Reading>, side: Side) -> Mode {
         Content::Http => Mode::Sniff,
         Content::Tls => Mode::Records(RecordCursor::default()),
         Content::Frames => Mode::FramesAt { masked: r.client == Some(side) },
-        Content::Dns => Mode::Dns { left: 0, keep: false, with: Vec::new() },
+        Content::Dns => Mode::Dns { left: 0, with: Vec::new() },
         _ => Mode::Opaque,
     }
 }
@@ -679,19 +678,16 @@ fn step_mode(
             };
             (0, Event::None)
         }
-        Mode::Dns { left, keep, with } if *left > 0 => {
+        Mode::Dns { left, with } if *left > 0 => {
             let n = (*left).min(b.len());
             if !with.is_empty() {
                 b[..n].copy_from_slice(&with[..n]);
                 with.drain(..n);
-            } else if !*keep {
-                b[..n].fill(FILL);
-                tally.add(Rule::Unparsed, n);
             }
             *left -= n;
             (n, Event::None)
         }
-        Mode::Dns { left, keep, with } => {
+        Mode::Dns { left, with } => {
             // A message and its length stay only once the whole of it parses as DNS (here, or
             // with what follows in the stream); anything else ends the reading.
             let joined;
@@ -713,7 +709,7 @@ fn step_mode(
             }
             // Split over segments: kept as it is, or pseudonymized whole, this segment's part
             // now and the rest as its segments come.
-            (*left, *keep) = (2 + n, true);
+            *left = 2 + n;
             if let Some(p) = pseudo.as_deref_mut() {
                 let mut whole = framed[..2 + n].to_vec();
                 p.dns_message(&mut whole[2..], tally);
