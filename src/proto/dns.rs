@@ -148,7 +148,8 @@ fn parse_all(b: &[u8]) -> Option<Message> {
 /// What the bytes at the start of `b` are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TcpFrame {
-    /// A message of this many bytes follows the two length bytes, and it parses.
+    /// A message of this many bytes follows the two length bytes, its records ending exactly
+    /// at its end (so `parse` reads it: it refuses no message of a header's length).
     Whole(usize),
     /// Too few bytes yet, and what there is could be DNS.
     Partial,
@@ -166,7 +167,7 @@ pub fn tcp_frame(b: &[u8]) -> TcpFrame {
         return TcpFrame::NotDns;
     }
     match b.get(2..2 + len) {
-        Some(m) if walk(m) == Some(len) && parse(m).is_some() => TcpFrame::Whole(len),
+        Some(m) if walk(m) == Some(len) => TcpFrame::Whole(len),
         Some(_) => TcpFrame::NotDns,
         None => {
             let h = &b[2..];
@@ -284,6 +285,7 @@ mod tests {
         let mut framed = (m.len() as u16).to_be_bytes().to_vec();
         framed.extend_from_slice(&m);
         assert_eq!(tcp_frame(&framed), TcpFrame::Whole(m.len()));
+        assert!(parse(&m).is_some(), "a whole frame is a message parse reads");
         framed.extend_from_slice(b"\x00\x0c");
         assert_eq!(tcp_frame(&framed), TcpFrame::Whole(m.len()), "what follows is the next frame");
         assert_eq!(tcp_frame(&framed[..1]), TcpFrame::Partial);
