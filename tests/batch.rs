@@ -151,14 +151,6 @@ fn progress_only_on_a_terminal() {
     assert_eq!(err.lines().count(), 1, "{err:?}");
 }
 
-fn flows_json(file: &Path, extra: &[&str]) -> Vec<Value> {
-    let mut args = vec!["flows", "--json", file.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    let r = run(&args);
-    assert!(r.status.success(), "{}", stderr(&r));
-    String::from_utf8_lossy(&r.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-}
-
 #[test]
 fn flows_lists_each_flow_with_its_class_and_verdict() {
     let f = flows_json(&testdata().join("wss-keylog.pcapng"), &[]);

@@ -101,11 +101,8 @@ fn dns_over_tcp_is_kept_like_dns_over_udp() {
     assert_eq!(handshakes.lines().count(), 8, "{handshakes}");
     assert_subsequence(&input, &out);
 
-    let flows = run(&["flows", "--json", input.to_str().unwrap()]);
-    let dns_flows: Vec<(String, String)> = String::from_utf8(flows.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+    let dns_flows: Vec<(String, String)> = flows_json(&input, &[])
+        .into_iter()
         .filter(|f| f["class"] == "dns")
         .map(|f| (f["verdict"].as_str().unwrap().to_string(), f["why"].as_str().unwrap().to_string()))
         .collect();
@@ -148,11 +145,8 @@ fn dns_over_tcp_edges() {
     let input = dir.path().join("dns-tcp-edges.pcap");
     std::fs::write(&input, pcap_spaced(&frames, 1000)).unwrap();
 
-    let flows = run(&["flows", "--json", input.to_str().unwrap()]);
-    let got: Vec<(String, String, String)> = String::from_utf8(flows.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+    let got: Vec<(String, String, String)> = flows_json(&input, &[])
+        .into_iter()
         .map(|f| {
             let s = |k: &str| f[k].as_str().unwrap().to_string();
             (s("class"), s("verdict"), s("why"))

@@ -389,6 +389,15 @@ pub fn without_secrets(input: &Path, dir: &Path) -> PathBuf {
     p
 }
 
+/// `flows --json` of `file` (with `extra` options): one object per flow.
+pub fn flows_json(file: &Path, extra: &[&str]) -> Vec<serde_json::Value> {
+    let mut args = vec!["flows", "--json", file.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let r = run(&args);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    String::from_utf8_lossy(&r.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
 /// A TCP conversation from the client's port to the server's, as packets on Ethernet: hand-built
 /// edge cases (planted secrets, protocols no test server speaks).
 pub struct Conv {
