@@ -536,3 +536,58 @@ fn record_longer_than_its_snaplen_is_kept_with_a_warning() {
     assert!(err.contains("snap.pcap") && err.contains("packet 4") && err.contains("exceeds the snaplen 100"), "{err}");
     assert_eq!(read_packets(&out).len(), 10);
 }
+
+/// After bytes of a frame header were not captured (here a snaplen cut them), frames are read
+/// again from a segment where whole segments make a run of frames, as Wireshark reads them;
+/// a ping whose header and body came in separate segments is such a run of two. Both of its
+/// packets are kept whole, so the trimmed capture tells the same story.
+#[test]
+fn frames_are_found_again_after_lost_bytes_also_a_ping_split_over_two_segments() {
+    let mut c = Conv::new(50_000, 80);
+    c.send(0, b"GET /chat HTTP/1.1\r\nHost: ws.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", 1448);
+    c.send(1, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n", 1448);
+    // Two binary frames, the second's header inside the segment the snaplen cuts; payload
+    // bytes no header starts with (opcode 0xf).
+    let mut stream = Vec::new();
+    for len in [1500u16, 1000] {
+        stream.extend([0x82, 126]);
+        stream.extend(len.to_be_bytes());
+        stream.extend(std::iter::repeat_n(0x7f, usize::from(len)));
+    }
+    c.send(1, &stream, 1000);
+    let cut = c.frames.len() - 2;
+    c.send(1, &[0x89, 5], 1448).send(1, b"hello", 1448);
+    c.send(1, &[0x88, 2, 0x03, 0xe8], 1448);
+    c.send(0, &[0x88, 0x82, 1, 2, 3, 4, 0x03 ^ 1, 0xe8 ^ 2], 1448);
+    let frames = c.close();
+    let n = frames.len();
+    let mut x = Vec::new();
+    for v in [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 262_144, 1] {
+        x.extend(v.to_le_bytes());
+    }
+    for (i, f) in frames.iter().enumerate() {
+        let keep = if i == cut { 54 + 100 } else { f.len() };
+        for v in [1_700_000_000 + i as u32, 0, keep as u32, f.len() as u32] {
+            x.extend(v.to_le_bytes());
+        }
+        x.extend(&f[..keep]);
+    }
+    let dir = tmpdir();
+    let input = dir.path().join("snapped.pcap");
+    std::fs::write(&input, &x).unwrap();
+    let out = trim_to(&input, dir.path(), &[]);
+    let diagnosis = |f: &Path| {
+        let r = run(&["diagnose", "--json", f.to_str().unwrap()]);
+        comparable(serde_json::from_slice(&r.stdout).unwrap())
+    };
+    let d = diagnosis(&input);
+    let a = &d["attempts"][0];
+    assert_eq!((a["pings"].as_u64(), a["close_code"].as_u64()), (Some(1), Some(1000)), "{a}");
+    assert_eq!(diagnosis(&out), d, "the trimmed capture tells the same story");
+    // The ping's two packets (and the close) whole; the frame tail after the loss cut.
+    let kept = read_packets(&out);
+    let whole = |i: usize| kept.iter().any(|p| p.data == frames[i]);
+    assert!((cut + 2..cut + 5).all(whole), "ping header, ping body and close are kept whole");
+    assert!(!whole(cut + 1), "the tail of the frame whose header was lost is bulk");
+    assert_eq!(kept.len(), n);
+}

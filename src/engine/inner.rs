@@ -257,7 +257,9 @@ impl Engine {
             super::lose_sync(&mut flow.dirs[side.index()]);
         }
         let at_packet = self.ev.at.frame;
+        self.reading_inner = true;
         let consumed = self.consume(key, side, start, plain, at_packet, base);
+        self.reading_inner = false;
         let flow = self.flows.get_mut(&key).expect("flow exists");
         // The pending flow: its packets get the verdict of what the plaintext is.
         if flow.needs_content() {

@@ -481,6 +481,9 @@ pub struct Engine {
     retired: Vec<FlowRecord>,
     ev: Events,
     next_conv: u64,
+    /// Decrypted plaintext is being read (`inner.rs`): its units come a record at a time,
+    /// with no packet of their own to wait.
+    reading_inner: bool,
 }
 
 /// How long (capture time) a flow may stay idle in the table, by state.
@@ -514,6 +517,7 @@ impl Engine {
             retired: Vec::new(),
             ev: Events::new(opts_observe),
             next_conv: 0,
+            reading_inner: false,
         }
     }
 

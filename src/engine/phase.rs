@@ -4,6 +4,11 @@
 //! which phase a flow starts in.
 
 use super::*;
+use crate::proto::websocket::Run;
+
+/// How many bytes of segments after a loss of sync may wait to be read as a run of frames:
+/// a control frame (at most 131 bytes) and some to spare.
+const PROBE_BYTES: usize = 256;
 
 impl Engine {
     /// Runs new in-order bytes of one direction through its phase. `start` is the stream
@@ -53,9 +58,9 @@ impl Engine {
                 Consumed::Important
             }
             Phase::Bulk => Consumed::Bulk,
+            Phase::FramesLost if !self.reading_inner => self.resync_frames(key, side, start, bytes, packet, base),
             Phase::FramesLost => {
-                // A whole segment that is exactly a run of frames, masked as this side masks
-                // (RFC 6455 §5.1: clients mask, servers do not), starts at a boundary again.
+                // Decrypted plaintext: one record's at a time, as it comes.
                 if websocket::segment_is_frames(bytes) != Some(client == Some(side)) {
                     return Consumed::Bulk;
                 }
@@ -108,6 +113,133 @@ impl Engine {
                 }
                 self.after_feed(key, side, fed, start, bytes.len() as u64, packet, base)
             }
+        }
+    }
+
+    /// After a loss of sync, frames start again at a segment from which whole segments walk
+    /// as a run of frames (masked as this side masks, RFC 6455 §5.1) that ends exactly where
+    /// one of them ends. Wireshark reads a trimmed capture so too: it takes the first whole
+    /// segment after a cut one for a frame's start. Mostly that is one segment; a control
+    /// frame whose header and body came in separate segments needs several, which wait
+    /// (`Consumed::Open`) until the run ends or breaks, at most `PROBE_BYTES` of them, so that
+    /// trim keeps what the frames were read from. A segment that no run can start from is bulk.
+    fn resync_frames(
+        &mut self,
+        key: FlowKey,
+        side: Side,
+        start: u64,
+        bytes: &[u8],
+        packet: u64,
+        base: u32,
+    ) -> Consumed {
+        let flow = self.flows.get_mut(&key).expect("flow exists");
+        let (masked, conv) = (flow.client == Some(side), flow.conv);
+        let dir = &flow.dirs[side.index()];
+        // The candidate segments are in `head` (unused once frames are read), each one's
+        // start there and packet in `segments`; they are contiguous in the stream (a segment
+        // the capture has none of breaks them).
+        if bytes.is_empty() || dir.head.is_empty() || dir.head_start + dir.head.len() as u64 != start {
+            self.give_up_candidates(key, side, usize::MAX);
+            // Alone, a segment is read in place: most are bulk or whole runs.
+            match websocket::frames_run(bytes, &mut Some(masked)) {
+                Run::Partial if bytes.len() <= PROBE_BYTES => {}
+                Run::Exact if !bytes.is_empty() => {}
+                _ => return Consumed::Bulk,
+            }
+        }
+        let dir = &mut self.flows.get_mut(&key).expect("flow exists").dirs[side.index()];
+        if dir.head.is_empty() {
+            dir.head_start = start;
+        }
+        dir.segments.push((dir.head.len() as u32, At { frame: packet, ts_ns: self.ev.at.ts_ns }));
+        dir.head.extend_from_slice(bytes);
+        // Candidate starts go from the front until one walks as frames (or none is left).
+        let mut drop = 0;
+        let run = loop {
+            let Some(&(from, _)) = dir.segments.get(drop) else { break Run::Invalid };
+            let rest = &dir.head[from as usize..];
+            match websocket::frames_run(rest, &mut Some(masked)) {
+                Run::Exact => break Run::Exact,
+                Run::Partial if rest.len() <= PROBE_BYTES => break Run::Partial,
+                _ => drop += 1,
+            }
+        };
+        self.give_up_candidates(key, side, drop);
+        let dir = &mut self.flows.get_mut(&key).expect("flow exists").dirs[side.index()];
+        match run {
+            Run::Partial => {
+                dir.open.push(Waiting { packet, cut: base });
+                return Consumed::Open;
+            }
+            Run::Invalid => return Consumed::Bulk,
+            Run::Exact => {}
+        }
+        // A run ends here: the walk starts at its first segment, and each segment is judged
+        // as if it had come in sync (the earlier ones waited for this).
+        let head = std::mem::take(&mut dir.head);
+        let segments = std::mem::take(&mut dir.segments);
+        let head_start = dir.head_start;
+        dir.frames.resync();
+        dir.pending_close = None;
+        dir.phase = Phase::Frames;
+        let (keep_frames, now) = (self.opts.keep_frames, self.ev.at);
+        let mut consumed = Consumed::Bulk;
+        for (i, &(from, at)) in segments.iter().enumerate() {
+            let to = segments.get(i + 1).map_or(head.len(), |s| s.0 as usize);
+            let last = i + 1 == segments.len();
+            let dir = &mut self.flows.get_mut(&key).expect("flow exists").dirs[side.index()];
+            // An earlier candidate's waiting entry goes (one a bound forced has its verdict).
+            let waited = if last { Some(base) } else { take_unit_waiter(dir, at.frame) };
+            self.ev.at = at;
+            let fed = feed_units(dir, &head[from as usize..to], keep_frames, &mut self.ev, (conv, key, side));
+            let len = (to - from as usize) as u64;
+            let c = self.after_feed(key, side, fed, head_start + u64::from(from), len, at.frame, waited.unwrap_or(0));
+            let flow = self.flows.get_mut(&key).expect("flow exists");
+            match (last, waited, c) {
+                (true, ..) => consumed = c,
+                (false, Some(_), Consumed::Important) => self.resolved.push((at.frame, Verdict::Keep)),
+                (false, Some(cut), Consumed::Bulk) => {
+                    let v = bulk_verdict(&self.opts, &mut flow.bulk_used, cut);
+                    self.resolved.push((at.frame, v));
+                }
+                // Waits in `open` for the header it ends in.
+                (false, Some(_), Consumed::Open) => {}
+                // A bound decided it already.
+                (false, None, _) => {
+                    take_unit_waiter(&mut flow.dirs[side.index()], at.frame);
+                }
+            }
+        }
+        self.ev.at = now;
+        // The buffer is kept for the next loss of sync.
+        let dir = &mut self.flows.get_mut(&key).expect("flow exists").dirs[side.index()];
+        dir.head = head;
+        dir.head.clear();
+        consumed
+    }
+
+    /// Lets the first `n` candidate segments of a resynchronisation go as bulk (all of them
+    /// with `usize::MAX`); the last one, the segment being read, has no waiting entry yet.
+    fn give_up_candidates(&mut self, key: FlowKey, side: Side, n: usize) {
+        let flow = self.flows.get_mut(&key).expect("flow exists");
+        let dir = &mut flow.dirs[side.index()];
+        let n = n.min(dir.segments.len());
+        if n == 0 {
+            return;
+        }
+        for k in 0..n {
+            let packet = dir.segments[k].1.frame;
+            if let Some(cut) = take_unit_waiter(dir, packet) {
+                let v = bulk_verdict(&self.opts, &mut flow.bulk_used, cut);
+                self.resolved.push((packet, v));
+            }
+        }
+        dir.segments.drain(..n);
+        let from = dir.segments.first().map_or(dir.head.len(), |s| s.0 as usize);
+        dir.head.drain(..from);
+        dir.head_start += from as u64;
+        for s in &mut dir.segments {
+            s.0 -= from as u32;
         }
     }
 
@@ -274,6 +406,13 @@ pub(super) enum Consumed {
 
 /// Which flow and side bytes belong to, for the events they yield.
 pub(super) type Source = (u64, FlowKey, Side);
+
+/// Removes a packet's entry from the packets waiting for a unit (not one held for
+/// reordering); returns where it was to be cut. None: a bound decided it already.
+fn take_unit_waiter(dir: &mut Dir, packet: u64) -> Option<u32> {
+    let p = dir.open.iter().position(|w| w.packet == packet && w.cut & REORDER_MARK == 0)?;
+    Some(dir.open.remove(p).cut)
+}
 
 /// Feeds bytes to the direction's frame or record walker, judging importance and reporting
 /// what the units are.

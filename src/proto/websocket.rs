@@ -90,30 +90,52 @@ pub fn close_code(h: &FrameHeader, body: &[u8]) -> Option<u16> {
     Some(u16::from_be_bytes([body[0] ^ m[0], body[1] ^ m[1]]))
 }
 
-/// Whether a whole segment parses as a run of frames ending exactly at its end, all with the
-/// same mask bit: the signature of a WebSocket met mid-connection. Returns the mask bit.
-pub fn segment_is_frames(mut b: &[u8]) -> Option<bool> {
-    let mut masked = None;
+/// How bytes read from a supposed frame boundary walk as frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Run {
+    /// A header no peer sends here: a reserved opcode, RSV2 or RSV3, a mask bit unlike the
+    /// others.
+    Invalid,
+    /// Whole frames ending exactly at the last byte.
+    Exact,
+    /// Whole frames, then one (or its header) that goes on past the last byte.
+    Partial,
+}
+
+/// Walks `b` as frames from its first byte, all with the mask bit `masked` holds (or the
+/// first frame's, stored there when it holds none).
+pub fn frames_run(mut b: &[u8], masked: &mut Option<bool>) -> Run {
     while !b.is_empty() {
         match Frames::parse(&b[..b.len().min(14)]) {
             Header::Complete { header, len, body } => {
                 if header.rsv & 0x30 != 0 {
-                    return None;
+                    return Run::Invalid;
                 }
                 let m = header.mask.is_some();
                 if *masked.get_or_insert(m) != m {
-                    return None;
+                    return Run::Invalid;
                 }
                 let total = len as u64 + body;
                 if total > b.len() as u64 {
-                    return None;
+                    return Run::Partial;
                 }
                 b = &b[total as usize..];
             }
-            _ => return None,
+            Header::NeedMore => return Run::Partial,
+            Header::Invalid => return Run::Invalid,
         }
     }
-    masked
+    Run::Exact
+}
+
+/// Whether a whole segment parses as a run of frames ending exactly at its end, all with the
+/// same mask bit: the signature of a WebSocket met mid-connection. Returns the mask bit.
+pub fn segment_is_frames(b: &[u8]) -> Option<bool> {
+    let mut masked = None;
+    match frames_run(b, &mut masked) {
+        Run::Exact => masked,
+        _ => None,
+    }
 }
 
 #[cfg(test)]
