@@ -591,3 +591,66 @@ fn frames_are_found_again_after_lost_bytes_also_a_ping_split_over_two_segments()
     assert!(!whole(cut + 1), "the tail of the frame whose header was lost is bulk");
     assert_eq!(kept.len(), n);
 }
+
+/// A ping or close written right after a large message often shares the message's last
+/// segment (Nagle's algorithm, segmentation offload). That segment is kept whole for the
+/// control frame, but the message's header was in a segment cut like bulk: the segments that
+/// carry the headers of frames ending in a kept segment are kept whole too, so that Wireshark
+/// and diagnose still find where the control frame starts. Two shapes: each message followed
+/// by a ping in its last segment, and one stream whose frames never start at a segment.
+#[test]
+fn a_control_frame_sharing_a_segment_with_a_cut_message_stays_readable() {
+    require_tshark();
+    let dir = tmpdir();
+    let upgrade = b"GET /chat HTTP/1.1\r\nHost: ws.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    let switching = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+    let binary = |len: usize, seed: usize| {
+        let mut f = vec![0x82, 126];
+        f.extend((len as u16).to_be_bytes());
+        f.extend((0..len).map(|i| ((i * 7 + seed) % 251) as u8));
+        f
+    };
+    let mut pinged = Vec::new();
+    for k in 0..6 {
+        pinged.extend(binary(20_000, k));
+        pinged.extend(b"\x89\x04ping");
+    }
+    let mut stream = Vec::new();
+    for (k, len) in [100, 170, 90, 222, 14_100, 9777, 12_000, 19_999, 8191, 15_555].into_iter().enumerate() {
+        stream.extend(binary(len, k));
+    }
+    stream.extend(b"\x89\x00");
+    for (name, bytes, pings) in [("pinged", pinged, 6), ("stream", stream, 1)] {
+        let mut c = Conv::new(50_000, 80);
+        c.send(0, upgrade, 1448).send(1, switching, 1448);
+        let mut all = bytes;
+        all.extend([0x88, 2, 0x03, 0xe8]);
+        c.send(1, &all, 1448);
+        c.send(0, &[0x88, 0x82, 1, 2, 3, 4, 0x03 ^ 1, 0xe8 ^ 2], 1448);
+        let input = dir.path().join(format!("{name}.pcap"));
+        std::fs::write(&input, pcap(&c.close())).unwrap();
+        let out = trim_to(&input, dir.path(), &[]);
+        let opcodes = |f: &Path| {
+            let t = tshark(f, &["-T", "fields", "-e", "websocket.opcode"]);
+            t.split(['\n', ',']).filter(|o| !o.is_empty()).map(str::to_string).collect::<Vec<_>>()
+        };
+        let (before, after) = (opcodes(&input), opcodes(&out));
+        assert_eq!(before.iter().filter(|o| *o == "9").count(), pings, "{name}: {before:?}");
+        for op in ["9", "8"] {
+            let n = |v: &Vec<String>| v.iter().filter(|o| *o == op).count();
+            assert_eq!(n(&after), n(&before), "{name}: opcode {op} in the trimmed capture: {after:?}");
+        }
+        assert!(after.iter().all(|o| ["1", "2", "8", "9", "10"].contains(&o.as_str())), "{name}: {after:?}");
+        assert!(expert_errors(&out) <= expert_errors(&input), "{name}: trimming added expert errors");
+        let diagnosis = |f: &Path| {
+            let r = run(&["diagnose", "--json", f.to_str().unwrap()]);
+            comparable(serde_json::from_slice(&r.stdout).unwrap())
+        };
+        let d = diagnosis(&input);
+        assert_eq!(d["attempts"][0]["pings"], pings, "{name}");
+        assert_eq!(d["attempts"][0]["close_code"], 1000, "{name}");
+        assert_eq!(diagnosis(&out), d, "{name}: the trimmed capture tells the same story");
+        let (a, b) = (std::fs::metadata(&input).unwrap().len(), std::fs::metadata(&out).unwrap().len());
+        assert!(b * 4 < a, "{name}: the messages are still cut ({b} of {a} bytes kept)");
+    }
+}

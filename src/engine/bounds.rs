@@ -64,13 +64,18 @@ impl Engine {
                 Verdict::Keep
             }
             WaitOn::Unit(side) => {
-                if let Some(flow) = self.flows.get_mut(&ticket.key) {
-                    flow.dirs[side.index()].open.retain(|w| w.packet != packet);
-                    if flow.content == Content::Dns {
-                        flow.give_up_partial_lookups();
-                    }
+                let Some(flow) = self.flows.get_mut(&ticket.key) else { return Verdict::Keep };
+                let open = &mut flow.dirs[side.index()].open;
+                let behind = open.iter().find(|w| w.packet == packet).map(|w| w.cut).filter(|c| c & BEHIND_MARK != 0);
+                open.retain(|w| w.packet != packet);
+                if flow.content == Content::Dns {
+                    flow.give_up_partial_lookups();
                 }
-                Verdict::Keep
+                // Bulk that waited behind a chain stays bulk; a unit's packet is kept whole.
+                match behind {
+                    Some(cut) => bulk_verdict(&self.opts, &mut flow.bulk_used, cut & !MARKS),
+                    None => Verdict::Keep,
+                }
             }
             WaitOn::Reorder(side) => {
                 let Some(flow) = self.flows.get_mut(&ticket.key) else {

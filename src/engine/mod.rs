@@ -103,10 +103,17 @@ struct Dir {
     important: Vec<(u64, u64)>,
     important_next: usize,
     /// Mid-connection evidence: payload segments that were whole runs of masked / unmasked frames.
-    masked_runs: u32,
-    unmasked_runs: u32,
+    masked_runs: u16,
+    unmasked_runs: u16,
     /// After this direction's ChangeCipherSpec (TLS 1.2), its alerts are encrypted.
     encrypted: bool,
+    /// A reader of the output (diagnose of the trimmed capture, Wireshark) has lost track
+    /// of where frames start: a frame header was in bytes cut from it (`phase.rs`,
+    /// `follow_reader`).
+    out_lost: bool,
+    /// Stream bytes from the first of the bulk segments waiting in `open` to be kept whole
+    /// for the frame headers they carry (`phase.rs`, `follow_reader`); 0: none waits.
+    chain: u32,
     /// A close frame whose status code a segment boundary cut: code bytes so far, how many,
     /// and the mask.
     pending_close: Option<([u8; 2], usize, [u8; 4])>,
@@ -149,6 +156,8 @@ impl Default for Dir {
             masked_runs: 0,
             unmasked_runs: 0,
             encrypted: false,
+            out_lost: false,
+            chain: 0,
             tls: None,
             pending_close: None,
             segments: Vec::new(),
@@ -202,12 +211,12 @@ impl Dir {
             || self.important.iter().any(|&(a, b)| a < to && from < b && b > a)
     }
 
-    /// Keeps the packets that waited for a unit to end (not those held for reordering):
-    /// the unit has ended.
+    /// Keeps the packets that waited for a unit to end (not those held for reordering, nor a
+    /// chain's, `phase.rs` `follow_reader`): the unit has ended.
     fn keep_unit_waiters(&mut self, resolved: &mut Vec<(u64, Verdict)>) {
-        if self.open.iter().any(|w| w.cut & REORDER_MARK == 0) {
-            let (unit, reorder): (Vec<_>, Vec<_>) = self.open.drain(..).partition(|w| w.cut & REORDER_MARK == 0);
-            self.open = reorder;
+        if self.open.iter().any(|w| w.cut & MARKS == 0) {
+            let (unit, other): (Vec<_>, Vec<_>) = self.open.drain(..).partition(|w| w.cut & MARKS == 0);
+            self.open = other;
             resolved.extend(unit.iter().map(|w| (w.packet, Verdict::Keep)));
         }
     }
@@ -822,9 +831,14 @@ impl Engine {
                         if fin_rst && self.flows[&key].class.kept() {
                             Some(true)
                         } else {
-                            // Segments held behind this one are in order now.
+                            // Segments held behind this one are in order now, and may end
+                            // what it waits for: its verdict is then this call's, not a
+                            // resolution of a packet its caller has not queued yet.
                             if held {
                                 self.release_ready(key, side);
+                                if let Some(i) = self.resolved.iter().position(|r| r.0 == packet) {
+                                    return Decision::Now(self.resolved.remove(i).1);
+                                }
                             }
                             return Decision::Wait(WaitOn::Unit(side));
                         }
@@ -944,6 +958,13 @@ impl Engine {
 
 /// Marks a waiting entry of `Dir::open` as held for reordering (not for an open header).
 const REORDER_MARK: u32 = 1 << 31;
+/// Marks a waiting entry of `Dir::open` as carrying a bulk frame's header (`follow_reader`).
+const CARRIER_MARK: u32 = 1 << 30;
+/// Marks a waiting entry of `Dir::open` as bulk behind a chain of carriers: it waits only so
+/// that the scrubber gets the direction's packets in order.
+const BEHIND_MARK: u32 = 1 << 29;
+/// Entries of `Dir::open` that wait for something else than a unit's end.
+const MARKS: u32 = REORDER_MARK | CARRIER_MARK | BEHIND_MARK;
 
 #[cfg(test)]
 mod tests {

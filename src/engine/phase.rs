@@ -10,6 +10,13 @@ use crate::proto::websocket::Run;
 /// a control frame (at most 131 bytes) and some to spare.
 const PROBE_BYTES: usize = 256;
 
+/// How far into the stream bulk segments carrying frame headers may wait to be kept whole,
+/// from the first one's start (`Engine::follow_reader`): while one waits, every later packet
+/// of the capture waits behind it.
+const CHAIN_SPAN: u64 = 256 * 1024;
+/// And at most this many packets (a trickle of tiny segments would hold thousands).
+const CHAIN_PACKETS: usize = 1024;
+
 impl Engine {
     /// Runs new in-order bytes of one direction through its phase. `start` is the stream
     /// offset of `bytes[0]`; `base` is where the packet's TCP payload starts (a bulk packet's cut).
@@ -47,8 +54,8 @@ impl Engine {
                 }
                 if class == Class::Undecided && client.is_none() {
                     match websocket::segment_is_frames(bytes) {
-                        Some(true) => dir.masked_runs += 1,
-                        Some(false) => dir.unmasked_runs += 1,
+                        Some(true) => dir.masked_runs = dir.masked_runs.saturating_add(1),
+                        Some(false) => dir.unmasked_runs = dir.unmasked_runs.saturating_add(1),
                         None => {}
                     }
                 }
@@ -107,11 +114,22 @@ impl Engine {
                 self.after_feed(key, side, fed, start, bytes.len() as u64, packet, base)
             }
             Phase::Frames | Phase::Records => {
+                // What a reader of a trimmed output knows follows frames in the clear.
+                let follow = dir.phase == Phase::Frames && !self.reading_inner;
+                let (left, boundary) = (dir.frames.body_left(), dir.frames.at_boundary());
                 let mut fed = feed_units(dir, bytes, keep_frames, &mut self.ev, (conv, key, side));
+                // Most segments change nothing that reader knows: body bytes between headers,
+                // cut or kept (spared a second flow lookup).
+                let quiet = !follow || (dir.chain == 0 && !fed.header && (!boundary || !dir.out_lost));
                 if dir.tls.as_ref().is_some_and(|t| t.dec.is_some() || t.server_hello.is_some()) {
                     fed.important |= self.after_records(key, side, base);
                 }
-                self.after_feed(key, side, fed, start, bytes.len() as u64, packet, base)
+                let len = bytes.len() as u64;
+                let consumed = self.after_feed(key, side, fed, start, len, packet, base);
+                if quiet {
+                    return consumed;
+                }
+                self.follow_reader(key, side, (left, boundary, len), fed, consumed, (packet, base))
             }
         }
     }
@@ -134,7 +152,9 @@ impl Engine {
     ) -> Consumed {
         let flow = self.flows.get_mut(&key).expect("flow exists");
         let (masked, conv) = (flow.client == Some(side), flow.conv);
-        let dir = &flow.dirs[side.index()];
+        // The frames a waiting chain carried the headers of will not be read to their end.
+        self.end_chain(key, side, false);
+        let dir = &self.flows.get(&key).expect("flow exists").dirs[side.index()];
         // The candidate segments are in `head` (unused once frames are read), each one's
         // start there and packet in `segments`; they are contiguous in the stream (a segment
         // the capture has none of breaks them).
@@ -213,9 +233,100 @@ impl Engine {
         self.ev.at = now;
         // The buffer is kept for the next loss of sync.
         let dir = &mut self.flows.get_mut(&key).expect("flow exists").dirs[side.index()];
+        dir.out_lost = !matches!(consumed, Consumed::Important);
         dir.head = head;
         dir.head.clear();
         consumed
+    }
+
+    /// Keeps the frames after a cut readable. A bulk segment cut after its TCP header takes
+    /// with it the headers of the frames starting in it, and a reader of the output can no
+    /// longer find where the next frames start: when a ping or close shares a segment with
+    /// the end of a large message (written right after it, as Nagle's algorithm and
+    /// segmentation offload send them), Wireshark shows that kept segment as "Unknown
+    /// Opcode" and diagnose of the trimmed capture misses the ping or the close.
+    ///
+    /// So, while a reader would still be in step, a bulk segment carrying a header waits
+    /// until its frame ends: if the segment where it ends is kept whole, so is it; if that
+    /// segment carries the next frame's header, it waits too, and the chain is decided
+    /// together; otherwise the chain is cut, and the reader is lost until a kept segment
+    /// starts at a frame. A chain spans at most `CHAIN_SPAN` of the stream: a bulk stream
+    /// with no control frames costs one wait.
+    ///
+    /// `before` is the walker's bytes left in its unit and whether it was between units
+    /// before this segment, and the segment's length.
+    fn follow_reader(
+        &mut self,
+        key: FlowKey,
+        side: Side,
+        before: (u64, bool, u64),
+        fed: Fed,
+        consumed: Consumed,
+        (packet, base): (u64, u32),
+    ) -> Consumed {
+        let (left, boundary, len) = before;
+        let flow = self.flows.get_mut(&key).expect("flow exists");
+        let dir = &mut flow.dirs[side.index()];
+        // An open header is kept whole once it completes.
+        let whole = !matches!(consumed, Consumed::Bulk);
+        let carries = !whole && fed.header && dir.frames.body_left() > 0;
+        if dir.chain > 0 {
+            dir.chain = dir.chain.saturating_add(u32::try_from(len).unwrap_or(u32::MAX));
+            let within = u64::from(dir.chain) <= CHAIN_SPAN && dir.open.len() < CHAIN_PACKETS;
+            if left <= len {
+                // The last carried frame ended here.
+                if carries && within {
+                    dir.open.push(Waiting { packet, cut: base | CARRIER_MARK });
+                    return Consumed::Open;
+                }
+                self.end_chain(key, side, whole);
+            } else if within {
+                // Bulk inside a carried frame: cut, but written after the chain, in order.
+                dir.open.push(Waiting { packet, cut: base | BEHIND_MARK });
+                return Consumed::Open;
+            } else {
+                self.end_chain(key, side, false);
+            }
+        } else if carries && !dir.out_lost && len <= CHAIN_SPAN {
+            dir.chain = len as u32;
+            dir.open.push(Waiting { packet, cut: base | CARRIER_MARK });
+            return Consumed::Open;
+        }
+        let dir = &mut self.flows.get_mut(&key).expect("flow exists").dirs[side.index()];
+        if whole {
+            // A reader finds frames again at a whole segment that starts at one (`resync_frames`).
+            dir.out_lost &= !boundary;
+        } else if fed.header {
+            dir.out_lost = true;
+        }
+        consumed
+    }
+
+    /// Decides the waiting chain of segments carrying frame headers: kept whole, or cut like
+    /// any bulk (and a reader of the output is lost).
+    fn end_chain(&mut self, key: FlowKey, side: Side, keep: bool) {
+        let flow = self.flows.get_mut(&key).expect("flow exists");
+        let dir = &mut flow.dirs[side.index()];
+        if dir.chain == 0 {
+            return;
+        }
+        dir.chain = 0;
+        dir.out_lost |= !keep;
+        let mut k = 0;
+        while k < dir.open.len() {
+            let w = dir.open[k];
+            if w.cut & (CARRIER_MARK | BEHIND_MARK) == 0 {
+                k += 1;
+                continue;
+            }
+            dir.open.remove(k);
+            let v = if keep && w.cut & CARRIER_MARK != 0 {
+                Verdict::Keep
+            } else {
+                bulk_verdict(&self.opts, &mut flow.bulk_used, w.cut & !MARKS)
+            };
+            self.resolved.push((w.packet, v));
+        }
     }
 
     /// Lets the first `n` candidate segments of a resynchronisation go as bulk (all of them
@@ -410,7 +521,7 @@ pub(super) type Source = (u64, FlowKey, Side);
 /// Removes a packet's entry from the packets waiting for a unit (not one held for
 /// reordering); returns where it was to be cut. None: a bound decided it already.
 fn take_unit_waiter(dir: &mut Dir, packet: u64) -> Option<u32> {
-    let p = dir.open.iter().position(|w| w.packet == packet && w.cut & REORDER_MARK == 0)?;
+    let p = dir.open.iter().position(|w| w.packet == packet && w.cut & MARKS == 0)?;
     Some(dir.open.remove(p).cut)
 }
 
@@ -528,6 +639,7 @@ pub(super) fn lose_sync(dir: &mut Dir) {
     if let Some(d) = dec {
         d.lost = None;
     }
+    dir.out_lost = true;
     dir.phase = match dir.phase {
         Phase::Collect => Phase::Collect,
         Phase::Frames | Phase::FramesLost => Phase::FramesLost,
@@ -543,6 +655,7 @@ pub(super) fn skip_uncaptured(dir: &mut Dir, n: u64) {
         Phase::Frames => {
             if !dir.frames.skip(n) {
                 dir.phase = Phase::FramesLost;
+                dir.out_lost = true;
             }
         }
         Phase::Records => {

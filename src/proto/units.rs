@@ -32,6 +32,8 @@ pub struct Fed {
     pub completed_open: Option<bool>,
     /// The stream stopped parsing (invalid header).
     pub failed: bool,
+    /// A header was completed here: a unit starts in this segment.
+    pub header: bool,
 }
 
 pub struct Walker<F: UnitFormat> {
@@ -109,6 +111,11 @@ impl<F: UnitFormat> Walker<F> {
         self.feed_units(b, on_header, |_, _| {})
     }
 
+    /// Body bytes left in the current unit.
+    pub fn body_left(&self) -> u64 {
+        self.body_left
+    }
+
     /// True between units (no header or body in progress).
     pub fn at_boundary(&self) -> bool {
         self.body_left == 0 && self.partial_len == 0
@@ -178,6 +185,7 @@ impl<F: UnitFormat> Walker<F> {
                         out.completed_open = Some(important);
                     }
                     self.important_left = verdict.unwrap_or(0);
+                    out.header = true;
                     if important {
                         out.important = true;
                     }
