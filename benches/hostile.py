@@ -13,6 +13,9 @@
             ever answered
   dnstcp    15,000 DNS-over-TCP connections, each sending 30 KB of a 60 KB message that never
             ends, half of them after a whole query (every connection holds part of a message)
+  chains    2,000 concurrent WebSockets, each server sending a frame header that promises
+            1 GB and then 1,100 one-byte segments of it, all connections interleaved (every
+            connection holds the longest chain of waiting bulk the cut rules allow)
   trickle   20 WebSocket upgrade requests whose 60 KB heads come one byte per segment
             (1.2 million segments), each head searched for its end as it grows, and 20 TLS
             ClientHellos of 9 KB cut into one-byte records, a record per segment
@@ -102,11 +105,12 @@ def synflood(p, n=2_000_000):
         p.tcp(ip_of(i * 7919), SERVER, 1024 + i % 60000, 443, i * 2654435761, 0, SYN, dt=1)
 
 
-def reorder(p, conns=4000, segments=40):
+def upgraded(p, conns, first=0):
+    """Opens `conns` WebSocket connections: (client, port, server seq, client seq) of each."""
     import base64, hashlib
     guid = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
     state = []
-    for i in range(conns):
+    for i in range(first, first + conns):
         c, sp = ip_of(i + 7), 30000 + i % 30000
         key = base64.b64encode(hashlib.sha1(b"k%d" % i).digest()[:16])
         acc = base64.b64encode(hashlib.sha1(key + guid).digest())
@@ -118,6 +122,11 @@ def reorder(p, conns=4000, segments=40):
         p.tcp(c, SERVER, sp, 80, 1001, 5001, PSH | ACK, req)
         p.tcp(SERVER, c, 80, sp, 5001, 1001 + len(req), PSH | ACK, resp)
         state.append((c, sp, 5001 + len(resp), 1001 + len(req)))
+    return state
+
+
+def reorder(p, conns=4000, segments=40):
+    state = upgraded(p, conns)
     # One big unmasked binary frame per connection, its segments sent last-first, all
     # connections interleaved: every segment but the first waits for the hole before it.
     body = bytes(range(256)) * (MSS * segments // 256 + 1)
@@ -130,6 +139,16 @@ def reorder(p, conns=4000, segments=40):
         end = sseq + MSS * segments
         p.tcp(SERVER, c, 80, sp, end, cseq, FIN | ACK)
         p.tcp(c, SERVER, sp, 80, cseq, end + 1, FIN | ACK)
+
+
+def chains(p, conns=2000, segments=1100):
+    state = upgraded(p, conns, 10_000)
+    # The header and a first byte in one segment: a bulk frame that starts a chain.
+    for (c, sp, sseq, cseq) in state:
+        p.tcp(SERVER, c, 80, sp, sseq, cseq, PSH | ACK, b"\x82\x7f" + struct.pack("!Q", 1 << 30) + b"x", dt=1)
+    for k in range(1, segments + 1):
+        for (c, sp, sseq, cseq) in state:
+            p.tcp(SERVER, c, 80, sp, sseq + 10 + k, cseq, ACK, b"x", dt=1)
 
 
 def acks(p, n=2_000_000):
@@ -193,5 +212,5 @@ if __name__ == "__main__":
     kind, out = sys.argv[1], sys.argv[2]
     p = Pcap(out)
     {"flows": flows, "header": header, "synflood": synflood, "reorder": reorder, "acks": acks, "dns": dns,
-     "dnstcp": dnstcp, "trickle": trickle}[kind](p)
+     "dnstcp": dnstcp, "chains": chains, "trickle": trickle}[kind](p)
     p.close()

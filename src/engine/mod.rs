@@ -23,6 +23,7 @@ mod dns;
 pub mod event;
 mod inner;
 mod phase;
+mod readable;
 
 use rustc_hash::FxHashSet;
 
@@ -108,11 +109,11 @@ struct Dir {
     /// After this direction's ChangeCipherSpec (TLS 1.2), its alerts are encrypted.
     encrypted: bool,
     /// A reader of the output (diagnose of the trimmed capture, Wireshark) has lost track
-    /// of where frames start: a frame header was in bytes cut from it (`phase.rs`,
+    /// of where frames start: a frame header was in bytes cut from it (`readable.rs`,
     /// `follow_reader`).
     out_lost: bool,
     /// Stream bytes from the first of the bulk segments waiting in `open` to be kept whole
-    /// for the frame headers they carry (`phase.rs`, `follow_reader`); 0: none waits.
+    /// for the frame headers they carry (`readable.rs`, `follow_reader`); 0: none waits.
     chain: u32,
     /// A close frame whose status code a segment boundary cut: code bytes so far, how many,
     /// and the mask.
@@ -212,7 +213,7 @@ impl Dir {
     }
 
     /// Keeps the packets that waited for a unit to end (not those held for reordering, nor a
-    /// chain's, `phase.rs` `follow_reader`): the unit has ended.
+    /// chain's, `readable.rs`): the unit has ended.
     fn keep_unit_waiters(&mut self, resolved: &mut Vec<(u64, Verdict)>) {
         if self.open.iter().any(|w| w.cut & MARKS == 0) {
             let (unit, other): (Vec<_>, Vec<_>) = self.open.drain(..).partition(|w| w.cut & MARKS == 0);
