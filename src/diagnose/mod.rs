@@ -1219,12 +1219,17 @@ pub fn write_text(out: &mut dyn Write, r: &Report, color: bool) -> std::io::Resu
     } else {
         writeln!(out, "{}: {} WebSocket attempt(s)", r.file, r.attempts.len())?;
     }
-    for (i, a) in r.attempts.iter().enumerate() {
-        // The first finding of the highest severity: the phase that failed first.
-        let worst = r.findings.iter().filter(|f| f.attempt == Some(i)).fold(None::<&Finding>, |best, f| match best {
-            Some(b) if b.severity >= f.severity => Some(b),
-            _ => Some(f),
-        });
+    // Each attempt's first finding of the highest severity: the phase that failed first (one
+    // pass over the findings; a capture can hold thousands of attempts).
+    let mut worst: Vec<Option<&Finding>> = vec![None; r.attempts.len()];
+    for f in &r.findings {
+        if let Some(w) = f.attempt.and_then(|i| worst.get_mut(i))
+            && w.is_none_or(|b| b.severity < f.severity)
+        {
+            *w = Some(f);
+        }
+    }
+    for (a, worst) in r.attempts.iter().zip(worst) {
         let target = a.path.clone().or(a.sni.clone()).unwrap_or_default();
         let verdict = match worst {
             Some(f) => paint(f.severity, f.code.as_str()),
