@@ -16,6 +16,9 @@
   chains    2,000 concurrent WebSockets, each server sending a frame header that promises
             1 GB and then 1,100 one-byte segments of it, all connections interleaved (every
             connection holds the longest chain of waiting bulk the cut rules allow)
+  attempts  20,000 WebSocket upgrades within a fifth of a second, all with the same key, each
+            refused (404) after a failed lookup of another name (pairing of proxy legs and
+            blaming of lookups, attempt against attempt)
   trickle   20 WebSocket upgrade requests whose 60 KB heads come one byte per segment
             (1.2 million segments), each head searched for its end as it grows, and 20 TLS
             ClientHellos of 9 KB cut into one-byte records, a record per segment
@@ -151,6 +154,29 @@ def chains(p, conns=2000, segments=1100):
             p.tcp(SERVER, c, 80, sp, sseq + 10 + k, cseq, ACK, b"x", dt=1)
 
 
+def attempts(p, n=20_000):
+    dns_server = bytes([10, 9, 0, 53])
+    key = b"dGhlIHNhbXBsZSBub25jZQ=="
+    for i in range(n):
+        c, port = ip_of(i + 5), 30000 + i % 30000
+        question = b"".join(bytes([len(l)]) + l for l in (b"h%d" % i, b"example")) + b"\0\0\1\0\1"
+        for flags, src, dst in ((0x0100, c, dns_server), (0x8183, dns_server, c)):
+            msg = struct.pack("!HHHHHH", i & 0xFFFF, flags, 1, 0, 0, 0) + question
+            sp, dp = (port, 53) if src == c else (53, port)
+            p.udp(src, dst, sp, dp, msg, dt=1)
+        sp = 20000 + i % 40000
+        req = (b"GET /x HTTP/1.1\r\nHost: other%d.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               b"Sec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n\r\n") % i
+        resp = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+        p.tcp(c, SERVER, sp, 80, 1000, 0, SYN, dt=1)
+        p.tcp(SERVER, c, 80, sp, 5000, 1001, SYN | ACK, dt=1)
+        p.tcp(c, SERVER, sp, 80, 1001, 5001, ACK, dt=1)
+        p.tcp(c, SERVER, sp, 80, 1001, 5001, PSH | ACK, req, dt=1)
+        p.tcp(SERVER, c, 80, sp, 5001, 1001 + len(req), PSH | ACK, resp, dt=1)
+        p.tcp(SERVER, c, 80, sp, 5001 + len(resp), 1001 + len(req), FIN | ACK, dt=1)
+        p.tcp(c, SERVER, sp, 80, 1001 + len(req), 5002 + len(resp), FIN | ACK, dt=1)
+
+
 def acks(p, n=2_000_000):
     c = bytes([10, 1, 1, 1])
     p.tcp(c, SERVER, 40000, 80, 1000, 0, SYN)
@@ -212,5 +238,6 @@ if __name__ == "__main__":
     kind, out = sys.argv[1], sys.argv[2]
     p = Pcap(out)
     {"flows": flows, "header": header, "synflood": synflood, "reorder": reorder, "acks": acks, "dns": dns,
-     "dnstcp": dnstcp, "chains": chains, "trickle": trickle}[kind](p)
+     "dnstcp": dnstcp, "chains": chains, "attempts": attempts,
+     "trickle": trickle}[kind](p)
     p.close()

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Resource bounds under hostile input: generates nine captures (benches/hostile.py) and
+# Resource bounds under hostile input: generates ten captures (benches/hostile.py) and
 # prints wall time and peak RSS of trim, trim --scrub, scrub, diagnose and flows on each. Not a test:
 # figures are measured here, never asserted. The bound to compare against is 256 MiB.
 # Usage: bash benches/hostile.sh   (keeps inputs in $BENCH_DIR when set)
@@ -12,7 +12,7 @@ cargo build --release --quiet --manifest-path "$root/Cargo.toml"
 bin="$root/target/release/pcap-surgery"
 
 printf '%-10s %8s  %-14s %9s %11s  %s\n' capture size command time "peak RSS" result
-for kind in ${KINDS:-flows header synflood reorder acks dns dnstcp chains trickle}; do
+for kind in ${KINDS:-flows header synflood reorder acks dns dnstcp chains attempts trickle}; do
   f="$dir/hostile-$kind.pcap"
   [ -f "$f" ] || python3 "$root/benches/hostile.py" "$kind" "$f"
   size=$(stat -c %s "$f")

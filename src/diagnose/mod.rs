@@ -507,6 +507,10 @@ fn forwarded(c: &Conv) -> bool {
 }
 
 /// Pairs the legs of proxied attempts; returns, per attempt, its partner on the other leg.
+/// Copies of one request a proxy chain makes (front, auth services, backend): more attempts
+/// with one key within a second are other clients sending the same key, not legs.
+const MAX_LEGS: usize = 8;
+
 fn pair_legs(attempts: &mut [Attempt], t: &Tracker) -> Vec<Option<usize>> {
     let mut partner = vec![None; attempts.len()];
     // Legs of one attempt carry the same Sec-WebSocket-Key: random per attempt, and forwarded
@@ -521,17 +525,28 @@ fn pair_legs(attempts: &mut [Attempt], t: &Tracker) -> Vec<Option<usize>> {
             .as_ref()
             .is_some_and(|(r, _)| r.upgrade.as_deref().is_some_and(|u| u.to_ascii_lowercase().contains("websocket")))
     };
+    // Attempts by key, in order of start: a capture can hold thousands of attempts a second
+    // (and a client library that always sends the same key).
+    let mut by_key: FxHashMap<&str, Vec<usize>> = FxHashMap::default();
+    for (i, a) in attempts.iter().enumerate() {
+        if let Some(k) = key_of(a) {
+            by_key.entry(k).or_default().push(i);
+        }
+    }
     for i in 0..attempts.len() {
         if partner[i].is_some() || attempts[i].leg != Leg::Direct {
             continue;
         }
-        let Some(ki) = key_of(&attempts[i]) else { continue };
+        let Some(same) = key_of(&attempts[i]).and_then(|k| by_key.get(k)) else { continue };
         // Attempts are in order of start: the first is the client's leg, the others the
-        // proxy's copies of its request, within a second.
-        let group: Vec<usize> = (i + 1..attempts.len())
+        // proxy's copies of its request (an auth service's among them), within a second.
+        let after = same.partition_point(|&j| j <= i);
+        let group: Vec<usize> = same[after..]
+            .iter()
+            .copied()
             .take_while(|&j| attempts[j].start_ns.saturating_sub(attempts[i].start_ns) <= LEG_PAIRING_NS)
             .filter(|&j| partner[j].is_none() && attempts[j].leg == Leg::Direct)
-            .filter(|&j| key_of(&attempts[j]) == Some(ki))
+            .take(MAX_LEGS)
             .collect();
         if group.is_empty() {
             continue;
@@ -652,19 +667,21 @@ fn analyse(file: &str, t: &Tracker, with_ladders: bool) -> Report {
     // DNS first: a failing lookup is often the whole story — when it is the name of an
     // attempt, or no attempt followed it. A failure for a name no later attempt used (an ad
     // server, a typo in another tab) is noted, not blamed.
-    let attempt_names: Vec<String> = attempts
+    // Sets, not lists: a capture can hold thousands of failed lookups and of attempts.
+    let attempt_names: std::collections::HashSet<String> = attempts
         .iter()
         .flat_map(|a| [a.sni.clone(), a.host.as_deref().map(http::strip_port)])
         .flatten()
         .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
         .collect();
+    let last_start = attempts.iter().map(|a| a.start_ns).max();
     for l in &t.lookups {
         let failed = matches!(l.rcode, Some(2 | 3 | 5));
         let unanswered = l.response.is_none() && l.query.is_some();
         if failed || unanswered {
             let asked_ns = l.query.or(l.response).map_or(0, |a| a.ts_ns);
             let name = l.name.trim_end_matches('.').to_ascii_lowercase();
-            let followed = attempts.iter().any(|a| a.start_ns >= asked_ns);
+            let followed = last_start.is_some_and(|t| t >= asked_ns);
             let blamed = !followed || attempt_names.contains(&name);
             let what = match l.rcode {
                 Some(3) => "does not exist (NXDOMAIN)".to_string(),
