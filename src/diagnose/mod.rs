@@ -603,7 +603,10 @@ fn pair_legs(attempts: &mut [Attempt], t: &Tracker) -> Vec<Option<usize>> {
             continue;
         }
         let Some(proxy) = ci.client.map(|cl| ci.key.addr(cl.other())) else { continue };
-        for &j in http_by_client.get(&proxy).into_iter().flatten() {
+        let legs = http_by_client.get(&proxy).map_or(&[][..], Vec::as_slice);
+        // In order of start: only those that start while the TLS leg is open are read.
+        let from = legs.partition_point(|&j| attempts[j].start_ns < ci.first.ts_ns);
+        for &j in legs[from..].iter().take_while(|&&j| attempts[j].start_ns <= ci.last.ts_ns) {
             let cj = t.conv(attempts[j].conv);
             if partner[j].is_none() && i != j && cj.first.ts_ns >= ci.first.ts_ns && cj.first.ts_ns <= ci.last.ts_ns {
                 partner[i] = Some(j);
