@@ -682,3 +682,40 @@ fn a_hello_the_capture_ended_on_is_decided_in_every_command() {
     let flows = String::from_utf8_lossy(&run(&["flows", f.to_str().unwrap()]).stdout).to_string();
     assert!(flows.contains("dropped: TLS offering h2"), "{flows}");
 }
+
+/// A busy resolver's lookups are read as lookups, not held as connections: 25,000 of them
+/// (more than diagnose keeps open at once) neither crowd out the attempt nor make diagnose
+/// warn that connections went unanalysed (only that lookups past its bound were).
+#[test]
+fn many_lookups_over_udp_are_no_open_connections() {
+    let mut frames = Vec::new();
+    for i in 0..25_000u32 {
+        let client = [10, 1, (i >> 8) as u8, i as u8];
+        let mut q = vec![(i >> 8) as u8, i as u8, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        for label in [format!("h{i}"), "example".to_string(), "test".to_string()] {
+            q.push(label.len() as u8);
+            q.extend(label.as_bytes());
+        }
+        q.extend([0, 0, 1, 0, 1]);
+        let mut f = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4(client, [10, 0, 0, 53], 64)
+            .udp(40_000, 53)
+            .write(&mut f, &q)
+            .unwrap();
+        frames.push(f);
+    }
+    let mut c = Conv::new(50_000, 80);
+    c.send(0, b"GET /chat HTTP/1.1\r\nHost: ws.example.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", 1448);
+    c.send(1, b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n", 1448);
+    frames.extend(c.close());
+    let dir = tmpdir();
+    let f = dir.path().join("resolver.pcap");
+    std::fs::write(&f, pcap_spaced(&frames, 10)).unwrap();
+    let r = run(&["diagnose", "--json", f.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(!stderr.contains("connections were open at once"), "{stderr}");
+    let d: Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(d["attempts"].as_array().unwrap().len(), 1);
+    assert!(has(&d, "upgrade-rejected"), "{d}");
+}

@@ -6,8 +6,8 @@
 use rustc_hash::FxHashMap;
 
 pub use crate::engine::At;
-use crate::engine::{Content, Event, Observed, RUN_SLOT_NS};
-use crate::flow::{FlowKey, Side};
+use crate::engine::{Content, DNS_PORT, Event, Observed, RUN_SLOT_NS};
+use crate::flow::{FlowKey, PROTO_UDP, Side};
 use crate::policy::Class;
 use crate::proto::{dns, http, tls, websocket};
 use crate::wire::Addr;
@@ -442,6 +442,13 @@ impl Tracker {
         let found = if self.recent.0 == o.conv { Some(self.recent.1) } else { self.index.get(&o.conv).copied() };
         let i = match (&o.event, found) {
             (_, Some(i)) => i,
+            // DNS over UDP is read as lookups (`dns`): a conversation of it would tell nothing
+            // and never end, and thousands would crowd out connections that may be attempts.
+            (Event::Open, None)
+                if o.key.proto == PROTO_UDP && (o.key.port_a == DNS_PORT || o.key.port_b == DNS_PORT) =>
+            {
+                return;
+            }
             (Event::Open, None) => self.open_conv(o.conv, o.key, o.at),
             _ => return,
         };
