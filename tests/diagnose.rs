@@ -719,3 +719,23 @@ fn many_lookups_over_udp_are_no_open_connections() {
     assert_eq!(d["attempts"].as_array().unwrap().len(), 1);
     assert!(has(&d, "upgrade-rejected"), "{d}");
 }
+
+/// Legs of one attempt through a proxy carry one Sec-WebSocket-Key. A client library that
+/// sends a fixed key (here the RFC's sample) makes attempts of different clients to the same
+/// server share it: they are separate attempts, not a proxy's legs, and each refusal counts.
+#[test]
+fn attempts_with_one_fixed_key_to_one_server_are_not_proxy_legs() {
+    let mut frames = Vec::new();
+    for port in [50_001, 50_002, 50_003] {
+        let mut c = Conv::new(port, 80);
+        c.send(0, b"GET /chat HTTP/1.1\r\nHost: ws.example.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", 1448);
+        c.send(1, b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n", 1448);
+        frames.extend(c.close());
+    }
+    let d = diagnose_bytes(&pcap_spaced(&frames, 1000));
+    let attempts = d["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 3);
+    assert!(attempts.iter().all(|a| a["leg"] == "direct"), "{d}");
+    let rejected = d["findings"].as_array().unwrap().iter().filter(|f| f["code"] == "upgrade-rejected").count();
+    assert_eq!(rejected, 3, "{d}");
+}

@@ -546,6 +546,9 @@ fn pair_legs(attempts: &mut [Attempt], t: &Tracker) -> Vec<Option<usize>> {
             .copied()
             .take_while(|&j| attempts[j].start_ns.saturating_sub(attempts[i].start_ns) <= LEG_PAIRING_NS)
             .filter(|&j| partner[j].is_none() && attempts[j].leg == Leg::Direct)
+            // A proxy forwards elsewhere: the same key sent to the same server again is
+            // another attempt (a client library that sends a fixed key), not a leg.
+            .filter(|&j| attempts[j].server != attempts[i].server)
             .take(MAX_LEGS)
             .collect();
         if group.is_empty() {
