@@ -306,45 +306,12 @@ fn credentials_inside_allow_listed_values() {
     assert_none(found);
 }
 
-fn ext(kind: u16, data: &[u8]) -> Vec<u8> {
-    let mut v = kind.to_be_bytes().to_vec();
-    v.extend((data.len() as u16).to_be_bytes());
-    v.extend(data);
-    v
-}
-
-/// A ClientHello record offering http/1.1 for ws.example.com with the given extra extensions.
-fn client_hello(extra: &[Vec<u8>]) -> Vec<u8> {
-    let name = b"ws.example.com";
-    let mut sni = ((name.len() + 3) as u16).to_be_bytes().to_vec();
-    sni.push(0);
-    sni.extend((name.len() as u16).to_be_bytes());
-    sni.extend(name);
-    let mut exts = ext(0, &sni);
-    exts.extend(ext(16, b"\x00\x09\x08http/1.1"));
-    for e in extra {
-        exts.extend(e);
-    }
-    let mut body = vec![3, 3];
-    body.extend([7u8; 32]);
-    body.extend([0, 0, 2, 0x13, 0x01, 1, 0]);
-    body.extend((exts.len() as u16).to_be_bytes());
-    body.extend(exts);
-    let mut hs = vec![1, 0];
-    hs.extend((body.len() as u16).to_be_bytes());
-    hs.extend(body);
-    let mut rec = vec![22, 3, 1];
-    rec.extend((hs.len() as u16).to_be_bytes());
-    rec.extend(hs);
-    rec
-}
-
 /// TLS: a session ticket, a PSK identity and a cookie in the ClientHello, and text riding in
 /// an alert record.
 #[test]
 fn tls_resumption_secrets_and_alert_padding_go() {
     let mut found = Vec::new();
-    let ticket = ext(35, format!("ticket:{SECRET}").as_bytes());
+    let ticket = tls_ext(35, format!("ticket:{SECRET}").as_bytes());
     let mut psk = Vec::new();
     let identity = format!("identity:{SECRET}");
     let mut ids = (identity.len() as u16).to_be_bytes().to_vec();
@@ -354,9 +321,9 @@ fn tls_resumption_secrets_and_alert_padding_go() {
     psk.extend(ids);
     psk.extend([0, 33, 32]);
     psk.extend([9u8; 32]);
-    let cookie = ext(44, format!("\x00\x17cookie:{SECRET}").as_bytes());
+    let cookie = tls_ext(44, format!("\x00\x17cookie:{SECRET}").as_bytes());
     for (name, extra) in
-        [("session-ticket", vec![ticket]), ("psk-identity", vec![ext(41, &psk)]), ("cookie", vec![cookie])]
+        [("session-ticket", vec![ticket]), ("psk-identity", vec![tls_ext(41, &psk)]), ("cookie", vec![cookie])]
     {
         for mss in [1400, 9] {
             let frames = Conv::new(40030, 443)

@@ -654,3 +654,42 @@ fn a_control_frame_sharing_a_segment_with_a_cut_message_stays_readable() {
         assert!(b * 4 < a, "{name}: the messages are still cut ({b} of {a} bytes kept)");
     }
 }
+
+/// A TLS session read without keys: after trim cut the first bulk record's header, its records
+/// cannot be placed, until a whole segment that is exactly a run of records (an encrypted
+/// alert sent on its own at the end, as Wireshark shows it) starts them again: diagnose of the
+/// trimmed capture sees the alert as diagnose of the original does.
+#[test]
+fn an_alert_after_a_long_tls_transfer_is_read_in_the_trimmed_capture() {
+    let record = |kind: u8, len: usize, fill: u8| {
+        let mut r = vec![kind, 3, 3];
+        r.extend((len as u16).to_be_bytes());
+        r.extend(std::iter::repeat_n(fill, len));
+        r
+    };
+    let mut server_hello = vec![22, 3, 3, 0, 44, 2, 0, 0, 40, 3, 3];
+    server_hello.extend([9u8; 32]);
+    server_hello.extend([0, 0x13, 0x01, 0, 0, 0]);
+    server_hello.extend(record(20, 1, 1));
+    let mut stream = Vec::new();
+    for k in 0..30 {
+        stream.extend(record(23, 16_000 + k, 0x41));
+    }
+    let mut c = Conv::new(40_000, 443);
+    c.send(0, &client_hello(&[]), 1448).send(1, &server_hello, 1448);
+    c.send(0, &record(23, 300, 0x42), 1448).send(1, &stream, 1448);
+    c.send(1, &record(21, 19, 0x43), 1448);
+    let dir = tmpdir();
+    let input = dir.path().join("tls-alert-late.pcap");
+    std::fs::write(&input, pcap(&c.close())).unwrap();
+    let out = trim_to(&input, dir.path(), &[]);
+    let alert = |f: &Path| {
+        let r = run(&["diagnose", "--json", f.to_str().unwrap()]);
+        let d: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+        d["attempts"][0]["tls_alert"].clone()
+    };
+    assert_eq!(alert(&input)["from"], "server", "{}", alert(&input));
+    assert_eq!(alert(&out), alert(&input));
+    let (a, b) = (std::fs::metadata(&input).unwrap().len(), std::fs::metadata(&out).unwrap().len());
+    assert!(b * 2 < a, "the records are still cut ({b} of {a} bytes kept)");
+}

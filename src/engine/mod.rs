@@ -69,9 +69,10 @@ enum Phase {
     /// Frames, but a header was not captured: bulk until a segment that is exactly a run of
     /// frames (masked as this side masks) shows a boundary again.
     FramesLost,
-    /// Records of a keyed session, but a header was not captured (a trimmed capture cuts bulk
-    /// records): bulk until a segment starts with a record that the keys open at a later
-    /// sequence number, which shows a boundary again (`decrypt::Direction::find_seq`).
+    /// Records, but a header was not captured (a trimmed capture cuts bulk records): bulk
+    /// until a boundary shows again. In a keyed session, a segment that starts with a record
+    /// the keys open at a later sequence number (`decrypt::Direction::find_seq`); without
+    /// keys, a whole segment that is exactly a run of records.
     RecordsLost,
     Records,
     /// A server that answered a ClientHello in plaintext HTTP (a `wss://` URL on a `ws://`

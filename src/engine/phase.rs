@@ -86,15 +86,20 @@ impl Engine {
                 Consumed::Important
             }
             Phase::RecordsLost => {
-                let Some(dec) = dir.tls.as_mut().and_then(|t| t.dec.as_mut()) else {
-                    dir.phase = Phase::Bulk;
-                    return Consumed::Bulk;
-                };
-                if !dec.resync(bytes) {
-                    return Consumed::Bulk;
+                if let Some(dec) = dir.tls.as_mut().and_then(|t| t.dec.as_mut()) {
+                    if !dec.resync(bytes) {
+                        return Consumed::Bulk;
+                    }
+                    dir.records.resync();
+                    dir.records.capture_units();
+                } else {
+                    // Without keys: a whole segment that is exactly a run of records (an
+                    // alert after a long transfer, in a segment of its own).
+                    if !tls::segment_is_records(bytes) {
+                        return Consumed::Bulk;
+                    }
+                    dir.records.resync();
                 }
-                dir.records.resync();
-                dir.records.capture_units();
                 dir.phase = Phase::Records;
                 let mut fed = feed_units(dir, bytes, keep_frames, &mut self.ev, (conv, key, side));
                 fed.important |= self.after_records(key, side, base);
@@ -391,19 +396,18 @@ pub(super) fn feed_units(dir: &mut Dir, bytes: &[u8], keep_frames: u32, ev: &mut
     }
 }
 
-/// The capture lost bytes of this direction (a hole given up on): frames resynchronise at the
-/// next segment that is a run of whole frames; anything else is read no further.
+/// The capture lost bytes of this direction (a hole given up on): frames and records
+/// resynchronise where a boundary shows again (`Phase::FramesLost`, `Phase::RecordsLost`);
+/// anything else is read no further.
 pub(super) fn lose_sync(dir: &mut Dir) {
-    let dec = dir.tls.as_mut().and_then(|t| t.dec.as_mut());
-    let keyed = dec.is_some();
-    if let Some(d) = dec {
+    if let Some(d) = dir.tls.as_mut().and_then(|t| t.dec.as_mut()) {
         d.lost = None;
     }
     dir.out_lost = true;
     dir.phase = match dir.phase {
         Phase::Collect => Phase::Collect,
         Phase::Frames | Phase::FramesLost => Phase::FramesLost,
-        Phase::Records | Phase::RecordsLost if keyed => Phase::RecordsLost,
+        Phase::Records | Phase::RecordsLost => Phase::RecordsLost,
         _ => Phase::Bulk,
     };
 }
@@ -420,9 +424,8 @@ pub(super) fn skip_uncaptured(dir: &mut Dir, n: u64) {
         }
         Phase::Records => {
             if !dir.records.skip(n) {
-                let dec = dir.tls.as_mut().and_then(|t| t.dec.as_mut());
-                dir.phase = if dec.is_some() { Phase::RecordsLost } else { Phase::Bulk };
-                if let Some(d) = dec {
+                dir.phase = Phase::RecordsLost;
+                if let Some(d) = dir.tls.as_mut().and_then(|t| t.dec.as_mut()) {
                     d.add_lost(n);
                 }
             }

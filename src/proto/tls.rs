@@ -45,6 +45,23 @@ impl UnitFormat for Records {
     }
 }
 
+/// Whether a whole segment is a run of TLS record headers and bodies ending exactly at its
+/// end: where records can be read again after bytes were lost, as Wireshark reads them.
+pub fn segment_is_records(mut b: &[u8]) -> bool {
+    if b.is_empty() {
+        return false;
+    }
+    while !b.is_empty() {
+        match Records::parse(&b[..b.len().min(RECORD_HEADER_BYTES)]) {
+            Header::Complete { len, body, .. } if (len as u64 + body) <= b.len() as u64 => {
+                b = &b[len + body as usize..];
+            }
+            _ => return false,
+        }
+    }
+    true
+}
+
 /// Does this stream start like a TLS handshake? `None` while too short to tell.
 pub fn looks_like_tls(b: &[u8]) -> Option<bool> {
     match b {

@@ -501,3 +501,37 @@ pub fn dns_over_tcp(name: &str) -> Vec<u8> {
     framed.extend(m);
     framed
 }
+
+/// A TLS extension: its type, length and data.
+pub fn tls_ext(kind: u16, data: &[u8]) -> Vec<u8> {
+    let mut v = kind.to_be_bytes().to_vec();
+    v.extend((data.len() as u16).to_be_bytes());
+    v.extend(data);
+    v
+}
+
+/// A ClientHello record offering http/1.1 for ws.example.com with the given extra extensions.
+pub fn client_hello(extra: &[Vec<u8>]) -> Vec<u8> {
+    let name = b"ws.example.com";
+    let mut sni = ((name.len() + 3) as u16).to_be_bytes().to_vec();
+    sni.push(0);
+    sni.extend((name.len() as u16).to_be_bytes());
+    sni.extend(name);
+    let mut exts = tls_ext(0, &sni);
+    exts.extend(tls_ext(16, b"\x00\x09\x08http/1.1"));
+    for e in extra {
+        exts.extend(e);
+    }
+    let mut body = vec![3, 3];
+    body.extend([7u8; 32]);
+    body.extend([0, 0, 2, 0x13, 0x01, 1, 0]);
+    body.extend((exts.len() as u16).to_be_bytes());
+    body.extend(exts);
+    let mut hs = vec![1, 0];
+    hs.extend((body.len() as u16).to_be_bytes());
+    hs.extend(body);
+    let mut rec = vec![22, 3, 1];
+    rec.extend((hs.len() as u16).to_be_bytes());
+    rec.extend(hs);
+    rec
+}
