@@ -4,6 +4,7 @@
 //! which phase a flow starts in.
 
 use super::*;
+
 impl Engine {
     /// Runs new in-order bytes of one direction through its phase. `start` is the stream
     /// offset of `bytes[0]`; `base` is where the packet's TCP payload starts (a bulk packet's cut).

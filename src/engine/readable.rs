@@ -7,7 +7,7 @@
 
 use super::phase::{Consumed, feed_units};
 use super::*;
-use crate::proto::websocket::Run;
+use crate::proto::units::Run;
 
 /// How many bytes of segments after a loss of sync may wait to be read as a run of frames:
 /// a control frame (at most 131 bytes) and some to spare.

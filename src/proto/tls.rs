@@ -4,7 +4,7 @@
 
 use tls_parser::{TlsExtension, TlsMessage, TlsMessageHandshake};
 
-use super::units::{Header, UnitFormat};
+use super::units::{Header, Run, UnitFormat, run};
 
 pub const CHANGE_CIPHER_SPEC: u8 = 20;
 pub const ALERT: u8 = 21;
@@ -47,19 +47,8 @@ impl UnitFormat for Records {
 
 /// Whether a whole segment is a run of TLS record headers and bodies ending exactly at its
 /// end: where records can be read again after bytes were lost, as Wireshark reads them.
-pub fn segment_is_records(mut b: &[u8]) -> bool {
-    if b.is_empty() {
-        return false;
-    }
-    while !b.is_empty() {
-        match Records::parse(&b[..b.len().min(RECORD_HEADER_BYTES)]) {
-            Header::Complete { len, body, .. } if (len as u64 + body) <= b.len() as u64 => {
-                b = &b[len + body as usize..];
-            }
-            _ => return false,
-        }
-    }
-    true
+pub fn segment_is_records(b: &[u8]) -> bool {
+    !b.is_empty() && run::<Records>(b, |_| true) == Run::Exact
 }
 
 /// Does this stream start like a TLS handshake? `None` while too short to tell.

@@ -21,6 +21,39 @@ pub trait UnitFormat {
     fn parse(b: &[u8]) -> Header<Self::Header>;
 }
 
+/// How bytes read from a supposed unit boundary walk as units.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Run {
+    /// A header no peer sends there (or one `accept` refuses).
+    Invalid,
+    /// Whole units ending exactly at the last byte.
+    Exact,
+    /// Whole units, then one (or its header) that goes on past the last byte.
+    Partial,
+}
+
+/// Walks `b` as units from its first byte, each header also passing `accept`: where a
+/// stream that lost bytes shows a boundary again (a segment that is exactly a run of units).
+pub fn run<F: UnitFormat>(mut b: &[u8], mut accept: impl FnMut(&F::Header) -> bool) -> Run {
+    while !b.is_empty() {
+        match F::parse(&b[..b.len().min(F::MAX_HEADER_BYTES)]) {
+            Header::Complete { header, len, body } => {
+                if !accept(&header) {
+                    return Run::Invalid;
+                }
+                let total = len as u64 + body;
+                if total > b.len() as u64 {
+                    return Run::Partial;
+                }
+                b = &b[total as usize..];
+            }
+            Header::NeedMore => return Run::Partial,
+            Header::Invalid => return Run::Invalid,
+        }
+    }
+    Run::Exact
+}
+
 /// What one segment's bytes held.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Fed {

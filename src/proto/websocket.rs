@@ -1,6 +1,6 @@
 //! WebSocket frame headers (RFC 6455 §5.2).
 
-use super::units::{Header, UnitFormat};
+use super::units::{Header, Run, UnitFormat, run};
 
 pub const OP_CONTINUATION: u8 = 0;
 pub const OP_TEXT: u8 = 1;
@@ -90,42 +90,13 @@ pub fn close_code(h: &FrameHeader, body: &[u8]) -> Option<u16> {
     Some(u16::from_be_bytes([body[0] ^ m[0], body[1] ^ m[1]]))
 }
 
-/// How bytes read from a supposed frame boundary walk as frames.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Run {
-    /// A header no peer sends here: a reserved opcode, RSV2 or RSV3, a mask bit unlike the
-    /// others.
-    Invalid,
-    /// Whole frames ending exactly at the last byte.
-    Exact,
-    /// Whole frames, then one (or its header) that goes on past the last byte.
-    Partial,
-}
-
-/// Walks `b` as frames from its first byte, all with the mask bit `masked` holds (or the
-/// first frame's, stored there when it holds none).
-pub fn frames_run(mut b: &[u8], masked: &mut Option<bool>) -> Run {
-    while !b.is_empty() {
-        match Frames::parse(&b[..b.len().min(14)]) {
-            Header::Complete { header, len, body } => {
-                if header.rsv & 0x30 != 0 {
-                    return Run::Invalid;
-                }
-                let m = header.mask.is_some();
-                if *masked.get_or_insert(m) != m {
-                    return Run::Invalid;
-                }
-                let total = len as u64 + body;
-                if total > b.len() as u64 {
-                    return Run::Partial;
-                }
-                b = &b[total as usize..];
-            }
-            Header::NeedMore => return Run::Partial,
-            Header::Invalid => return Run::Invalid,
-        }
-    }
-    Run::Exact
+/// Walks `b` as frames from its first byte (`units::run`), all with the mask bit `masked`
+/// holds (or the first frame's, stored there when it holds none) and no RSV2 or RSV3.
+pub fn frames_run(b: &[u8], masked: &mut Option<bool>) -> Run {
+    run::<Frames>(b, |h| {
+        let m = h.mask.is_some();
+        h.rsv & 0x30 == 0 && *masked.get_or_insert(m) == m
+    })
 }
 
 /// Whether a whole segment parses as a run of frames ending exactly at its end, all with the
