@@ -199,24 +199,17 @@ impl Engine {
         }
         dir.chain = 0;
         dir.out_lost |= !keep;
-        let mut k = 0;
-        while k < dir.open.len() {
-            let w = dir.open[k];
-            if w.cut & (CARRIER_MARK | BEHIND_MARK) == 0 {
-                k += 1;
-                continue;
-            }
-            dir.open.remove(k);
+        // (A new list: a long chain's room is not kept for every flow that once had one.)
+        let (chain, other): (Vec<_>, Vec<_>) =
+            dir.open.drain(..).partition(|w| w.cut & (CARRIER_MARK | BEHIND_MARK) != 0);
+        dir.open = other;
+        for w in chain {
             let v = if keep && w.cut & CARRIER_MARK != 0 {
                 Verdict::Keep
             } else {
                 bulk_verdict(&self.opts, &mut flow.bulk_used, w.cut & !MARKS)
             };
             self.resolved.push((w.packet, v));
-        }
-        // A long chain's room is not kept for every flow that once had one.
-        if dir.open.capacity() > 16 {
-            dir.open.shrink_to(16);
         }
     }
 
