@@ -706,7 +706,7 @@ fn many_lookups_over_udp_are_no_open_connections() {
         frames.push(f);
     }
     let mut c = Conv::new(50_000, 80);
-    c.send(0, b"GET /chat HTTP/1.1\r\nHost: ws.example.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", 1448);
+    c.send(0, upgrade("").as_bytes(), 1448);
     c.send(1, b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n", 1448);
     frames.extend(c.close());
     let dir = tmpdir();
@@ -728,7 +728,7 @@ fn attempts_with_one_fixed_key_to_one_server_are_not_proxy_legs() {
     let mut frames = Vec::new();
     for port in [50_001, 50_002, 50_003] {
         let mut c = Conv::new(port, 80);
-        c.send(0, b"GET /chat HTTP/1.1\r\nHost: ws.example.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", 1448);
+        c.send(0, upgrade("").as_bytes(), 1448);
         c.send(1, b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n", 1448);
         frames.extend(c.close());
     }

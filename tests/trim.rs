@@ -544,8 +544,8 @@ fn record_longer_than_its_snaplen_is_kept_with_a_warning() {
 #[test]
 fn frames_are_found_again_after_lost_bytes_also_a_ping_split_over_two_segments() {
     let mut c = Conv::new(50_000, 80);
-    c.send(0, b"GET /chat HTTP/1.1\r\nHost: ws.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", 1448);
-    c.send(1, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n", 1448);
+    c.send(0, upgrade("").as_bytes(), 1448);
+    c.send(1, SWITCHING.as_bytes(), 1448);
     // Two binary frames, the second's header inside the segment the snaplen cuts; payload
     // bytes no header starts with (opcode 0xf).
     let mut stream = Vec::new();
@@ -602,8 +602,6 @@ fn frames_are_found_again_after_lost_bytes_also_a_ping_split_over_two_segments()
 fn a_control_frame_sharing_a_segment_with_a_cut_message_stays_readable() {
     require_tshark();
     let dir = tmpdir();
-    let upgrade = b"GET /chat HTTP/1.1\r\nHost: ws.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-    let switching = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
     let binary = |len: usize, seed: usize| {
         let mut f = vec![0x82, 126];
         f.extend((len as u16).to_be_bytes());
@@ -622,7 +620,7 @@ fn a_control_frame_sharing_a_segment_with_a_cut_message_stays_readable() {
     stream.extend(b"\x89\x00");
     for (name, bytes, pings) in [("pinged", pinged, 6), ("stream", stream, 1)] {
         let mut c = Conv::new(50_000, 80);
-        c.send(0, upgrade, 1448).send(1, switching, 1448);
+        c.send(0, upgrade("").as_bytes(), 1448).send(1, SWITCHING.as_bytes(), 1448);
         let mut all = bytes;
         all.extend([0x88, 2, 0x03, 0xe8]);
         c.send(1, &all, 1448);

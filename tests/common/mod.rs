@@ -535,3 +535,16 @@ pub fn client_hello(extra: &[Vec<u8>]) -> Vec<u8> {
     rec.extend(hs);
     rec
 }
+
+/// A WebSocket upgrade request for ws.example.com/chat (the RFC's sample key), with `extra`
+/// header lines.
+pub fn upgrade(extra: &str) -> String {
+    format!(
+        "GET /chat HTTP/1.1\r\nHost: ws.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    )
+}
+
+/// The server's 101 answer to `upgrade`.
+pub const SWITCHING: &str = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
