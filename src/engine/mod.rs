@@ -625,6 +625,14 @@ impl Engine {
         // A packet that decodes to no flow is dropped whole (decide says otherwise for flows).
         self.last_flow_dropped = true;
         let (mut decision, ticket, layout) = self.decide(meta, frame);
+        // What a packet waits for can end within its own call (held segments it released
+        // ended its unit): its verdict is then this call's, not a resolution of a packet the
+        // caller has not queued yet.
+        if matches!(decision, Decision::Wait(_))
+            && let Some(i) = self.resolved.iter().position(|r| r.0 == meta.number)
+        {
+            decision = Decision::Now(self.resolved.remove(i).1);
+        }
         if self.opts.keep_all {
             self.last_flow_dropped = false;
             if let Decision::Now(v) = &mut decision {
@@ -833,14 +841,9 @@ impl Engine {
                         if fin_rst && self.flows[&key].class.kept() {
                             Some(true)
                         } else {
-                            // Segments held behind this one are in order now, and may end
-                            // what it waits for: its verdict is then this call's, not a
-                            // resolution of a packet its caller has not queued yet.
+                            // Segments held behind this one are in order now.
                             if held {
                                 self.release_ready(key, side);
-                                if let Some(i) = self.resolved.iter().position(|r| r.0 == packet) {
-                                    return Decision::Now(self.resolved.remove(i).1);
-                                }
                             }
                             return Decision::Wait(WaitOn::Unit(side));
                         }
