@@ -444,9 +444,7 @@ impl Tracker {
             (_, Some(i)) => i,
             // DNS over UDP is read as lookups (`dns`): a conversation of it would tell nothing
             // and never end, and thousands would crowd out connections that may be attempts.
-            (Event::Open, None)
-                if o.key.proto == PROTO_UDP && (o.key.port_a == DNS_PORT || o.key.port_b == DNS_PORT) =>
-            {
+            (Event::Open, None) if o.key.proto == PROTO_UDP && o.key.has_port(DNS_PORT) => {
                 return;
             }
             (Event::Open, None) => self.open_conv(o.conv, o.key, o.at),

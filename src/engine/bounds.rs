@@ -43,7 +43,7 @@ impl Engine {
                 forget_waiting(&mut flow.waiting, packet);
                 // On port 53, a first message that never ends is not waited for: the flow is
                 // what it would have been without one (not HTTP, TLS or WebSocket).
-                if (ticket.key.port_a == DNS_PORT || ticket.key.port_b == DNS_PORT) && flow.give_up_partial_lookups() {
+                if ticket.key.has_port(DNS_PORT) && flow.give_up_partial_lookups() {
                     flow.class = Class::Dropped;
                     flow.content = Content::Other;
                     (flow.proto, flow.why) = (Proto::Other, "not HTTP, TLS or WebSocket");

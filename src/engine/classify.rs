@@ -112,7 +112,7 @@ impl Engine {
             }
             // DNS over TCP: on port 53, and only if it parses as DNS. Either side's first
             // message says which side asks.
-            if key.port_a == DNS_PORT || key.port_b == DNS_PORT {
+            if key.has_port(DNS_PORT) {
                 match tcp_frame(head) {
                     TcpFrame::Whole(_) => {
                         let response = head[4] & 0x80 != 0;

@@ -54,6 +54,11 @@ impl std::hash::Hash for FlowKey {
 }
 
 impl FlowKey {
+    /// Whether either end uses `port` (a well-known port says what a flow may be).
+    pub fn has_port(&self, port: u16) -> bool {
+        self.port_a == port || self.port_b == port
+    }
+
     /// The key of a packet and which side sent it.
     pub fn of(src: Addr, sport: u16, dst: Addr, dport: u16, proto: u8) -> (FlowKey, Side) {
         if (src, sport) <= (dst, dport) {
