@@ -150,6 +150,10 @@ pub struct Outcome {
     pub ticket: Option<Ticket>,
     /// The packet's flow is dropped whole: nothing of it is written or needs scrubbing.
     pub flow_dropped: bool,
+    /// When scrubbing: the reassembly did not hand its payload over from its first byte (a
+    /// retransmission, a segment ahead of a hole), which names why what of it no patch covers
+    /// is overwritten.
+    pub reordered: bool,
     /// Where its layers are, when it decoded to a TCP or UDP packet (scrub reads them here
     /// rather than decoding the frame again).
     pub layout: Option<crate::wire::Layout>,

@@ -20,13 +20,13 @@ use crate::capture::{
 };
 use crate::engine::{Engine, FlowRecord, Observed};
 use crate::error::Result;
-use crate::flow::{FlowKey, PROTO_TCP, Side};
 use crate::policy::{Decision, Options, Outcome, Ticket, Verdict};
 use crate::progress::{PUBLISH_EVERY, Progress};
 use crate::proto::tls;
 use crate::report::Summary;
-use crate::scrub::{ScrubOptions, Scrubber};
-use crate::wire::{self, Transport};
+use crate::scrub::stream::Patches;
+use crate::scrub::{PacketScrub, ScrubOptions, Scrubber};
+use crate::wire;
 
 /// How long (capture time) a packet may wait for its flow to be classified. Long enough for
 /// DNS → connect → request even over a slow link; a DNS answer waits this long for a kept
@@ -90,12 +90,6 @@ enum Held {
     Block { kind: u32, raw: Vec<u8>, big_endian: bool },
 }
 
-impl Entry {
-    fn slot_is_drop(&self) -> bool {
-        matches!(self.slot, Slot::Decided(Verdict::Drop))
-    }
-}
-
 struct Entry {
     number: u64,
     ts_ns: u64,
@@ -103,9 +97,9 @@ struct Entry {
     held: Held,
     /// Bytes it counts for in the queue's bound (its record's or block's length, held or not).
     size: usize,
-    /// Not scrubbed yet: its flow was undecided when it was read, and the scrubber must know
-    /// what a flow carries before it rewrites it.
-    scrub_pending: bool,
+    /// Scrubbing: what the engine's redaction wrote into the held copy so far (the packet is
+    /// finished when it is written, `Scrubber::frame`).
+    scrub: Option<PacketScrub>,
 }
 
 /// Packets read but not yet written, in input order.
@@ -120,23 +114,6 @@ struct Queue {
     pool: Vec<Vec<u8>>,
     /// Number given to the next queued block (blocks sort between the packets around them).
     last_number: u64,
-}
-
-/// How far a stream's run of joined payloads reaches past what a queue settles at once.
-const AHEAD_BYTES: usize = 256 * 1024;
-
-/// The joined payloads of `Queue::stream_ahead`: for each packet in the order, where its
-/// payload ends in `bytes` and where its stream's run ends.
-struct Ahead {
-    bytes: Vec<u8>,
-    ends: Vec<Option<(usize, usize)>>,
-}
-
-impl Ahead {
-    /// What follows the `k`th packet's payload in its stream (empty when unknown).
-    fn after(&self, k: usize) -> &[u8] {
-        self.ends[k].map_or(&[], |(end, run_end)| &self.bytes[end..run_end])
-    }
 }
 
 impl Queue {
@@ -155,7 +132,7 @@ impl Queue {
         v
     }
 
-    fn push_packet(&mut self, p: &Packet<'_>, slot: Slot, scrub_pending: bool) {
+    fn push_packet(&mut self, p: &Packet<'_>, slot: Slot, scrub: Option<PacketScrub>) {
         let raw = self.copy(p.raw);
         self.last_number = p.meta.number;
         self.entries.push_back(Entry {
@@ -164,7 +141,7 @@ impl Queue {
             slot,
             held: Held::Packet { meta: p.meta, raw },
             size: p.raw.len(),
-            scrub_pending,
+            scrub,
         });
     }
 
@@ -186,7 +163,7 @@ impl Queue {
                 slot: Slot::Decided(Verdict::Keep),
                 held: Held::Block { kind, raw, big_endian },
                 size,
-                scrub_pending: false,
+                scrub: None,
             },
         );
     }
@@ -200,138 +177,47 @@ impl Queue {
             slot: Slot::Decided(Verdict::Keep),
             held: Held::Block { kind, raw, big_endian },
             size,
-            scrub_pending: false,
+            scrub: None,
         });
     }
 
-    /// Records the verdict of a waiting packet; returns its index.
-    fn decide(&mut self, number: u64, v: Verdict) -> Option<usize> {
-        let found = self.entries.binary_search_by_key(&number, |e| e.number);
-        if let Ok(mut i) = found {
-            // Blocks share the number of the packet before them; find the packet itself.
-            while i > 0 && self.entries[i - 1].number == number {
-                i -= 1;
-            }
-            for (k, e) in self.entries.range_mut(i..).enumerate() {
-                if e.number != number {
-                    break;
-                }
-                if let (Slot::Waiting(_), Held::Packet { .. }) = (&e.slot, &e.held) {
-                    e.slot = Slot::Decided(v);
-                    return Some(i + k);
-                }
-            }
+    /// Records the verdict of a waiting packet.
+    fn decide(&mut self, number: u64, v: Verdict) {
+        if let Some(e) = self.packet_mut(number)
+            && let Slot::Waiting(_) = e.slot
+        {
+            e.slot = Slot::Decided(v);
         }
-        None
     }
 
-    /// Records verdicts, then scrubs the deferred packets among them (and `also`, a queued
-    /// packet decided with them) in stream order: a segment that arrived ahead of a hole is
-    /// scrubbed after the one that fills it, so the scrubber reads each stream in order and
-    /// need not overwrite reordered bytes. Packets of flows dropped whole are not scrubbed.
-    fn settle(
-        &mut self,
-        verdicts: impl IntoIterator<Item = (u64, Verdict)>,
-        also: Option<usize>,
-        engine: &Engine,
-        scrubber: Option<&mut Scrubber>,
-    ) {
-        let mut todo: Vec<usize> = Vec::new();
+    /// Records verdicts of waiting packets.
+    fn settle(&mut self, verdicts: impl IntoIterator<Item = (u64, Verdict)>) {
         for (n, v) in verdicts {
-            if let Some(i) = self.decide(n, v)
-                && self.entries[i].scrub_pending
-            {
-                todo.push(i);
-            }
-        }
-        todo.extend(also);
-        let Some(s) = scrubber else { return };
-        if todo.is_empty() {
-            return;
-        }
-        // (first index of the flow's direction in `todo`, sequence offset within it, index,
-        // and where the packet's layers are: decoded here once, for the order and the scrub).
-        let mut order: Vec<(usize, i64, usize, Option<wire::Layout>)> = Vec::with_capacity(todo.len());
-        let mut streams: Vec<(FlowKey, Side, u32)> = Vec::new();
-        for &i in &todo {
-            let e = &mut self.entries[i];
-            e.scrub_pending = false;
-            let Held::Packet { meta, raw } = &e.held else { continue };
-            let data = &raw[meta.data_offset as usize..meta.data_offset as usize + meta.caplen as usize];
-            let decoded = wire::decode(meta.link_type, data).ok();
-            let layout = decoded.as_ref().map(|d| d.layout);
-            let at = match decoded {
-                Some(d) => match d.transport {
-                    Transport::Tcp { seq, .. } => {
-                        let (key, side) = FlowKey::of(d.src, d.sport, d.dst, d.dport, PROTO_TCP);
-                        if e.slot_is_drop() && engine.flow_dropped(&key) {
-                            continue;
-                        }
-                        match streams.iter().position(|&(k, sd, _)| k == key && sd == side) {
-                            Some(g) => (g, i64::from(seq.wrapping_sub(streams[g].2) as i32)),
-                            None => {
-                                streams.push((key, side, seq));
-                                (streams.len() - 1, 0)
-                            }
-                        }
-                    }
-                    Transport::Udp => (usize::MAX, 0),
-                },
-                None => (usize::MAX, 0),
-            };
-            order.push((at.0, at.1, i, layout));
-        }
-        order.sort_by_key(|&(g, off, i, _)| (g, off, i));
-        let ahead = self.stream_ahead(&order);
-        for (k, (_, _, i, layout)) in order.into_iter().enumerate() {
-            if let Held::Packet { meta, raw } = &mut self.entries[i].held {
-                let start = meta.data_offset as usize;
-                let after = ahead.after(k);
-                s.frame(meta, &mut raw[start..start + meta.caplen as usize], layout.as_ref(), engine, after);
-            }
+            self.decide(n, v);
         }
     }
 
-    /// The payloads of each stream's packets in `order`, joined where they follow one another
-    /// without a hole or an overlap: what follows a packet in its stream, for the scrubber to
-    /// look ahead into (up to `AHEAD_BYTES` a stream: what is needed is an HTTP head's end).
-    fn stream_ahead(&self, order: &[(usize, i64, usize, Option<wire::Layout>)]) -> Ahead {
-        let mut a = Ahead { bytes: Vec::new(), ends: vec![None; order.len()] };
-        let mut k = 0;
-        while k < order.len() {
-            let g = order[k].0;
-            let group_end = order[k..].iter().position(|o| o.0 != g).map_or(order.len(), |n| k + n);
-            if g == usize::MAX || group_end - k < 2 {
-                k = group_end;
-                continue;
-            }
-            let group_start = a.bytes.len();
-            let mut next: Option<i64> = None;
-            for (j, &(_, off, i, ref layout)) in order.iter().enumerate().take(group_end).skip(k) {
-                let (Some(l), Held::Packet { meta, raw }) = (layout, &self.entries[i].held) else { continue };
-                if l.payload_len == 0 {
-                    continue;
-                }
-                if next.is_some_and(|n| n != off) || a.bytes.len() - group_start >= AHEAD_BYTES {
-                    break;
-                }
-                let start = meta.data_offset as usize + l.payload_offset;
-                a.bytes.extend_from_slice(&raw[start..start + l.payload_len]);
-                a.ends[j] = Some((a.bytes.len(), group_start));
-                // A payload cut by the snaplen ends what is known of the stream.
-                if l.payload_len != l.wire_payload_len as usize {
-                    break;
-                }
-                next = Some(off + i64::from(l.wire_payload_len));
-            }
-            // Each packet sees up to the end of its own stream's run.
-            let run_end = a.bytes.len();
-            for e in a.ends[k..group_end].iter_mut().flatten() {
-                e.1 = run_end;
-            }
-            k = group_end;
+    /// The queued packet numbered `number`, if it is still waiting to be written.
+    fn packet_mut(&mut self, number: u64) -> Option<&mut Entry> {
+        let mut i = self.entries.binary_search_by_key(&number, |e| e.number).ok()?;
+        // Blocks share the number of the packet before them; find the packet itself.
+        while i > 0 && self.entries[i - 1].number == number {
+            i -= 1;
         }
-        a
+        self.entries.range_mut(i..).take_while(|e| e.number == number).find(|e| matches!(e.held, Held::Packet { .. }))
+    }
+
+    /// Writes the engine's patches into the queued packets they are for (a packet written
+    /// already keeps what it was written with: overwritten where no patch came in time).
+    fn patch(&mut self, patches: &Patches<'_>) {
+        for patch in patches.list {
+            let Some(e) = self.packet_mut(patch.packet) else { continue };
+            let (Held::Packet { meta, raw }, Some(ps)) = (&mut e.held, &mut e.scrub) else { continue };
+            let start = meta.data_offset as usize;
+            let Some(frame) = raw.get_mut(start..start + meta.caplen as usize) else { continue };
+            let layout = wire::decode(meta.link_type, frame).ok().map(|d| d.layout);
+            ps.apply(frame, layout.as_ref(), patch, patches.bytes(patch));
+        }
     }
 
     fn recycle(&mut self, raw: Vec<u8>, size: usize) {
@@ -424,6 +310,9 @@ fn pass<W: Write>(
     let mut now_ns = 0u64;
     let mut section_big = false;
     let mut scrubber = cfg.scrub.as_ref().map(Scrubber::new);
+    if let Some(s) = &cfg.scrub {
+        engine.scrub(s);
+    }
     let mut scrubbed: Vec<u8> = Vec::new();
     let mut resolved: Vec<(u64, Verdict)> = Vec::new();
     if let Some(s) = &cfg.scrub {
@@ -499,48 +388,51 @@ fn pass<W: Write>(
                         queue.push_block(block::DECRYPTION_SECRETS, &dsb, big, now_ns);
                     }
                 }
-                let Outcome { decision, ticket, flow_dropped, layout } = outcome;
-                // A packet is scrubbed when its flow's bytes before it have been: one that
-                // waits, or that completes earlier waiting ones, is scrubbed with them.
-                let scrub_later = scrubber.is_some() && !flow_dropped;
-                let defer = scrub_later && (matches!(decision, Decision::Wait(_)) || !resolved.is_empty());
-                if defer {
-                    let slot = match decision {
-                        Decision::Now(v) => Slot::Decided(v),
-                        Decision::Wait(_) => Slot::Waiting(ticket.expect("a wait has a ticket")),
-                    };
-                    queue.push_packet(&p, slot, true);
-                    let me = queue.entries.len() - 1;
-                    let also = matches!(decision, Decision::Now(_)).then_some(me);
-                    queue.settle(resolved.drain(..), also, &engine, scrubber.as_mut());
-                } else {
-                    if !resolved.is_empty() {
-                        queue.settle(resolved.drain(..), None, &engine, scrubber.as_mut());
+                let Outcome { decision, ticket, flow_dropped, reordered, layout } = outcome;
+                // The patches the call made: this packet's go into its copy, the others into
+                // the queued packets they are for.
+                let scrub = match scrubber.as_mut() {
+                    Some(_) if !flow_dropped => {
+                        scrubbed.clear();
+                        scrubbed.extend_from_slice(p.raw);
+                        let start = p.meta.data_offset as usize;
+                        let frame = &mut scrubbed[start..start + p.meta.caplen as usize];
+                        let mut ps = PacketScrub::of(frame, layout.as_ref(), reordered);
+                        if let Some(patches) = engine.patches() {
+                            for patch in patches.list.iter().filter(|x| x.packet == p.meta.number) {
+                                ps.apply(frame, layout.as_ref(), patch, patches.bytes(patch));
+                            }
+                        }
+                        Some(ps)
                     }
-                    let p = match scrubber.as_mut() {
-                        Some(s) if !flow_dropped => {
-                            scrubbed.clear();
-                            scrubbed.extend_from_slice(p.raw);
-                            let start = p.meta.data_offset as usize;
-                            let frame = &mut scrubbed[start..start + p.meta.caplen as usize];
-                            s.frame(&p.meta, frame, layout.as_ref(), &engine, &[]);
-                            Packet { meta: p.meta, raw: &scrubbed }
-                        }
-                        _ => p,
-                    };
-                    match decision {
-                        Decision::Now(v) if queue.entries.is_empty() && discard => {
-                            count(v, summary);
-                        }
-                        Decision::Now(v) if queue.entries.is_empty() => {
-                            let note = annotate.then_some((&engine, &mut note));
-                            write(&mut writer, &p, v, summary, note)?
-                        }
-                        Decision::Now(Verdict::Drop) => {}
-                        Decision::Now(v) => queue.push_packet(&p, Slot::Decided(v), false),
-                        Decision::Wait(_) => {
-                            queue.push_packet(&p, Slot::Waiting(ticket.expect("a wait has a ticket")), false)
-                        }
+                    _ => None,
+                };
+                if let Some(patches) = engine.patches() {
+                    queue.patch(&patches);
+                    engine.clear_patches();
+                }
+                if !resolved.is_empty() {
+                    queue.settle(resolved.drain(..));
+                }
+                let written_now = matches!(decision, Decision::Now(_)) && queue.entries.is_empty();
+                if written_now && let (Some(s), Some(ps)) = (scrubber.as_mut(), &scrub) {
+                    let start = p.meta.data_offset as usize;
+                    let frame = &mut scrubbed[start..start + p.meta.caplen as usize];
+                    s.frame(&p.meta, frame, layout.as_ref(), ps);
+                }
+                let p = if scrub.is_some() { Packet { meta: p.meta, raw: &scrubbed } } else { p };
+                match decision {
+                    Decision::Now(v) if written_now && discard => {
+                        count(v, summary);
+                    }
+                    Decision::Now(v) if written_now => {
+                        let note = annotate.then_some((&engine, &mut note));
+                        write(&mut writer, &p, v, summary, note)?
+                    }
+                    Decision::Now(Verdict::Drop) => {}
+                    Decision::Now(v) => queue.push_packet(&p, Slot::Decided(v), scrub),
+                    Decision::Wait(_) => {
+                        queue.push_packet(&p, Slot::Waiting(ticket.expect("a wait has a ticket")), scrub)
                     }
                 }
             }
@@ -597,7 +489,13 @@ fn pass<W: Write>(
     summary.bytes_in = reader.bytes_read();
     summary.bytes_out = writer.bytes_written;
     summary.elapsed_s = started.elapsed().as_secs_f64();
-    summary.scrub = scrubber.map(|s| s.report);
+    summary.scrub = scrubber.map(|s| {
+        let mut counts = s.counts;
+        if let Some(c) = engine.scrub_counts() {
+            counts.add(c);
+        }
+        counts.report()
+    });
     if let Some(link) = stats.unsupported_link_type {
         summary.warnings.push(format!(
             "{} packets of a link type not supported (LINKTYPE {link}) were dropped unread",
@@ -644,8 +542,8 @@ fn count(v: Verdict, summary: &mut Summary) -> bool {
     true
 }
 
-/// What `drain` needs to decide a waiting packet now: the engine, and the scrubber for the
-/// packets that were waiting to be scrubbed.
+/// What `drain` needs to decide a waiting packet now (the engine) and to finish the
+/// scrubbing of the packets it writes.
 struct Forcer<'a> {
     engine: &'a mut Engine,
     scrubber: Option<&'a mut Scrubber>,
@@ -673,10 +571,13 @@ fn drain<W: Write>(
             // forced packet, was most of the time of a flood of unanswered lookups.
             let front = q.entries.front_mut().expect("front exists");
             front.slot = Slot::Decided(v);
-            let also = front.scrub_pending.then_some(0);
+            if let Some(patches) = f.engine.patches() {
+                q.patch(&patches);
+                f.engine.clear_patches();
+            }
             f.resolved.extend(f.engine.take_resolutions());
-            if !f.resolved.is_empty() || also.is_some() {
-                q.settle(f.resolved.drain(..), also, f.engine, f.scrubber.as_deref_mut());
+            if !f.resolved.is_empty() {
+                q.settle(f.resolved.drain(..));
             }
             continue;
         }
@@ -687,7 +588,15 @@ fn drain<W: Write>(
                 count(v, summary);
                 q.recycle(raw, e.size);
             }
-            Held::Packet { meta, raw } => {
+            Held::Packet { meta, mut raw } => {
+                if let (Some(s), Some(ps)) = (f.scrubber.as_deref_mut(), &e.scrub)
+                    && v != Verdict::Drop
+                {
+                    let start = meta.data_offset as usize;
+                    let frame = &mut raw[start..start + meta.caplen as usize];
+                    let layout = wire::decode(meta.link_type, frame).ok().map(|d| d.layout);
+                    s.frame(&meta, frame, layout.as_ref(), ps);
+                }
                 let note = note.as_deref_mut().map(|b| (&*f.engine, b));
                 write(writer, &Packet { meta, raw: &raw }, v, summary, note)?;
                 q.recycle(raw, e.size);
@@ -727,7 +636,7 @@ mod tests {
             let block = rnd(10) == 0;
             let pop = rnd(3) == 0;
             for q in &mut queues {
-                q.push_packet(&Packet { meta, raw: &raw }, Slot::Decided(Verdict::Keep), false);
+                q.push_packet(&Packet { meta, raw: &raw }, Slot::Decided(Verdict::Keep), None);
                 if block {
                     q.push_block(5, &raw[..40], false, number);
                     q.insert_block_before(number, 5, &raw[..24], false, number);

@@ -10,6 +10,7 @@ impl Engine {
     /// name no kept flow used is dropped.
     pub fn force(&mut self, packet: u64, ticket: Ticket) -> Verdict {
         let v = self.force_one(packet, ticket);
+        self.redact_deliveries(&[]);
         if self.opts.keep_all { Verdict::Keep } else { v }
     }
 
@@ -22,7 +23,9 @@ impl Engine {
                 };
                 if flow.content == Content::Dns {
                     forget_waiting(&mut flow.waiting, packet);
-                    flow.give_up_partial_lookups();
+                    let given_up = flow.give_up_partial_lookups();
+                    self.note_losses(ticket.key, given_up);
+                    let flow = self.flows.get_mut(&ticket.key).expect("flow exists");
                     if flow.class != Class::Undecided {
                         // Decided while a message was arriving: it waited for the message.
                         for d in &mut flow.dirs {
@@ -43,7 +46,10 @@ impl Engine {
                 forget_waiting(&mut flow.waiting, packet);
                 // On port 53, a first message that never ends is not waited for: the flow is
                 // what it would have been without one (not HTTP, TLS or WebSocket).
-                if ticket.key.has_port(DNS_PORT) && flow.give_up_partial_lookups() {
+                let given_up = if ticket.key.has_port(DNS_PORT) { flow.give_up_partial_lookups() } else { 0 };
+                if given_up != 0 {
+                    self.note_losses(ticket.key, given_up);
+                    let flow = self.flows.get_mut(&ticket.key).expect("flow exists");
                     flow.class = Class::Dropped;
                     flow.content = Content::Other;
                     (flow.proto, flow.why) = (Proto::Other, "not HTTP, TLS or WebSocket");
@@ -68,14 +74,14 @@ impl Engine {
                 let open = &mut flow.dirs[side.index()].open;
                 let behind = open.iter().find(|w| w.packet == packet).map(|w| w.cut).filter(|c| c & BEHIND_MARK != 0);
                 open.retain(|w| w.packet != packet);
-                if flow.content == Content::Dns {
-                    flow.give_up_partial_lookups();
-                }
+                let given_up = if flow.content == Content::Dns { flow.give_up_partial_lookups() } else { 0 };
                 // Bulk that waited behind a chain stays bulk; a unit's packet is kept whole.
-                match behind {
+                let v = match behind {
                     Some(cut) => bulk_verdict(&self.opts, &mut flow.bulk_used, cut & !MARKS),
                     None => Verdict::Keep,
-                }
+                };
+                self.note_losses(ticket.key, given_up);
+                v
             }
             WaitOn::Reorder(side) => {
                 let Some(flow) = self.flows.get_mut(&ticket.key) else {
@@ -100,6 +106,8 @@ impl Engine {
                         self.resolved.push((w.packet, v));
                     }
                 }
+                // The redaction cannot read past the hole either.
+                self.note_loss(ticket.key, side);
                 Verdict::Keep
             }
         }

@@ -10,6 +10,8 @@ impl Engine {
     /// Classifies an undecided flow from the bytes collected so far (and finds what a flow to
     /// a `--port` carries, without changing that it is kept).
     pub(super) fn try_classify(&mut self, key: FlowKey) {
+        // Whatever it finds is what the redaction reads the held bytes with.
+        self.note_reading_changed(key);
         let flow = self.flows.get_mut(&key).expect("flow exists");
         if flow.content == Content::Dns {
             return self.read_lookups(key);
@@ -359,6 +361,7 @@ impl Engine {
     /// that named its host or address.
     pub(super) fn on_classified(&mut self, key: FlowKey) {
         self.report_class(key);
+        self.note_reading_changed(key);
         let flow = self.flows.get_mut(&key).expect("flow exists");
         let kept = flow.class.kept();
         if kept {

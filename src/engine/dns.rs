@@ -390,16 +390,16 @@ impl Flow {
     /// A message that did not end while its packets could wait is not read: its bytes are
     /// bulk from there, and its head is let go. So what DNS-over-TCP flows hold is bounded
     /// by the waiting queue, not by the number of flows an attacker opens.
-    /// Returns whether there was one.
-    pub(super) fn give_up_partial_lookups(&mut self) -> bool {
-        let mut any = false;
-        for d in &mut self.dirs {
+    /// Returns the sides that had one (bit 0 side A, bit 1 side B).
+    pub(super) fn give_up_partial_lookups(&mut self) -> u8 {
+        let mut sides = 0;
+        for (i, d) in self.dirs.iter_mut().enumerate() {
             if partial(head_rest(d)) {
                 d.stop_reading();
-                any = true;
+                sides |= 1 << i;
             }
         }
-        any
+        sides
     }
 
     /// A decided DNS-over-TCP flow whose `side` has sent part of a message: its packet waits

@@ -291,6 +291,7 @@ impl Engine {
             }
         }
         flow.keyed = Some(k);
+        self.note_reading_changed(key);
         consumed == super::Consumed::Important
     }
 }

@@ -24,6 +24,7 @@ pub mod event;
 mod inner;
 mod phase;
 mod readable;
+mod redact;
 
 use rustc_hash::FxHashSet;
 
@@ -328,6 +329,9 @@ pub struct Flow {
     /// made every forced one a scan of them all).
     waiting: std::collections::VecDeque<Waiting>,
     dirs: [Dir; 2],
+    /// The scrubber's cursors for this flow's bytes, when scrubbing (`redact.rs`). Last: no
+    /// other command touches it.
+    redactor: Option<Box<crate::scrub::stream::FlowRedactor>>,
 }
 
 /// What an emptied slot of the flow table holds (nothing allocated).
@@ -360,6 +364,7 @@ impl Flow {
             hello_timed_out: false,
             keyed: None,
             lookup: None,
+            redactor: None,
             counted_kept: false,
             ends: 0,
             udp: false,
@@ -495,6 +500,13 @@ pub struct Engine {
     /// Decrypted plaintext is being read (`inner.rs`): its units come a record at a time,
     /// with no packet of their own to wait.
     reading_inner: bool,
+    /// Scrubbing: the streams' redaction (`redact.rs`), the in-order bytes noted during the
+    /// current call (the held segments' copied into `delivery_bytes`), and flows whose
+    /// reading changed.
+    redaction: Option<Box<crate::scrub::stream::Redaction>>,
+    deliveries: Vec<redact::Delivery>,
+    delivery_bytes: Vec<u8>,
+    to_flush: Vec<FlowKey>,
 }
 
 /// How long (capture time) a flow may stay idle in the table, by state.
@@ -529,6 +541,10 @@ impl Engine {
             ev: Events::new(opts_observe),
             next_conv: 0,
             reading_inner: false,
+            redaction: None,
+            deliveries: Vec::new(),
+            delivery_bytes: Vec::new(),
+            to_flush: Vec::new(),
         }
     }
 
@@ -568,16 +584,6 @@ impl Engine {
     /// Whether the flow of `key` is dropped whole (or forgotten).
     pub fn flow_dropped(&self, key: &FlowKey) -> bool {
         self.flows.get(key).is_none_or(|f| f.class == Class::Dropped)
-    }
-
-    /// How the flow of `key` is to be read, as far as known.
-    pub fn reading(&self, key: &FlowKey) -> Option<Reading> {
-        self.flows.get(key).map(|f| Reading {
-            content: f.content,
-            client: f.client,
-            tunnel: f.class == Class::Tunnel,
-            plain_answer: f.plain_answer,
-        })
     }
 
     /// Why the flow of `key` was kept or dropped, and what it carries.
@@ -639,7 +645,8 @@ impl Engine {
                 *v = Verdict::Keep;
             }
         }
-        Outcome { decision, ticket, flow_dropped: self.last_flow_dropped, layout }
+        let reordered = self.redaction.is_some() && self.redact_packet(meta.number, frame);
+        Outcome { decision, ticket, flow_dropped: self.last_flow_dropped, reordered, layout }
     }
 
     fn decide(&mut self, meta: &RecordMeta, frame: &[u8]) -> (Decision, Option<Ticket>, Option<Layout>) {
@@ -704,6 +711,9 @@ impl Engine {
                 f.note_end(side, d.tcp_flags());
                 f.count(meta);
                 self.last_flow_dropped = true;
+                if self.opts.keep_all && self.redaction.is_some() {
+                    self.deliver_dropped(key, side, d, meta.number);
+                }
                 return Decision::Now(Verdict::Drop);
             }
             Some(f) => f,
@@ -820,6 +830,7 @@ impl Engine {
             }
             Some(Placement::Gap) => {
                 lose_sync(&mut flow.dirs[side.index()]);
+                self.note_loss(key, side);
                 Some(false)
             }
             Some(Placement::InOrder { skip }) => {
@@ -830,6 +841,10 @@ impl Engine {
                 let new = bytes.get(skip..).unwrap_or(&[]);
                 // Bytes on the wire but not in the capture (snaplen, or an earlier trim).
                 let uncaptured = u64::from(d.wire_payload_len).saturating_sub(bytes.len().max(skip) as u64);
+                // Before the held segments this one releases: the order of the stream.
+                if self.redaction.is_some() {
+                    self.note_delivery(key, side, packet, d, skip);
+                }
                 let consumed = self.consume(key, side, start, new, packet, cut);
                 if uncaptured > 0 {
                     skip_uncaptured(&mut self.flows.get_mut(&key).expect("flow exists").dirs[side.index()], uncaptured);
@@ -923,6 +938,9 @@ impl Engine {
     }
 
     fn replay_segment(&mut self, key: FlowKey, side: Side, seg: &HeldSegment, skip: usize) {
+        if self.redaction.is_some() {
+            self.note_held_delivery(key, side, seg, skip);
+        }
         let flow = self.flows.get_mut(&key).expect("flow exists");
         let dir = &mut flow.dirs[side.index()];
         // A packet that did not wait (a kept FIN or RST) still has its bytes read.
