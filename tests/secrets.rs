@@ -163,6 +163,39 @@ fn bytes_outside_the_parsed_packet_go() {
     assert_none(found);
 }
 
+/// Bytes the reassembly never hands over in order go: a WebSocket message whose first segment
+/// (with the frame header) the capture lost, so that the rest of it waits ahead of a hole that
+/// never fills; and a message sent again at the same sequence numbers with other bytes.
+#[test]
+fn bytes_never_read_in_order_go() {
+    let mut found = Vec::new();
+    let mut msg = vec![0x81, 126];
+    let text = format!("{SECRET} ").repeat(200);
+    msg.extend((text.len() as u16).to_be_bytes());
+    msg.extend(text.as_bytes());
+    let mut c = Conv::new(40_050, 80);
+    c.send(0, upgrade("").as_bytes(), 1400).send(1, SWITCHING.as_bytes(), 1400);
+    let first = c.frames.len();
+    c.send(1, &msg, 1000);
+    let mut frames = c.close();
+    frames.remove(first);
+    found.extend(leaks("segment-lost-before", &frames));
+
+    // The same sequence numbers sent twice: the copy that is not read must not pass.
+    let mut c = Conv::new(40_051, 80);
+    c.send(0, upgrade("").as_bytes(), 1400).send(1, SWITCHING.as_bytes(), 1400);
+    let seq = c.seq[1];
+    c.send(1, &[0x81, 0x05, b'h', b'e', b'l', b'l', b'o'], 1400);
+    c.seq[1] = seq;
+    c.send(1, &[0x81, 0x05, b'h', b'e', b'l', b'l', b'o'], 1400);
+    c.seq[1] = seq;
+    let mut other = vec![0x81, SECRET.len() as u8];
+    other.extend(SECRET.as_bytes());
+    c.send(1, &other, 1400);
+    found.extend(leaks("retransmitted-differently", &c.close()));
+    assert_none(found);
+}
+
 /// DNS over TCP is kept only message by message, each whole and parsed: what follows a
 /// lookup on port 53 without being DNS goes (a "message" whose length is right but whose
 /// bytes are not DNS, and bytes after the last whole message), in whole segments and in
