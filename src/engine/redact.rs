@@ -165,7 +165,7 @@ impl Engine {
             return;
         }
         let keep_all = self.opts.keep_all;
-        for d in self.deliveries.drain(..) {
+        for (i, d) in self.deliveries.iter().enumerate() {
             let Some(flow) = self.flows.get_mut(&d.key) else { continue };
             if !flow.written(keep_all) {
                 flow.redactor = None;
@@ -175,8 +175,16 @@ impl Engine {
             let r = flow.redactor.get_or_insert_with(Box::default);
             let src = if d.in_frame { frame } else { &self.delivery_bytes[..] };
             let bytes = src.get(d.at as usize..(d.at + d.len) as usize).unwrap_or(&[]);
-            red.deliver(r, reading, d.side, d.packet, d.offset as usize, bytes, d.lost_after);
+            // A segment that filled a hole comes with the held ones it released: they are read
+            // together, each looking ahead into the next as into one segment.
+            let more = self.deliveries[i + 1..].iter().any(|e| e.key == d.key && e.side == d.side);
+            if more {
+                red.hold(r, d.side, d.packet, d.offset as usize, bytes, d.lost_after);
+            } else {
+                red.deliver(r, reading, d.side, d.packet, d.offset as usize, bytes, d.lost_after);
+            }
         }
+        self.deliveries.clear();
         self.delivery_bytes.clear();
         for key in self.to_flush.drain(..) {
             let Some(flow) = self.flows.get_mut(&key) else { continue };

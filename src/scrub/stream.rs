@@ -388,6 +388,21 @@ impl Redaction {
         }
     }
 
+    /// In-order bytes that more of their direction's stream follows in the same call (a held
+    /// segment released behind them): kept until that comes, so that the cursor can look
+    /// ahead into it as into the rest of a head (`deliver` of the last lets them all go).
+    pub fn hold(
+        &mut self,
+        f: &mut FlowRedactor,
+        side: Side,
+        packet: u64,
+        offset: usize,
+        bytes: &[u8],
+        lost_after: bool,
+    ) {
+        f.hold(side, packet, offset, bytes, lost_after);
+    }
+
     /// Held chunks go through the cursors, in the order they came, as far as they can: the
     /// flow's reading is known (`reading`), and no direction waits for more of its stream.
     pub fn flush(&mut self, f: &mut FlowRedactor, reading: Option<Reading>) {
