@@ -99,7 +99,7 @@ struct Entry {
     size: usize,
     /// Scrubbing: what the engine's redaction wrote into the held copy so far (the packet is
     /// finished when it is written, `Scrubber::frame`).
-    scrub: Option<PacketScrub>,
+    scrub: Option<Box<PacketScrub>>,
 }
 
 /// Packets read but not yet written, in input order.
@@ -141,7 +141,7 @@ impl Queue {
             slot,
             held: Held::Packet { meta: p.meta, raw },
             size: p.raw.len(),
-            scrub,
+            scrub: scrub.map(Box::new),
         });
     }
 

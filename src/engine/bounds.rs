@@ -131,6 +131,7 @@ impl Engine {
                 if self.opts.record_flows {
                     self.retired.push(f.record(key));
                 }
+                self.forget_redactor(f.redactor);
                 self.stats.flows_evicted += 1;
             }
         }
@@ -143,6 +144,7 @@ impl Engine {
         let record = self.opts.record_flows;
         let first_retired = self.retired.len();
         let retired = &mut self.retired;
+        let mut redaction = self.scrubbing.as_deref_mut().map(|s| &mut s.redaction);
         self.flows.retain(|k, f| {
             if f.has_waiters() {
                 return true;
@@ -158,6 +160,9 @@ impl Engine {
             let keep = idle < limit;
             if !keep && record {
                 retired.push(f.record(*k));
+            }
+            if !keep && let Some(r) = redaction.as_deref_mut() {
+                r.forget(f.redactor);
             }
             keep
         });

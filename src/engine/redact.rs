@@ -23,36 +23,52 @@ pub(super) struct Delivery {
     lost_after: bool,
 }
 
+/// The engine's scrubbing: the streams' redaction, the in-order bytes noted during the
+/// current call (the held segments' copied into `delivery_bytes`), and flows whose reading
+/// changed.
+pub(super) struct Scrubbing {
+    pub(super) redaction: Redaction,
+    deliveries: Vec<Delivery>,
+    delivery_bytes: Vec<u8>,
+    to_flush: Vec<FlowKey>,
+}
+
 impl Engine {
     /// Redacts every flow's bytes as they are read (`scrub`, `trim --scrub`): the patches are
     /// taken after each call (`patches`).
     pub fn scrub(&mut self, opts: &ScrubOptions) {
-        self.redaction = Some(Box::new(Redaction::new(opts)));
+        self.scrubbing = Some(Box::new(Scrubbing {
+            redaction: Redaction::new(opts),
+            deliveries: Vec::new(),
+            delivery_bytes: Vec::new(),
+            to_flush: Vec::new(),
+        }));
     }
 
     /// The patches made by the last call (`packet`, `force`), until `clear_patches`.
     pub fn patches(&self) -> Option<Patches<'_>> {
-        self.redaction.as_deref().map(|r| r.patches())
+        self.scrubbing.as_deref().map(|s| s.redaction.patches())
     }
 
     pub fn clear_patches(&mut self) {
-        if let Some(r) = self.redaction.as_deref_mut() {
-            r.clear_patches();
+        if let Some(s) = self.scrubbing.as_deref_mut() {
+            s.redaction.clear_patches();
         }
     }
 
     /// What the redaction of the streams overwrote, per rule.
     pub fn scrub_counts(&self) -> Option<&crate::scrub::Counts> {
-        self.redaction.as_deref().map(|r| &r.counts)
+        self.scrubbing.as_deref().map(|s| s.redaction.counts())
     }
 
     /// Notes the current packet's in-order payload from `skip` (when scrubbing: the callers
     /// look, so that the other commands pay for no call).
     #[inline(never)]
     pub(super) fn note_delivery(&mut self, key: FlowKey, side: Side, packet: u64, d: &Decoded<'_>, skip: usize) {
+        let Some(s) = self.scrubbing.as_deref_mut() else { return };
         let new = d.payload.len().saturating_sub(skip);
         let lost_after = (d.wire_payload_len as usize) > d.payload.len().max(skip);
-        self.deliveries.push(Delivery {
+        s.deliveries.push(Delivery {
             key,
             side,
             packet,
@@ -67,11 +83,12 @@ impl Engine {
     /// Notes the in-order bytes of a held segment released by the reassembly (when scrubbing).
     #[inline(never)]
     pub(super) fn note_held_delivery(&mut self, key: FlowKey, side: Side, seg: &HeldSegment, skip: usize) {
+        let Some(s) = self.scrubbing.as_deref_mut() else { return };
         let bytes = seg.bytes.get(skip..).unwrap_or(&[]);
-        let at = self.delivery_bytes.len() as u32;
-        self.delivery_bytes.extend_from_slice(bytes);
+        let at = s.delivery_bytes.len() as u32;
+        s.delivery_bytes.extend_from_slice(bytes);
         let lost_after = (seg.wire_len as usize) > seg.bytes.len().max(skip);
-        self.deliveries.push(Delivery {
+        s.deliveries.push(Delivery {
             key,
             side,
             packet: seg.packet,
@@ -87,10 +104,8 @@ impl Engine {
     /// be read as a continuation.
     #[inline(never)]
     pub(super) fn note_loss(&mut self, key: FlowKey, side: Side) {
-        if self.redaction.is_none() {
-            return;
-        }
-        self.deliveries.push(Delivery {
+        let Some(s) = self.scrubbing.as_deref_mut() else { return };
+        s.deliveries.push(Delivery {
             key,
             side,
             packet: 0,
@@ -112,11 +127,18 @@ impl Engine {
         }
     }
 
+    /// A flow the engine forgets takes its cursors with it.
+    pub(super) fn forget_redactor(&mut self, handle: u32) {
+        if let Some(s) = self.scrubbing.as_deref_mut() {
+            s.redaction.forget(handle);
+        }
+    }
+
     /// What the flow now says may let held bytes go through its cursors.
-    #[inline(never)]
+    #[inline]
     pub(super) fn note_reading_changed(&mut self, key: FlowKey) {
-        if self.redaction.is_some() {
-            self.to_flush.push(key);
+        if let Some(s) = self.scrubbing.as_deref_mut() {
+            s.to_flush.push(key);
         }
     }
 
@@ -151,7 +173,8 @@ impl Engine {
     /// hole: `Outcome::reordered`).
     #[inline(never)]
     pub(super) fn redact_packet(&mut self, number: u64, frame: &[u8]) -> bool {
-        let in_order = self.deliveries.iter().any(|d| d.in_frame && d.packet == number && d.offset == 0);
+        let Some(s) = self.scrubbing.as_deref() else { return false };
+        let in_order = s.deliveries.iter().any(|d| d.in_frame && d.packet == number && d.offset == 0);
         self.redact_deliveries(frame);
         !in_order
     }
@@ -160,44 +183,39 @@ impl Engine {
     /// packet's frame, empty when the call read none).
     #[inline(never)]
     pub(super) fn redact_deliveries(&mut self, frame: &[u8]) {
-        let Some(red) = self.redaction.as_deref_mut() else { return };
-        if self.deliveries.is_empty() && self.to_flush.is_empty() {
+        let Some(s) = self.scrubbing.as_deref_mut() else { return };
+        if s.deliveries.is_empty() && s.to_flush.is_empty() {
             return;
         }
+        let Scrubbing { redaction: red, deliveries, delivery_bytes, to_flush } = s;
         let keep_all = self.opts.keep_all;
-        for (i, d) in self.deliveries.iter().enumerate() {
+        for (i, d) in deliveries.iter().enumerate() {
             let Some(flow) = self.flows.get_mut(&d.key) else { continue };
             if !flow.written(keep_all) {
-                flow.redactor = None;
+                red.forget(std::mem::take(&mut flow.redactor));
                 continue;
             }
             let reading = flow.scrub_reading();
-            let r = flow.redactor.get_or_insert_with(Box::default);
-            let src = if d.in_frame { frame } else { &self.delivery_bytes[..] };
+            let src = if d.in_frame { frame } else { &delivery_bytes[..] };
             let bytes = src.get(d.at as usize..(d.at + d.len) as usize).unwrap_or(&[]);
             // A segment that filled a hole comes with the held ones it released: they are read
             // together, each looking ahead into the next as into one segment.
-            let more = self.deliveries[i + 1..].iter().any(|e| e.key == d.key && e.side == d.side);
+            let more = deliveries[i + 1..].iter().any(|e| e.key == d.key && e.side == d.side);
             if more {
-                red.hold(r, d.side, d.packet, d.offset as usize, bytes, d.lost_after);
+                red.hold(&mut flow.redactor, d.side, d.packet, d.offset as usize, bytes, d.lost_after);
             } else {
-                red.deliver(r, reading, d.side, d.packet, d.offset as usize, bytes, d.lost_after);
+                red.deliver(&mut flow.redactor, reading, d.side, d.packet, d.offset as usize, bytes, d.lost_after);
             }
         }
-        self.deliveries.clear();
-        self.delivery_bytes.clear();
-        for key in self.to_flush.drain(..) {
+        deliveries.clear();
+        delivery_bytes.clear();
+        for key in to_flush.drain(..) {
             let Some(flow) = self.flows.get_mut(&key) else { continue };
             if !flow.written(keep_all) {
-                flow.redactor = None;
+                red.forget(std::mem::take(&mut flow.redactor));
                 continue;
             }
-            let reading = flow.scrub_reading();
-            if let Some(r) = flow.redactor.as_deref_mut()
-                && r.has_held()
-            {
-                red.flush(r, reading);
-            }
+            red.flush(flow.redactor, flow.scrub_reading());
         }
     }
 }

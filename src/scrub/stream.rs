@@ -308,12 +308,21 @@ impl Patches<'_> {
     }
 }
 
-/// The run's redaction: what every flow's cursors share (the pseudonymizer, the report) and
-/// the patches made for the caller to apply.
+/// The run's redaction: every flow's cursors, in a slab the engine's flows hold handles to,
+/// and what they share.
 pub struct Redaction {
+    /// Slot 0 is never used: a flow's handle 0 means it has no cursors yet.
+    flows: Vec<FlowRedactor>,
+    free: Vec<u32>,
+    work: Work,
+}
+
+/// What every flow's cursors share: the pseudonymizer, the counts, the patches made for the
+/// caller to apply.
+struct Work {
     pseudo: Option<Pseudonymizer>,
     tally: Tally,
-    pub counts: Counts,
+    counts: Counts,
     patches: Vec<Patch>,
     patch_bytes: Vec<u8>,
     /// Each direction's held bytes, joined while they go through (`flush`); kept for reuse.
@@ -324,31 +333,97 @@ pub struct Redaction {
 impl Redaction {
     pub fn new(opts: &ScrubOptions) -> Redaction {
         Redaction {
-            pseudo: opts.pseudonymize.map(|k| Pseudonymizer::new(&k)),
-            tally: Tally::default(),
-            counts: Counts::default(),
-            patches: Vec::new(),
-            patch_bytes: Vec::new(),
-            ahead: Vec::new(),
-            ahead_b: Vec::new(),
+            flows: vec![FlowRedactor::default()],
+            free: Vec::new(),
+            work: Work {
+                pseudo: opts.pseudonymize.map(|k| Pseudonymizer::new(&k)),
+                tally: Tally::default(),
+                counts: Counts::default(),
+                patches: Vec::new(),
+                patch_bytes: Vec::new(),
+                ahead: Vec::new(),
+                ahead_b: Vec::new(),
+            },
         }
     }
 
     pub fn patches(&self) -> Patches<'_> {
-        Patches { list: &self.patches, bytes: &self.patch_bytes }
+        Patches { list: &self.work.patches, bytes: &self.work.patch_bytes }
     }
 
     /// Forgets the patches taken.
     pub fn clear_patches(&mut self) {
-        self.patches.clear();
-        self.patch_bytes.clear();
+        self.work.patches.clear();
+        self.work.patch_bytes.clear();
     }
 
+    /// What the streams' redaction overwrote, per rule.
+    pub fn counts(&self) -> &Counts {
+        &self.work.counts
+    }
+
+    /// The cursors of the flow holding `handle`, made when it has none.
+    fn slot(&mut self, handle: &mut u32) -> usize {
+        if *handle == 0 {
+            *handle = match self.free.pop() {
+                Some(i) => i,
+                None => {
+                    self.flows.push(FlowRedactor::default());
+                    (self.flows.len() - 1) as u32
+                }
+            };
+        }
+        *handle as usize
+    }
+
+    /// A flow forgotten (or not written after all): its cursors and held bytes go.
+    pub fn forget(&mut self, handle: u32) {
+        if handle != 0 {
+            self.flows[handle as usize] = FlowRedactor::default();
+            self.free.push(handle);
+        }
+    }
+
+    /// `Work::deliver` for the flow holding `handle`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn deliver(
+        &mut self,
+        handle: &mut u32,
+        reading: Option<Reading>,
+        side: Side,
+        packet: u64,
+        offset: usize,
+        bytes: &[u8],
+        lost_after: bool,
+    ) {
+        let i = self.slot(handle);
+        self.work.deliver(&mut self.flows[i], reading, side, packet, offset, bytes, lost_after);
+    }
+
+    /// In-order bytes that more of their direction's stream follows in the same call (a held
+    /// segment released behind them): kept until that comes, so that the cursor can look
+    /// ahead into it as into the rest of a head (`deliver` of the last lets them all go).
+    pub fn hold(&mut self, handle: &mut u32, side: Side, packet: u64, offset: usize, bytes: &[u8], lost_after: bool) {
+        let i = self.slot(handle);
+        self.flows[i].hold(side, packet, offset, bytes, lost_after);
+    }
+
+    /// Lets the held bytes of the flow holding `handle` through, if it has any and its
+    /// reading is known now.
+    pub fn flush(&mut self, handle: u32, reading: Option<Reading>) {
+        let f = &mut self.flows[handle as usize];
+        if handle != 0 && f.has_held() {
+            self.work.flush(f, reading);
+        }
+    }
+}
+
+impl Work {
     /// In-order bytes of `side` (possibly none), carried by `packet` at `offset` in its
     /// payload. `reading` is what the engine made of the flow, None while it does not know
     /// yet: the bytes are then held until `flush`.
     #[allow(clippy::too_many_arguments)]
-    pub fn deliver(
+    fn deliver(
         &mut self,
         f: &mut FlowRedactor,
         reading: Option<Reading>,
@@ -388,24 +463,9 @@ impl Redaction {
         }
     }
 
-    /// In-order bytes that more of their direction's stream follows in the same call (a held
-    /// segment released behind them): kept until that comes, so that the cursor can look
-    /// ahead into it as into the rest of a head (`deliver` of the last lets them all go).
-    pub fn hold(
-        &mut self,
-        f: &mut FlowRedactor,
-        side: Side,
-        packet: u64,
-        offset: usize,
-        bytes: &[u8],
-        lost_after: bool,
-    ) {
-        f.hold(side, packet, offset, bytes, lost_after);
-    }
-
     /// Held chunks go through the cursors, in the order they came, as far as they can: the
     /// flow's reading is known (`reading`), and no direction waits for more of its stream.
-    pub fn flush(&mut self, f: &mut FlowRedactor, reading: Option<Reading>) {
+    fn flush(&mut self, f: &mut FlowRedactor, reading: Option<Reading>) {
         let Some(r) = reading else { return };
         // Each direction's held bytes joined, once: a chunk's cursor may look ahead into what
         // follows it in its direction, up to a loss (and then knows no more can come).
