@@ -97,9 +97,6 @@ struct Entry {
     held: Held,
     /// Bytes it counts for in the queue's bound (its record's or block's length, held or not).
     size: usize,
-    /// Scrubbing: what the engine's redaction wrote into the held copy so far (the packet is
-    /// finished when it is written, `Scrubber::frame`).
-    scrub: Option<Box<PacketScrub>>,
 }
 
 /// Packets read but not yet written, in input order.
@@ -112,13 +109,18 @@ struct Queue {
     hold_bytes: bool,
     /// Freed buffers, reused so that queueing does not allocate per packet.
     pool: Vec<Vec<u8>>,
+    /// Scrubbing: for each entry, what the engine's redaction wrote into its held copy so far
+    /// (a packet is finished when it is written, `Scrubber::frame`). Beside the entries, not
+    /// in them: the commands that do not scrub keep entries of the size they were.
+    scrubs: Option<VecDeque<PacketScrub>>,
     /// Number given to the next queued block (blocks sort between the packets around them).
     last_number: u64,
 }
 
 impl Queue {
-    fn new(hold_bytes: bool) -> Queue {
-        Queue { entries: VecDeque::new(), bytes: 0, hold_bytes, pool: Vec::new(), last_number: 0 }
+    fn new(hold_bytes: bool, scrubbing: bool) -> Queue {
+        let scrubs = scrubbing.then(VecDeque::new);
+        Queue { entries: VecDeque::new(), bytes: 0, hold_bytes, pool: Vec::new(), scrubs, last_number: 0 }
     }
 
     fn copy(&mut self, bytes: &[u8]) -> Vec<u8> {
@@ -141,8 +143,10 @@ impl Queue {
             slot,
             held: Held::Packet { meta: p.meta, raw },
             size: p.raw.len(),
-            scrub: scrub.map(Box::new),
         });
+        if let Some(s) = &mut self.scrubs {
+            s.push_back(scrub.unwrap_or_default());
+        }
     }
 
     /// A block that belongs before a packet still in the queue (at the end when that packet
@@ -163,9 +167,11 @@ impl Queue {
                 slot: Slot::Decided(Verdict::Keep),
                 held: Held::Block { kind, raw, big_endian },
                 size,
-                scrub: None,
             },
         );
+        if let Some(s) = &mut self.scrubs {
+            s.insert(at, PacketScrub::default());
+        }
     }
 
     fn push_block(&mut self, kind: u32, raw: &[u8], big_endian: bool, ts_ns: u64) {
@@ -177,16 +183,18 @@ impl Queue {
             slot: Slot::Decided(Verdict::Keep),
             held: Held::Block { kind, raw, big_endian },
             size,
-            scrub: None,
         });
+        if let Some(s) = &mut self.scrubs {
+            s.push_back(PacketScrub::default());
+        }
     }
 
     /// Records the verdict of a waiting packet.
     fn decide(&mut self, number: u64, v: Verdict) {
-        if let Some(e) = self.packet_mut(number)
-            && let Slot::Waiting(_) = e.slot
+        if let Some(i) = self.packet_index(number)
+            && let Slot::Waiting(_) = self.entries[i].slot
         {
-            e.slot = Slot::Decided(v);
+            self.entries[i].slot = Slot::Decided(v);
         }
     }
 
@@ -197,22 +205,28 @@ impl Queue {
         }
     }
 
-    /// The queued packet numbered `number`, if it is still waiting to be written.
-    fn packet_mut(&mut self, number: u64) -> Option<&mut Entry> {
+    /// Where the queued packet numbered `number` is, if it is still waiting to be written.
+    fn packet_index(&self, number: u64) -> Option<usize> {
         let mut i = self.entries.binary_search_by_key(&number, |e| e.number).ok()?;
         // Blocks share the number of the packet before them; find the packet itself.
         while i > 0 && self.entries[i - 1].number == number {
             i -= 1;
         }
-        self.entries.range_mut(i..).take_while(|e| e.number == number).find(|e| matches!(e.held, Held::Packet { .. }))
+        (i..self.entries.len())
+            .take_while(|&k| self.entries[k].number == number)
+            .find(|&k| matches!(self.entries[k].held, Held::Packet { .. }))
     }
 
     /// Writes the engine's patches into the queued packets they are for (a packet written
     /// already keeps what it was written with: overwritten where no patch came in time).
     fn patch(&mut self, patches: &Patches<'_>) {
         for patch in patches.list {
-            let Some(e) = self.packet_mut(patch.packet) else { continue };
-            let (Held::Packet { meta, raw }, Some(ps)) = (&mut e.held, &mut e.scrub) else { continue };
+            let Some(i) = self.packet_index(patch.packet) else { continue };
+            let (Held::Packet { meta, raw }, Some(ps)) =
+                (&mut self.entries[i].held, self.scrubs.as_mut().map(|s| &mut s[i]))
+            else {
+                continue;
+            };
             let start = meta.data_offset as usize;
             let Some(frame) = raw.get_mut(start..start + meta.caplen as usize) else { continue };
             let layout = wire::decode(meta.link_type, frame).ok().map(|d| d.layout);
@@ -306,7 +320,7 @@ fn pass<W: Write>(
         keys.add(k);
     }
     let reader_is_pcapng = reader.format() == Format::PcapNg;
-    let mut queue = Queue::new(!discard);
+    let mut queue = Queue::new(!discard, cfg.scrub.is_some());
     let mut now_ns = 0u64;
     let mut section_big = false;
     let mut scrubber = cfg.scrub.as_ref().map(Scrubber::new);
@@ -582,6 +596,7 @@ fn drain<W: Write>(
             continue;
         }
         let e = q.entries.pop_front().expect("front exists");
+        let scrub = q.scrubs.as_mut().and_then(|s| s.pop_front());
         let Slot::Decided(v) = e.slot else { unreachable!("front is decided") };
         match e.held {
             Held::Packet { raw, .. } if !q.hold_bytes => {
@@ -589,7 +604,7 @@ fn drain<W: Write>(
                 q.recycle(raw, e.size);
             }
             Held::Packet { meta, mut raw } => {
-                if let (Some(s), Some(ps)) = (f.scrubber.as_deref_mut(), &e.scrub)
+                if let (Some(s), Some(ps)) = (f.scrubber.as_deref_mut(), &scrub)
                     && v != Verdict::Drop
                 {
                     let start = meta.data_offset as usize;
@@ -620,7 +635,7 @@ mod tests {
     /// bounds force every packet at the same moment in every command.
     #[test]
     fn a_queue_holding_no_bytes_counts_them_the_same() {
-        let mut queues = [Queue::new(true), Queue::new(false)];
+        let mut queues = [Queue::new(true, false), Queue::new(false, false)];
         let mut rnd = crate::test_rng::below(5);
         for number in 1..2000u64 {
             let raw = vec![7u8; 60 + rnd(1500) as usize];

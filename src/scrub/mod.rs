@@ -152,8 +152,9 @@ pub struct Scrubber {
 /// finishing needs to know of the original.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PacketScrub {
-    /// The part of the payload a patch rewrote (offset, length); the rest is overwritten.
-    pub covered: Option<(u32, u32)>,
+    /// The part of the payload patches rewrote (offset, length; none when the length is 0);
+    /// the rest is overwritten.
+    pub covered: (u32, u32),
     /// The patch overwrote or mapped something.
     pub changed: bool,
     /// The sum of the original captured payload of a segment cut by the snaplen (its checksum
@@ -173,7 +174,7 @@ impl PacketScrub {
             }
             _ => 0,
         };
-        PacketScrub { covered: None, changed: false, old_sum, reordered }
+        PacketScrub { covered: (0, 0), changed: false, old_sum, reordered }
     }
 
     /// Writes a patch's bytes into the packet's frame.
@@ -187,8 +188,8 @@ impl PacketScrub {
         // A payload may be patched in pieces (the rest of a segment waited for more of its
         // stream): they follow one another. One that does not is overwritten at the finish.
         self.covered = match self.covered {
-            None => Some((patch.offset, bytes.len() as u32)),
-            Some((o, l)) if o + l == patch.offset => Some((o, l + bytes.len() as u32)),
+            (_, 0) => (patch.offset, bytes.len() as u32),
+            (o, l) if o + l == patch.offset => (o, l + bytes.len() as u32),
             keep => keep,
         };
         self.changed |= patch.changed;
@@ -252,7 +253,7 @@ impl Scrubber {
                 // (retransmitted, after a hole, data in a SYN), or that it had not read when
                 // the packet was written (its flow not understood in time).
                 let payload = &mut frame[pay_off..cap_end];
-                let (from, len) = tcp.covered.map_or((0, 0), |(o, l)| (o as usize, l as usize));
+                let (from, len) = (tcp.covered.0 as usize, tcp.covered.1 as usize);
                 let from = from.min(payload.len());
                 let to = (from + len).min(payload.len());
                 let n = payload.len() - (to - from);
