@@ -218,9 +218,10 @@ impl Queue {
     }
 
     /// Writes the engine's patches into the queued packets they are for (a packet written
-    /// already keeps what it was written with: overwritten where no patch came in time).
-    fn patch(&mut self, patches: &Patches<'_>) {
-        for patch in patches.list {
+    /// already keeps what it was written with: overwritten where no patch came in time), but
+    /// not those of packet `current` (being read, not queued yet).
+    fn patch(&mut self, patches: &Patches<'_>, current: u64) {
+        for patch in patches.list.iter().filter(|p| p.packet != current) {
             let Some(i) = self.packet_index(patch.packet) else { continue };
             let (Held::Packet { meta, raw }, Some(ps)) =
                 (&mut self.entries[i].held, self.scrubs.as_mut().map(|s| &mut s[i]))
@@ -422,7 +423,7 @@ fn pass<W: Write>(
                     _ => None,
                 };
                 if let Some(patches) = engine.patches() {
-                    queue.patch(&patches);
+                    queue.patch(&patches, p.meta.number);
                     engine.clear_patches();
                 }
                 if !resolved.is_empty() {
@@ -586,7 +587,7 @@ fn drain<W: Write>(
             let front = q.entries.front_mut().expect("front exists");
             front.slot = Slot::Decided(v);
             if let Some(patches) = f.engine.patches() {
-                q.patch(&patches);
+                q.patch(&patches, 0);
                 f.engine.clear_patches();
             }
             f.resolved.extend(f.engine.take_resolutions());
