@@ -6,7 +6,7 @@
 
 use super::*;
 use crate::scrub::ScrubOptions;
-use crate::scrub::stream::{Patches, Redaction};
+use crate::scrub::stream::{Delivered, Patches, Redaction};
 
 /// In-order bytes noted for redaction: `len` bytes of `side`'s stream at `offset` in the TCP
 /// payload of `packet`, found at `at` in the current frame or in `Engine::delivery_bytes`.
@@ -201,10 +201,17 @@ impl Engine {
             // A segment that filled a hole comes with the held ones it released: they are read
             // together, each looking ahead into the next as into one segment.
             let more = deliveries[i + 1..].iter().any(|e| e.key == d.key && e.side == d.side);
+            let bytes = Delivered {
+                side: d.side,
+                packet: d.packet,
+                offset: d.offset as usize,
+                bytes,
+                lost_after: d.lost_after,
+            };
             if more {
-                red.hold(&mut flow.redactor, d.side, d.packet, d.offset as usize, bytes, d.lost_after);
+                red.hold(&mut flow.redactor, bytes);
             } else {
-                red.deliver(&mut flow.redactor, reading, d.side, d.packet, d.offset as usize, bytes, d.lost_after);
+                red.deliver(&mut flow.redactor, reading, bytes);
             }
         }
         deliveries.clear();

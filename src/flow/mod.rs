@@ -4,6 +4,25 @@
 
 pub mod reassembly;
 
+/// Bytes held on one thread (a file is read by one thread) by one kind of holder, summed over
+/// all its flows: thousands of flows each holding a little would otherwise hold hundreds of
+/// megabytes. Each kind declares its own thread-local counter.
+pub struct ThreadBytes(pub &'static std::thread::LocalKey<std::cell::Cell<usize>>);
+
+impl ThreadBytes {
+    pub fn add(&self, n: usize) {
+        self.0.with(|t| t.set(t.get() + n));
+    }
+
+    pub fn sub(&self, n: usize) {
+        self.0.with(|t| t.set(t.get().saturating_sub(n)));
+    }
+
+    pub fn get(&self) -> usize {
+        self.0.with(|t| t.get())
+    }
+}
+
 use crate::wire::Addr;
 
 pub const PROTO_TCP: u8 = 6;

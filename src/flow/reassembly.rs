@@ -11,20 +11,9 @@ pub const MAX_HELD_BYTES: usize = 256 * 1024;
 pub const MAX_HELD_TOTAL_BYTES: usize = 64 * 1024 * 1024;
 
 thread_local! {
-    static HELD_TOTAL: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    static HELD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
-
-fn held_total_add(n: usize) {
-    HELD_TOTAL.with(|t| t.set(t.get() + n));
-}
-
-fn held_total_sub(n: usize) {
-    HELD_TOTAL.with(|t| t.set(t.get().saturating_sub(n)));
-}
-
-fn held_total() -> usize {
-    HELD_TOTAL.with(|t| t.get())
-}
+const HELD_TOTAL: crate::flow::ThreadBytes = crate::flow::ThreadBytes(&HELD);
 
 /// Where a segment falls relative to what was already delivered.
 #[derive(Debug, PartialEq, Eq)]
@@ -108,10 +97,10 @@ impl Stream {
         }
         if self.held_bytes + payload.len() <= MAX_HELD_BYTES
             && self.held.len() < 1024
-            && held_total() + payload.len() <= MAX_HELD_TOTAL_BYTES
+            && HELD_TOTAL.get() + payload.len() <= MAX_HELD_TOTAL_BYTES
         {
             self.held_bytes += payload.len();
-            held_total_add(payload.len());
+            HELD_TOTAL.add(payload.len());
             self.held.push(HeldSegment { offset: off as u64, bytes: payload.to_vec(), wire_len, packet });
             return Placement::Held;
         }
@@ -126,7 +115,7 @@ impl Stream {
         let i = self.held.iter().position(|h| h.offset <= self.next)?;
         let h = self.held.swap_remove(i);
         self.held_bytes -= h.bytes.len();
-        held_total_sub(h.bytes.len());
+        HELD_TOTAL.sub(h.bytes.len());
         let end = h.offset + u64::from(h.wire_len);
         let skip = (self.next - h.offset) as usize;
         if end > self.next {
@@ -144,7 +133,7 @@ impl Stream {
     pub fn skip_hole(&mut self) -> Vec<HeldSegment> {
         self.held.sort_by_key(|h| h.offset);
         let out = std::mem::take(&mut self.held);
-        held_total_sub(self.held_bytes);
+        HELD_TOTAL.sub(self.held_bytes);
         self.held_bytes = 0;
         if let Some(last) = out.iter().map(|h| h.offset + u64::from(h.wire_len)).max() {
             self.next = self.next.max(last);
@@ -164,7 +153,7 @@ impl Stream {
 
 impl Drop for Stream {
     fn drop(&mut self) {
-        held_total_sub(self.held_bytes);
+        HELD_TOTAL.sub(self.held_bytes);
     }
 }
 

@@ -159,20 +159,9 @@ const MAX_HELD_FLOW_BYTES: usize = 66 * 1024;
 const MAX_HELD_TOTAL_BYTES: usize = 24 << 20;
 
 thread_local! {
-    static HELD_TOTAL: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    static HELD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
-
-fn held_total_add(n: usize) {
-    HELD_TOTAL.with(|t| t.set(t.get() + n));
-}
-
-fn held_total_sub(n: usize) {
-    HELD_TOTAL.with(|t| t.set(t.get().saturating_sub(n)));
-}
-
-fn held_total() -> usize {
-    HELD_TOTAL.with(|t| t.get())
-}
+const HELD_TOTAL: crate::flow::ThreadBytes = crate::flow::ThreadBytes(&HELD);
 
 /// Delivered bytes not redacted yet: `len` bytes of `side`'s stream, at `offset` in the
 /// payload of `packet`, at `at` in `FlowRedactor::held_bytes`. `lost_after`: the stream's
@@ -208,7 +197,7 @@ pub struct FlowRedactor {
 
 impl Drop for FlowRedactor {
     fn drop(&mut self) {
-        held_total_sub(self.held_bytes.len());
+        HELD_TOTAL.sub(self.held_bytes.len());
     }
 }
 
@@ -218,7 +207,7 @@ impl FlowRedactor {
     }
 
     fn release_held(&mut self) {
-        held_total_sub(self.held_bytes.len());
+        HELD_TOTAL.sub(self.held_bytes.len());
         self.held.clear();
         self.held_bytes = Vec::new();
         self.need = 0;
@@ -227,7 +216,7 @@ impl FlowRedactor {
     /// Holds a chunk; false when it does not fit (the flow is then overwritten from here).
     fn hold(&mut self, side: Side, packet: u64, offset: usize, bytes: &[u8], lost_after: bool) -> bool {
         if self.held_bytes.len() + bytes.len() > MAX_HELD_FLOW_BYTES
-            || held_total() + bytes.len() > MAX_HELD_TOTAL_BYTES
+            || HELD_TOTAL.get() + bytes.len() > MAX_HELD_TOTAL_BYTES
         {
             self.release_held();
             self.modes = [Mode::Opaque, Mode::Opaque];
@@ -235,7 +224,7 @@ impl FlowRedactor {
         }
         let at = self.held_bytes.len() as u32;
         self.held_bytes.extend_from_slice(bytes);
-        held_total_add(bytes.len());
+        HELD_TOTAL.add(bytes.len());
         let (offset, len) = (offset as u32, bytes.len() as u32);
         self.held.push(Chunk { side, packet, offset, at, len, lost_after });
         true
@@ -283,6 +272,17 @@ impl FlowRedactor {
         }
         (done, 0)
     }
+}
+
+/// In-order bytes of one direction: `bytes` of `side`'s stream, carried by `packet` at
+/// `offset` in its TCP payload. `lost_after`: the stream's next bytes are not in the capture.
+#[derive(Clone, Copy, Debug)]
+pub struct Delivered<'a> {
+    pub side: Side,
+    pub packet: u64,
+    pub offset: usize,
+    pub bytes: &'a [u8],
+    pub lost_after: bool,
 }
 
 /// A packet's redacted bytes: `len` bytes at `offset` in its TCP payload. `changed`: some
@@ -385,27 +385,17 @@ impl Redaction {
     }
 
     /// `Work::deliver` for the flow holding `handle`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn deliver(
-        &mut self,
-        handle: &mut u32,
-        reading: Option<Reading>,
-        side: Side,
-        packet: u64,
-        offset: usize,
-        bytes: &[u8],
-        lost_after: bool,
-    ) {
+    pub fn deliver(&mut self, handle: &mut u32, reading: Option<Reading>, d: Delivered<'_>) {
         let i = self.slot(handle);
-        self.work.deliver(&mut self.flows[i], reading, side, packet, offset, bytes, lost_after);
+        self.work.deliver(&mut self.flows[i], reading, d);
     }
 
     /// In-order bytes that more of their direction's stream follows in the same call (a held
     /// segment released behind them): kept until that comes, so that the cursor can look
     /// ahead into it as into the rest of a head (`deliver` of the last lets them all go).
-    pub fn hold(&mut self, handle: &mut u32, side: Side, packet: u64, offset: usize, bytes: &[u8], lost_after: bool) {
+    pub fn hold(&mut self, handle: &mut u32, d: Delivered<'_>) {
         let i = self.slot(handle);
-        self.flows[i].hold(side, packet, offset, bytes, lost_after);
+        self.flows[i].hold(d.side, d.packet, d.offset, d.bytes, d.lost_after);
     }
 
     /// Lets the held bytes of the flow holding `handle` through, if it has any and its
@@ -419,20 +409,10 @@ impl Redaction {
 }
 
 impl Work {
-    /// In-order bytes of `side` (possibly none), carried by `packet` at `offset` in its
-    /// payload. `reading` is what the engine made of the flow, None while it does not know
-    /// yet: the bytes are then held until `flush`.
-    #[allow(clippy::too_many_arguments)]
-    fn deliver(
-        &mut self,
-        f: &mut FlowRedactor,
-        reading: Option<Reading>,
-        side: Side,
-        packet: u64,
-        offset: usize,
-        bytes: &[u8],
-        lost_after: bool,
-    ) {
+    /// In-order bytes of a direction (possibly none). `reading` is what the engine made of
+    /// the flow, None while it does not know yet: the bytes are then held until `flush`.
+    fn deliver(&mut self, f: &mut FlowRedactor, reading: Option<Reading>, d: Delivered<'_>) {
+        let Delivered { side, packet, offset, bytes, lost_after } = d;
         match reading {
             Some(r) if f.held.is_empty() => {
                 // The common case: nothing waits before these bytes.
@@ -519,7 +499,7 @@ impl Work {
             for c in &mut f.held {
                 c.at -= from as u32;
             }
-            held_total_sub(freed);
+            HELD_TOTAL.sub(freed);
         }
     }
 
