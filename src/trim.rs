@@ -230,8 +230,7 @@ impl Queue {
             };
             let start = meta.data_offset as usize;
             let Some(frame) = raw.get_mut(start..start + meta.caplen as usize) else { continue };
-            let layout = wire::decode(meta.link_type, frame).ok().map(|d| d.layout);
-            ps.apply(frame, layout.as_ref(), patch, patches.bytes(patch));
+            ps.apply(frame, patch, patches.bytes(patch));
         }
     }
 
@@ -415,7 +414,7 @@ fn pass<W: Write>(
                         let mut ps = PacketScrub::of(frame, layout.as_ref(), reordered);
                         if let Some(patches) = engine.patches() {
                             for patch in patches.list.iter().filter(|x| x.packet == p.meta.number) {
-                                ps.apply(frame, layout.as_ref(), patch, patches.bytes(patch));
+                                ps.apply(frame, patch, patches.bytes(patch));
                             }
                         }
                         Some(ps)

@@ -9,7 +9,7 @@ use crate::scrub::ScrubOptions;
 use crate::scrub::stream::{Delivered, Patches, Redaction};
 
 /// In-order bytes noted for redaction: `len` bytes of `side`'s stream at `offset` in the TCP
-/// payload of `packet`, found at `at` in the current frame or in `Engine::delivery_bytes`.
+/// payload of `packet`, found at `at` in the current frame or in `Scrubbing::delivery_bytes`.
 /// `lost_after`: the stream's next bytes are not in the capture.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Delivery {

@@ -4,6 +4,8 @@
 
 pub mod reassembly;
 
+use crate::wire::Addr;
+
 /// Bytes held on one thread (a file is read by one thread) by one kind of holder, summed over
 /// all its flows: thousands of flows each holding a little would otherwise hold hundreds of
 /// megabytes. Each kind declares its own thread-local counter.
@@ -22,8 +24,6 @@ impl ThreadBytes {
         self.0.with(|t| t.get())
     }
 }
-
-use crate::wire::Addr;
 
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;

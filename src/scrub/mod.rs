@@ -163,24 +163,33 @@ pub struct PacketScrub {
     /// The reassembly found some of the payload a retransmission or ahead of a hole
     /// (`Outcome::reordered`): why what no patch covers is overwritten, for the report.
     pub reordered: bool,
+    /// Where the captured TCP payload is in the frame (offset, length), from the engine's
+    /// decode: patches are written there without decoding the frame again.
+    payload: (u32, u32),
 }
 
 impl PacketScrub {
-    /// Taken before any patch: a cut segment's payload sum.
+    /// Taken before any patch, from the engine's decode of the frame (`layout`): where its
+    /// payload is, and a cut segment's payload sum.
     pub fn of(frame: &[u8], layout: Option<&wire::Layout>, reordered: bool) -> PacketScrub {
-        let old_sum = match layout {
-            Some(d) if d.payload_len != d.wire_payload_len as usize => {
-                checksum::sum(&frame[d.payload_offset..d.payload_offset + d.payload_len])
+        let (payload, old_sum) = match layout {
+            Some(d) => {
+                let sum = if d.payload_len != d.wire_payload_len as usize {
+                    checksum::sum(&frame[d.payload_offset..d.payload_offset + d.payload_len])
+                } else {
+                    0
+                };
+                ((d.payload_offset as u32, d.payload_len as u32), sum)
             }
-            _ => 0,
+            None => ((0, 0), 0),
         };
-        PacketScrub { covered: (0, 0), changed: false, old_sum, reordered }
+        PacketScrub { covered: (0, 0), changed: false, old_sum, reordered, payload }
     }
 
     /// Writes a patch's bytes into the packet's frame.
-    pub fn apply(&mut self, frame: &mut [u8], layout: Option<&wire::Layout>, patch: &stream::Patch, bytes: &[u8]) {
-        let Some(d) = layout else { return };
-        let payload = &mut frame[d.payload_offset..d.payload_offset + d.payload_len];
+    pub fn apply(&mut self, frame: &mut [u8], patch: &stream::Patch, bytes: &[u8]) {
+        let (at, len) = (self.payload.0 as usize, self.payload.1 as usize);
+        let Some(payload) = frame.get_mut(at..at + len) else { return };
         let from = patch.offset as usize;
         // Only what was captured: a patch never reaches past it, but a frame is not trusted to.
         let Some(to) = from.checked_add(bytes.len()).filter(|&t| t <= payload.len()) else { return };

@@ -177,7 +177,8 @@ struct Chunk {
     lost_after: bool,
 }
 
-/// One flow's redaction state, kept in the engine's flow beside its reassembly.
+/// One flow's redaction state (its slot in `Redaction`'s slab; the engine's flow holds the
+/// handle).
 #[derive(Debug, Default)]
 pub struct FlowRedactor {
     modes: [Mode; 2],
@@ -214,7 +215,8 @@ impl FlowRedactor {
     }
 
     /// Holds a chunk; false when it does not fit (the flow is then overwritten from here).
-    fn hold(&mut self, side: Side, packet: u64, offset: usize, bytes: &[u8], lost_after: bool) -> bool {
+    fn hold(&mut self, d: Delivered<'_>) -> bool {
+        let Delivered { side, packet, offset, bytes, lost_after } = d;
         if self.held_bytes.len() + bytes.len() > MAX_HELD_FLOW_BYTES
             || HELD_TOTAL.get() + bytes.len() > MAX_HELD_TOTAL_BYTES
         {
@@ -395,7 +397,7 @@ impl Redaction {
     /// ahead into it as into the rest of a head (`deliver` of the last lets them all go).
     pub fn hold(&mut self, handle: &mut u32, d: Delivered<'_>) {
         let i = self.slot(handle);
-        self.flows[i].hold(d.side, d.packet, d.offset, d.bytes, d.lost_after);
+        self.flows[i].hold(d);
     }
 
     /// Lets the held bytes of the flow holding `handle` through, if it has any and its
@@ -419,7 +421,7 @@ impl Work {
                 self.start(f, r, side);
                 let (done, need) = self.patch(f, side, packet, offset, bytes, &[], !lost_after);
                 if done < bytes.len() {
-                    if f.hold(side, packet, offset + done, &bytes[done..], lost_after) {
+                    if f.hold(Delivered { offset: offset + done, bytes: &bytes[done..], ..d }) {
                         (f.need, f.have) = (need, bytes.len() - done);
                     }
                 } else if lost_after {
@@ -427,7 +429,7 @@ impl Work {
                 }
             }
             _ => {
-                if !f.hold(side, packet, offset, bytes, lost_after) {
+                if !f.hold(d) {
                     return;
                 }
                 if f.need > 0 && f.held.first().is_some_and(|c| c.side == side) {
@@ -493,13 +495,12 @@ impl Work {
         } else if done > 0 {
             // The chunks left, moved to the front.
             let from = f.held[done].at as usize;
-            let freed = from;
             f.held.drain(..done);
             f.held_bytes.drain(..from);
             for c in &mut f.held {
                 c.at -= from as u32;
             }
-            HELD_TOTAL.sub(freed);
+            HELD_TOTAL.sub(from);
         }
     }
 
