@@ -3,6 +3,7 @@
 //! of each record together with its raw bytes, so that a kept packet can be written back
 //! byte-identical; the writer re-encodes only what it has to (a truncated or converted record).
 
+mod background;
 mod output;
 mod reader;
 pub mod secrets;

@@ -6,9 +6,10 @@
 //! removed on every exit path the process lives through (errors, interrupts, a second signal).
 
 use std::fs::{self, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use super::background::Background;
 use crate::error::{Error, Result};
 
 const WRITE_BUFFER_BYTES: usize = 1 << 20;
@@ -19,7 +20,7 @@ pub enum OutputTarget {
 }
 
 pub struct AtomicOutput {
-    inner: Option<BufWriter<Box<dyn Write + Send>>>,
+    inner: Option<Background>,
     tmp: Option<PathBuf>,
     /// Registers `tmp` for removal if a second signal ends the process.
     _guard: Option<crate::interrupt::TempGuard>,
@@ -37,7 +38,7 @@ impl AtomicOutput {
     pub fn create(target: &OutputTarget, force: bool, inputs: &[PathBuf]) -> Result<Self> {
         match target {
             OutputTarget::Stdout => Ok(AtomicOutput {
-                inner: Some(BufWriter::with_capacity(WRITE_BUFFER_BYTES, Box::new(io::stdout()))),
+                inner: Some(Background::new(Box::new(io::stdout()), WRITE_BUFFER_BYTES)),
                 tmp: None,
                 _guard: None,
                 unnamed: None,
@@ -58,7 +59,7 @@ impl AtomicOutput {
                 if fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
                     let f = OpenOptions::new().write(true).open(path)?;
                     return Ok(AtomicOutput {
-                        inner: Some(BufWriter::with_capacity(WRITE_BUFFER_BYTES, Box::new(f))),
+                        inner: Some(Background::new(Box::new(f), WRITE_BUFFER_BYTES)),
                         tmp: None,
                         _guard: None,
                         unnamed: None,
@@ -77,7 +78,7 @@ impl AtomicOutput {
                     use std::os::fd::AsRawFd;
                     let fd = f.as_raw_fd();
                     return Ok(AtomicOutput {
-                        inner: Some(BufWriter::with_capacity(WRITE_BUFFER_BYTES, Box::new(f))),
+                        inner: Some(Background::new(Box::new(f), WRITE_BUFFER_BYTES)),
                         tmp: None,
                         _guard: None,
                         unnamed: Some(fd),
@@ -95,7 +96,7 @@ impl AtomicOutput {
         let tmp = temp_name(path);
         let f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
         Ok(AtomicOutput {
-            inner: Some(BufWriter::with_capacity(WRITE_BUFFER_BYTES, Box::new(f))),
+            inner: Some(Background::new(Box::new(f), WRITE_BUFFER_BYTES)),
             _guard: Some(crate::interrupt::TempGuard::register(&tmp)),
             tmp: Some(tmp),
             unnamed: None,
@@ -108,7 +109,7 @@ impl AtomicOutput {
     pub fn commit(mut self) -> Result<()> {
         let w = self.inner.take().expect("commit once");
         let label = std::mem::take(&mut self.label);
-        let inner = w.into_inner().map_err(|e| Error::Io(writing(&label, e.into_error())))?;
+        let inner = w.finish().map_err(|e| Error::Io(writing(&label, e)))?;
         if let Some(fd) = self.unnamed.take() {
             let target = self.target.take().expect("an unnamed output has a target");
             let linked = link_unnamed(fd, &target);
