@@ -8,6 +8,8 @@
 //! evidence (an unanswered SYN, an unanswered DNS query, a half-seen frame) rather than drop it.
 //! So memory does not grow with the input, and the tool reads from a pipe.
 
+mod spool;
+
 use std::collections::VecDeque;
 use std::io::Write;
 use std::time::Instant;
@@ -27,6 +29,8 @@ use crate::report::Summary;
 use crate::scrub::stream::Patches;
 use crate::scrub::{PacketScrub, ScrubOptions, Scrubber};
 use crate::wire;
+
+use self::spool::{Span, Spool};
 
 /// How long (capture time) a packet may wait for its flow to be classified. Long enough for
 /// DNS → connect → request even over a slow link; a DNS answer waits this long for a kept
@@ -86,8 +90,8 @@ enum Slot {
 }
 
 enum Held {
-    Packet { meta: RecordMeta, raw: Vec<u8> },
-    Block { kind: u32, raw: Vec<u8>, big_endian: bool },
+    Packet { meta: RecordMeta, raw: Span },
+    Block { kind: u32, raw: Span, big_endian: bool },
 }
 
 struct Entry {
@@ -107,8 +111,8 @@ struct Queue {
     /// `diagnose`): only their places and verdicts wait, bounded as if the bytes did, so that
     /// every packet is decided exactly when `trim` decides it.
     hold_bytes: bool,
-    /// Freed buffers, reused so that queueing does not allocate per packet.
-    pool: Vec<Vec<u8>>,
+    /// The held bytes (none when `hold_bytes` is false).
+    spool: Spool,
     /// Scrubbing: for each entry, what the engine's redaction wrote into its held copy so far
     /// (a packet is finished when it is written, `Scrubber::frame`). Beside the entries, not
     /// in them: the commands that do not scrub keep entries of the size they were.
@@ -120,18 +124,15 @@ struct Queue {
 impl Queue {
     fn new(hold_bytes: bool, scrubbing: bool) -> Queue {
         let scrubs = scrubbing.then(VecDeque::new);
-        Queue { entries: VecDeque::new(), bytes: 0, hold_bytes, pool: Vec::new(), scrubs, last_number: 0 }
+        Queue { entries: VecDeque::new(), bytes: 0, hold_bytes, spool: Spool::default(), scrubs, last_number: 0 }
     }
 
-    fn copy(&mut self, bytes: &[u8]) -> Vec<u8> {
+    fn copy(&mut self, bytes: &[u8]) -> Span {
         self.bytes += bytes.len();
         if !self.hold_bytes {
-            return Vec::new();
+            return Span::default();
         }
-        let mut v = self.pool.pop().unwrap_or_default();
-        v.clear();
-        v.extend_from_slice(bytes);
-        v
+        self.spool.put(bytes)
     }
 
     fn push_packet(&mut self, p: &Packet<'_>, slot: Slot, scrub: Option<PacketScrub>) {
@@ -229,16 +230,14 @@ impl Queue {
                 continue;
             };
             let start = meta.data_offset as usize;
-            let Some(frame) = raw.get_mut(start..start + meta.caplen as usize) else { continue };
+            let Some(frame) = self.spool.get_mut(*raw).get_mut(start..start + meta.caplen as usize) else { continue };
             ps.apply(frame, patch, patches.bytes(patch));
         }
     }
 
-    fn recycle(&mut self, raw: Vec<u8>, size: usize) {
+    fn recycle(&mut self, raw: Span, size: usize) {
         self.bytes -= size;
-        if self.hold_bytes && self.pool.len() < 1024 {
-            self.pool.push(raw);
-        }
+        self.spool.release(raw);
     }
 }
 
@@ -603,22 +602,22 @@ fn drain<W: Write>(
                 count(v, summary);
                 q.recycle(raw, e.size);
             }
-            Held::Packet { meta, mut raw } => {
+            Held::Packet { meta, raw } => {
                 if let (Some(s), Some(ps)) = (f.scrubber.as_deref_mut(), &scrub)
                     && v != Verdict::Drop
                 {
                     let start = meta.data_offset as usize;
-                    let frame = &mut raw[start..start + meta.caplen as usize];
+                    let frame = &mut q.spool.get_mut(raw)[start..start + meta.caplen as usize];
                     let layout = wire::decode(meta.link_type, frame).ok().map(|d| d.layout);
                     s.frame(&meta, frame, layout.as_ref(), ps);
                 }
                 let note = note.as_deref_mut().map(|b| (&*f.engine, b));
-                write(writer, &Packet { meta, raw: &raw }, v, summary, note)?;
+                write(writer, &Packet { meta, raw: q.spool.get(raw) }, v, summary, note)?;
                 q.recycle(raw, e.size);
             }
             Held::Block { raw, .. } if !q.hold_bytes => q.recycle(raw, e.size),
             Held::Block { kind, raw, big_endian } => {
-                writer.block(kind, &raw, big_endian)?;
+                writer.block(kind, q.spool.get(raw), big_endian)?;
                 q.recycle(raw, e.size);
             }
         }
