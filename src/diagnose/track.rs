@@ -6,10 +6,10 @@
 use rustc_hash::FxHashMap;
 
 pub use crate::engine::At;
-use crate::engine::{Content, DNS_PORT, Event, Observed, RUN_SLOT_NS};
+use crate::engine::{Content, DNS_PORT, DnsFacts, Event, Observed, RUN_SLOT_NS};
 use crate::flow::{FlowKey, PROTO_UDP, Side};
 use crate::policy::Class;
-use crate::proto::{dns, http, tls, websocket};
+use crate::proto::{http, tls, websocket};
 use crate::wire::Addr;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -552,7 +552,7 @@ impl Tracker {
         });
     }
 
-    fn dns(&mut self, key: FlowKey, m: &dns::Message, at: At) {
+    fn dns(&mut self, key: FlowKey, m: &DnsFacts, at: At) {
         if self.lookups.len() >= MAX_LOOKUPS && !self.dns_index.contains_key(&(key, m.id)) {
             // Beyond this a capture is a flood, not a lookup before a WebSocket: counted,
             // and said in a warning.
@@ -561,7 +561,7 @@ impl Tracker {
         }
         let i = *self.dns_index.entry((key, m.id)).or_insert_with(|| {
             self.lookups.push(Lookup {
-                name: m.names.first().cloned().unwrap_or_default(),
+                name: m.name.to_string(),
                 query: None,
                 response: None,
                 rcode: None,
@@ -575,7 +575,7 @@ impl Tracker {
             l.rcode = Some(m.rcode);
             l.addrs.extend(m.addrs.iter().copied());
             if l.name.is_empty() {
-                l.name = m.names.first().cloned().unwrap_or_default();
+                l.name = m.name.to_string();
             }
         } else {
             l.query.get_or_insert(at);

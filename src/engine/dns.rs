@@ -8,8 +8,8 @@ use std::collections::VecDeque;
 use rustc_hash::FxHashMap;
 
 use super::{
-    Class, Content, Decision, Decoded, Engine, Event, Flow, FlowKey, Phase, Proto, Side, Stats, Verdict, WaitOn,
-    Waiting,
+    Class, Content, Decision, Decoded, DnsFacts, Engine, Event, Flow, FlowKey, Phase, Proto, Side, Stats, Verdict,
+    WaitOn, Waiting,
 };
 use crate::capture::RecordMeta;
 use crate::proto::dns;
@@ -255,14 +255,20 @@ impl Engine {
         }
         let conv = flow.conv;
         let flow_done = flow.counted_kept && !flow.says_only_lookups();
-        // A plain query needs no strings unless something reads its name as text (events for
-        // diagnose, --host patterns).
-        let lean = !self.ev.on && !self.opts.select.has_hosts();
-        if lean && let Some(q) = dns::query(d.payload) {
+        // A plain query (most of a flood) is read without building strings; its name becomes
+        // one only for an event.
+        let mut text = [0u8; 256];
+        if let Some((q, name)) = dns::query_named(d.payload, &mut text) {
+            let selected = self.opts.select.has_hosts() && self.opts.select.host_matches(name);
             let n = self.dns.find_or_open(&mut flow.dns_ids, (key, q.id), flow_done);
             let txn = self.dns.get_mut(n).expect("transaction open");
             txn.add_name(q.name_key);
-            let matched = txn.names_a_kept_host(&self.kept_names, &self.kept_addrs);
+            let matched = selected || txn.names_a_kept_host(&self.kept_names, &self.kept_addrs);
+            if self.ev.on {
+                let rcode = d.payload[3] & 0x0f;
+                let facts = DnsFacts { id: q.id, response: false, rcode, name: name.into(), addrs: Box::default() };
+                self.ev.push(conv, key, side, Event::Dns(facts));
+            }
             return self.dns_decided(key, n, matched, false, meta.number);
         }
         let Some(msg) = dns::parse(d.payload) else {
@@ -282,7 +288,7 @@ impl Engine {
         txn.answered |= msg.response;
         let matched = failure || selected || txn.names_a_kept_host(&self.kept_names, &self.kept_addrs);
         if self.ev.on {
-            self.ev.push(conv, key, side, Event::Dns(Box::new(msg)));
+            self.ev.push(conv, key, side, Event::Dns(msg.into()));
         }
         self.dns_decided(key, n, matched, failure, meta.number)
     }
@@ -473,7 +479,7 @@ impl Engine {
         }
         if self.ev.on {
             for (s, m) in messages {
-                self.ev.push(conv, key, s, Event::Dns(Box::new(m)));
+                self.ev.push(conv, key, s, Event::Dns(m.into()));
             }
         }
         if !undecided {

@@ -39,7 +39,7 @@ use crate::wire::{self, Addr, Decoded, Layout, Opaque, Skip, Transport, tcp_flag
 
 use self::dns::{DnsTable, OpenIds, TcpLookup, TcpLookups, name_key};
 use self::event::Events;
-pub use self::event::{At, Content, Event, Observed, PacketRun, RUN_SLOT_NS};
+pub use self::event::{At, Content, DnsFacts, Event, Observed, PacketRun, RUN_SLOT_NS};
 use self::inner::{DirTls, Keyed};
 use self::phase::{Consumed, feed_units, lose_sync, skip_uncaptured};
 use crate::policy::{

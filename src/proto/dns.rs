@@ -75,8 +75,16 @@ pub struct Query {
 /// Where both read a message, they agree: `name_key(&parse(b).names[0]) == query(b).name_key`.
 pub fn query(b: &[u8]) -> Option<Query> {
     let mut name = [0u8; 256];
-    let (id, n) = plain_query(b, &mut name)?;
-    Some(Query { id, name_key: key_of_lower(&name, n) })
+    query_named(b, &mut name).map(|(q, _)| q)
+}
+
+/// `query`, and the name asked, dotted and in lower case (as `parse` gives it), written into
+/// `name`.
+pub fn query_named<'a>(b: &[u8], name: &'a mut [u8; 256]) -> Option<(Query, &'a str)> {
+    let (id, n) = plain_query(b, name)?;
+    let q = Query { id, name_key: key_of_lower(name, n) };
+    // Letters, digits, `-`, `_` and dots: ASCII.
+    Some((q, std::str::from_utf8(&name[..n]).ok()?))
 }
 
 /// Each byte a plain label may hold, lower-cased; 0 for any other. One lookup a character: the
