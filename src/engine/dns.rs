@@ -259,14 +259,15 @@ impl Engine {
         // one only for an event.
         let mut text = [0u8; 256];
         if let Some((q, name)) = dns::query_named(d.payload, &mut text) {
-            let selected = self.opts.select.has_hosts() && self.opts.select.host_matches(name);
+            let text = || std::str::from_utf8(name).unwrap_or_default();
+            let selected = self.opts.select.has_hosts() && self.opts.select.host_matches(text());
             let n = self.dns.find_or_open(&mut flow.dns_ids, (key, q.id), flow_done);
             let txn = self.dns.get_mut(n).expect("transaction open");
             txn.add_name(q.name_key);
             let matched = selected || txn.names_a_kept_host(&self.kept_names, &self.kept_addrs);
             if self.ev.on {
                 let rcode = d.payload[3] & 0x0f;
-                let facts = DnsFacts { id: q.id, response: false, rcode, name: name.into(), addrs: Box::default() };
+                let facts = DnsFacts { id: q.id, response: false, rcode, name: text().into(), addrs: Box::default() };
                 self.ev.push(conv, key, side, Event::Dns(facts));
             }
             return self.dns_decided(key, n, matched, false, meta.number);

@@ -79,12 +79,10 @@ pub fn query(b: &[u8]) -> Option<Query> {
 }
 
 /// `query`, and the name asked, dotted and in lower case (as `parse` gives it), written into
-/// `name`.
-pub fn query_named<'a>(b: &[u8], name: &'a mut [u8; 256]) -> Option<(Query, &'a str)> {
+/// `name`: letters, digits, `-`, `_` and dots, ASCII (made a `str` only where one is needed).
+pub fn query_named<'a>(b: &[u8], name: &'a mut [u8; 256]) -> Option<(Query, &'a [u8])> {
     let (id, n) = plain_query(b, name)?;
-    let q = Query { id, name_key: key_of_lower(name, n) };
-    // Letters, digits, `-`, `_` and dots: ASCII.
-    Some((q, std::str::from_utf8(&name[..n]).ok()?))
+    Some((Query { id, name_key: key_of_lower(name, n) }, &name[..n]))
 }
 
 /// Each byte a plain label may hold, lower-cased; 0 for any other. One lookup a character: the
@@ -124,14 +122,11 @@ fn plain_query(b: &[u8], name: &mut [u8; 256]) -> Option<(u16, usize)> {
         if out > 0 {
             name[out - 1] = b'.';
         }
-        let mut bad = 0u8;
         for (d, &s) in name[out..out + n].iter_mut().zip(label) {
-            let c = LABEL_BYTE[usize::from(s)];
-            bad |= u8::from(c == 0);
-            *d = c;
-        }
-        if bad != 0 {
-            return None;
+            *d = LABEL_BYTE[usize::from(s)];
+            if *d == 0 {
+                return None;
+            }
         }
         out += n + 1;
         at += 1 + n;
