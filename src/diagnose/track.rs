@@ -561,7 +561,7 @@ impl Tracker {
         }
         let i = *self.dns_index.entry((key, m.id)).or_insert_with(|| {
             self.lookups.push(Lookup {
-                name: m.name.to_string(),
+                name: m.name.as_str().to_string(),
                 query: None,
                 response: None,
                 rcode: None,
@@ -575,7 +575,7 @@ impl Tracker {
             l.rcode = Some(m.rcode);
             l.addrs.extend(m.addrs.iter().copied());
             if l.name.is_empty() {
-                l.name = m.name.to_string();
+                l.name = m.name.as_str().to_string();
             }
         } else {
             l.query.get_or_insert(at);

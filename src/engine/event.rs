@@ -87,21 +87,60 @@ pub enum Event {
 
 /// What a diagnosis reads of a DNS message. Not the whole message: a flood of queries makes
 /// one of these a packet, and a boxed message with a list of names cost three allocations
-/// each (a tenth of `diagnose` of a flood); this costs one, the name's.
+/// each (a tenth of `diagnose` of a flood); a query with a short name costs none.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DnsFacts {
     pub id: u16,
     pub response: bool,
     pub rcode: u8,
     /// The first name asked (lower case, no trailing dot); empty if none.
-    pub name: Box<str>,
+    pub name: NameText,
     pub addrs: Box<[crate::wire::Addr]>,
 }
 
 impl From<dns::Message> for DnsFacts {
     fn from(m: dns::Message) -> DnsFacts {
-        let name = m.names.into_iter().next().unwrap_or_default().into_boxed_str();
+        let name = NameText::from(m.names.first().map_or("", String::as_str));
         DnsFacts { id: m.id, response: m.response, rcode: m.rcode, name, addrs: m.addrs.into_boxed_slice() }
+    }
+}
+
+/// Bytes of a name held in the event itself: as many as fit in the event's size beside the
+/// other facts (most names are shorter).
+const INLINE_NAME: usize = 30;
+
+/// A name held in place when short, boxed when longer, so that most DNS events allocate
+/// nothing.
+#[derive(Clone, PartialEq)]
+pub enum NameText {
+    Inline { len: u8, bytes: [u8; INLINE_NAME] },
+    Boxed(Box<str>),
+}
+
+impl NameText {
+    pub fn as_str(&self) -> &str {
+        match self {
+            // Copied whole from a `str` (`From<&str>`): valid UTF-8.
+            NameText::Inline { len, bytes } => std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default(),
+            NameText::Boxed(b) => b,
+        }
+    }
+}
+
+impl From<&str> for NameText {
+    fn from(s: &str) -> NameText {
+        if s.len() > INLINE_NAME {
+            return NameText::Boxed(s.into());
+        }
+        let mut bytes = [0u8; INLINE_NAME];
+        bytes[..s.len()].copy_from_slice(s.as_bytes());
+        NameText::Inline { len: s.len() as u8, bytes }
+    }
+}
+
+impl std::fmt::Debug for NameText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_str().fmt(f)
     }
 }
 
@@ -209,7 +248,20 @@ impl Events {
 #[cfg(test)]
 mod tests {
     use super::*;
+
     use crate::wire::Addr;
+
+    /// The DNS facts fit in the event's size (a bigger `Event` costs every event a copy more),
+    /// and names of any length come back as given.
+    #[test]
+    fn dns_facts_keep_the_event_small_and_names_whole() {
+        assert!(std::mem::size_of::<DnsFacts>() <= std::mem::size_of::<PacketRun>());
+        for name in
+            ["", "a", "ws.example.com", &"x".repeat(INLINE_NAME), &"y".repeat(INLINE_NAME + 1), &"é".repeat(100)]
+        {
+            assert_eq!(NameText::from(name).as_str(), name);
+        }
+    }
 
     fn at(frame: u64, s: u64) -> At {
         At { frame, ts_ns: s * 1_000_000_000 }
