@@ -379,7 +379,11 @@ pub struct Tracker {
     pub lookups: Vec<Lookup>,
     /// Lookups not analysed because `MAX_LOOKUPS` were already.
     pub lookups_dropped: u64,
-    dns_index: FxHashMap<(FlowKey, u16), usize>,
+    /// Lookups by the conversation they are in (the engine's flow, so a message matches the
+    /// query the engine matched it to, and not one of an earlier flow on the same ports) and
+    /// id. A short key: hashing the 40-byte flow key, and comparing it in entries spread over
+    /// a megabyte, was most of the time a flood of lookups spent here.
+    dns_index: FxHashMap<(u64, u16), usize>,
     /// The capture-time slot (`RUN_SLOT_NS`) of the last sweep of idle state.
     swept_slot: u64,
     /// Conversations dropped because they settled as something other than an attempt.
@@ -436,7 +440,7 @@ impl Tracker {
             self.sweep(ts);
         }
         if let Event::Dns(m) = &o.event {
-            self.dns(o.key, m, o.at);
+            self.dns(o.conv, m, o.at);
             return;
         }
         let found = if self.recent.0 == o.conv { Some(self.recent.1) } else { self.index.get(&o.conv).copied() };
@@ -552,14 +556,14 @@ impl Tracker {
         });
     }
 
-    fn dns(&mut self, key: FlowKey, m: &DnsFacts, at: At) {
-        if self.lookups.len() >= MAX_LOOKUPS && !self.dns_index.contains_key(&(key, m.id)) {
+    fn dns(&mut self, conv: u64, m: &DnsFacts, at: At) {
+        if self.lookups.len() >= MAX_LOOKUPS && !self.dns_index.contains_key(&(conv, m.id)) {
             // Beyond this a capture is a flood, not a lookup before a WebSocket: counted,
             // and said in a warning.
             self.lookups_dropped += 1;
             return;
         }
-        let i = *self.dns_index.entry((key, m.id)).or_insert_with(|| {
+        let i = *self.dns_index.entry((conv, m.id)).or_insert_with(|| {
             self.lookups.push(Lookup {
                 name: m.name.as_str().to_string(),
                 query: None,
@@ -592,6 +596,29 @@ mod tests {
     fn observed(conv: u64, ts_s: u64, event: Event) -> Observed {
         let (key, side) = FlowKey::of(Addr::v4([10, 0, 0, 1]), 1000 + conv as u16, Addr::v4([10, 0, 0, 2]), 80, 6);
         Observed { conv, key, side, at: At { frame: conv, ts_ns: ts_s * 1_000_000_000 }, event }
+    }
+
+    /// An answer is matched to the query of its own flow, as the engine matches it: on the
+    /// same ports and id but in a later flow (the first forgotten after a quiet half minute),
+    /// it answers no earlier query, which stays unanswered.
+    #[test]
+    fn an_answer_in_a_later_flow_answers_no_earlier_query() {
+        let (key, side) = FlowKey::of(Addr::v4([10, 0, 0, 1]), 5353, Addr::v4([10, 0, 0, 53]), 53, 17);
+        let dns = |conv, ts_s, response| Observed {
+            conv,
+            key,
+            side: if response { side.other() } else { side },
+            at: At { frame: ts_s, ts_ns: ts_s * 1_000_000_000 },
+            event: Event::Dns(DnsFacts { id: 7, response, rcode: 0, name: "ws.test".into(), addrs: Box::default() }),
+        };
+        let mut t = Tracker::new();
+        t.observe(dns(1, 1, false));
+        t.observe(dns(1, 2, true));
+        t.observe(dns(1, 3, false));
+        t.observe(dns(2, 40, true));
+        let seen: Vec<(Option<u64>, Option<u64>)> =
+            t.lookups.iter().map(|l| (l.query.map(|a| a.frame), l.response.map(|a| a.frame))).collect();
+        assert_eq!(seen, [(Some(1), Some(2)), (None, Some(40))]);
     }
 
     /// A capture of many short conversations that are not attempts (plain HTTP, say) must not
