@@ -5,6 +5,7 @@
 
 mod background;
 mod output;
+mod read_ahead;
 mod reader;
 pub mod secrets;
 mod writer;

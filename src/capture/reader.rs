@@ -16,6 +16,7 @@ use pcap_file::pcapng::PcapNgParser;
 use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
 use pcap_file::{Endianness, PcapError};
 
+use super::read_ahead::ReadAhead;
 use super::{Format, Interface, MAX_RECORD_BYTES, PCAP_MAGIC_NS, PCAP_MAGIC_US, PCAPNG_SHB, Packet, RecordMeta, block};
 use crate::error::{Error, Result};
 use crate::progress::{Counting, Progress};
@@ -154,7 +155,9 @@ impl Reader {
         let mut r = Reader {
             live: input.size.is_none(),
             interrupted: false,
-            src: input.stream,
+            // A file is read ahead on another thread; a pipe or a device (a live capture) is
+            // read as it comes, so that an interrupt ends it where the pass is.
+            src: if input.size.is_some() { Box::new(ReadAhead::new(input.stream)) } else { input.stream },
             opts: ReadOptions::default(),
             warnings: Vec::new(),
             warnings_dropped: 0,
