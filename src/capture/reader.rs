@@ -343,6 +343,9 @@ impl Reader {
     fn open_section(&mut self) -> Result<()> {
         let len = self.peek_block_len(true)?;
         self.fill(len)?;
+        if self.end - self.pos < len {
+            return Err(Error::BadHeader("pcapng section header cut short".into()));
+        }
         let slice = &self.buf[self.pos..self.pos + len];
         let (_, parser) = PcapNgParser::new(slice).map_err(|e| Error::BadHeader(e.to_string()))?;
         self.ng_big_endian = parser.section().endianness == Endianness::Big;
@@ -461,7 +464,8 @@ impl Reader {
     /// capture tool would write: lengths within bounds and a timestamp near the last one.
     fn plausible_pcap_header(&self, at: usize) -> Option<usize> {
         let h = self.pcap.as_ref()?;
-        let b = self.buf.get(self.pos + at..self.pos + at + 16)?;
+        // (Bytes past `end` are stale, or absent when blocks are read ahead.)
+        let b = self.buf[..self.end].get(self.pos + at..self.pos + at + 16)?;
         let rd = |i: usize| {
             let x: [u8; 4] = b[i..i + 4].try_into().expect("4 bytes");
             if h.big_endian { u32::from_be_bytes(x) } else { u32::from_le_bytes(x) }
