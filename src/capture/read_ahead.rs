@@ -6,7 +6,7 @@
 //! before the next block's bytes, so the pass copies only those few bytes, not the stream.
 //!
 //! At most four blocks exist (one being read, two waiting, one being parsed), so memory stays
-//! bounded however far ahead the thread could read. A read error is handed over in its place
+//! bounded however far ahead the thread could read; the thread ends with its reader. A read error is handed over in its place
 //! in the stream, after the bytes before it.
 
 use std::io::{self, Read};
@@ -21,17 +21,18 @@ pub struct ReadAhead {
     /// Parsed blocks, back to the thread to be filled again.
     returned: Sender<Vec<u8>>,
     ended: bool,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl ReadAhead {
     pub fn new(mut src: Box<dyn Read + Send>) -> ReadAhead {
         let (send, blocks) = sync_channel::<io::Result<Vec<u8>>>(2);
         let (returned, to_fill) = channel::<Vec<u8>>();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("input".into())
             .spawn(move || read_blocks(&mut *src, &send, &to_fill))
             .expect("spawning the input thread");
-        ReadAhead { blocks, returned, ended: false }
+        ReadAhead { blocks, returned, ended: false, thread: Some(thread) }
     }
 
     /// The next block: its bytes from `HEADROOM` on (never none); None at the end of the input.
@@ -56,6 +57,17 @@ impl ReadAhead {
     pub fn give_back(&self, block: Vec<u8>) {
         if block.capacity() > 0 {
             let _ = self.returned.send(block);
+        }
+    }
+}
+
+impl Drop for ReadAhead {
+    /// Stops the thread and waits for it, so that none outlives its reader: with the blocks
+    /// no longer taken, its next hand-over fails and it ends (a file's read always returns).
+    fn drop(&mut self) {
+        drop(std::mem::replace(&mut self.blocks, sync_channel(0).1));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }
