@@ -510,6 +510,11 @@ fn forwarded(c: &Conv) -> bool {
 /// Copies of one request a proxy chain makes (front, auth services, backend): more attempts
 /// with one key within a second are other clients sending the same key, not legs.
 const MAX_LEGS: usize = 8;
+/// Attempts with its key that an attempt looks at for its legs (those of the second after its
+/// start). A client library that sends one fixed key to one server thousands of times a second
+/// made each attempt look at every later one, none of them a leg (20,000 in a fifth of a
+/// second: 1.9 s).
+const MAX_LEG_CANDIDATES: usize = 8 * MAX_LEGS;
 
 fn pair_legs(attempts: &mut [Attempt], t: &Tracker) -> Vec<Option<usize>> {
     let mut partner = vec![None; attempts.len()];
@@ -545,6 +550,7 @@ fn pair_legs(attempts: &mut [Attempt], t: &Tracker) -> Vec<Option<usize>> {
             .iter()
             .copied()
             .take_while(|&j| attempts[j].start_ns.saturating_sub(attempts[i].start_ns) <= LEG_PAIRING_NS)
+            .take(MAX_LEG_CANDIDATES)
             .filter(|&j| partner[j].is_none() && attempts[j].leg == Leg::Direct)
             // A proxy forwards elsewhere: the same key sent to the same server again is
             // another attempt (a client library that sends a fixed key), not a leg.
