@@ -334,3 +334,57 @@ fn pseudonymize_every_capture_leaves_no_original_address_or_name() {
         assert!(bad_checksums(&out).is_subset(&bad_checksums(&input)), "{}: checksums broken", input.display());
     }
 }
+
+/// A request head split inside a name its `--pseudonymize` maps (a Via header's, which is
+/// kept across segments), with another connection's head read between its two segments, maps
+/// that name as it maps it unsplit: where the pseudonymizer is in a value belongs to the
+/// direction, not to the run (it was the run's, and the other head reset it mid-name). The
+/// head is the connection's second request, read as its segments come (the first waits for
+/// the flow to be recognised and is read whole).
+#[test]
+fn a_split_name_maps_the_same_whatever_is_read_between_its_segments() {
+    let dir = tmpdir();
+    let first = upgrade("");
+    let refused = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
+    let head = b"GET /app HTTP/1.1\r\nHost: h\r\nVia: 1.1 split-name.customer-example.com\r\nUser-Agent: t\r\n\r\n";
+    let cut = head.windows(5).position(|w| w == b"tomer").unwrap();
+    let other = b"GET / HTTP/1.1\r\nHost: another.example.net\r\n\r\n";
+    let start = || {
+        let mut c = Conv::new(40001, 80);
+        c.send(0, first.as_bytes(), 1460).send(1, refused, 1460);
+        c
+    };
+    // The second request in one segment; then cut, with the other connection's head between.
+    let mut alone = start();
+    alone.send(0, head, 1460);
+    let mut split = start();
+    let mut between = Conv::new(40002, 80);
+    between.send(0, other, 1460);
+    split.send(0, &head[..cut], 1460);
+    let mut frames = std::mem::take(&mut split.frames);
+    frames.extend(between.close());
+    split.send(0, &head[cut..], 1460);
+    frames.extend(split.close());
+    let mapped_via = |frames: &[Vec<u8>], name: &str| {
+        let input = dir.path().join(name);
+        std::fs::write(&input, pcap(frames)).unwrap();
+        let out = scrub_to(&input, dir.path(), &["--pseudonymize", "--key", "k1"]);
+        // The client's payload of the connection from port 40001, in order.
+        let mut stream = Vec::new();
+        for r in read_packets(&out) {
+            let p = etherparse::SlicedPacket::from_ethernet(&r.data).unwrap();
+            if let Some(etherparse::TransportSlice::Tcp(t)) = p.transport
+                && t.source_port() == 40001
+            {
+                stream.extend_from_slice(t.payload());
+            }
+        }
+        let second = stream.windows(8).position(|w| w == b"GET /app").expect("the second request is kept");
+        let at = second + stream[second..].windows(5).position(|w| w == b"Via: ").expect("its Via line") + 5;
+        let end = at + stream[at..].iter().position(|&c| c == b'\r').unwrap();
+        String::from_utf8_lossy(&stream[at..end]).into_owned()
+    };
+    let (one, two) = (mapped_via(&alone.close(), "alone.pcap"), mapped_via(&frames, "split.pcap"));
+    assert!(!one.contains("customer-example"), "{one}");
+    assert_eq!(one, two);
+}

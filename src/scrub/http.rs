@@ -4,6 +4,7 @@
 //! values of the diagnosis headers (SPEC's allow-list) stay; query values and every other
 //! header value become filler.
 
+use super::pseudonym::HttpValue;
 use crate::proto::http::{self, MAX_HEAD_BYTES};
 
 /// Headers whose values carry the diagnosis (SPEC "What scrubbing changes").
@@ -114,6 +115,10 @@ pub struct HeadRedactor {
     cr: bool,
     /// Where a kept URL value (Location) is: its query and fragment lose their values.
     url: Url,
+    /// Where `--pseudonymize` is in the header value being mapped. Here, in the direction's
+    /// own reader, so that a head split over segments resumes where it stopped, whatever
+    /// other flows' heads were read in between.
+    pub(super) pseudo: HttpValue,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,6 +158,7 @@ impl Default for HeadRedactor {
             name_ok: None,
             cr: false,
             url: Url::Path,
+            pseudo: HttpValue::default(),
         }
     }
 }

@@ -28,13 +28,19 @@ pub struct Pseudonymizer {
     pad: [u8; 16],
     key: [u8; 32],
     cache: FxHashMap<Addr, Addr>,
-    /// Name mapping state for the HTTP value being redacted.
-    http_value: NameCursor,
-    http_value_mode: ValueMode,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Where the pseudonymizer is in an HTTP header value being mapped (kept by the direction's
+/// `HeadRedactor`): what the value is, and the label being mapped.
+#[derive(Clone, Debug, Default)]
+pub struct HttpValue {
+    mode: ValueMode,
+    cursor: NameCursor,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 enum ValueMode {
+    #[default]
     None,
     /// The whole value is a host name (Host).
     Host,
@@ -67,14 +73,7 @@ impl Pseudonymizer {
         let cipher = Aes128::new(&<[u8; 16]>::try_from(&key[..16]).expect("16 bytes").into());
         let mut pad = aes::Block::from(<[u8; 16]>::try_from(&key[16..]).expect("16 bytes"));
         cipher.encrypt_block(&mut pad);
-        Pseudonymizer {
-            cipher,
-            pad: pad.into(),
-            key: *key,
-            cache: FxHashMap::default(),
-            http_value: NameCursor::default(),
-            http_value_mode: ValueMode::None,
-        }
+        Pseudonymizer { cipher, pad: pad.into(), key: *key, cache: FxHashMap::default() }
     }
 
     // ------------------------------------------------------------ addresses
@@ -428,15 +427,10 @@ impl Pseudonymizer {
     }
 
     /// Called for every head byte that was kept: maps host names in Host, Origin, Location.
-    pub fn http_byte(&mut self, h: &HeadRedactor, byte: &mut u8, tally: &mut Tally) {
-        let name = if h.in_request_target() { Some(&b"target"[..]) } else { h.current_value_name() };
-        let Some(name) = name else {
-            self.http_value_mode = ValueMode::None;
-            self.http_value.reset();
-            return;
-        };
-        if self.http_value_mode == ValueMode::None {
-            self.http_value_mode = match name {
+    pub fn http_byte(&self, h: &mut HeadRedactor, byte: &mut u8, tally: &mut Tally) {
+        let start = {
+            let name = if h.in_request_target() { Some(&b"target"[..]) } else { h.current_value_name() };
+            name.map(|name| match name {
                 b"host" => ValueMode::Host,
                 // "1.1 proxy.example.net:8080": names (and the protocol version) mapped.
                 b"via" => ValueMode::Via,
@@ -444,57 +438,59 @@ impl Pseudonymizer {
                 b"target" if h.method_is_connect() => ValueMode::Host,
                 b"origin" | b"location" | b"target" => ValueMode::UrlScheme,
                 _ => ValueMode::Done,
-            };
+            })
+        };
+        let v = &mut h.pseudo;
+        let Some(start) = start else {
+            *v = HttpValue::default();
+            return;
+        };
+        if v.mode == ValueMode::None {
+            v.mode = start;
         }
         let c = *byte;
         if c == b' ' || c == b'\t' || c == b'\r' {
             return;
         }
-        match self.http_value_mode {
+        match v.mode {
             ValueMode::Host => {
                 if c == b'[' {
-                    self.http_value_mode = ValueMode::Bracket;
+                    v.mode = ValueMode::Bracket;
                     return;
                 }
                 if c == b':' || c == b'/' || c == b'?' {
-                    self.http_value_mode = ValueMode::Done;
+                    v.mode = ValueMode::Done;
                     return;
                 }
-                let mut cur = std::mem::take(&mut self.http_value);
-                *byte = self.name_char(&mut cur, c);
-                self.http_value = cur;
+                *byte = self.name_char(&mut v.cursor, c);
                 tally.add(Rule::PseudonymizedName, 1);
             }
             ValueMode::Bracket => {
                 if c == b']' {
-                    self.http_value_mode = ValueMode::Done;
+                    v.mode = ValueMode::Done;
                     return;
                 }
-                let mut cur = std::mem::take(&mut self.http_value);
-                *byte = self.name_char(&mut cur, c);
-                self.http_value = cur;
+                *byte = self.name_char(&mut v.cursor, c);
                 tally.add(Rule::PseudonymizedAddress, 1);
             }
             ValueMode::Via => {
-                let mut cur = std::mem::take(&mut self.http_value);
                 if c == b',' || c == b':' {
-                    cur.reset();
+                    v.cursor.reset();
                 } else {
-                    *byte = self.name_char(&mut cur, c);
+                    *byte = self.name_char(&mut v.cursor, c);
                     tally.add(Rule::PseudonymizedName, 1);
                 }
-                self.http_value = cur;
             }
             ValueMode::UrlScheme => {
                 if c == b':' {
-                    self.http_value_mode = ValueMode::UrlSlashes(0);
+                    v.mode = ValueMode::UrlSlashes(0);
                 } else if !(c.is_ascii_alphanumeric() || b"+-.".contains(&c)) {
                     // A relative reference ("/login"): no host in it.
-                    self.http_value_mode = ValueMode::Done;
+                    v.mode = ValueMode::Done;
                 }
             }
             ValueMode::UrlSlashes(n) => {
-                self.http_value_mode = match (c, n) {
+                v.mode = match (c, n) {
                     (b'/', 0) => ValueMode::UrlSlashes(1),
                     (b'/', _) => ValueMode::Host,
                     _ => ValueMode::Done,
@@ -502,11 +498,6 @@ impl Pseudonymizer {
             }
             ValueMode::None | ValueMode::Done => {}
         }
-    }
-
-    pub fn http_head_done(&mut self, _tally: &mut Tally) {
-        self.http_value_mode = ValueMode::None;
-        self.http_value.reset();
     }
 
     /// One byte of a ClientHello body that `HelloCursor::step` found in a server name: mapped.

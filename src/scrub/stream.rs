@@ -676,9 +676,6 @@ fn step_mode(
                     }
                     Step::End(end) => {
                         let used = i + 1;
-                        if let Some(p) = pseudo.as_deref_mut() {
-                            p.http_head_done(tally);
-                        }
                         if end.response {
                             if end.status == 101 {
                                 *mode = Mode::Frames(FrameCursor::default());
