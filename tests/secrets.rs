@@ -576,6 +576,9 @@ fn pseudonymization_reaches_every_address_and_name() {
             .send(1, b"HTTP/1.1 200 Connection established\r\n\r\n", 1400)
             .close(),
     );
+    // A redirect to a URL with userinfo: the userinfo is overwritten, the host after it mapped.
+    let moved = "HTTP/1.1 302 Found\r\nLocation: https://user:pw@hiddenlocationhost.example/login\r\n\r\n";
+    frames.extend(Conv::new(40062, 80).send(0, upgrade("").as_bytes(), 1400).send(1, moved.as_bytes(), 1400).close());
     let input = dir.path().join("addresses.pcap");
     std::fs::write(&input, pcap(&frames)).unwrap();
     let out = dir.path().join("out.pcap");
@@ -588,7 +591,7 @@ fn pseudonymization_reaches_every_address_and_name() {
             found.push(format!("address {a:?} survived"));
         }
     }
-    for s in ["beef", "f00d", "hiddenproxytarget"] {
+    for s in ["beef", "f00d", "hiddenproxytarget", "hiddenlocationhost"] {
         if contains(&bytes, s.as_bytes()) {
             found.push(format!("'{s}' survived"));
         }

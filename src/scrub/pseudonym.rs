@@ -426,8 +426,11 @@ impl Pseudonymizer {
         }
     }
 
-    /// Called for every head byte that was kept: maps host names in Host, Origin, Location.
-    pub fn http_byte(&self, h: &mut HeadRedactor, byte: &mut u8, tally: &mut Tally) {
+    /// Called for every head byte: maps host names in Host, Origin, Location, Via. `kept`:
+    /// the byte stays (else the head reader overwrote it, and `byte` is what it was): an
+    /// overwritten byte still moves a URL from its scheme to its authority, but is no part of
+    /// a name (userinfo before a host starts the host afresh), and is not mapped.
+    pub fn http_byte(&self, h: &mut HeadRedactor, byte: &mut u8, kept: bool, tally: &mut Tally) {
         let start = {
             let name = if h.in_request_target() { Some(&b"target"[..]) } else { h.current_value_name() };
             name.map(|name| match name {
@@ -451,6 +454,16 @@ impl Pseudonymizer {
         let c = *byte;
         if c == b' ' || c == b'\t' || c == b'\r' {
             return;
+        }
+        if !kept {
+            match v.mode {
+                ValueMode::Host | ValueMode::Bracket | ValueMode::Via => {
+                    v.cursor.reset();
+                    return;
+                }
+                ValueMode::UrlScheme | ValueMode::UrlSlashes(_) => {}
+                ValueMode::None | ValueMode::Done => return,
+            }
         }
         match v.mode {
             ValueMode::Host => {

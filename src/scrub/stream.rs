@@ -664,15 +664,17 @@ fn step_mode(
             let mut i = 0;
             while i < b.len() {
                 let c = b[i];
-                match h.step(c, Rest { seg: &b[i + 1..], ahead }) {
-                    Step::Byte(Fate::Keep) => {}
+                let kept = match h.step(c, Rest { seg: &b[i + 1..], ahead }) {
+                    Step::Byte(Fate::Keep) => true,
                     Step::Byte(Fate::QueryValue) => {
                         b[i] = FILL;
                         tally.add(Rule::QueryValue, 1);
+                        false
                     }
                     Step::Byte(Fate::HeaderValue) => {
                         b[i] = FILL;
                         tally.add(Rule::HeaderValue, 1);
+                        false
                     }
                     Step::End(end) => {
                         let used = i + 1;
@@ -713,9 +715,12 @@ fn step_mode(
                         *mode = Mode::Opaque;
                         return (i, Event::None);
                     }
-                }
+                };
                 if let Some(p) = pseudo.as_deref_mut() {
-                    p.http_byte(h, &mut b[i], tally);
+                    // An overwritten byte is shown as what it was (it moves the value on) and
+                    // stays overwritten.
+                    let mut was = c;
+                    p.http_byte(h, if kept { &mut b[i] } else { &mut was }, kept, tally);
                 }
                 i += 1;
             }
