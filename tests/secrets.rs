@@ -319,6 +319,17 @@ fn credentials_inside_allow_listed_values() {
             upgrade(""),
             format!("HTTP/1.1 302 Found\r\nLocation: https://bob:{SECRET}@app.example/\r\nContent-Length: 0\r\n\r\n"),
         ),
+        (
+            // A URL that keeps the current scheme (`//authority/path`).
+            "location-scheme-relative-userinfo",
+            upgrade(""),
+            format!("HTTP/1.1 302 Found\r\nLocation: //bob:{SECRET}@app.example/\r\nContent-Length: 0\r\n\r\n"),
+        ),
+        (
+            "origin-scheme-relative-userinfo",
+            upgrade(&format!("Origin: //bob:{SECRET}@a.example\r\n")),
+            SWITCHING.into(),
+        ),
     ];
     for (name, req, resp) in cases {
         for mss in [1400, 5, 1] {
@@ -579,6 +590,9 @@ fn pseudonymization_reaches_every_address_and_name() {
     // A redirect to a URL with userinfo: the userinfo is overwritten, the host after it mapped.
     let moved = "HTTP/1.1 302 Found\r\nLocation: https://user:pw@hiddenlocationhost.example/login\r\n\r\n";
     frames.extend(Conv::new(40062, 80).send(0, upgrade("").as_bytes(), 1400).send(1, moved.as_bytes(), 1400).close());
+    // And one that keeps the current scheme.
+    let moved = "HTTP/1.1 302 Found\r\nLocation: //hiddenrelativehost.example/login\r\n\r\n";
+    frames.extend(Conv::new(40063, 80).send(0, upgrade("").as_bytes(), 1400).send(1, moved.as_bytes(), 1400).close());
     let input = dir.path().join("addresses.pcap");
     std::fs::write(&input, pcap(&frames)).unwrap();
     let out = dir.path().join("out.pcap");
@@ -591,7 +605,7 @@ fn pseudonymization_reaches_every_address_and_name() {
             found.push(format!("address {a:?} survived"));
         }
     }
-    for s in ["beef", "f00d", "hiddenproxytarget", "hiddenlocationhost"] {
+    for s in ["beef", "f00d", "hiddenproxytarget", "hiddenlocationhost", "hiddenrelativehost"] {
         if contains(&bytes, s.as_bytes()) {
             found.push(format!("'{s}' survived"));
         }

@@ -164,13 +164,18 @@ impl Default for HeadRedactor {
 }
 
 /// Where `user:pass@` ends in a URL or authority at the start of `rest` (counted from there),
-/// so that it is overwritten: `scheme://user:pass@host`, or `user:pass@host` in a Host value.
-/// None when there is none, or when the authority is not all in sight (then the caller fails
+/// so that it is overwritten: `scheme://user:pass@host`, `//user:pass@host` (a URL that keeps
+/// the current scheme, which a Location may be), or `user:pass@host` in a Host value. None
+/// when there is none, or when the authority is not all in sight (then the caller fails
 /// closed where it matters).
 fn userinfo_len(rest: &[u8]) -> Option<usize> {
     let line_end = rest.iter().position(|&c| c == b'\r' || c == b'\n' || c == b' ').unwrap_or(rest.len());
     let line = &rest[..line_end];
-    let start = line.windows(3).position(|w| w == b"://").map_or(0, |p| p + 3);
+    let start = match line.windows(3).position(|w| w == b"://") {
+        Some(p) => p + 3,
+        None if line.starts_with(b"//") => 2,
+        None => 0,
+    };
     let auth_end =
         line[start..].iter().position(|&c| c == b'/' || c == b'?' || c == b'#').map_or(line.len(), |p| start + p);
     let at = line[start..auth_end].iter().rposition(|&c| c == b'@')?;
@@ -457,8 +462,9 @@ impl HeadRedactor {
                                 self.fill = n - 1;
                                 return Step::Byte(Fate::HeaderValue);
                             }
-                            // A path ("/login?next=…") has no authority to hide.
-                            let path = whole.starts_with(b"/") && !whole.starts_with(b"//");
+                            // A path ("/login?next=…") has no authority to hide; a `/` whose
+                            // next byte is not in sight may start `//user:pass@host`.
+                            let path = whole.starts_with(b"/") && whole.get(1).is_some_and(|&b| b != b'/');
                             if !path && !authority_in_sight(&whole) {
                                 // Whether a `user:pass@` follows is not known (the value runs
                                 // past the segment): fail closed, the value goes.

@@ -44,8 +44,10 @@ enum ValueMode {
     None,
     /// The whole value is a host name (Host).
     Host,
-    /// A URL (Origin, Location, an absolute-form request target): the scheme, then `://`,
-    /// then the authority, a host name.
+    /// A URL (Origin, Location, an absolute-form request target), before its first byte: a
+    /// scheme, or `//` and an authority that keeps the current scheme, or a path.
+    UrlStart,
+    /// In the scheme; then `://`, then the authority, a host name.
     UrlScheme,
     UrlSlashes(u8),
     /// Every name-like character of the value (Via).
@@ -439,7 +441,7 @@ impl Pseudonymizer {
                 b"via" => ValueMode::Via,
                 // CONNECT's target is an authority (`host:port`), not a URL.
                 b"target" if h.method_is_connect() => ValueMode::Host,
-                b"origin" | b"location" | b"target" => ValueMode::UrlScheme,
+                b"origin" | b"location" | b"target" => ValueMode::UrlStart,
                 _ => ValueMode::Done,
             })
         };
@@ -461,7 +463,7 @@ impl Pseudonymizer {
                     v.cursor.reset();
                     return;
                 }
-                ValueMode::UrlScheme | ValueMode::UrlSlashes(_) => {}
+                ValueMode::UrlStart | ValueMode::UrlScheme | ValueMode::UrlSlashes(_) => {}
                 ValueMode::None | ValueMode::Done => return,
             }
         }
@@ -493,6 +495,16 @@ impl Pseudonymizer {
                     *byte = self.name_char(&mut v.cursor, c);
                     tally.add(Rule::PseudonymizedName, 1);
                 }
+            }
+            ValueMode::UrlStart => {
+                v.mode = if c == b'/' {
+                    // `//host/…`; a path (`/login`) ends it at its next byte.
+                    ValueMode::UrlSlashes(1)
+                } else if c.is_ascii_alphanumeric() {
+                    ValueMode::UrlScheme
+                } else {
+                    ValueMode::Done
+                };
             }
             ValueMode::UrlScheme => {
                 if c == b':' {
