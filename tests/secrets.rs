@@ -326,6 +326,11 @@ fn credentials_inside_allow_listed_values() {
             format!("HTTP/1.1 302 Found\r\nLocation: //bob:{SECRET}@app.example/\r\nContent-Length: 0\r\n\r\n"),
         ),
         (
+            "location-backslash-relative-userinfo",
+            upgrade(""),
+            format!("HTTP/1.1 302 Found\r\nLocation: /\\bob:{SECRET}@app.example/\r\nContent-Length: 0\r\n\r\n"),
+        ),
+        (
             "origin-scheme-relative-userinfo",
             upgrade(&format!("Origin: //bob:{SECRET}@a.example\r\n")),
             SWITCHING.into(),
@@ -590,9 +595,11 @@ fn pseudonymization_reaches_every_address_and_name() {
     // A redirect to a URL with userinfo: the userinfo is overwritten, the host after it mapped.
     let moved = "HTTP/1.1 302 Found\r\nLocation: https://user:pw@hiddenlocationhost.example/login\r\n\r\n";
     frames.extend(Conv::new(40062, 80).send(0, upgrade("").as_bytes(), 1400).send(1, moved.as_bytes(), 1400).close());
-    // And one that keeps the current scheme.
+    // And ones that keep the current scheme.
     let moved = "HTTP/1.1 302 Found\r\nLocation: //hiddenrelativehost.example/login\r\n\r\n";
     frames.extend(Conv::new(40063, 80).send(0, upgrade("").as_bytes(), 1400).send(1, moved.as_bytes(), 1400).close());
+    let moved = "HTTP/1.1 302 Found\r\nLocation: /\\hiddenbackslashhost.example/login\r\n\r\n";
+    frames.extend(Conv::new(40064, 80).send(0, upgrade("").as_bytes(), 1400).send(1, moved.as_bytes(), 1400).close());
     let input = dir.path().join("addresses.pcap");
     std::fs::write(&input, pcap(&frames)).unwrap();
     let out = dir.path().join("out.pcap");
@@ -605,7 +612,7 @@ fn pseudonymization_reaches_every_address_and_name() {
             found.push(format!("address {a:?} survived"));
         }
     }
-    for s in ["beef", "f00d", "hiddenproxytarget", "hiddenlocationhost", "hiddenrelativehost"] {
+    for s in ["beef", "f00d", "hiddenproxytarget", "hiddenlocationhost", "hiddenrelativehost", "hiddenbackslashhost"] {
         if contains(&bytes, s.as_bytes()) {
             found.push(format!("'{s}' survived"));
         }

@@ -497,8 +497,9 @@ impl Pseudonymizer {
                 }
             }
             ValueMode::UrlStart => {
-                v.mode = if c == b'/' {
-                    // `//host/…`; a path (`/login`) ends it at its next byte.
+                v.mode = if c == b'/' || c == b'\\' {
+                    // `//host/…` (or with backslashes, which browsers read as slashes there);
+                    // a path (`/login`) ends it at its next byte.
                     ValueMode::UrlSlashes(1)
                 } else if c.is_ascii_alphanumeric() {
                     ValueMode::UrlScheme
@@ -516,8 +517,8 @@ impl Pseudonymizer {
             }
             ValueMode::UrlSlashes(n) => {
                 v.mode = match (c, n) {
-                    (b'/', 0) => ValueMode::UrlSlashes(1),
-                    (b'/', _) => ValueMode::Host,
+                    (b'/' | b'\\', 0) => ValueMode::UrlSlashes(1),
+                    (b'/' | b'\\', _) => ValueMode::Host,
                     _ => ValueMode::Done,
                 };
             }
