@@ -65,7 +65,12 @@ impl Background {
 
     fn send(&mut self, job: Job) -> io::Result<()> {
         let sent = self.jobs.as_ref().is_some_and(|j| j.send(job).is_ok());
-        if sent { Ok(()) } else { Err(self.stop().1.err().unwrap_or_else(|| io::Error::other("output closed"))) }
+        if sent { Ok(()) } else { Err(self.closed()) }
+    }
+
+    /// The thread is gone: why (its write error, if it stopped on one).
+    fn closed(&mut self) -> io::Error {
+        self.stop().1.err().unwrap_or_else(|| io::Error::other("output closed"))
     }
 
     /// Ends the thread once it has written what it was given; its sink and how the writing went.
@@ -138,9 +143,8 @@ impl Write for Background {
         loop {
             match self.done.recv() {
                 Ok(Done::Flushed(r)) => return r,
-                Ok(Done::Buffer(b)) if self.buf.capacity() == 0 => self.buf = b,
                 Ok(Done::Buffer(_)) => {}
-                Err(_) => return Err(self.stop().1.err().unwrap_or_else(|| io::Error::other("output closed"))),
+                Err(_) => return Err(self.closed()),
             }
         }
     }

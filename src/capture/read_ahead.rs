@@ -6,8 +6,8 @@
 //! before the next block's bytes, so the pass copies only those few bytes, not the stream.
 //!
 //! At most four blocks exist (one being read, two waiting, one being parsed), so memory stays
-//! bounded however far ahead the thread could read; the thread ends with its reader. A read error is handed over in its place
-//! in the stream, after the bytes before it.
+//! bounded however far ahead the thread could read; the thread ends with its reader. A read
+//! error is handed over in its place in the stream, after the bytes before it.
 
 use std::io::{self, Read};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
@@ -20,7 +20,6 @@ pub struct ReadAhead {
     blocks: Receiver<io::Result<Vec<u8>>>,
     /// Parsed blocks, back to the thread to be filled again.
     returned: Sender<Vec<u8>>,
-    ended: bool,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -32,24 +31,15 @@ impl ReadAhead {
             .name("input".into())
             .spawn(move || read_blocks(&mut *src, &send, &to_fill))
             .expect("spawning the input thread");
-        ReadAhead { blocks, returned, ended: false, thread: Some(thread) }
+        ReadAhead { blocks, returned, thread: Some(thread) }
     }
 
-    /// The next block: its bytes from `HEADROOM` on (never none); None at the end of the input.
-    pub fn next_block(&mut self) -> io::Result<Option<Vec<u8>>> {
-        if self.ended {
-            return Ok(None);
-        }
+    /// The next block: its bytes from `HEADROOM` on (never none); None at the end of the input
+    /// (and after an error: the thread ends once it has handed one over).
+    pub fn next_block(&self) -> io::Result<Option<Vec<u8>>> {
         match self.blocks.recv() {
-            Ok(Ok(block)) => Ok(Some(block)),
-            Ok(Err(e)) => {
-                self.ended = true;
-                Err(e)
-            }
-            Err(_) => {
-                self.ended = true;
-                Ok(None)
-            }
+            Ok(block) => block.map(Some),
+            Err(_) => Ok(None),
         }
     }
 
@@ -112,7 +102,7 @@ mod tests {
     #[test]
     fn bytes_arrive_whole_and_in_order() {
         let data: Vec<u8> = (0..5 * BLOCK_BYTES / 2 + 17).map(|i| (i * 7 + i / 300) as u8).collect();
-        let mut r = ReadAhead::new(Box::new(io::Cursor::new(data.clone())));
+        let r = ReadAhead::new(Box::new(io::Cursor::new(data.clone())));
         let mut got = Vec::new();
         while let Some(block) = r.next_block().unwrap() {
             assert!(block.len() > HEADROOM);
@@ -140,7 +130,7 @@ mod tests {
     /// A read error comes after the bytes read before it, not instead of them.
     #[test]
     fn an_error_comes_in_its_place() {
-        let mut r = ReadAhead::new(Box::new(FailsAfter(BLOCK_BYTES + 5)));
+        let r = ReadAhead::new(Box::new(FailsAfter(BLOCK_BYTES + 5)));
         let mut got = 0;
         let e = loop {
             match r.next_block() {
