@@ -37,8 +37,6 @@ pub(super) struct Spool {
     chunks: Vec<Chunk>,
     /// The chunk being filled.
     current: usize,
-    /// Emptied chunks that kept their memory.
-    spare: usize,
 }
 
 impl Spool {
@@ -69,7 +67,6 @@ impl Spool {
             c.live == 0 && c.bytes.capacity() >= need && c.bytes.is_empty()
         });
         if let Some(i) = spare {
-            self.spare -= 1;
             return i;
         }
         let capacity = need.max(CHUNK_BYTES);
@@ -112,12 +109,14 @@ impl Spool {
         }
     }
 
-    /// Chunk `i`, which holds nothing any more, is kept as a spare or freed.
+    /// Chunk `i`, which holds nothing any more, is kept as a spare or freed. (Spares are the
+    /// emptied chunks that kept their memory; there are a few dozen chunks, and this runs once
+    /// a chunk.)
     fn retire(&mut self, i: usize) {
+        let spares = self.chunks.iter().filter(|c| c.live == 0 && c.bytes.capacity() > 0 && c.bytes.is_empty()).count();
         let c = &mut self.chunks[i];
-        if self.spare < SPARE_CHUNKS && c.bytes.capacity() == CHUNK_BYTES {
+        if spares < SPARE_CHUNKS && c.bytes.capacity() == CHUNK_BYTES {
             c.bytes.clear();
-            self.spare += 1;
         } else {
             c.bytes = Vec::new();
         }
