@@ -272,7 +272,8 @@ impl Engine {
             }
             return self.dns_decided(key, n, matched, false, meta.number);
         }
-        let Some(msg) = dns::parse(d.payload) else {
+        // Not a plain query (checked just above): the full parse.
+        let Some(msg) = dns::parse_all(d.payload) else {
             self.last_flow_dropped = !flow.counted_kept;
             return Decision::Now(Verdict::Drop);
         };

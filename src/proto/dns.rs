@@ -71,15 +71,10 @@ pub struct Query {
 
 /// Reads a query without building strings (a flood of queries then costs a hash each, not a
 /// parse): only the plainest shape — a query with one question in uncompressed labels of
-/// letters, digits, `-` and `_`, and nothing after it. Anything else is None, for `parse`.
-/// Where both read a message, they agree: `name_key(&parse(b).names[0]) == query(b).name_key`.
-pub fn query(b: &[u8]) -> Option<Query> {
-    let mut name = [0u8; 256];
-    query_named(b, &mut name).map(|(q, _)| q)
-}
-
-/// `query`, and the name asked, dotted and in lower case (as `parse` gives it), written into
-/// `name`: letters, digits, `-`, `_` and dots, ASCII (made a `str` only where one is needed).
+/// letters, digits, `-` and `_`, and nothing after it. Anything else is None, for `parse_all`.
+/// The name asked is written into `name`, dotted and in lower case as `parse` gives it:
+/// letters, digits, `-`, `_` and dots, ASCII (made a `str` only where one is needed). Where
+/// both read a message, they agree: `name_key(&parse(b).names[0])` is the query's `name_key`.
 pub fn query_named<'a>(b: &[u8], name: &'a mut [u8; 256]) -> Option<(Query, &'a [u8])> {
     let (id, n) = plain_query(b, name)?;
     Some((Query { id, name_key: key_of_lower(name, n) }, &name[..n]))
@@ -101,7 +96,7 @@ static LABEL_BYTE: [u8; 256] = {
     t
 };
 
-/// The id of a plain query (see `query`) and its name's length, the name written dotted and in
+/// The id of a plain query (see `query_named`) and its name's length, the name written dotted and in
 /// lower case into `name` (zeros after it).
 fn plain_query(b: &[u8], name: &mut [u8; 256]) -> Option<(u16, usize)> {
     if b.len() < 12 || b[2] & 0x80 != 0 || b[4..12] != [0, 1, 0, 0, 0, 0, 0, 0] {
@@ -143,8 +138,8 @@ fn plain_query(b: &[u8], name: &mut [u8; 256]) -> Option<(u16, usize)> {
     Some((u16::from_be_bytes([b[0], b[1]]), out - 1))
 }
 
-/// A message's id, flags, names and addresses. A plain query (see `query`: most of a flood of
-/// lookups) is read by hand, with one string; the rest through simple-dns.
+/// A message's id, flags, names and addresses. A plain query (see `query_named`: most of a
+/// flood of lookups) is read by hand, with one string; the rest through `parse_all`.
 pub fn parse(b: &[u8]) -> Option<Message> {
     let mut name = [0u8; 256];
     if let Some((id, n)) = plain_query(b, &mut name) {
@@ -155,7 +150,8 @@ pub fn parse(b: &[u8]) -> Option<Message> {
     parse_all(b)
 }
 
-fn parse_all(b: &[u8]) -> Option<Message> {
+/// `parse` of a message that is no plain query (`query_named` said None): through simple-dns.
+pub fn parse_all(b: &[u8]) -> Option<Message> {
     if b.len() < 12 {
         return None;
     }
@@ -302,7 +298,8 @@ mod tests {
             if rnd(6) == 0 {
                 m.push(rnd(256) as u8);
             }
-            let Some(q) = query(&m) else { continue };
+            let mut text = [0u8; 256];
+            let Some((q, _)) = query_named(&m, &mut text) else { continue };
             answered += 1;
             let full = parse_all(&m).expect("a query the lean reader read parses");
             assert_eq!(parse(&m).as_ref(), Some(&full), "{m:x?}");
@@ -326,7 +323,8 @@ mod tests {
                 left -= n + 1;
             }
             let m = query_for(7, &labels.join("."));
-            match query(&m) {
+            let mut text = [0u8; 256];
+            match query_named(&m, &mut text).map(|(q, _)| q) {
                 Some(q) => {
                     let full = parse_all(&m).expect("parses");
                     assert_eq!(name_key(&full.names[0]), q.name_key, "{total}");
