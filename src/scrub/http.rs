@@ -163,19 +163,23 @@ impl Default for HeadRedactor {
     }
 }
 
+/// A slash where a URL's authority may start: browsers read a backslash as one there
+/// (`/\host`, `https:\\host`).
+pub(super) fn url_slash(c: u8) -> bool {
+    c == b'/' || c == b'\\'
+}
+
 /// Where `user:pass@` ends in a URL or authority at the start of `rest` (counted from there),
 /// so that it is overwritten: `scheme://user:pass@host`, `//user:pass@host` (a URL that keeps
-/// the current scheme, which a Location may be; `/\` and `\\` too, which browsers follow), or `user:pass@host` in a Host value. None
-/// when there is none, or when the authority is not all in sight (then the caller fails
-/// closed where it matters).
+/// the current scheme, which a Location may be; with backslashes too, `url_slash`), or
+/// `user:pass@host` in a Host value. None when there is none, or when the authority is not all
+/// in sight (then the caller fails closed where it matters).
 fn userinfo_len(rest: &[u8]) -> Option<usize> {
     let line_end = rest.iter().position(|&c| c == b'\r' || c == b'\n' || c == b' ').unwrap_or(rest.len());
     let line = &rest[..line_end];
-    let slash = |b: &u8| *b == b'/' || *b == b'\\';
     let start = match line.windows(3).position(|w| w == b"://") {
         Some(p) => p + 3,
-        // Browsers read a backslash as a slash there.
-        None if line.len() >= 2 && line[..2].iter().all(slash) => 2,
+        None if line.len() >= 2 && line[..2].iter().all(|&c| url_slash(c)) => 2,
         None => 0,
     };
     let auth_end =
@@ -466,8 +470,7 @@ impl HeadRedactor {
                             }
                             // A path ("/login?next=…") has no authority to hide; a `/` whose
                             // next byte is not in sight may start `//user:pass@host`.
-                            let path =
-                                whole.starts_with(b"/") && whole.get(1).is_some_and(|&b| b != b'/' && b != b'\\');
+                            let path = whole.starts_with(b"/") && whole.get(1).is_some_and(|&b| !url_slash(b));
                             if !path && !authority_in_sight(&whole) {
                                 // Whether a `user:pass@` follows is not known (the value runs
                                 // past the segment): fail closed, the value goes.

@@ -18,7 +18,7 @@ use aes::cipher::{BlockCipherEncrypt, KeyInit};
 use rustc_hash::FxHashMap;
 use sha1::{Digest, Sha1};
 
-use super::http::HeadRedactor;
+use super::http::{HeadRedactor, url_slash};
 use super::{FILL, Rule, Tally};
 use crate::flow::PROTO_TCP;
 use crate::wire::{Addr, linktype};
@@ -497,9 +497,8 @@ impl Pseudonymizer {
                 }
             }
             ValueMode::UrlStart => {
-                v.mode = if c == b'/' || c == b'\\' {
-                    // `//host/…` (or with backslashes, which browsers read as slashes there);
-                    // a path (`/login`) ends it at its next byte.
+                v.mode = if url_slash(c) {
+                    // `//host/…` (backslashes too); a path (`/login`) ends it at its next byte.
                     ValueMode::UrlSlashes(1)
                 } else if c.is_ascii_alphanumeric() {
                     ValueMode::UrlScheme
@@ -517,8 +516,8 @@ impl Pseudonymizer {
             }
             ValueMode::UrlSlashes(n) => {
                 v.mode = match (c, n) {
-                    (b'/' | b'\\', 0) => ValueMode::UrlSlashes(1),
-                    (b'/' | b'\\', _) => ValueMode::Host,
+                    (c, 0) if url_slash(c) => ValueMode::UrlSlashes(1),
+                    (c, _) if url_slash(c) => ValueMode::Host,
                     _ => ValueMode::Done,
                 };
             }
