@@ -515,18 +515,23 @@ proptest! {
 /// lookup to the attempt.
 #[test]
 fn a_head_split_into_single_bytes_keeps_its_findings_through_scrub() {
-    let flows = [
+    let pcap = build_pcap(&failed_lookup_then_upgrade(vec![1], false), &[6]);
+    let x = diagnosis(&pcap);
+    assert_eq!(codes(&x), codes(&diagnosis(&run_trim(&pcap, true, true))));
+}
+
+/// A lookup that fails, then an upgrade whose request head goes in segments of `sizes`
+/// (`swap`: neighbouring data segments swapped): the regression cases of a head read apart.
+fn failed_lookup_then_upgrade(sizes: Vec<usize>, swap: bool) -> [FlowSpec; 2] {
+    [
         FlowSpec { kind: Kind::Dns(true), sizes: vec![1], swap: false, coalesce: false },
         FlowSpec {
             kind: Kind::WebSocket { frames: vec![], close_by_client: false, idle_s: 0 },
-            sizes: vec![1],
-            swap: false,
+            sizes,
+            swap,
             coalesce: false,
         },
-    ];
-    let pcap = build_pcap(&flows, &[6]);
-    let x = diagnosis(&pcap);
-    assert_eq!(codes(&x), codes(&diagnosis(&run_trim(&pcap, true, true))));
+    ]
 }
 
 /// Found by the property test above: a lookup over TCP named by an upgrade while its answer was
@@ -655,14 +660,5 @@ fn a_wait_ended_by_a_reordered_segment_is_decided_alike_with_and_without_scrub()
 /// together.
 #[test]
 fn a_head_in_swapped_segments_keeps_its_findings_through_scrub() {
-    let flows = [
-        FlowSpec { kind: Kind::Dns(true), sizes: vec![1], swap: false, coalesce: false },
-        FlowSpec {
-            kind: Kind::WebSocket { frames: vec![], close_by_client: false, idle_s: 0 },
-            sizes: vec![29, 131],
-            swap: true,
-            coalesce: false,
-        },
-    ];
-    assert_scrubbing_keeps_findings(&build_pcap(&flows, &[6]));
+    assert_scrubbing_keeps_findings(&build_pcap(&failed_lookup_then_upgrade(vec![29, 131], true), &[6]));
 }
