@@ -38,8 +38,12 @@ use self::spool::{Span, Spool};
 pub const UNDECIDED_WINDOW_NS: u64 = 10_000_000_000;
 /// Bytes the waiting queue may hold before its oldest packet is forced.
 pub const MAX_QUEUED_BYTES: usize = 24 << 20;
-/// Packets the waiting queue may hold before its oldest packet is forced.
-pub const MAX_QUEUED_PACKETS: usize = 200_000;
+/// Packets the waiting queue may hold before its oldest packet is forced. Matched to the
+/// byte bound at packets of about 250 bytes: below that, what a waiting packet costs besides
+/// its bytes (its queue entry and, for a lookup, its transaction: about 300 bytes) outweighs
+/// them, and a flood of small packets (a million unanswered lookups) was held at twice the
+/// memory of a bulk transfer, its queue too large to stay in the cache.
+pub const MAX_QUEUED_PACKETS: usize = 100_000;
 /// TLS key-log bytes held while waiting to see which sessions are kept.
 pub const MAX_KEY_LOG_BYTES: usize = 16 << 20;
 
