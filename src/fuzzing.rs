@@ -292,10 +292,10 @@ pub fn tls_decrypt(data: &[u8]) {
 }
 
 /// A property, not just "no panic": a WebSocket handshake and conversation built from the
-/// input's choices — header order and case, folded lines, bare CRs, query forms, userinfo,
-/// credential subprotocols, a redirect with query and fragment, frames masked or not and
-/// fragmented, close reasons, segment sizes, reordering — with a secret planted everywhere
-/// SPEC says scrubbing removes it. Neither `scrub` nor `trim --scrub` may let it through, in
+/// input's choices — header order and case, folded lines, bare CRs, query forms, path
+/// parameters, userinfo, credential subprotocols, a redirect with query and fragment, frames
+/// masked or not and fragmented, close reasons, segment sizes, reordering — with a secret
+/// planted everywhere scrubbing removes it. Neither `scrub` nor `trim --scrub` may let it through, in
 /// the raw output or in a direction's reassembled bytes.
 pub fn scrub_secrets(data: &[u8]) {
     const SECRET: &[u8] = b"Zq7PLANTEDsecret";
@@ -306,10 +306,12 @@ pub fn scrub_secrets(data: &[u8]) {
         usize::from(b) % n.max(1)
     };
     let s = String::from_utf8_lossy(SECRET).into_owned();
-    let target = match pick(4) {
+    let target = match pick(6) {
         0 => format!("/chat?token={s}&x=1"),
         1 => format!("/chat?{s}"),
         2 => format!("http://bob:{s}@ws.example/chat"),
+        3 => format!("/app;jsessionid={s}/chat"),
+        4 => format!("/chat;{s}?x=1"),
         _ => "/chat".to_string(),
     };
     let mut headers: Vec<String> = vec![
@@ -346,7 +348,7 @@ pub fn scrub_secrets(data: &[u8]) {
     let mut server;
     if pick(4) == 0 {
         server = format!(
-            "HTTP/1.1 302 {s}\r\nLocation: https://id.example/cb?code={s}#access_token={s}\r\nSet-Cookie: a={s}\r\n\
+            "HTTP/1.1 302 {s}\r\nLocation: https://id.example/cb;jsessionid={s}?code={s}#access_token={s}\r\nSet-Cookie: a={s}\r\n\
              Content-Length: {}\r\n\r\n{s}",
             s.len()
         )

@@ -331,6 +331,24 @@ fn credentials_inside_allow_listed_values() {
             format!("HTTP/1.1 302 Found\r\nLocation: /\\bob:{SECRET}@app.example/\r\nContent-Length: 0\r\n\r\n"),
         ),
         (
+            // A session id in a path parameter (Java servlets' URL rewriting).
+            "target-path-parameter",
+            upgrade("").replace("GET /chat", &format!("GET /app;jsessionid={SECRET}/chat")),
+            SWITCHING.into(),
+        ),
+        (
+            "target-path-parameter-without-name",
+            upgrade("").replace("GET /chat", &format!("GET /chat;{SECRET}")),
+            SWITCHING.into(),
+        ),
+        (
+            "location-path-parameter",
+            upgrade(""),
+            format!(
+                "HTTP/1.1 302 Found\r\nLocation: https://app.example/p;jsessionid={SECRET}?x=1\r\nContent-Length: 0\r\n\r\n"
+            ),
+        ),
+        (
             "origin-scheme-relative-userinfo",
             upgrade(&format!("Origin: //bob:{SECRET}@a.example\r\n")),
             SWITCHING.into(),

@@ -53,6 +53,10 @@ enum At {
     /// First token: a method, or `HTTP/1.x` of a status line.
     FirstToken,
     Target,
+    /// A path parameter (`/chat;jsessionid=…`, Java servlets' session ids): its name is
+    /// kept, its value goes as a query value does.
+    ParamName,
+    ParamValue,
     QueryName,
     QueryValue,
     Version,
@@ -135,6 +139,8 @@ enum ValueKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Url {
     Path,
+    ParamName,
+    ParamValue,
     QueryName,
     QueryValue,
     Fragment,
@@ -222,6 +228,19 @@ fn query_item_has_name(rest: &[u8]) -> bool {
         match c {
             b'=' => return true,
             b'&' | b';' | b' ' | b'#' | b'\r' | b'\n' => return false,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Whether a path parameter at the start of `rest` (after its `;`) has a `=` before it ends:
+/// one without is a value, as a query item without one is. One not all in sight is a value.
+fn param_has_name(rest: &[u8]) -> bool {
+    for &c in rest {
+        match c {
+            b'=' => return true,
+            b'/' | b';' | b'?' | b'#' | b' ' | b'\r' | b'\n' => return false,
             _ => {}
         }
     }
@@ -327,11 +346,35 @@ impl HeadRedactor {
                 match c {
                     b' ' => self.at = At::Version,
                     b'?' => return self.enter_query(rest, At::QueryName),
+                    b';' => return self.enter_param(rest),
                     b'\n' => self.at = At::LineStart,
                     _ => {}
                 }
                 Step::Byte(Fate::Keep)
             }
+            At::ParamName | At::ParamValue => match c {
+                b'=' if self.at == At::ParamName => {
+                    self.at = At::ParamValue;
+                    Step::Byte(Fate::Keep)
+                }
+                b'/' => {
+                    self.at = At::Target;
+                    Step::Byte(Fate::Keep)
+                }
+                b';' => self.enter_param(rest),
+                b'?' => self.enter_query(rest, At::QueryName),
+                b' ' => {
+                    self.at = At::Version;
+                    Step::Byte(Fate::Keep)
+                }
+                b'\n' => {
+                    self.at = At::LineStart;
+                    Step::Byte(Fate::Keep)
+                }
+                b'\r' => Step::Byte(Fate::Keep),
+                _ if self.at == At::ParamValue => Step::Byte(Fate::QueryValue),
+                _ => Step::Byte(Fate::Keep),
+            },
             At::QueryName => {
                 match c {
                     b'=' => self.at = At::QueryValue,
@@ -519,14 +562,20 @@ impl HeadRedactor {
         if keep { Fate::Keep } else { Fate::HeaderValue }
     }
 
+    /// After a `;` in a request target's path: a parameter without `=` is a value.
+    fn enter_param(&mut self, rest: Rest<'_>) -> Step {
+        self.at = if param_has_name(&rest.line()) { At::ParamName } else { At::ParamValue };
+        Step::Byte(Fate::Keep)
+    }
+
     /// After `?`, `&` or `;` in a request target: a query item without `=` is a value.
     fn enter_query(&mut self, rest: Rest<'_>, name_state: At) -> Step {
         self.at = if query_item_has_name(&rest.line()) { name_state } else { At::QueryValue };
         Step::Byte(Fate::Keep)
     }
 
-    /// A byte of a kept URL value (Location): path kept, query names kept, query values (and
-    /// items without `=`) and the fragment overwritten.
+    /// A byte of a kept URL value (Location): path kept, query and path parameter names kept,
+    /// their values (and items without `=`) and the fragment overwritten.
     fn url_byte(&mut self, c: u8, rest: Rest<'_>) -> Step {
         let fill = Step::Byte(Fate::QueryValue);
         match (self.url, c) {
@@ -544,6 +593,23 @@ impl HeadRedactor {
                 Step::Byte(Fate::Keep)
             }
             (Url::QueryValue, _) => fill,
+            (Url::Path | Url::ParamName | Url::ParamValue, b';') => {
+                self.url = if param_has_name(&rest.line()) { Url::ParamName } else { Url::ParamValue };
+                Step::Byte(Fate::Keep)
+            }
+            (Url::ParamName | Url::ParamValue, b'/') => {
+                self.url = Url::Path;
+                Step::Byte(Fate::Keep)
+            }
+            (Url::ParamName | Url::ParamValue, b'?') => {
+                self.url = if query_item_has_name(&rest.line()) { Url::QueryName } else { Url::QueryValue };
+                Step::Byte(Fate::Keep)
+            }
+            (Url::ParamName, b'=') => {
+                self.url = Url::ParamValue;
+                Step::Byte(Fate::Keep)
+            }
+            (Url::ParamValue, _) => fill,
             _ => Step::Byte(Fate::Keep),
         }
     }
@@ -612,6 +678,16 @@ Authorization: Bearer t0ken\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n
             redact(b"HTTP/1.1 302 Found\r\nLocation: /login\r\nContent-Length: 42\r\nSet-Cookie: a=b\r\n\r\n");
         let end = end.unwrap();
         assert_eq!((end.response, end.status, end.content_length), (true, 302, Some(42)));
+    }
+
+    #[test]
+    fn path_parameter_values_go_and_the_path_stays() {
+        let req = b"GET /app;jsessionid=ABC123/chat;v;x=1?q=2 HTTP/1.1\r\nHost: ws.example\r\n\r\n";
+        let s = String::from_utf8(redact(req).0).unwrap();
+        assert!(s.starts_with("GET /app;jsessionid=xxxxxx/chat;x;x=x?q=x HTTP/1.1\r\nHost: ws.example\r\n"), "{s}");
+        let resp = b"HTTP/1.1 302 Found\r\nLocation: https://a.example/p;jsessionid=ABC123/q;k=v?x=1\r\n\r\n";
+        let s = String::from_utf8(redact(resp).0).unwrap();
+        assert!(s.contains("Location: https://a.example/p;jsessionid=xxxxxx/q;k=x?x=x\r\n"), "{s}");
     }
 
     #[test]
