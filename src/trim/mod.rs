@@ -94,8 +94,26 @@ enum Slot {
 }
 
 enum Held {
-    Packet { meta: RecordMeta, raw: Span },
+    Packet { rec: Record, raw: Span },
     Block { kind: u32, raw: Span, big_endian: bool },
+}
+
+/// A held packet's record fields but its number and time, which its entry has: entries of
+/// 112 bytes rather than 136, and a flood's full queue cycles through 100,000 of them.
+#[derive(Clone, Copy)]
+struct Record {
+    interface: u32,
+    link_type: u32,
+    orig_len: u32,
+    data_offset: u32,
+    caplen: u32,
+}
+
+impl Record {
+    fn of(m: &RecordMeta) -> Record {
+        let RecordMeta { number: _, ts_ns: _, interface, link_type, orig_len, data_offset, caplen } = *m;
+        Record { interface, link_type, orig_len, data_offset, caplen }
+    }
 }
 
 struct Entry {
@@ -104,7 +122,7 @@ struct Entry {
     slot: Slot,
     held: Held,
     /// Bytes it counts for in the queue's bound (its record's or block's length, held or not).
-    size: usize,
+    size: u32,
 }
 
 /// Packets read but not yet written, in input order.
@@ -131,23 +149,43 @@ impl Queue {
         Queue { entries: VecDeque::new(), bytes: 0, hold_bytes, spool: Spool::default(), scrubs, last_number: 0 }
     }
 
-    fn copy(&mut self, bytes: &[u8]) -> Span {
-        self.bytes += bytes.len();
+    /// Holds a record's or block's bytes (when the queue holds bytes); where they are, and
+    /// the size they count for (records are at most `MAX_RECORD_BYTES`).
+    fn copy(&mut self, bytes: &[u8]) -> (Span, u32) {
+        let size = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+        self.bytes += size as usize;
         if !self.hold_bytes {
-            return Span::default();
+            return (Span::default(), size);
         }
-        self.spool.put(bytes)
+        (self.spool.put(bytes), size)
+    }
+
+    /// Room for one more entry. A queue as long as a flood's is given room for its bound at
+    /// once, not grown by doubling: a full queue cycles through its whole ring, so the spare
+    /// part doubling leaves (131,072 places for 100,000 entries) was memory each forced packet
+    /// touched, faulted in and pushed out of the cache for nothing — a tenth of the pass over
+    /// a flood of unanswered lookups.
+    fn make_room(&mut self) {
+        let n = self.entries.len();
+        if n == self.entries.capacity() && (4096..MAX_QUEUED_PACKETS).contains(&n) {
+            // The bound, and the one entry over it that is forced.
+            self.entries.reserve_exact(MAX_QUEUED_PACKETS + 1 - n);
+            if let Some(s) = &mut self.scrubs {
+                s.reserve_exact(MAX_QUEUED_PACKETS + 1 - n);
+            }
+        }
     }
 
     fn push_packet(&mut self, p: &Packet<'_>, slot: Slot, scrub: Option<PacketScrub>) {
-        let raw = self.copy(p.raw);
+        let (raw, size) = self.copy(p.raw);
         self.last_number = p.meta.number;
+        self.make_room();
         self.entries.push_back(Entry {
             number: p.meta.number,
             ts_ns: p.meta.ts_ns,
             slot,
-            held: Held::Packet { meta: p.meta, raw },
-            size: p.raw.len(),
+            held: Held::Packet { rec: Record::of(&p.meta), raw },
+            size,
         });
         if let Some(s) = &mut self.scrubs {
             s.push_back(scrub.unwrap_or_default());
@@ -161,8 +199,8 @@ impl Queue {
         if at >= self.entries.len() || self.entries[at].number != number {
             return self.push_block(kind, raw, big_endian, ts_ns);
         }
-        let size = raw.len();
-        let raw = self.copy(raw);
+        let (raw, size) = self.copy(raw);
+        self.make_room();
         let number = if at > 0 { self.entries[at - 1].number } else { number.saturating_sub(1) };
         self.entries.insert(
             at,
@@ -180,8 +218,8 @@ impl Queue {
     }
 
     fn push_block(&mut self, kind: u32, raw: &[u8], big_endian: bool, ts_ns: u64) {
-        let size = raw.len();
-        let raw = self.copy(raw);
+        let (raw, size) = self.copy(raw);
+        self.make_room();
         self.entries.push_back(Entry {
             number: self.last_number,
             ts_ns,
@@ -228,19 +266,19 @@ impl Queue {
     fn patch(&mut self, patches: &Patches<'_>, current: u64) {
         for patch in patches.list.iter().filter(|p| p.packet != current) {
             let Some(i) = self.packet_index(patch.packet) else { continue };
-            let (Held::Packet { meta, raw }, Some(ps)) =
+            let (Held::Packet { rec, raw }, Some(ps)) =
                 (&mut self.entries[i].held, self.scrubs.as_mut().map(|s| &mut s[i]))
             else {
                 continue;
             };
-            let start = meta.data_offset as usize;
-            let Some(frame) = self.spool.get_mut(*raw).get_mut(start..start + meta.caplen as usize) else { continue };
+            let start = rec.data_offset as usize;
+            let Some(frame) = self.spool.get_mut(*raw).get_mut(start..start + rec.caplen as usize) else { continue };
             ps.apply(frame, patch, patches.bytes(patch));
         }
     }
 
-    fn recycle(&mut self, raw: Span, size: usize) {
-        self.bytes -= size;
+    fn recycle(&mut self, raw: Span, size: u32) {
+        self.bytes -= size as usize;
         self.spool.release(raw);
     }
 }
@@ -606,7 +644,17 @@ fn drain<W: Write>(
                 count(v, summary);
                 q.recycle(raw, e.size);
             }
-            Held::Packet { meta, raw } => {
+            Held::Packet { rec, raw } => {
+                let Record { interface, link_type, orig_len, data_offset, caplen } = rec;
+                let meta = RecordMeta {
+                    number: e.number,
+                    ts_ns: e.ts_ns,
+                    interface,
+                    link_type,
+                    orig_len,
+                    data_offset,
+                    caplen,
+                };
                 if let (Some(s), Some(ps)) = (f.scrubber.as_deref_mut(), &scrub)
                     && v != Verdict::Drop
                 {
