@@ -311,7 +311,7 @@ pub fn scrub_secrets(data: &[u8]) {
         1 => format!("/chat?{s}"),
         2 => format!("http://bob:{s}@ws.example/chat"),
         3 => format!("/app;jsessionid={s}/chat"),
-        4 => format!("/chat;{s}?x=1"),
+        4 => format!("/chat;{s}?x=1#{s}"),
         _ => "/chat".to_string(),
     };
     let mut headers: Vec<String> = vec![

@@ -337,6 +337,12 @@ fn credentials_inside_allow_listed_values() {
             SWITCHING.into(),
         ),
         (
+            // Browsers never send a fragment; a careless client may.
+            "target-fragment",
+            upgrade("").replace("GET /chat", &format!("GET /chat#access_token={SECRET}")),
+            SWITCHING.into(),
+        ),
+        (
             "target-path-parameter-without-name",
             upgrade("").replace("GET /chat", &format!("GET /chat;{SECRET}")),
             SWITCHING.into(),

@@ -59,6 +59,9 @@ enum At {
     ParamValue,
     QueryName,
     QueryValue,
+    /// A fragment (`#access_token=…`), which browsers never send but a careless client may:
+    /// overwritten, as a Location's is.
+    Fragment,
     Version,
     Status,
     LineStart,
@@ -347,6 +350,7 @@ impl HeadRedactor {
                     b' ' => self.at = At::Version,
                     b'?' => return self.enter_query(rest, At::QueryName),
                     b';' => return self.enter_param(rest),
+                    b'#' => self.at = At::Fragment,
                     b'\n' => self.at = At::LineStart,
                     _ => {}
                 }
@@ -363,6 +367,10 @@ impl HeadRedactor {
                 }
                 b';' => self.enter_param(rest),
                 b'?' => self.enter_query(rest, At::QueryName),
+                b'#' => {
+                    self.at = At::Fragment;
+                    Step::Byte(Fate::Keep)
+                }
                 b' ' => {
                     self.at = At::Version;
                     Step::Byte(Fate::Keep)
@@ -378,14 +386,19 @@ impl HeadRedactor {
             At::QueryName => {
                 match c {
                     b'=' => self.at = At::QueryValue,
+                    b'#' => self.at = At::Fragment,
                     b' ' => self.at = At::Version,
                     b'\n' => self.at = At::LineStart,
                     _ => {}
                 }
                 Step::Byte(Fate::Keep)
             }
-            At::QueryValue => match c {
-                b'&' | b';' => self.enter_query(rest, At::QueryName),
+            At::QueryValue | At::Fragment => match c {
+                b'&' | b';' if self.at == At::QueryValue => self.enter_query(rest, At::QueryName),
+                b'#' if self.at == At::QueryValue => {
+                    self.at = At::Fragment;
+                    Step::Byte(Fate::Keep)
+                }
                 b' ' => {
                     self.at = At::Version;
                     Step::Byte(Fate::Keep)
@@ -688,6 +701,20 @@ Authorization: Bearer t0ken\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n
         let resp = b"HTTP/1.1 302 Found\r\nLocation: https://a.example/p;jsessionid=ABC123/q;k=v?x=1\r\n\r\n";
         let s = String::from_utf8(redact(resp).0).unwrap();
         assert!(s.contains("Location: https://a.example/p;jsessionid=xxxxxx/q;k=x?x=x\r\n"), "{s}");
+    }
+
+    #[test]
+    fn a_request_target_fragment_goes() {
+        for (target, want) in [
+            ("/chat#access_token=ABC", "/chat#xxxxxxxxxxxxxxxx"),
+            ("/chat?a=1#t=ABC&b=2", "/chat?a=x#xxxxxxxxx"),
+            ("/chat?a#b", "/chat?x#x"),
+            ("/p;s=1#k=v", "/p;s=x#xxx"),
+        ] {
+            let req = format!("GET {target} HTTP/1.1\r\nHost: ws.example\r\n\r\n");
+            let s = String::from_utf8(redact(req.as_bytes()).0).unwrap();
+            assert!(s.starts_with(&format!("GET {want} HTTP/1.1\r\nHost: ws.example\r\n")), "{s}");
+        }
     }
 
     #[test]
