@@ -26,11 +26,17 @@ pub struct Records;
 impl UnitFormat for Records {
     type Header = RecordHeader;
     const MAX_HEADER_BYTES: usize = RECORD_HEADER_BYTES;
+    /// A header is found invalid at its first byte that makes it so (content type, major
+    /// version, length's high byte), not at its end: the scrubber keeps each header byte as
+    /// it reads it.
     fn parse(b: &[u8]) -> Header<RecordHeader> {
+        let invalid = b.first().is_some_and(|t| !(20..=24).contains(t))
+            || b.get(1).is_some_and(|&major| major != 3)
+            || b.get(3).is_some_and(|&high| u16::from(high) << 8 > MAX_RECORD_BODY);
+        if invalid {
+            return Header::Invalid;
+        }
         if b.len() < RECORD_HEADER_BYTES {
-            if !b.is_empty() && !(20..=24).contains(&b[0]) {
-                return Header::Invalid;
-            }
             return Header::NeedMore;
         }
         let h = RecordHeader {
@@ -38,7 +44,7 @@ impl UnitFormat for Records {
             version: u16::from_be_bytes([b[1], b[2]]),
             len: u16::from_be_bytes([b[3], b[4]]),
         };
-        if !(20..=24).contains(&h.content_type) || b[1] != 3 || h.len > MAX_RECORD_BODY {
+        if h.len > MAX_RECORD_BODY {
             return Header::Invalid;
         }
         Header::Complete { header: h, len: RECORD_HEADER_BYTES, body: u64::from(h.len) }

@@ -31,12 +31,26 @@ impl UnitFormat for Frames {
     type Header = FrameHeader;
     const MAX_HEADER_BYTES: usize = 14;
 
+    /// A header is found invalid at its first byte that makes it so, not at its end: the
+    /// scrubber keeps each header byte as it reads it.
     fn parse(b: &[u8]) -> Header<FrameHeader> {
+        let Some(&first) = b.first() else { return Header::NeedMore };
+        let opcode = first & 0x0f;
+        if !matches!(opcode, 0 | 1 | 2 | 8 | 9 | 10) {
+            return Header::Invalid;
+        }
+        // RSV2 and RSV3 belong to extensions no one deployed (permessage-deflate uses RSV1):
+        // a byte with them set is not a frame's first, and reading on would keep bytes of
+        // whatever the stream really is as frame headers (plain text after a `101` to
+        // another protocol kept two bytes of every few dozen that way).
+        if first & 0x30 != 0 {
+            return Header::Invalid;
+        }
         if b.len() < 2 {
             return Header::NeedMore;
         }
-        let opcode = b[0] & 0x0f;
-        if !matches!(opcode, 0 | 1 | 2 | 8 | 9 | 10) {
+        if b[1] & 0x7f == 127 && b.get(2).is_some_and(|&c| c & 0x80 != 0) {
+            // A 64-bit length with its top bit set (RFC 6455 §5.2).
             return Header::Invalid;
         }
         let masked = b[1] & 0x80 != 0;
@@ -51,11 +65,7 @@ impl UnitFormat for Frames {
                 if b.len() < 10 {
                     return Header::NeedMore;
                 }
-                let l = u64::from_be_bytes(b[2..10].try_into().expect("8 bytes"));
-                if l >> 63 != 0 {
-                    return Header::Invalid;
-                }
-                (l, 10)
+                (u64::from_be_bytes(b[2..10].try_into().expect("8 bytes")), 10)
             }
             l => (u64::from(l), 2),
         };
@@ -133,6 +143,11 @@ mod tests {
     #[test]
     fn reserved_opcodes_are_invalid_but_oversized_control_frames_are_walked() {
         assert!(matches!(Frames::parse(&[0x83, 0]), Header::Invalid));
+        // RSV2 / RSV3 set ('p', 'l' of plain text); RSV1 alone is permessage-deflate's.
+        assert!(matches!(Frames::parse(b"p"), Header::Invalid));
+        assert!(matches!(Frames::parse(&[0x82, 127, 0x80]), Header::Invalid));
+        assert!(matches!(Frames::parse(&[0x91, 0]), Header::Invalid));
+        assert!(matches!(Frames::parse(&[0xc1, 0]), Header::Complete { .. }));
         assert!(matches!(Frames::parse(&[0x8b, 0]), Header::Invalid));
         let Header::Complete { header, body, .. } = Frames::parse(&[0x88, 127, 0, 0, 0, 0, 0, 0, 1, 2]) else {
             panic!()

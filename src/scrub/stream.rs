@@ -940,6 +940,25 @@ mod tests {
     }
 
     #[test]
+    fn bytes_that_are_no_frames_lose_sync_at_once() {
+        // Plain text after a 101 to another protocol: 'p' has RSV2 and RSV3 set, so it starts
+        // no frame (read as one, "pl" was kept as its header).
+        let mut m = Mode::Frames(FrameCursor::default());
+        let out = run(&mut m, b"plain text with a secret");
+        assert!(out.iter().all(|&c| c == FILL), "{}", String::from_utf8_lossy(&out));
+    }
+
+    #[test]
+    fn bytes_that_are_no_records_lose_sync_at_their_first_wrong_byte() {
+        // A handshake type byte, then text: the version byte is wrong, and the bytes after
+        // the type (read as version and length, "plai") were kept before.
+        let mut m = Mode::Records(RecordCursor::default());
+        let out = run(&mut m, b"\x16plain text with a secret");
+        assert_eq!(out[0], 0x16);
+        assert!(out[1..].iter().all(|&c| c == FILL), "{}", String::from_utf8_lossy(&out));
+    }
+
+    #[test]
     fn masked_payload_unmasks_to_filler_and_close_code_stays() {
         let mut m = Mode::Frames(FrameCursor::default());
         let mask = [0x11, 0x22, 0x33, 0x44];
