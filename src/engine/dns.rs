@@ -235,7 +235,14 @@ impl DnsTable {
 impl Engine {
     /// A UDP packet: one flow-table lookup, then DNS when either port is 53 (anything else on
     /// UDP is dropped).
-    pub(super) fn udp_packet(&mut self, key: FlowKey, side: Side, d: &Decoded<'_>, meta: &RecordMeta) -> Decision {
+    /// Also says whether the packet's flow is dropped whole (a flow of no lookup kept yet).
+    pub(super) fn udp_packet(
+        &mut self,
+        key: FlowKey,
+        side: Side,
+        d: &Decoded<'_>,
+        meta: &RecordMeta,
+    ) -> (Decision, bool) {
         let flow = match self.flows.get_mut(&key) {
             Some(f) => f,
             None => {
@@ -246,8 +253,7 @@ impl Engine {
         flow.udp = true;
         flow.count(meta);
         if d.sport != super::DNS_PORT && d.dport != super::DNS_PORT {
-            self.last_flow_dropped = !flow.counted_kept;
-            return Decision::Now(Verdict::Drop);
+            return (Decision::Now(Verdict::Drop), !flow.counted_kept);
         }
         flow.proto = Proto::Dns;
         if flow.why.is_empty() {
@@ -270,12 +276,11 @@ impl Engine {
                 let facts = DnsFacts { id: q.id, response: false, rcode, name: text().into(), addrs: Box::default() };
                 self.ev.push(conv, key, side, Event::Dns(facts));
             }
-            return self.dns_decided(key, n, matched, false, meta.number);
+            return (self.dns_decided(key, n, matched, false, meta.number), false);
         }
         // Not a plain query (checked just above): the full parse.
         let Some(msg) = dns::parse_all(d.payload) else {
-            self.last_flow_dropped = !flow.counted_kept;
-            return Decision::Now(Verdict::Drop);
+            return (Decision::Now(Verdict::Drop), !flow.counted_kept);
         };
         let failure = msg.is_failure();
         let selected = msg.names.iter().any(|n| self.opts.select.host_matches(n));
@@ -292,7 +297,7 @@ impl Engine {
         if self.ev.on {
             self.ev.push(conv, key, side, Event::Dns(msg.into()));
         }
-        self.dns_decided(key, n, matched, failure, meta.number)
+        (self.dns_decided(key, n, matched, failure, meta.number), false)
     }
 
     /// Keeps the transaction's packets now when its lookup matters; otherwise the packet waits.
@@ -306,11 +311,9 @@ impl Engine {
             for p in txn.packets() {
                 self.resolved.push((p, Verdict::Keep));
             }
-            self.last_flow_dropped = false;
             return Decision::Now(Verdict::Keep);
         }
         self.dns.get_mut(n).expect("transaction open").add_packet(packet);
-        self.last_flow_dropped = false;
         Decision::Wait(WaitOn::Dns(n))
     }
 

@@ -35,7 +35,7 @@ use crate::flow::{FlowKey, FlowTable, PROTO_TCP, PROTO_UDP, Side};
 use crate::proto::units::{Fed, Walker};
 use crate::proto::websocket::{self, Frames};
 use crate::proto::{http, tls};
-use crate::wire::{self, Addr, Decoded, Layout, Opaque, Skip, Transport, tcp_flags};
+use crate::wire::{self, Addr, Decoded, Opaque, Skip, Transport, tcp_flags};
 
 use self::dns::{DnsTable, OpenIds, TcpLookup, TcpLookups, name_key};
 use self::event::Events;
@@ -492,8 +492,6 @@ pub struct Engine {
     notes: Vec<String>,
     pub stats: Stats,
     last_sweep_ns: u64,
-    /// Whether the packet being decided belongs to a flow dropped whole.
-    last_flow_dropped: bool,
     /// Flows forgotten since the last `take_retired`, when `Options::record_flows` is set.
     retired: Vec<FlowRecord>,
     ev: Events,
@@ -533,7 +531,6 @@ impl Engine {
             notes: Vec::new(),
             stats: Stats::default(),
             last_sweep_ns: 0,
-            last_flow_dropped: false,
             retired: Vec::new(),
             ev: Events::new(opts_observe),
             next_conv: 0,
@@ -622,42 +619,49 @@ impl Engine {
     /// written, but the flow is read all the same, and a packet of an undecided flow still
     /// waits: the scrubber must know what a flow carries before it rewrites its bytes.
     pub fn packet(&mut self, meta: &RecordMeta, frame: &[u8]) -> Outcome {
-        // A packet that decodes to no flow is dropped whole (decide says otherwise for flows).
-        self.last_flow_dropped = true;
-        let (mut decision, ticket, layout) = self.decide(meta, frame);
+        let mut out = self.decide(meta, frame);
         // What a packet waits for can end within its own call (held segments it released
         // ended its unit): its verdict is then this call's, not a resolution of a packet the
         // caller has not queued yet.
-        if matches!(decision, Decision::Wait(_))
+        if matches!(out.decision, Decision::Wait(_))
             && let Some(i) = self.resolved.iter().position(|r| r.0 == meta.number)
         {
-            decision = Decision::Now(self.resolved.remove(i).1);
+            out.decision = Decision::Now(self.resolved.remove(i).1);
         }
         if self.opts.keep_all {
-            self.last_flow_dropped = false;
-            if let Decision::Now(v) = &mut decision {
+            out.flow_dropped = false;
+            if let Decision::Now(v) = &mut out.decision {
                 *v = Verdict::Keep;
             }
         }
-        let reordered = self.scrubbing.is_some() && self.redact_packet(meta.number, frame);
-        Outcome { decision, ticket, flow_dropped: self.last_flow_dropped, reordered, layout }
+        out.reordered = self.scrubbing.is_some() && self.redact_packet(meta.number, frame);
+        out
     }
 
-    fn decide(&mut self, meta: &RecordMeta, frame: &[u8]) -> (Decision, Option<Ticket>, Option<Layout>) {
+    /// The outcome but `reordered` (the redaction's, after the call).
+    fn decide(&mut self, meta: &RecordMeta, frame: &[u8]) -> Outcome {
+        // A packet that decodes to no flow is dropped whole.
+        let no_flow = Outcome {
+            decision: Decision::Now(Verdict::Drop),
+            ticket: None,
+            flow_dropped: true,
+            reordered: false,
+            layout: None,
+        };
         let d = match wire::decode(meta.link_type, frame) {
             Ok(d) => d,
             Err(Skip::UnsupportedLink) => {
                 self.stats.unsupported_link += 1;
                 self.stats.unsupported_link_type.get_or_insert(meta.link_type);
-                return (Decision::Now(Verdict::Drop), None, None);
+                return no_flow;
             }
             Err(Skip::Opaque(o)) => {
                 self.stats.opaque[o as usize] += 1;
-                return (Decision::Now(Verdict::Drop), None, None);
+                return no_flow;
             }
             Err(Skip::NotTcpUdp) => {
                 self.stats.not_tcp_udp += 1;
-                return (Decision::Now(Verdict::Drop), None, None);
+                return no_flow;
             }
         };
         let proto = match d.transport {
@@ -683,7 +687,7 @@ impl Engine {
             }
             self.forget_redactor(old.redactor);
         }
-        let decision = if proto == PROTO_UDP {
+        let (decision, flow_dropped) = if proto == PROTO_UDP {
             self.udp_packet(key, side, &d, meta)
         } else {
             self.tcp_flow_packet(key, side, &d, meta)
@@ -692,24 +696,23 @@ impl Engine {
             Decision::Wait(on) => Some(Ticket { key, on }),
             Decision::Now(_) => None,
         };
-        (decision, ticket, Some(d.layout))
+        Outcome { decision, ticket, flow_dropped, reordered: false, layout: Some(d.layout) }
     }
 
     /// A TCP packet: its flow is looked up once — most packets of a capture belong to flows
     /// already dropped whole (bulk transfers, other protocols), and that one lookup decides
     /// them — then counted and read (`tcp_packet`). Each lookup hashes and compares a 40-byte
     /// key; the TCP path looks a flow up again only after a call that may have changed the
-    /// table.
-    fn tcp_flow_packet(&mut self, key: FlowKey, side: Side, d: &Decoded<'_>, meta: &RecordMeta) -> Decision {
+    /// table. Also says whether the packet's flow is dropped whole.
+    fn tcp_flow_packet(&mut self, key: FlowKey, side: Side, d: &Decoded<'_>, meta: &RecordMeta) -> (Decision, bool) {
         let flow = match self.flows.get_mut(&key) {
             Some(f) if f.class == Class::Dropped => {
                 f.note_end(side, d.tcp_flags());
                 f.count(meta);
-                self.last_flow_dropped = true;
                 if self.opts.keep_all && self.scrubbing.is_some() {
                     self.deliver_dropped(key, side, d, meta.number);
                 }
-                return Decision::Now(Verdict::Drop);
+                return (Decision::Now(Verdict::Drop), true);
             }
             Some(f) => f,
             None => {
@@ -730,9 +733,9 @@ impl Engine {
             self.ev.packet(f.conv, key, side, payload, ack);
         }
         // A packet dropped from a kept flow (past the bulk budget) is not a flow dropped whole.
-        self.last_flow_dropped =
+        let flow_dropped =
             decision == Decision::Now(Verdict::Drop) && self.flows.get(&key).is_none_or(|f| f.class == Class::Dropped);
-        decision
+        (decision, flow_dropped)
     }
 
     // ---------------------------------------------------------------- TCP
