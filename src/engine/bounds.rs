@@ -125,9 +125,9 @@ impl Engine {
                 _ => 4,
             }
         };
-        let candidates = self.flows.iter().map(|(k, f)| (rank(f), f.last_ns, *k)).collect();
-        for key in crate::flow::least_telling(candidates, n) {
-            if let Some(f) = self.flows.remove(&key) {
+        let candidates = self.flows.slots().map(|(i, f)| (rank(f), f.last_ns, i)).collect();
+        for slot in crate::flow::least_telling(candidates, n) {
+            if let Some((key, f)) = self.flows.remove_at(slot) {
                 if self.opts.record_flows {
                     self.retired.push(f.record(key));
                 }

@@ -246,6 +246,24 @@ impl<S: Default> FlowTable<S> {
         std::mem::take(&mut self.slots[i as usize].value)
     }
 
+    /// The entries with their slots, for `remove_at`: a full table ranks all its entries to
+    /// forget some, and a slot number is a tenth of the size of a key.
+    pub fn slots(&self) -> impl Iterator<Item = (u32, &S)> {
+        self.slots.iter().zip(&self.live).zip(0u32..).filter(|((_, l), _)| **l).map(|((s, _), i)| (i, &s.value))
+    }
+
+    /// Removes the entry in slot `i`, if there is one; its key and value.
+    pub fn remove_at(&mut self, i: u32) -> Option<(FlowKey, S)> {
+        if !*self.live.get(i as usize)? {
+            return None;
+        }
+        let key = self.slots[i as usize].key;
+        if let Ok(e) = self.index.find_entry(hash(&key), |&j| j == i) {
+            e.remove();
+        }
+        Some((key, self.vacate(i)))
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&FlowKey, &S)> {
         self.slots.iter().zip(&self.live).filter(|(_, l)| **l).map(|(s, _)| (&s.key, &s.value))
     }
@@ -316,5 +334,10 @@ mod tests {
         }
         assert_eq!((t.slots.len(), t.len()), (slab, 900));
         assert!((2000..2400).all(|p| t.get(&key(p)) == Some(&0)));
+        // By slot: what `slots` lists, `remove_at` removes (once).
+        let (slot, _) = t.slots().find(|(_, v)| **v == 70).unwrap();
+        assert_eq!(t.remove_at(slot), Some((key(7), 70)));
+        assert_eq!((t.remove_at(slot), t.get(&key(7)), t.len()), (None, None, 899));
+        assert_eq!(t.slots().count(), 899);
     }
 }
