@@ -345,71 +345,9 @@ impl HeadRedactor {
                 Step::Byte(Fate::Keep)
             }
             // A request line may end without a version (HTTP/0.9 style, `GET /`).
-            At::Target => {
-                match c {
-                    b' ' => self.at = At::Version,
-                    b'?' => return self.enter_query(rest, At::QueryName),
-                    b';' => return self.enter_param(rest),
-                    b'#' => self.at = At::Fragment,
-                    b'\n' => self.at = At::LineStart,
-                    _ => {}
-                }
-                Step::Byte(Fate::Keep)
+            At::Target | At::ParamName | At::ParamValue | At::QueryName | At::QueryValue | At::Fragment => {
+                self.target_byte(c, rest)
             }
-            At::ParamName | At::ParamValue => match c {
-                b'=' if self.at == At::ParamName => {
-                    self.at = At::ParamValue;
-                    Step::Byte(Fate::Keep)
-                }
-                b'/' => {
-                    self.at = At::Target;
-                    Step::Byte(Fate::Keep)
-                }
-                b';' => self.enter_param(rest),
-                b'?' => self.enter_query(rest, At::QueryName),
-                b'#' => {
-                    self.at = At::Fragment;
-                    Step::Byte(Fate::Keep)
-                }
-                b' ' => {
-                    self.at = At::Version;
-                    Step::Byte(Fate::Keep)
-                }
-                b'\n' => {
-                    self.at = At::LineStart;
-                    Step::Byte(Fate::Keep)
-                }
-                b'\r' => Step::Byte(Fate::Keep),
-                _ if self.at == At::ParamValue => Step::Byte(Fate::QueryValue),
-                _ => Step::Byte(Fate::Keep),
-            },
-            At::QueryName => {
-                match c {
-                    b'=' => self.at = At::QueryValue,
-                    b'#' => self.at = At::Fragment,
-                    b' ' => self.at = At::Version,
-                    b'\n' => self.at = At::LineStart,
-                    _ => {}
-                }
-                Step::Byte(Fate::Keep)
-            }
-            At::QueryValue | At::Fragment => match c {
-                b'&' | b';' if self.at == At::QueryValue => self.enter_query(rest, At::QueryName),
-                b'#' if self.at == At::QueryValue => {
-                    self.at = At::Fragment;
-                    Step::Byte(Fate::Keep)
-                }
-                b' ' => {
-                    self.at = At::Version;
-                    Step::Byte(Fate::Keep)
-                }
-                b'\r' => Step::Byte(Fate::Keep),
-                b'\n' => {
-                    self.at = At::LineStart;
-                    Step::Byte(Fate::Keep)
-                }
-                _ => Step::Byte(Fate::QueryValue),
-            },
             At::Version => {
                 if c == b'\n' {
                     self.at = At::LineStart;
@@ -575,6 +513,31 @@ impl HeadRedactor {
         if keep { Fate::Keep } else { Fate::HeaderValue }
     }
 
+    /// A byte of the request target: `;`, `?`, `#` and `/` move between the path, a path
+    /// parameter, the query and the fragment; a space ends the target and a line end the line.
+    /// Parameter and query values and the fragment are overwritten, the rest kept.
+    fn target_byte(&mut self, c: u8, rest: Rest<'_>) -> Step {
+        let keep = Step::Byte(Fate::Keep);
+        let next = match (self.at, c) {
+            (_, b' ') => At::Version,
+            (_, b'\n') => At::LineStart,
+            (_, b'\r') => return keep,
+            (At::Fragment, _) => return Step::Byte(Fate::QueryValue),
+            (_, b'#') => At::Fragment,
+            (At::Target | At::ParamName | At::ParamValue, b';') => return self.enter_param(rest),
+            (At::Target | At::ParamName | At::ParamValue, b'?') | (At::QueryValue, b'&' | b';') => {
+                return self.enter_query(rest, At::QueryName);
+            }
+            (At::ParamName | At::ParamValue, b'/') => At::Target,
+            (At::ParamName, b'=') => At::ParamValue,
+            (At::QueryName, b'=') => At::QueryValue,
+            (At::ParamValue | At::QueryValue, _) => return Step::Byte(Fate::QueryValue),
+            (at, _) => at,
+        };
+        self.at = next;
+        keep
+    }
+
     /// After a `;` in a request target's path: a parameter without `=` is a value.
     fn enter_param(&mut self, rest: Rest<'_>) -> Step {
         self.at = if param_has_name(&rest.line()) { At::ParamName } else { At::ParamValue };
@@ -591,40 +554,31 @@ impl HeadRedactor {
     /// their values (and items without `=`) and the fragment overwritten.
     fn url_byte(&mut self, c: u8, rest: Rest<'_>) -> Step {
         let fill = Step::Byte(Fate::QueryValue);
-        match (self.url, c) {
-            (_, b'#') => {
-                self.url = Url::Fragment;
-                Step::Byte(Fate::Keep)
+        self.url = match (self.url, c) {
+            (_, b'#') => Url::Fragment,
+            (Url::Fragment, _) => return fill,
+            (Url::Path | Url::ParamName | Url::ParamValue, b'?') | (Url::QueryValue | Url::QueryName, b'&' | b';') => {
+                if query_item_has_name(&rest.line()) {
+                    Url::QueryName
+                } else {
+                    Url::QueryValue
+                }
             }
-            (Url::Fragment, _) => fill,
-            (Url::Path, b'?') | (Url::QueryValue | Url::QueryName, b'&' | b';') => {
-                self.url = if query_item_has_name(&rest.line()) { Url::QueryName } else { Url::QueryValue };
-                Step::Byte(Fate::Keep)
-            }
-            (Url::QueryName, b'=') => {
-                self.url = Url::QueryValue;
-                Step::Byte(Fate::Keep)
-            }
-            (Url::QueryValue, _) => fill,
+            (Url::QueryName, b'=') => Url::QueryValue,
+            (Url::QueryValue, _) => return fill,
             (Url::Path | Url::ParamName | Url::ParamValue, b';') => {
-                self.url = if param_has_name(&rest.line()) { Url::ParamName } else { Url::ParamValue };
-                Step::Byte(Fate::Keep)
+                if param_has_name(&rest.line()) {
+                    Url::ParamName
+                } else {
+                    Url::ParamValue
+                }
             }
-            (Url::ParamName | Url::ParamValue, b'/') => {
-                self.url = Url::Path;
-                Step::Byte(Fate::Keep)
-            }
-            (Url::ParamName | Url::ParamValue, b'?') => {
-                self.url = if query_item_has_name(&rest.line()) { Url::QueryName } else { Url::QueryValue };
-                Step::Byte(Fate::Keep)
-            }
-            (Url::ParamName, b'=') => {
-                self.url = Url::ParamValue;
-                Step::Byte(Fate::Keep)
-            }
-            (Url::ParamValue, _) => fill,
-            _ => Step::Byte(Fate::Keep),
-        }
+            (Url::ParamName | Url::ParamValue, b'/') => Url::Path,
+            (Url::ParamName, b'=') => Url::ParamValue,
+            (Url::ParamValue, _) => return fill,
+            (url, _) => url,
+        };
+        Step::Byte(Fate::Keep)
     }
 
     /// The request's method is CONNECT: its target is `host:port`.
