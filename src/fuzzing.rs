@@ -80,13 +80,18 @@ pub fn websocket(data: &[u8]) {
     let _ = w.skip(u64::from(n) * 1000);
 }
 
-/// The TLS record walker and hello parsers, the key-log parser, and the DNS parser.
+/// The TLS record walker and hello parsers, the key-log parser, and the DNS parser and
+/// pseudonymizer.
 pub fn tls_dns(data: &[u8]) {
     let _ = tls::parse_client_hello(data);
     let _ = tls::parse_server_hello(data);
     let _ = tls::looks_like_tls(data);
     let _ = tls::key_log_lines(data).count();
     let _ = dns::parse(data);
+    // Pseudonymizing a DNS message maps and fills in place, never past its end.
+    let mut msg = data.to_vec();
+    crate::scrub::pseudonym::Pseudonymizer::new(&[7; 32]).dns_message(&mut msg, &mut crate::scrub::Tally::default());
+    assert_eq!(msg.len(), data.len());
     let mut w: Walker<tls::Records> = Walker::default();
     for seg in split(data, &data[..data.len().min(4)]) {
         let _ = w.feed(seg, |_, _| Some(1));

@@ -827,3 +827,53 @@ fn fragmented_datagrams_lose_their_payload_and_keep_a_right_checksum() {
         assert_eq!(after, before, "{extra:?}: the reassembled datagrams after scrubbing");
     }
 }
+
+/// Names inside MX, SRV and SOA record data are mapped like any other, and the message stays
+/// well formed (their data was filled, and every reader found the rest of the message
+/// malformed).
+#[test]
+fn names_in_mx_srv_and_soa_records_are_mapped_and_the_answer_stays_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = |n: &str| -> Vec<u8> {
+        let mut v: Vec<u8> = n.split('.').flat_map(|l| std::iter::once(l.len() as u8).chain(l.bytes())).collect();
+        v.push(0);
+        v
+    };
+    let record = |owner: &str, rtype: u16, rdata: Vec<u8>| -> Vec<u8> {
+        let mut v = name(owner);
+        v.extend(rtype.to_be_bytes());
+        v.extend([0, 1, 0, 0, 0, 60]);
+        v.extend((rdata.len() as u16).to_be_bytes());
+        v.extend(rdata);
+        v
+    };
+    let mut dns = vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 3, 0, 0, 0, 0];
+    dns.extend(name("hiddenzone.example"));
+    dns.extend([0, 15, 0, 1]);
+    dns.extend(record("hiddenzone.example", 15, [vec![0, 10], name("hiddenmailhost.example")].concat()));
+    let srv = [vec![0, 1, 0, 5, 1, 187], name("hiddensrvhost.example")].concat();
+    dns.extend(record("_x._tcp.hiddenzone.example", 33, srv));
+    let numbers: Vec<u8> = (1..=20).collect();
+    let soa = [name("hiddenprimary.example"), name("hiddenmailbox.example"), numbers].concat();
+    dns.extend(record("hiddenzone.example", 6, soa));
+    let mut udp = vec![0, 53, 0xc0, 0x01];
+    udp.extend(((8 + dns.len()) as u16).to_be_bytes());
+    udp.extend([0, 0]);
+    udp.extend(&dns);
+    let frames = vec![ether(&[8, 0], &ipv4(17, [10, 0, 0, 53], [10, 0, 0, 1], &[], &udp))];
+    let input = dir.path().join("records.pcap");
+    std::fs::write(&input, pcap(&frames)).unwrap();
+    let out = dir.path().join("out.pcap");
+    let r = run(&["scrub", "--pseudonymize", "--force", input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let bytes = std::fs::read(&out).unwrap();
+    for s in ["hiddenzone", "hiddenmailhost", "hiddensrvhost", "hiddenprimary", "hiddenmailbox"] {
+        assert!(!contains(&bytes, s.as_bytes()), "'{s}' survived");
+    }
+    // The SOA's numbers, the MX preference and the SRV port stay.
+    assert!(contains(&bytes, &(1..=20).collect::<Vec<u8>>()) && contains(&bytes, &[0, 1, 0, 5, 1, 187]));
+    require_tshark();
+    let shown = tshark(&out, &["-Y", "dns"]);
+    assert!(shown.contains(" MX 10 ") && shown.contains(" SRV 1 5 443 ") && shown.contains(" SOA "), "{shown}");
+    assert!(tshark(&out, &["-Y", "_ws.malformed"]).is_empty(), "malformed: {shown}");
+}

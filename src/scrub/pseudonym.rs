@@ -386,6 +386,12 @@ impl Pseudonymizer {
                 (5 | 2 | 12 | 39, _) => {
                     let _ = self.dns_name(msg, rd, tally);
                 }
+                // MX: a preference, then a name; SRV: priority, weight and port, then a name;
+                // SOA: the primary server's and the mailbox's names, then five numbers. (Filled,
+                // they made the rest of the message malformed to every reader.)
+                (15, _) => self.rdata_names(msg, rd..rd + rdlen, 2, 1, 0, tally),
+                (33, _) => self.rdata_names(msg, rd..rd + rdlen, 6, 1, 0, tally),
+                (6, _) => self.rdata_names(msg, rd..rd + rdlen, 0, 2, 20, tally),
                 // OPT (EDNS): option codes and lengths stay; their data (a client subnet, a
                 // cookie) goes.
                 (41, _) => {
@@ -404,6 +410,34 @@ impl Pseudonymizer {
                 }
             }
             at = rd + rdlen;
+        }
+    }
+
+    /// Record data of `fixed` bytes that stay, then `names` names that are mapped, then
+    /// `trailer` bytes (numbers) that stay; anything else in it (a name running past it,
+    /// bytes left over) is filled.
+    fn rdata_names(
+        &self,
+        msg: &mut [u8],
+        rdata: std::ops::Range<usize>,
+        fixed: usize,
+        names: usize,
+        trailer: usize,
+        tally: &mut Tally,
+    ) {
+        let mut at = (rdata.start + fixed).min(rdata.end);
+        let mut whole = rdata.start + fixed <= rdata.end;
+        for _ in 0..names {
+            // (A name is walked only from inside the data: from its end, the walk would map
+            // the next record's owner name, which is mapped when its turn comes.)
+            match (whole && at < rdata.end).then(|| self.dns_name(msg, at, tally)).flatten() {
+                Some(end) if end <= rdata.end => at = end,
+                _ => whole = false,
+            }
+        }
+        if !whole || rdata.end - at != trailer {
+            tally.add(Rule::Unparsed, rdata.end - at);
+            msg[at..rdata.end].fill(FILL);
         }
     }
 
