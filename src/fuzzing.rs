@@ -300,8 +300,8 @@ pub fn tls_decrypt(data: &[u8]) {
 /// input's choices — header order and case, folded lines, bare CRs, query forms, path
 /// parameters, userinfo, credential subprotocols, a redirect with query and fragment, frames
 /// masked or not and fragmented, close reasons, segment sizes, reordering — with a secret
-/// planted everywhere scrubbing removes it. Neither `scrub` nor `trim --scrub` may let it through, in
-/// the raw output or in a direction's reassembled bytes.
+/// planted everywhere scrubbing removes it. Neither `scrub` nor `trim --scrub` may let it
+/// through, in the raw output or in a direction's reassembled bytes.
 pub fn scrub_secrets(data: &[u8]) {
     const SECRET: &[u8] = b"Zq7PLANTEDsecret";
     let mut at = 0usize;

@@ -224,30 +224,16 @@ fn credential_entry(rest: &[u8]) -> (bool, usize) {
     (end.is_none() || bearer || longest >= 20, entry.len())
 }
 
-/// Whether a query item at the start of `rest` has a `=` before it ends: one without is a
-/// value (`?TOKEN`). An item not all in sight is treated as a value.
-fn query_item_has_name(rest: &[u8]) -> bool {
-    for &c in rest {
-        match c {
-            b'=' => return true,
-            b'&' | b';' | b' ' | b'#' | b'\r' | b'\n' => return false,
-            _ => {}
-        }
-    }
-    false
-}
+/// What ends a query item (after `?`, `&` or `;` in the query).
+const QUERY_ITEM_ENDS: &[u8] = b"&; #\r\n";
+/// What ends a path parameter (after a `;` in the path).
+const PATH_PARAM_ENDS: &[u8] = b"/;?# \r\n";
 
-/// Whether a path parameter at the start of `rest` (after its `;`) has a `=` before it ends:
-/// one without is a value, as a query item without one is. One not all in sight is a value.
-fn param_has_name(rest: &[u8]) -> bool {
-    for &c in rest {
-        match c {
-            b'=' => return true,
-            b'/' | b';' | b'?' | b'#' | b' ' | b'\r' | b'\n' => return false,
-            _ => {}
-        }
-    }
-    false
+/// Whether the item at the start of `rest` (a query item or a path parameter) has a `=`
+/// before one of `ends`: one without is a value (`?TOKEN`, `;TOKEN`). An item not all in
+/// sight is treated as a value.
+fn item_has_name(rest: &[u8], ends: &[u8]) -> bool {
+    rest.iter().find(|c| **c == b'=' || ends.contains(c)) == Some(&b'=')
 }
 
 /// What follows a head's byte: the rest of its segment, then what the caller holds of the
@@ -540,13 +526,13 @@ impl HeadRedactor {
 
     /// After a `;` in a request target's path: a parameter without `=` is a value.
     fn enter_param(&mut self, rest: Rest<'_>) -> Step {
-        self.at = if param_has_name(&rest.line()) { At::ParamName } else { At::ParamValue };
+        self.at = if item_has_name(&rest.line(), PATH_PARAM_ENDS) { At::ParamName } else { At::ParamValue };
         Step::Byte(Fate::Keep)
     }
 
     /// After `?`, `&` or `;` in a request target: a query item without `=` is a value.
     fn enter_query(&mut self, rest: Rest<'_>, name_state: At) -> Step {
-        self.at = if query_item_has_name(&rest.line()) { name_state } else { At::QueryValue };
+        self.at = if item_has_name(&rest.line(), QUERY_ITEM_ENDS) { name_state } else { At::QueryValue };
         Step::Byte(Fate::Keep)
     }
 
@@ -554,30 +540,28 @@ impl HeadRedactor {
     /// their values (and items without `=`) and the fragment overwritten.
     fn url_byte(&mut self, c: u8, rest: Rest<'_>) -> Step {
         let fill = Step::Byte(Fate::QueryValue);
-        self.url = match (self.url, c) {
-            (_, b'#') => Url::Fragment,
-            (Url::Fragment, _) => return fill,
-            (Url::Path | Url::ParamName | Url::ParamValue, b'?') | (Url::QueryValue | Url::QueryName, b'&' | b';') => {
-                if query_item_has_name(&rest.line()) {
-                    Url::QueryName
-                } else {
-                    Url::QueryValue
+        self.url =
+            match (self.url, c) {
+                (_, b'#') => Url::Fragment,
+                (Url::Fragment, _) => return fill,
+                (Url::Path | Url::ParamName | Url::ParamValue, b'?')
+                | (Url::QueryValue | Url::QueryName, b'&' | b';') => {
+                    if item_has_name(&rest.line(), QUERY_ITEM_ENDS) {
+                        Url::QueryName
+                    } else {
+                        Url::QueryValue
+                    }
                 }
-            }
-            (Url::QueryName, b'=') => Url::QueryValue,
-            (Url::QueryValue, _) => return fill,
-            (Url::Path | Url::ParamName | Url::ParamValue, b';') => {
-                if param_has_name(&rest.line()) {
-                    Url::ParamName
-                } else {
-                    Url::ParamValue
+                (Url::QueryName, b'=') => Url::QueryValue,
+                (Url::QueryValue, _) => return fill,
+                (Url::Path | Url::ParamName | Url::ParamValue, b';') => {
+                    if item_has_name(&rest.line(), PATH_PARAM_ENDS) { Url::ParamName } else { Url::ParamValue }
                 }
-            }
-            (Url::ParamName | Url::ParamValue, b'/') => Url::Path,
-            (Url::ParamName, b'=') => Url::ParamValue,
-            (Url::ParamValue, _) => return fill,
-            (url, _) => url,
-        };
+                (Url::ParamName | Url::ParamValue, b'/') => Url::Path,
+                (Url::ParamName, b'=') => Url::ParamValue,
+                (Url::ParamValue, _) => return fill,
+                (url, _) => url,
+            };
         Step::Byte(Fate::Keep)
     }
 

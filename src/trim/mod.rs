@@ -114,6 +114,12 @@ impl Record {
         let RecordMeta { number: _, ts_ns: _, interface, link_type, orig_len, data_offset, caplen } = *m;
         Record { interface, link_type, orig_len, data_offset, caplen }
     }
+
+    /// The record's meta again, with the number and time its entry holds.
+    fn meta(self, number: u64, ts_ns: u64) -> RecordMeta {
+        let Record { interface, link_type, orig_len, data_offset, caplen } = self;
+        RecordMeta { number, ts_ns, interface, link_type, orig_len, data_offset, caplen }
+    }
 }
 
 struct Entry {
@@ -645,16 +651,7 @@ fn drain<W: Write>(
                 q.recycle(raw, e.size);
             }
             Held::Packet { rec, raw } => {
-                let Record { interface, link_type, orig_len, data_offset, caplen } = rec;
-                let meta = RecordMeta {
-                    number: e.number,
-                    ts_ns: e.ts_ns,
-                    interface,
-                    link_type,
-                    orig_len,
-                    data_offset,
-                    caplen,
-                };
+                let meta = rec.meta(e.number, e.ts_ns);
                 if let (Some(s), Some(ps)) = (f.scrubber.as_deref_mut(), &scrub)
                     && v != Verdict::Drop
                 {
