@@ -166,6 +166,10 @@ pub struct PacketScrub {
     /// Where the captured TCP payload is in the frame (offset, length), from the engine's
     /// decode: patches are written there without decoding the frame again.
     payload: (u32, u32),
+    /// The payload is not written (the packet is cut after its headers): patches and filler
+    /// are summed for its checksum instead of written into the frame (`payload_sum`).
+    summed: bool,
+    payload_sum: u16,
 }
 
 impl PacketScrub {
@@ -183,17 +187,28 @@ impl PacketScrub {
             }
             None => ((0, 0), 0),
         };
-        PacketScrub { covered: (0, 0), changed: false, old_sum, reordered, payload }
+        PacketScrub { covered: (0, 0), changed: false, old_sum, reordered, payload, summed: false, payload_sum: 0 }
     }
 
-    /// Writes a patch's bytes into the packet's frame.
-    pub fn apply(&mut self, frame: &mut [u8], patch: &stream::Patch, bytes: &[u8]) {
+    /// For a packet written cut after its headers, whole on the wire: most of a trimmed
+    /// capture's packets (bulk), whose scrubbed payload only its checksum tells of. Its bytes
+    /// are summed, not written into the frame (which holds anything there).
+    pub fn summed(self) -> PacketScrub {
+        PacketScrub { summed: true, ..self }
+    }
+
+    /// Writes a patch's bytes into the packet's frame (adds them to its sum, `summed`).
+    pub fn apply(&mut self, frame: &mut [u8], patch: &stream::Patch, bytes: stream::PatchBytes<'_>) {
         let (at, len) = (self.payload.0 as usize, self.payload.1 as usize);
         let Some(payload) = frame.get_mut(at..at + len) else { return };
         let from = patch.offset as usize;
         // Only what was captured: a patch never reaches past it, but a frame is not trusted to.
         let Some(to) = from.checked_add(bytes.len()).filter(|&t| t <= payload.len()) else { return };
-        payload[from..to].copy_from_slice(bytes);
+        if self.summed {
+            self.payload_sum = checksum::add(self.payload_sum, bytes.sum_at(from));
+        } else {
+            bytes.write(&mut payload[from..to]);
+        }
         // A payload may be patched in pieces (the rest of a segment waited for more of its
         // stream): they follow one another. One that does not is overwritten at the finish.
         self.covered = match self.covered {
@@ -245,6 +260,9 @@ impl Scrubber {
         // it); only a segment cut by the snaplen needs the sums before and after.
         let whole = cap_end - pay_off == wire_len as usize;
         let old_sum = if whole { 0 } else { tcp.old_sum };
+        // Set by the caller only for a whole TCP segment that is not tunneled.
+        let summed = tcp.summed && whole;
+        let mut payload_sum = tcp.payload_sum;
         match transport {
             Transport::Udp => {
                 if sport == DNS_PORT || dport == DNS_PORT {
@@ -267,8 +285,16 @@ impl Scrubber {
                 let to = (from + len).min(payload.len());
                 let n = payload.len() - (to - from);
                 if n > 0 {
-                    payload[..from].fill(FILL);
-                    payload[to..].fill(FILL);
+                    if summed {
+                        let fill = checksum::add(
+                            checksum::sum_of_fill(FILL, 0, from),
+                            checksum::sum_of_fill(FILL, to, payload.len() - to),
+                        );
+                        payload_sum = checksum::add(payload_sum, fill);
+                    } else {
+                        payload[..from].fill(FILL);
+                        payload[to..].fill(FILL);
+                    }
                     let reordered = tcp.reordered && flags & tcp_flags::SYN == 0;
                     let rule = if reordered { Rule::RetransmittedOrReordered } else { Rule::Unparsed };
                     self.tally.add(rule, n);
@@ -299,7 +325,9 @@ impl Scrubber {
             // (offloaded) one kept "wrong the same way" would tell the sum of the removed
             // bytes. Only a segment cut by the snaplen is updated incrementally (its sum
             // cannot be known, nor told).
-            let v = if whole {
+            let v = if summed {
+                checksum::transport_summed(frame, ip_off, l4_off, pay_off, cap_end, proto, payload_sum)
+            } else if whole {
                 checksum::transport(frame, ip_off, l4_off, cap_end, proto)
             } else if new_sum != old_sum {
                 checksum::update(hc, old_sum, new_sum)

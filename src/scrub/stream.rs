@@ -24,6 +24,7 @@ use crate::flow::Side;
 use crate::proto::units::{Header, UnitFormat};
 use crate::proto::websocket::{self, Frames};
 use crate::proto::{dns, tls};
+use crate::wire::checksum;
 
 /// What the next bytes of one direction are.
 #[derive(Clone, Debug, Default)]
@@ -68,6 +69,40 @@ struct FrameCursor {
     pos: u64,
     mask: [u8; 4],
     close: bool,
+}
+
+impl FrameCursor {
+    /// Takes `n` bytes of the current payload (no more than are left): how many stay (a close
+    /// frame's status code, masked or not it unmasks to itself), and the pattern the rest are
+    /// overwritten with from there (filler, masked as the frame is).
+    fn payload(&mut self, n: usize, tally: &mut Tally) -> (usize, [u8; 4]) {
+        let keep = if self.close { (2u64.saturating_sub(self.pos) as usize).min(n) } else { 0 };
+        let pos = self.pos as usize + keep;
+        let pattern: [u8; 4] = std::array::from_fn(|i| FILL ^ self.mask[(pos + i) % 4]);
+        tally.add(if self.close { Rule::CloseReason } else { Rule::WebSocketPayload }, n - keep);
+        self.pos += n as u64;
+        self.left -= n as u64;
+        (keep, pattern)
+    }
+}
+
+/// When the next `n` bytes of a direction are all overwritten by one pattern (the middle of
+/// a frame's payload, of a record's encrypted body: most bytes of a capture), takes them and
+/// returns the pattern, as `step_mode` would have written it.
+fn fills_whole(mode: &mut Mode, n: usize, tally: &mut Tally) -> Option<[u8; 4]> {
+    match mode {
+        Mode::Frames(f) if f.left >= n as u64 && (!f.close || f.pos >= 2) => Some(f.payload(n, tally).1),
+        Mode::Records(r)
+            if r.left >= n as u64
+                && !matches!(r.content_type, tls::HANDSHAKE | tls::CHANGE_CIPHER_SPEC | tls::ALERT) =>
+        {
+            tally.add(Rule::TlsApplicationData, n);
+            r.pos += n as u64;
+            r.left -= n as u64;
+            Some([FILL; 4])
+        }
+        _ => None,
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -296,6 +331,9 @@ pub struct Patch {
     pub len: u32,
     at: u32,
     pub changed: bool,
+    /// The bytes are these four repeated (a payload overwritten whole, the bulk of a
+    /// capture): not stored, and a packet cut after its headers never has them written.
+    pattern: Option<[u8; 4]>,
 }
 
 /// The patches made since they were last taken, and their bytes.
@@ -305,8 +343,64 @@ pub struct Patches<'a> {
 }
 
 impl Patches<'_> {
-    pub fn bytes(&self, p: &Patch) -> &[u8] {
-        &self.bytes[p.at as usize..(p.at + p.len) as usize]
+    pub fn bytes(&self, p: &Patch) -> PatchBytes<'_> {
+        match p.pattern {
+            Some(pattern) => PatchBytes::Repeated(pattern, p.len as usize),
+            None => PatchBytes::Stored(&self.bytes[p.at as usize..(p.at + p.len) as usize]),
+        }
+    }
+}
+
+/// What a patch writes: its stored bytes, or a four-byte pattern repeated to a length.
+#[derive(Clone, Copy, Debug)]
+pub enum PatchBytes<'a> {
+    Stored(&'a [u8]),
+    Repeated([u8; 4], usize),
+}
+
+impl PatchBytes<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            PatchBytes::Stored(b) => b.len(),
+            PatchBytes::Repeated(_, n) => *n,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Writes them into `dst` (of their length).
+    pub fn write(&self, dst: &mut [u8]) {
+        match self {
+            PatchBytes::Stored(b) => dst.copy_from_slice(b),
+            PatchBytes::Repeated(p, _) => repeat(dst, *p),
+        }
+    }
+
+    /// Their checksum sum, placed at byte `at` of the summed data.
+    pub fn sum_at(&self, at: usize) -> u16 {
+        match self {
+            PatchBytes::Stored(b) => checksum::sum_at(b, at),
+            PatchBytes::Repeated(p, n) => {
+                // Whole patterns start at the same parity as the first.
+                let (whole, rest) = (n / 4, n % 4);
+                let one = u64::from(checksum::sum_at(p, at));
+                let tail = u64::from(checksum::sum_at(&p[..rest], at));
+                checksum::add(checksum::fold(one * whole as u64), tail as u16)
+            }
+        }
+    }
+}
+
+/// Fills `dst` with `pattern` repeated from its first byte.
+fn repeat(dst: &mut [u8], pattern: [u8; 4]) {
+    let mut chunks = dst.chunks_exact_mut(4);
+    for c in &mut chunks {
+        c.copy_from_slice(&pattern);
+    }
+    for (byte, p) in chunks.into_remainder().iter_mut().zip(pattern) {
+        *byte = p;
     }
 }
 
@@ -535,6 +629,12 @@ impl Work {
             // patch covers (counted there).
             return (bytes.len(), 0);
         }
+        if let Some(pattern) = fills_whole(&mut f.modes[side.index()], bytes.len(), &mut self.tally) {
+            self.tally.fold_into(&mut self.counts);
+            let (offset, len) = (offset as u32, bytes.len() as u32);
+            self.patches.push(Patch { packet, offset, len, at: 0, changed: true, pattern: Some(pattern) });
+            return (bytes.len(), 0);
+        }
         let at = self.patch_bytes.len();
         self.patch_bytes.extend_from_slice(bytes);
         let (used, need) =
@@ -543,7 +643,14 @@ impl Work {
         if used > 0 {
             let changed = self.tally.any();
             self.tally.fold_into(&mut self.counts);
-            self.patches.push(Patch { packet, offset: offset as u32, len: used as u32, at: at as u32, changed });
+            self.patches.push(Patch {
+                packet,
+                offset: offset as u32,
+                len: used as u32,
+                at: at as u32,
+                changed,
+                pattern: None,
+            });
         }
         (used, need)
     }
@@ -809,20 +916,8 @@ fn step_mode(
         Mode::Frames(f) => {
             if f.left > 0 {
                 let n = f.left.min(b.len() as u64) as usize;
-                // The close status code stays (masked or not, it unmasks to itself).
-                let keep = if f.close { (2u64.saturating_sub(f.pos) as usize).min(n) } else { 0 };
-                let pos = f.pos as usize + keep;
-                let pattern: [u8; 4] = std::array::from_fn(|i| FILL ^ f.mask[(pos + i) % 4]);
-                let mut chunks = b[keep..n].chunks_exact_mut(4);
-                for c in &mut chunks {
-                    c.copy_from_slice(&pattern);
-                }
-                for (byte, p) in chunks.into_remainder().iter_mut().zip(pattern) {
-                    *byte = p;
-                }
-                tally.add(if f.close { Rule::CloseReason } else { Rule::WebSocketPayload }, n - keep);
-                f.pos += n as u64;
-                f.left -= n as u64;
+                let (keep, pattern) = f.payload(n, tally);
+                repeat(&mut b[keep..n], pattern);
                 return (n, Event::None);
             }
             f.header[f.header_len] = b[0];
@@ -937,6 +1032,61 @@ mod tests {
             rest = &mut rest[n..];
         }
         b
+    }
+
+    /// A repeated pattern written out is what its length says, and sums as written.
+    #[test]
+    fn repeated_patch_bytes_write_and_sum_as_stored_ones() {
+        let pattern = [0x78 ^ 0x11, 0x78 ^ 0x22, 0x78 ^ 0x33, 0x78 ^ 0x44];
+        for n in 0..19 {
+            let r = PatchBytes::Repeated(pattern, n);
+            let mut written = vec![0; n];
+            r.write(&mut written);
+            assert!(written.iter().enumerate().all(|(i, &b)| b == pattern[i % 4]));
+            for at in 0..4 {
+                assert_eq!(r.sum_at(at), PatchBytes::Stored(&written).sum_at(at), "n {n} at {at}");
+            }
+        }
+    }
+
+    /// A delivery that is all payload of one frame (or all body of an application data
+    /// record) becomes a pattern patch, the rest stored bytes; written out, they are what the
+    /// byte-by-byte redaction writes.
+    #[test]
+    fn whole_payload_deliveries_patch_as_the_byte_walk_writes() {
+        let mask = [0x11, 0x22, 0x33, 0x44];
+        let mut frame = vec![0x82, 0xfe, 0x01, 0x00];
+        frame.extend_from_slice(&mask);
+        frame.extend((0..256u32).map(|i| (i as u8) ^ mask[i as usize % 4]));
+        frame.extend_from_slice(&[0x88, 0x82, 1, 2, 3, 4, 0x03 ^ 1, 0xe8 ^ 2]);
+        let mut records = vec![23, 3, 3, 0x01, 0x00];
+        records.extend(0..=255u8);
+        records.extend_from_slice(&[21, 3, 3, 0, 2, 2, 40]);
+        for (start, stream) in
+            [(Mode::Frames(FrameCursor::default()), &frame), (Mode::Records(RecordCursor::default()), &records)]
+        {
+            let expected = run(&mut start.clone(), stream);
+            for seg in [1, 3, 7, 64, 100, 300] {
+                let mut work = Redaction::new(&ScrubOptions::default()).work;
+                let mut f = FlowRedactor::default();
+                f.modes = [start.clone(), Mode::Opaque];
+                // What no patch covers is overwritten by the caller.
+                let mut out = vec![FILL; stream.len()];
+                let mut patterns = 0;
+                for (i, chunk) in stream.chunks(seg).enumerate() {
+                    let (used, _) = work.patch(&mut f, Side::A, 1, i * seg, chunk, &[], false);
+                    assert_eq!(used, chunk.len());
+                }
+                let patches = Patches { list: &work.patches, bytes: &work.patch_bytes };
+                for p in patches.list {
+                    let b = patches.bytes(p);
+                    patterns += usize::from(matches!(b, PatchBytes::Repeated(..)));
+                    b.write(&mut out[p.offset as usize..p.offset as usize + b.len()]);
+                }
+                assert_eq!(out, expected, "segments of {seg}");
+                assert!(seg > 100 || patterns > 0, "segments of {seg}: no pattern");
+            }
+        }
     }
 
     #[test]

@@ -452,13 +452,26 @@ fn pass<W: Write>(
                 let Outcome { decision, ticket, flow_dropped, reordered, layout } = outcome;
                 // The patches the call made: this packet's go into its copy, the others into
                 // the queued packets they are for.
+                let written_now = matches!(decision, Decision::Now(_)) && queue.entries.is_empty();
                 let scrub = match scrubber.as_mut() {
                     Some(_) if !flow_dropped => {
-                        scrubbed.clear();
-                        scrubbed.extend_from_slice(p.raw);
                         let start = p.meta.data_offset as usize;
+                        scrubbed.clear();
+                        let payload = headers_only(decision, layout.as_ref()).filter(|_| written_now && !annotate);
+                        if let Some((at, len)) = payload {
+                            // Its payload is not written: no copy of it to scrub.
+                            let (at, end) = (start + at, start + at + len);
+                            scrubbed.extend_from_slice(&p.raw[..at]);
+                            scrubbed.resize(end, 0);
+                            scrubbed.extend_from_slice(&p.raw[end..]);
+                        } else {
+                            scrubbed.extend_from_slice(p.raw);
+                        }
                         let frame = &mut scrubbed[start..start + p.meta.caplen as usize];
                         let mut ps = PacketScrub::of(frame, layout.as_ref(), reordered);
+                        if payload.is_some() {
+                            ps = ps.summed();
+                        }
                         if let Some(patches) = engine.patches() {
                             for patch in patches.list.iter().filter(|x| x.packet == p.meta.number) {
                                 ps.apply(frame, patch, patches.bytes(patch));
@@ -475,7 +488,6 @@ fn pass<W: Write>(
                 if !resolved.is_empty() {
                     queue.settle(resolved.drain(..));
                 }
-                let written_now = matches!(decision, Decision::Now(_)) && queue.entries.is_empty();
                 if written_now && let (Some(s), Some(ps)) = (scrubber.as_mut(), &scrub) {
                     let start = p.meta.data_offset as usize;
                     let frame = &mut scrubbed[start..start + p.meta.caplen as usize];
@@ -569,6 +581,15 @@ fn pass<W: Write>(
         }
     }
     writer.finish()
+}
+
+/// Where the payload of a packet cut after its headers is (offset, length in its frame): a
+/// whole TCP segment, not tunneled (a tunnel's checksums cover the payload too).
+fn headers_only(decision: Decision, layout: Option<&wire::Layout>) -> Option<(usize, usize)> {
+    let (Decision::Now(Verdict::Truncate(n)), Some(l)) = (decision, layout) else { return None };
+    let whole = l.payload_len == l.wire_payload_len as usize;
+    (n as usize <= l.payload_offset && whole && !l.tunneled && matches!(l.transport, wire::Transport::Tcp { .. }))
+        .then_some((l.payload_offset, l.payload_len))
 }
 
 fn write<W: Write>(

@@ -28,7 +28,7 @@ pub fn sum(data: &[u8]) -> u16 {
 }
 
 /// Folds a wide one's-complement sum to 16 bits (RFC 1071 §4.1: add the carries back in).
-fn fold(mut acc: u64) -> u16 {
+pub fn fold(mut acc: u64) -> u16 {
     while acc >> 16 != 0 {
         acc = (acc & 0xffff) + (acc >> 16);
     }
@@ -51,9 +51,49 @@ pub fn update(hc: u16, old_sum: u16, new_sum: u16) -> u16 {
     !fold(u64::from(!hc) + u64::from(!old_sum) + u64::from(new_sum))
 }
 
+/// The sum of `n` bytes of `fill` starting at byte `at` of the summed data (an odd start
+/// pairs its first byte with the byte before): what a run of filler adds, without the run.
+pub fn sum_of_fill(fill: u8, at: usize, n: usize) -> u16 {
+    let word = u64::from(u16::from_be_bytes([fill, fill]));
+    let (pairs, lone) = if at % 2 == 1 && n > 0 {
+        // The first byte is a word's low half.
+        ((n - 1) / 2, u64::from(fill) + if (n - 1) % 2 == 1 { u64::from(fill) << 8 } else { 0 })
+    } else {
+        (n / 2, if n % 2 == 1 { u64::from(fill) << 8 } else { 0 })
+    };
+    fold(pairs as u64 * word + lone)
+}
+
+/// The sum of `data` placed at byte `at` of the summed data: an odd start swaps its bytes'
+/// halves (RFC 1071 §2(B)).
+pub fn sum_at(data: &[u8], at: usize) -> u16 {
+    let s = sum(data);
+    if at % 2 == 1 { s.swap_bytes() } else { s }
+}
+
+/// Adds 16-bit sums (one's complement).
+pub fn add(a: u16, b: u16) -> u16 {
+    fold(u64::from(a) + u64::from(b))
+}
+
 /// The TCP or UDP checksum of the segment at `l4..end` (whole in the frame), over the IP
 /// pseudo-header of the IPv4 or IPv6 header at `ip` (RFC 793, RFC 768, RFC 8200 §8.1).
 pub fn transport(frame: &mut [u8], ip: usize, l4: usize, end: usize, proto: u8) -> u16 {
+    transport_summed(frame, ip, l4, end, end, proto, 0)
+}
+
+/// `transport` of a segment whose payload from `payload_at` (an even distance from `l4`) to
+/// `end` is not in the frame but summed already (`payload_sum`): a scrubbed packet cut after
+/// its headers gets the checksum of its scrubbed payload without that payload being written.
+pub fn transport_summed(
+    frame: &mut [u8],
+    ip: usize,
+    l4: usize,
+    payload_at: usize,
+    end: usize,
+    proto: u8,
+    payload_sum: u16,
+) -> u16 {
     // The checksum field is summed as zero (TCP's at 16, UDP's at 6), as for ICMP below.
     let (field, header) = if proto == 6 { (16, 20) } else { (6, 8) };
     if end < l4 + header || frame.len() < end {
@@ -71,7 +111,12 @@ pub fn transport(frame: &mut [u8], ip: usize, l4: usize, end: usize, proto: u8) 
     } else {
         u32::from(sum(&frame[ip + 12..ip + 20]))
     };
-    let acc = addrs + u32::from(proto) + (len >> 16) + (len & 0xffff) + u32::from(sum(&frame[l4..end]));
+    let acc = addrs
+        + u32::from(proto)
+        + (len >> 16)
+        + (len & 0xffff)
+        + u32::from(sum(&frame[l4..payload_at]))
+        + u32::from(payload_sum);
     !fold(u64::from(acc))
 }
 
@@ -184,6 +229,38 @@ mod tests {
             }
         }
         assert_eq!(sum(&[0xff; 4096]), word_sum(&[0xff; 4096]));
+    }
+
+    /// A payload summed in pieces (stored bytes, filler runs, at odd and even offsets) gives
+    /// the checksum of the payload written out.
+    #[test]
+    fn summed_pieces_give_the_checksum_of_the_written_payload() {
+        let data: Vec<u8> = (0..97u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+        for cut in [0, 1, 2, 3, 10, 51, 96, 97] {
+            for fill_to in [cut, (cut + 1).min(97), (cut + 14).min(97), 97] {
+                // data[..cut] stored, then filler, then data[fill_to..] stored.
+                let mut written = data.clone();
+                written[cut..fill_to].fill(b'x');
+                let pieces = add(
+                    add(sum_at(&data[..cut], 0), sum_of_fill(b'x', cut, fill_to - cut)),
+                    sum_at(&data[fill_to..], fill_to),
+                );
+                assert_eq!(pieces, sum(&written), "cut {cut} fill to {fill_to}");
+                // As a TCP segment over IPv4: the checksum of the frame with its payload, and
+                // of the frame whose payload is only summed.
+                let mut frame = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+                frame.extend_from_slice(&[0x30, 0x39, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x18, 0xff, 0xff]);
+                frame.extend_from_slice(&[0xab, 0xcd, 0, 0]);
+                let end = frame.len() + written.len();
+                let mut whole = frame.clone();
+                whole.extend_from_slice(&written);
+                frame.resize(end, 0);
+                assert_eq!(
+                    transport_summed(&mut frame, 0, 20, 40, end, 6, pieces),
+                    transport(&mut whole, 0, 20, end, 6)
+                );
+            }
+        }
     }
 
     fn full(data: &[u8]) -> u16 {
