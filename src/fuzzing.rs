@@ -298,9 +298,9 @@ pub fn tls_decrypt(data: &[u8]) {
 
 /// A property, not just "no panic": a WebSocket handshake and conversation built from the
 /// input's choices — header order and case, folded lines, bare CRs, query forms, path
-/// parameters, userinfo, credential subprotocols, a redirect with query and fragment, frames
-/// masked or not and fragmented, close reasons, segment sizes, reordering — with a secret
-/// planted everywhere scrubbing removes it. Neither `scrub` nor `trim --scrub` may let it
+/// parameters, userinfo (in URLs, Via, X-Forwarded-Proto), credential subprotocols, a
+/// redirect with query and fragment, frames masked or not and fragmented, close reasons,
+/// segment sizes, reordering — with a secret planted everywhere scrubbing removes it. Neither `scrub` nor `trim --scrub` may let it
 /// through, in the raw output or in a direction's reassembled bytes.
 pub fn scrub_secrets(data: &[u8]) {
     const SECRET: &[u8] = b"Zq7PLANTEDsecret";
@@ -330,6 +330,8 @@ pub fn scrub_secrets(data: &[u8]) {
         format!("X-Api-Key: {s}"),
         format!("Origin: https://u:{s}@app.example"),
         format!("Sec-WebSocket-Protocol: chat, base64url.bearer.authorization.k8s.io.{s}"),
+        format!("Via: 1.1 edge, 1.1 u:{s}@mid"),
+        format!("X-Forwarded-Proto: https://u:{s}@app.example"),
     ];
     for i in (1..headers.len()).rev() {
         headers.swap(i, pick(i + 1));

@@ -359,6 +359,37 @@ fn credentials_inside_allow_listed_values() {
             upgrade(&format!("Origin: //bob:{SECRET}@a.example\r\n")),
             SWITCHING.into(),
         ),
+        // Allow-listed values that are not URLs by name still hold one, or an authority: a
+        // proxy named with its credentials, a forwarded scheme written as a URL.
+        ("via-userinfo", upgrade(&format!("Via: 1.1 alice:{SECRET}@proxy.internal\r\n")), SWITCHING.into()),
+        ("via-list-userinfo", upgrade(&format!("Via: 1.1 edge, 1.1 bob:{SECRET}@mid (x)\r\n")), SWITCHING.into()),
+        (
+            "forwarded-proto-url",
+            upgrade(&format!("X-Forwarded-Proto: https://bob:{SECRET}@x.example\r\n")),
+            SWITCHING.into(),
+        ),
+        (
+            "server-userinfo",
+            upgrade(""),
+            SWITCHING.replace("\r\n\r\n", &format!("\r\nServer: nginx (ops:{SECRET}@cfg)\r\n\r\n")),
+        ),
+        // Token and number values holding what no token or number is.
+        (
+            "upgrade-userinfo",
+            upgrade("").replace("Upgrade: websocket", &format!("Upgrade: websocket, bob:{SECRET}@x")),
+            SWITCHING.into(),
+        ),
+        (
+            "connection-junk",
+            upgrade("").replace("Connection: Upgrade", &format!("Connection: Upgrade:{SECRET}")),
+            SWITCHING.into(),
+        ),
+        (
+            "version-junk",
+            upgrade("").replace("Sec-WebSocket-Version: 13", &format!("Sec-WebSocket-Version: 13 {SECRET}")),
+            SWITCHING.into(),
+        ),
+        ("content-length-junk", upgrade(""), format!("HTTP/1.1 403 Forbidden\r\nContent-Length: 0{SECRET}\r\n\r\n")),
     ];
     for (name, req, resp) in cases {
         for mss in [1400, 5, 1] {

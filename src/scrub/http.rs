@@ -122,6 +122,11 @@ pub struct HeadRedactor {
     cr: bool,
     /// Where a kept URL value (Location) is: its query and fragment lose their values.
     url: Url,
+    /// The next value byte starts a word (the value's first, or one after a space, tab or
+    /// comma): a word is judged for a `user:pass@` as it starts.
+    word_start: bool,
+    /// The word being read began without its end in sight.
+    word_open: bool,
     /// Where `--pseudonymize` is in the header value being mapped. Here, in the direction's
     /// own reader, so that a head split over segments resumes where it stopped, whatever
     /// other flows' heads were read in between.
@@ -137,6 +142,29 @@ enum ValueKind {
     Url,
     /// Sec-WebSocket-Protocol: a list whose entries may be credentials.
     Protocols,
+    /// Sec-WebSocket-Version: digits.
+    Number,
+    /// Upgrade, Connection, Sec-WebSocket-Key, -Accept, -Extensions: tokens, lists of them,
+    /// their parameters.
+    Tokens,
+    /// Server, Via, X-Forwarded-Proto, Retry-After: free text, which may hold a URL or an
+    /// authority.
+    Text,
+}
+
+/// Whether `c` may stand in a token-valued header (RFC 9110 §5.6.2 tchar, the list and
+/// parameter separators, base64's `+/=`): a `:` or `@` there is no token, and may start a
+/// `user:pass@`.
+fn token_byte(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~,;=/\" \t".contains(&c)
+}
+
+/// Where `user:pass@` ends in the word of a kept value at the start of `rest` (a word ends at
+/// a space, tab or comma): `1.1 user:pass@proxy` in a Via, a URL in X-Forwarded-Proto. The
+/// outer None: the word's end is not in sight.
+fn word_userinfo(rest: &[u8]) -> Option<Option<usize>> {
+    let end = rest.iter().position(|c| b" \t,\r\n".contains(c))?;
+    Some(userinfo_len(&rest[..end]))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -167,6 +195,8 @@ impl Default for HeadRedactor {
             name_ok: None,
             cr: false,
             url: Url::Path,
+            word_start: false,
+            word_open: false,
             pseudo: HttpValue::default(),
         }
     }
@@ -391,8 +421,16 @@ impl HeadRedactor {
                         b"transfer-encoding" => ValueKind::TransferEncoding,
                         b"origin" | b"host" | b"location" => ValueKind::Url,
                         b"sec-websocket-protocol" => ValueKind::Protocols,
+                        b"sec-websocket-version" => ValueKind::Number,
+                        b"upgrade"
+                        | b"connection"
+                        | b"sec-websocket-key"
+                        | b"sec-websocket-accept"
+                        | b"sec-websocket-extensions" => ValueKind::Tokens,
+                        b"server" | b"via" | b"x-forwarded-proto" | b"retry-after" => ValueKind::Text,
                         _ => ValueKind::Other,
                     };
+                    self.word_start = true;
                     if self.value_kind == ValueKind::ContentLength {
                         self.end.content_length = Some(0);
                     }
@@ -477,7 +515,40 @@ impl HeadRedactor {
                         }
                         _ => Step::Byte(Fate::Keep),
                     },
-                    _ => Step::Byte(Fate::Keep),
+                    ValueKind::Protocols => Step::Byte(Fate::Keep),
+                    // A length or a version is digits: anything else is not what the header
+                    // says, and it and the rest of the value go.
+                    ValueKind::ContentLength | ValueKind::Number if !c.is_ascii_digit() && c != b' ' && c != b'\t' => {
+                        self.keep_value = false;
+                        Step::Byte(Fate::HeaderValue)
+                    }
+                    ValueKind::ContentLength | ValueKind::Number => Step::Byte(Fate::Keep),
+                    _ => {
+                        let word_start = std::mem::replace(&mut self.word_start, b" \t,".contains(&c));
+                        if self.word_start {
+                            self.word_open = false;
+                        } else if word_start {
+                            match word_userinfo(&whole_rest()) {
+                                Some(Some(n)) => {
+                                    self.fill = n - 1;
+                                    return Step::Byte(Fate::HeaderValue);
+                                }
+                                open => self.word_open = open.is_none(),
+                            }
+                        }
+                        if self.word_open && (c == b':' || c == b'@') && self.value_kind == ValueKind::Text {
+                            // A word whose end was not in sight (split over segments) may hold
+                            // `user:pass@` past its `:` or `@`: from there, it goes.
+                            self.fill_until = Some(b" \t,");
+                            return Step::Byte(Fate::HeaderValue);
+                        }
+                        if self.value_kind != ValueKind::Text && !token_byte(c) {
+                            // No token: it and the rest of the value go.
+                            self.keep_value = false;
+                            return Step::Byte(Fate::HeaderValue);
+                        }
+                        Step::Byte(Fate::Keep)
+                    }
                 }
             }
         }
@@ -621,6 +692,43 @@ Authorization: Bearer t0ken\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n
         assert!(s.contains("Cookie: xxxxxxxxxxxxxx\r\n") && s.contains("Authorization: xxxxxxxxxxxx\r\n"), "{s}");
         assert!(s.contains("Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n"));
         assert_eq!(s.len(), req.len());
+    }
+
+    /// `redact` of a head delivered in the given pieces, each seeing nothing past itself.
+    fn redact_pieces(pieces: &[&[u8]]) -> String {
+        let mut r = HeadRedactor::default();
+        let mut out = Vec::new();
+        for piece in pieces {
+            for (i, &c) in piece.iter().enumerate() {
+                match r.step(c, Rest::of(&piece[i + 1..])) {
+                    Step::Byte(Fate::Keep) | Step::End(_) => out.push(c),
+                    Step::Byte(_) => out.push(b'x'),
+                    Step::NotHttp => panic!("read as HTTP"),
+                }
+            }
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    /// Kept values that are no URLs by name lose a `user:pass@` in any word, seen whole or
+    /// split where its end is not in sight; token and number values lose what no token or
+    /// number holds.
+    #[test]
+    fn userinfo_and_junk_in_other_kept_values_go() {
+        let head: &[u8] = b"GET / HTTP/1.1\r\nVia: 1.1 edge, 1.1 alice:s3cret@proxy:8080\r\n\
+X-Forwarded-Proto: https://bob:s3cret@x\r\nConnection: Upgrade:s3cret\r\nSec-WebSocket-Version: 13 s3cret\r\n\r\n";
+        let whole = redact_pieces(&[head]);
+        assert!(!whole.contains("s3cret") && !whole.contains("alice") && !whole.contains("bob"), "{whole}");
+        assert!(whole.contains("Via: 1.1 edge, 1.1 xxxxxxxxxxxxxproxy:8080\r\n"), "{whole}");
+        assert!(whole.contains("Connection: Upgradexxxxxxx\r\nSec-WebSocket-Version: 13 xxxxxx\r\n"), "{whole}");
+        for cut in 1..head.len() {
+            let split = redact_pieces(&[&head[..cut], &head[cut..]]);
+            assert!(!split.contains("s3cret"), "cut at {cut}: {split}");
+        }
+        // A word split where it holds no `:` or `@` is kept as it is.
+        let via: &[u8] = b"GET / HTTP/1.1\r\nVia: 1.1 split-name.example.com\r\n\r\n";
+        let cut = via.windows(4).position(|w| w == b"name").unwrap();
+        assert_eq!(redact_pieces(&[&via[..cut], &via[cut..]]), String::from_utf8_lossy(via));
     }
 
     #[test]
