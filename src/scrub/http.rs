@@ -159,12 +159,17 @@ fn token_byte(c: u8) -> bool {
     c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~,;=/\" \t".contains(&c)
 }
 
-/// Where `user:pass@` ends in the word of a kept value at the start of `rest` (a word ends at
-/// a space, tab or comma): `1.1 user:pass@proxy` in a Via, a URL in X-Forwarded-Proto. The
-/// outer None: the word's end is not in sight.
-fn word_userinfo(rest: &[u8]) -> Option<Option<usize>> {
-    let end = rest.iter().position(|c| b" \t,\r\n".contains(c))?;
-    Some(userinfo_len(&rest[..end]))
+/// Where `user:pass@` ends in the word of a kept value that starts with `c` and goes on in
+/// `line` (a word ends at a space, tab or comma): `1.1 user:pass@proxy` in a Via, a URL in
+/// X-Forwarded-Proto. The outer None: the word's end is not in sight.
+fn word_userinfo(c: u8, line: &[u8]) -> Option<Option<usize>> {
+    let end = line.iter().position(|c| b" \t,\r\n".contains(c))?;
+    if c != b'@' && !line[..end].contains(&b'@') {
+        // The common case, without joining the word.
+        return Some(None);
+    }
+    let word = [&[c], &line[..end]].concat();
+    Some(userinfo_len(&word))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -528,7 +533,7 @@ impl HeadRedactor {
                         if self.word_start {
                             self.word_open = false;
                         } else if word_start {
-                            match word_userinfo(&whole_rest()) {
+                            match word_userinfo(c, &rest.line()) {
                                 Some(Some(n)) => {
                                     self.fill = n - 1;
                                     return Step::Byte(Fate::HeaderValue);
