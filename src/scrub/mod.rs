@@ -131,6 +131,11 @@ impl Tally {
         self.bytes.iter().any(|&n| n > 0)
     }
 
+    /// Bytes overwritten since the last fold, all rules.
+    pub fn total(&self) -> u64 {
+        self.bytes.iter().sum()
+    }
+
     pub fn fold_into(&mut self, counts: &mut Counts) {
         for (n, c) in self.bytes.iter_mut().zip(&mut counts.0) {
             if *n > 0 {

@@ -86,20 +86,26 @@ impl FrameCursor {
     }
 }
 
-/// When the next `n` bytes of a direction are all overwritten by one pattern (the middle of
-/// a frame's payload, of a record's encrypted body: most bytes of a capture), takes them and
-/// returns the pattern, as `step_mode` would have written it.
-fn fills_whole(mode: &mut Mode, n: usize, tally: &mut Tally) -> Option<[u8; 4]> {
+/// A frame header's most bytes.
+const MAX_FRAME_HEADER: usize = 14;
+
+/// When the next bytes of a direction (of `n`) begin with a run that one pattern overwrites
+/// (the rest of a frame's payload, of an application-data record's body), takes the run and
+/// returns its length and the pattern, as `step_mode` would have written it.
+fn fill_run(mode: &mut Mode, n: usize, tally: &mut Tally) -> Option<(usize, [u8; 4])> {
     match mode {
-        Mode::Frames(f) if f.left >= n as u64 && (!f.close || f.pos >= 2) => Some(f.payload(n, tally).1),
+        Mode::Frames(f) if f.left > 0 && (!f.close || f.pos >= 2) => {
+            let n = f.left.min(n as u64) as usize;
+            Some((n, f.payload(n, tally).1))
+        }
         Mode::Records(r)
-            if r.left >= n as u64
-                && !matches!(r.content_type, tls::HANDSHAKE | tls::CHANGE_CIPHER_SPEC | tls::ALERT) =>
+            if r.left > 0 && !matches!(r.content_type, tls::HANDSHAKE | tls::CHANGE_CIPHER_SPEC | tls::ALERT) =>
         {
+            let n = r.left.min(n as u64) as usize;
             tally.add(Rule::TlsApplicationData, n);
             r.pos += n as u64;
             r.left -= n as u64;
-            Some([FILL; 4])
+            Some((n, [FILL; 4]))
         }
         _ => None,
     }
@@ -629,20 +635,55 @@ impl Work {
             // patch covers (counted there).
             return (bytes.len(), 0);
         }
-        if let Some(pattern) = fills_whole(&mut f.modes[side.index()], bytes.len(), &mut self.tally) {
-            self.tally.fold_into(&mut self.counts);
-            let (offset, len) = (offset as u32, bytes.len() as u32);
-            self.patches.push(Patch { packet, offset, len, at: 0, changed: true, pattern: Some(pattern) });
-            return (bytes.len(), 0);
+        // A walk of frames or records: runs that one pattern overwrites (payloads, encrypted
+        // bodies: most bytes of a capture) are pattern patches; the headers between them go
+        // through the cursor a header's length at a time, so that only their bytes are stored.
+        let mut done = 0;
+        while done < bytes.len() && matches!(f.modes[side.index()], Mode::Frames(_) | Mode::Records(_)) {
+            let mode = &mut f.modes[side.index()];
+            if let Some((n, pattern)) = fill_run(mode, bytes.len() - done, &mut self.tally) {
+                let (offset, len) = ((offset + done) as u32, n as u32);
+                self.patches.push(Patch { packet, offset, len, at: 0, changed: true, pattern: Some(pattern) });
+                done += n;
+                continue;
+            }
+            if !matches!(mode, Mode::Frames(_)) {
+                break;
+            }
+            let piece = &bytes[done..bytes.len().min(done + MAX_FRAME_HEADER)];
+            let (used, _) = self.store(f, side, packet, offset + done, piece, &[], wait);
+            done += used;
         }
+        let (used, need) = if done < bytes.len() {
+            self.store(f, side, packet, offset + done, &bytes[done..], ahead, wait)
+        } else {
+            (0, 0)
+        };
+        // Counted once a delivery, as a packet's rules are.
+        self.tally.fold_into(&mut self.counts);
+        (done + used, need)
+    }
+
+    /// Redacts `bytes` through the cursor into a patch of stored bytes (`patch`).
+    #[allow(clippy::too_many_arguments)]
+    fn store(
+        &mut self,
+        f: &mut FlowRedactor,
+        side: Side,
+        packet: u64,
+        offset: usize,
+        bytes: &[u8],
+        ahead: &[u8],
+        wait: bool,
+    ) -> (usize, usize) {
+        let before = self.tally.total();
         let at = self.patch_bytes.len();
         self.patch_bytes.extend_from_slice(bytes);
         let (used, need) =
             f.redact(side, &mut self.patch_bytes[at..], ahead, &mut self.tally, self.pseudo.as_mut(), wait);
         self.patch_bytes.truncate(at + used);
         if used > 0 {
-            let changed = self.tally.any();
-            self.tally.fold_into(&mut self.counts);
+            let changed = self.tally.total() > before;
             self.patches.push(Patch {
                 packet,
                 offset: offset as u32,
