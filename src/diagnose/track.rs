@@ -369,6 +369,10 @@ pub struct Tracker {
     /// Each live conversation's `Summary`, by slot, as of its last event.
     summaries: Vec<Summary>,
     free: Vec<usize>,
+    /// Conversations forgotten, kept for the next ones (`Spares`).
+    spares: Spares,
+    /// The list an eviction ranks open conversations in, kept (`flow::least_telling`).
+    evict_candidates: Vec<(u8, u64, u64)>,
     /// The next conversation's `seq`.
     next_seq: u64,
     /// The engine's conversation number → index in `convs`.
@@ -396,6 +400,47 @@ pub struct Tracker {
     pub not_attempts: std::collections::BTreeMap<&'static str, u64>,
 }
 
+/// Forgotten conversations, their boxes and lists kept for new ones: a flood of connections
+/// that each say nothing (a SYN flood) made and freed one a packet, and the allocator's work
+/// was a third of a diagnosis.
+// Boxes, not conversations: the box itself is what a slot of `convs` takes back.
+#[allow(clippy::vec_box)]
+#[derive(Default)]
+struct Spares(Vec<Box<Conv>>);
+
+/// Spare conversations kept at most: as many as one eviction forgets (more only hold memory).
+const MAX_SPARES: usize = MAX_OPEN_CONVS / 8;
+
+impl Spares {
+    fn keep(&mut self, c: Option<Box<Conv>>) {
+        if let Some(c) = c
+            && self.0.len() < MAX_SPARES
+        {
+            self.0.push(c);
+        }
+    }
+
+    /// A new conversation, in a spare's box and lists when there is one.
+    fn conv(&mut self, key: FlowKey, seq: u64, at: At) -> Box<Conv> {
+        let Some(mut b) = self.0.pop() else { return Box::new(Conv::new(key, seq, at)) };
+        let mut lists = (
+            std::mem::take(&mut b.syns),
+            std::mem::take(&mut b.fins),
+            std::mem::take(&mut b.rsts),
+            std::mem::take(&mut b.alerts),
+            std::mem::take(&mut b.closes),
+        );
+        lists.0.clear();
+        lists.1.clear();
+        lists.2.clear();
+        lists.3.clear();
+        lists.4.clear();
+        *b = Conv::new(key, seq, at);
+        (b.syns, b.fins, b.rsts, b.alerts, b.closes) = lists;
+        b
+    }
+}
+
 impl Default for Tracker {
     fn default() -> Self {
         Tracker::new()
@@ -408,6 +453,8 @@ impl Tracker {
             convs: Vec::new(),
             summaries: Vec::new(),
             free: Vec::new(),
+            spares: Spares::default(),
+            evict_candidates: Vec::new(),
             next_seq: 0,
             index: FxHashMap::default(),
             recent: (u64::MAX, 0),
@@ -469,7 +516,7 @@ impl Tracker {
             if c.open {
                 self.open -= 1;
             }
-            self.convs[i] = None;
+            self.spares.keep(self.convs[i].take());
             self.free.push(i);
             self.index.remove(&o.conv);
             self.recent = (u64::MAX, 0);
@@ -488,10 +535,10 @@ impl Tracker {
             self.evict_oldest(MAX_OPEN_CONVS / 8);
         }
         self.open += 1;
-        let c = Conv::new(key, self.next_seq, at);
+        let c = self.spares.conv(key, self.next_seq, at);
         self.next_seq += 1;
         let summary = c.summary();
-        let c = Some(Box::new(c));
+        let c = Some(c);
         let i = match self.free.pop() {
             Some(i) => {
                 self.convs[i] = c;
@@ -513,30 +560,30 @@ impl Tracker {
     fn evict_oldest(&mut self, n: usize) {
         self.recent = (u64::MAX, 0);
         let summaries = &self.summaries;
-        let candidates = self
-            .index
-            .iter()
-            .filter_map(|(&conv, &i)| {
-                let s = summaries[i];
-                s.open.then_some((s.rank, s.last_ns, conv))
-            })
-            .collect();
-        for conv in crate::flow::least_telling(candidates, n) {
+        let mut candidates = std::mem::take(&mut self.evict_candidates);
+        candidates.clear();
+        candidates.extend(self.index.iter().filter_map(|(&conv, &i)| {
+            let s = summaries[i];
+            s.open.then_some((s.rank, s.last_ns, conv))
+        }));
+        for &(_, _, conv) in crate::flow::least_telling(&mut candidates, n) {
             if let Some(i) = self.index.remove(&conv)
-                && self.convs[i].take().is_some()
+                && let Some(c) = self.convs[i].take()
             {
+                self.spares.keep(Some(c));
                 self.free.push(i);
                 self.open -= 1;
                 self.evicted += 1;
             }
         }
+        self.evict_candidates = candidates;
     }
 
     /// Forgets conversations idle for long in capture time that are not attempts (ACKs of a
     /// connection whose start was not captured, say).
     fn sweep(&mut self, now_ns: u64) {
         self.recent = (u64::MAX, 0);
-        let Tracker { convs, summaries, free, index, dropped, open, .. } = self;
+        let Tracker { convs, summaries, free, index, dropped, open, spares, .. } = self;
         index.retain(|_, &mut i| {
             let s = summaries[i];
             if now_ns.saturating_sub(s.last_ns) < FORGET_IDLE_NS || s.rank > 0 {
@@ -545,7 +592,7 @@ impl Tracker {
             if s.open {
                 *open -= 1;
             }
-            convs[i] = None;
+            spares.keep(convs[i].take());
             free.push(i);
             *dropped += 1;
             false

@@ -125,8 +125,10 @@ impl Engine {
                 _ => 4,
             }
         };
-        let candidates = self.flows.slots().map(|(i, f)| (rank(f), f.last_ns, i)).collect();
-        for slot in crate::flow::least_telling(candidates, n) {
+        let mut candidates = std::mem::take(&mut self.evict_candidates);
+        candidates.clear();
+        candidates.extend(self.flows.slots().map(|(i, f)| (rank(f), f.last_ns, i)));
+        for &(_, _, slot) in crate::flow::least_telling(&mut candidates, n) {
             if let Some((key, f)) = self.flows.remove_at(slot) {
                 if self.opts.record_flows {
                     self.retired.push(f.record(key));
@@ -135,6 +137,7 @@ impl Engine {
                 self.stats.flows_evicted += 1;
             }
         }
+        self.evict_candidates = candidates;
     }
 
     /// Forgets flows that ended or went quiet, so the table does not grow with the capture.

@@ -494,6 +494,8 @@ pub struct Engine {
     last_sweep_ns: u64,
     /// Flows forgotten since the last `take_retired`, when `Options::record_flows` is set.
     retired: Vec<FlowRecord>,
+    /// The list a full table's eviction ranks its flows in, kept (`flow::least_telling`).
+    evict_candidates: Vec<(u8, u64, u32)>,
     ev: Events,
     next_conv: u64,
     /// Decrypted plaintext is being read (`inner.rs`): its units come a record at a time,
@@ -532,6 +534,7 @@ impl Engine {
             stats: Stats::default(),
             last_sweep_ns: 0,
             retired: Vec::new(),
+            evict_candidates: Vec::new(),
             ev: Events::new(opts_observe),
             next_conv: 0,
             reading_inner: false,

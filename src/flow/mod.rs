@@ -287,15 +287,17 @@ impl<S: Default> FlowTable<S> {
     }
 }
 
-/// The `n` candidates a full table forgets: lowest rank first (how little the entry says),
-/// then quietest (oldest last-packet time). Candidates are (rank, last time, key).
-pub fn least_telling<K: Copy>(mut candidates: Vec<(u8, u64, K)>, n: usize) -> Vec<K> {
+/// The `n` candidates a full table forgets, moved to the front of `candidates`: lowest rank
+/// first (how little the entry says), then quietest (oldest last-packet time). Candidates are
+/// (rank, last time, key). The caller keeps the list for the next time: a list as long as the
+/// table, allocated at every eviction of a flood, set the allocator consolidating its free
+/// chunks each time.
+pub fn least_telling<K: Copy>(candidates: &mut [(u8, u64, K)], n: usize) -> &[(u8, u64, K)] {
     let n = n.min(candidates.len());
-    if n == 0 {
-        return Vec::new();
+    if n > 0 {
+        candidates.select_nth_unstable_by_key(n - 1, |&(rank, last, _)| (rank, last));
     }
-    candidates.select_nth_unstable_by_key(n - 1, |&(rank, last, _)| (rank, last));
-    candidates[..n].iter().map(|&(_, _, k)| k).collect()
+    &candidates[..n]
 }
 
 #[cfg(test)]
