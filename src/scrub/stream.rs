@@ -337,7 +337,7 @@ pub struct Patch {
     pub len: u32,
     at: u32,
     pub changed: bool,
-    /// The bytes are these four repeated (a payload overwritten whole, the bulk of a
+    /// The bytes are these four repeated (a run one pattern overwrites: most bytes of a
     /// capture): not stored, and a packet cut after its headers never has them written.
     pattern: Option<[u8; 4]>,
 }
@@ -1090,11 +1090,11 @@ mod tests {
         }
     }
 
-    /// A delivery that is all payload of one frame (or all body of an application data
-    /// record) becomes a pattern patch, the rest stored bytes; written out, they are what the
-    /// byte-by-byte redaction writes.
+    /// Runs that one pattern overwrites (a frame's payload, an application-data record's
+    /// body) become pattern patches and the headers between them stored bytes; written out,
+    /// at any segment size, they are what the byte-by-byte redaction writes.
     #[test]
-    fn whole_payload_deliveries_patch_as_the_byte_walk_writes() {
+    fn pattern_and_stored_patches_write_what_the_byte_walk_writes() {
         let mask = [0x11, 0x22, 0x33, 0x44];
         let mut frame = vec![0x82, 0xfe, 0x01, 0x00];
         frame.extend_from_slice(&mask);
@@ -1125,6 +1125,7 @@ mod tests {
                     b.write(&mut out[p.offset as usize..p.offset as usize + b.len()]);
                 }
                 assert_eq!(out, expected, "segments of {seg}");
+                // (A segment that starts with a record header is stored whole.)
                 assert!(seg > 100 || patterns > 0, "segments of {seg}: no pattern");
             }
         }
