@@ -665,14 +665,13 @@ fn finding(code: Code, severity: Severity, message: String, frames: Vec<u64>, at
 }
 
 fn analyse(file: &str, t: &Tracker, with_ladders: bool) -> Report {
-    let mut attempts: Vec<Attempt> = Vec::new();
     let index = LookupIndex::new(&t.lookups);
-    for (i, c) in t.conversations() {
-        if c.is_attempt() {
-            attempts.push(build_attempt(i, c, &index));
-        }
-    }
-    attempts.sort_by_key(|a| (a.start_ns, t.conv(a.conv).seq));
+    // In the order they began, sorted before they are built: an attempt is 672 bytes, and a
+    // stable sort of six thousand of them moved 50 MB.
+    let mut order: Vec<(u64, u64, usize)> =
+        t.conversations().filter(|(_, c)| c.is_attempt()).map(|(i, c)| (c.first.ts_ns, c.seq, i)).collect();
+    order.sort_unstable();
+    let mut attempts: Vec<Attempt> = order.iter().map(|&(_, _, i)| build_attempt(i, t.conv(i), &index)).collect();
     let partner = pair_legs(&mut attempts, t);
     let mut findings = Vec::new();
 
