@@ -142,7 +142,7 @@ enum ValueKind {
     Url,
     /// Sec-WebSocket-Protocol: a list whose entries may be credentials.
     Protocols,
-    /// Sec-WebSocket-Version: digits.
+    /// Sec-WebSocket-Version: digits, or a list of them.
     Number,
     /// Upgrade, Connection, Sec-WebSocket-Key, -Accept, -Extensions: tokens, lists of them,
     /// their parameters.
@@ -521,9 +521,10 @@ impl HeadRedactor {
                         _ => Step::Byte(Fate::Keep),
                     },
                     ValueKind::Protocols => Step::Byte(Fate::Keep),
-                    // A length or a version is digits: anything else is not what the header
-                    // says, and it and the rest of the value go.
-                    ValueKind::ContentLength | ValueKind::Number if !c.is_ascii_digit() && c != b' ' && c != b'\t' => {
+                    // A length or a version is digits (a list of them: a 426 names the versions
+                    // it speaks, `13, 8`): anything else is not what the header says, and it
+                    // and the rest of the value go.
+                    ValueKind::ContentLength | ValueKind::Number if !c.is_ascii_digit() && !b" \t,".contains(&c) => {
                         self.keep_value = false;
                         Step::Byte(Fate::HeaderValue)
                     }
@@ -730,6 +731,9 @@ X-Forwarded-Proto: https://bob:s3cret@x\r\nConnection: Upgrade:s3cret\r\nSec-Web
             let split = redact_pieces(&[&head[..cut], &head[cut..]]);
             assert!(!split.contains("s3cret"), "cut at {cut}: {split}");
         }
+        // A server's list of the versions it speaks stays.
+        let refusal: &[u8] = b"HTTP/1.1 426 Upgrade Required\r\nSec-WebSocket-Version: 13, 8, 7\r\n\r\n";
+        assert!(redact_pieces(&[refusal]).contains("Sec-WebSocket-Version: 13, 8, 7\r\n"));
         // A word split where it holds no `:` or `@` is kept as it is.
         let via: &[u8] = b"GET / HTTP/1.1\r\nVia: 1.1 split-name.example.com\r\n\r\n";
         let cut = via.windows(4).position(|w| w == b"name").unwrap();
