@@ -23,6 +23,14 @@ pub(super) struct Delivery {
     lost_after: bool,
 }
 
+impl Delivery {
+    /// What the redaction is handed of it, its bytes `bytes`.
+    fn delivered(self, bytes: &[u8]) -> Delivered<'_> {
+        let (side, packet, offset, lost_after) = (self.side, self.packet, self.offset as usize, self.lost_after);
+        Delivered { side, packet, offset, bytes, lost_after }
+    }
+}
+
 /// The engine's scrubbing: the streams' redaction, the in-order bytes noted during the
 /// current call (the held segments' copied into `delivery_bytes`), and flows whose reading
 /// changed.
@@ -201,13 +209,7 @@ impl Engine {
             // A segment that filled a hole comes with the held ones it released: they are read
             // together, each looking ahead into the next as into one segment.
             let more = deliveries[i + 1..].iter().any(|e| e.key == d.key && e.side == d.side);
-            let bytes = Delivered {
-                side: d.side,
-                packet: d.packet,
-                offset: d.offset as usize,
-                bytes,
-                lost_after: d.lost_after,
-            };
+            let bytes = d.delivered(bytes);
             if more {
                 red.hold(&mut flow.redactor, bytes);
             } else {

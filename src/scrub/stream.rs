@@ -218,6 +218,14 @@ struct Chunk {
     lost_after: bool,
 }
 
+impl Chunk {
+    /// The chunk as delivered again, its bytes `bytes`.
+    fn delivered(self, bytes: &[u8]) -> Delivered<'_> {
+        let (side, packet, offset, lost_after) = (self.side, self.packet, self.offset as usize, self.lost_after);
+        Delivered { side, packet, offset, bytes, lost_after }
+    }
+}
+
 /// One flow's redaction state (its slot in `Redaction`'s slab; the engine's flow holds the
 /// handle).
 #[derive(Debug, Default)]
@@ -514,12 +522,12 @@ impl Work {
     /// In-order bytes of a direction (possibly none). `reading` is what the engine made of
     /// the flow, None while it does not know yet: the bytes are then held until `flush`.
     fn deliver(&mut self, f: &mut FlowRedactor, reading: Option<Reading>, d: Delivered<'_>) {
-        let Delivered { side, packet, offset, bytes, lost_after } = d;
+        let Delivered { side, offset, bytes, lost_after, .. } = d;
         match reading {
             Some(r) if f.held.is_empty() => {
                 // The common case: nothing waits before these bytes.
                 self.start(f, r, side);
-                let (done, need) = self.patch(f, side, packet, offset, bytes, &[], !lost_after);
+                let (done, need) = self.patch(f, d, &[], !lost_after);
                 if done < bytes.len() {
                     if f.hold(Delivered { offset: offset + done, bytes: &bytes[done..], ..d }) {
                         (f.need, f.have) = (need, bytes.len() - done);
@@ -573,7 +581,7 @@ impl Work {
             let (end, run_end, more) = ends[done];
             let j = &joined[c.side.index()];
             let (bytes, ahead) = (&j[end - c.len as usize..end], &j[end..run_end]);
-            let (used, need) = self.patch(f, c.side, c.packet, c.offset as usize, bytes, ahead, more);
+            let (used, need) = self.patch(f, c.delivered(bytes), ahead, more);
             f.need = need;
             f.have = bytes.len() - used + ahead.len();
             if used < bytes.len() {
@@ -614,19 +622,10 @@ impl Work {
         }
     }
 
-    /// Redacts `bytes` of `side` into a patch of `packet`; returns how many were redacted,
+    /// Redacts the bytes of `d` into patches of its packet; returns how many were redacted,
     /// and how many the rest waits for (`FlowRedactor::redact`).
-    #[allow(clippy::too_many_arguments)]
-    fn patch(
-        &mut self,
-        f: &mut FlowRedactor,
-        side: Side,
-        packet: u64,
-        offset: usize,
-        bytes: &[u8],
-        ahead: &[u8],
-        wait: bool,
-    ) -> (usize, usize) {
+    fn patch(&mut self, f: &mut FlowRedactor, d: Delivered<'_>, ahead: &[u8], wait: bool) -> (usize, usize) {
+        let Delivered { side, packet, offset, bytes, .. } = d;
         if bytes.is_empty() {
             return (0, 0);
         }
@@ -651,11 +650,11 @@ impl Work {
                 break;
             }
             let piece = &bytes[done..bytes.len().min(done + MAX_FRAME_HEADER)];
-            let (used, _) = self.store(f, side, packet, offset + done, piece, &[], wait);
+            let (used, _) = self.store(f, Delivered { offset: offset + done, bytes: piece, ..d }, &[], wait);
             done += used;
         }
         let (used, need) = if done < bytes.len() {
-            self.store(f, side, packet, offset + done, &bytes[done..], ahead, wait)
+            self.store(f, Delivered { offset: offset + done, bytes: &bytes[done..], ..d }, ahead, wait)
         } else {
             (0, 0)
         };
@@ -664,18 +663,9 @@ impl Work {
         (done + used, need)
     }
 
-    /// Redacts `bytes` through the cursor into a patch of stored bytes (`patch`).
-    #[allow(clippy::too_many_arguments)]
-    fn store(
-        &mut self,
-        f: &mut FlowRedactor,
-        side: Side,
-        packet: u64,
-        offset: usize,
-        bytes: &[u8],
-        ahead: &[u8],
-        wait: bool,
-    ) -> (usize, usize) {
+    /// Redacts the bytes of `d` through the cursor into a patch of stored bytes (`patch`).
+    fn store(&mut self, f: &mut FlowRedactor, d: Delivered<'_>, ahead: &[u8], wait: bool) -> (usize, usize) {
+        let Delivered { side, packet, offset, bytes, .. } = d;
         let before = self.tally.total();
         let at = self.patch_bytes.len();
         self.patch_bytes.extend_from_slice(bytes);
@@ -1115,7 +1105,8 @@ mod tests {
                 let mut out = vec![FILL; stream.len()];
                 let mut patterns = 0;
                 for (i, chunk) in stream.chunks(seg).enumerate() {
-                    let (used, _) = work.patch(&mut f, Side::A, 1, i * seg, chunk, &[], false);
+                    let d = Delivered { side: Side::A, packet: 1, offset: i * seg, bytes: chunk, lost_after: false };
+                    let (used, _) = work.patch(&mut f, d, &[], false);
                     assert_eq!(used, chunk.len());
                 }
                 let patches = Patches { list: &work.patches, bytes: &work.patch_bytes };
