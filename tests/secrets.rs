@@ -389,6 +389,16 @@ fn credentials_inside_allow_listed_values() {
             upgrade("").replace("Sec-WebSocket-Version: 13", &format!("Sec-WebSocket-Version: 13 {SECRET}")),
             SWITCHING.into(),
         ),
+        (
+            "host-port-junk",
+            upgrade("").replace("Host: ws.example.com", &format!("Host: ws.example.com:{SECRET}")),
+            SWITCHING.into(),
+        ),
+        (
+            "host-path",
+            upgrade("").replace("Host: ws.example.com", &format!("Host: ws.example.com/{SECRET}")),
+            SWITCHING.into(),
+        ),
         ("content-length-junk", upgrade(""), format!("HTTP/1.1 403 Forbidden\r\nContent-Length: 0{SECRET}\r\n\r\n")),
     ];
     for (name, req, resp) in cases {

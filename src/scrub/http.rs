@@ -122,6 +122,9 @@ pub struct HeadRedactor {
     cr: bool,
     /// Where a kept URL value (Location) is: its query and fragment lose their values.
     url: Url,
+    /// In a Host value: past the port's colon, and inside an IP literal's brackets.
+    host_port: bool,
+    host_bracket: bool,
     /// The next value byte starts a word (the value's first, or one after a space, tab or
     /// comma): a word is judged for a `user:pass@` as it starts.
     word_start: bool,
@@ -138,8 +141,10 @@ enum ValueKind {
     Other,
     ContentLength,
     TransferEncoding,
-    /// Origin, Host, Location: URLs or authorities that may carry `user:pass@`.
+    /// Origin, Location: URLs that may carry `user:pass@`.
     Url,
+    /// Host: `host[:port]`, perhaps after a `user:pass@`.
+    Host,
     /// Sec-WebSocket-Protocol: a list whose entries may be credentials.
     Protocols,
     /// Sec-WebSocket-Version: digits, or a list of them.
@@ -200,6 +205,8 @@ impl Default for HeadRedactor {
             name_ok: None,
             cr: false,
             url: Url::Path,
+            host_port: false,
+            host_bracket: false,
             word_start: false,
             word_open: false,
             pseudo: HttpValue::default(),
@@ -424,7 +431,8 @@ impl HeadRedactor {
                     self.value_kind = match name {
                         b"content-length" => ValueKind::ContentLength,
                         b"transfer-encoding" => ValueKind::TransferEncoding,
-                        b"origin" | b"host" | b"location" => ValueKind::Url,
+                        b"origin" | b"location" => ValueKind::Url,
+                        b"host" => ValueKind::Host,
                         b"sec-websocket-protocol" => ValueKind::Protocols,
                         b"sec-websocket-version" => ValueKind::Number,
                         b"upgrade"
@@ -439,6 +447,7 @@ impl HeadRedactor {
                     if self.value_kind == ValueKind::ContentLength {
                         self.end.content_length = Some(0);
                     }
+                    (self.host_port, self.host_bracket) = (false, false);
                     self.url = Url::Path;
                     self.cr = false;
                     self.at = At::ValueLead;
@@ -484,7 +493,7 @@ impl HeadRedactor {
                 }
                 let whole_rest = || std::iter::once(c).chain(rest.line().iter().copied()).collect::<Vec<u8>>();
                 match self.value_kind {
-                    ValueKind::Url => {
+                    ValueKind::Url | ValueKind::Host => {
                         if first {
                             let whole = whole_rest();
                             if let Some(n) = userinfo_len(&whole) {
@@ -500,6 +509,9 @@ impl HeadRedactor {
                                 self.fill_until = Some(b"");
                                 return Step::Byte(Fate::HeaderValue);
                             }
+                        }
+                        if self.value_kind == ValueKind::Host {
+                            return self.host_byte(c);
                         }
                         self.url_byte(c, rest)
                     }
@@ -642,6 +654,38 @@ impl HeadRedactor {
         Step::Byte(Fate::Keep)
     }
 
+    /// A byte of a Host value: a host name or IP literal, then digits after a colon. Anything
+    /// else (a path, a query, text, a port that is no number) is not a host, and it and the
+    /// rest of the value go.
+    fn host_byte(&mut self, c: u8) -> Step {
+        if self.fill > 0 {
+            // A `user:pass@` being overwritten: the host starts after it.
+            return Step::Byte(Fate::Keep);
+        }
+        let ok = match c {
+            b'@' => {
+                // The userinfo's last byte (overwritten).
+                (self.host_port, self.host_bracket) = (false, false);
+                true
+            }
+            _ if self.host_port => c.is_ascii_digit(),
+            b'[' => !std::mem::replace(&mut self.host_bracket, true),
+            b']' => std::mem::replace(&mut self.host_bracket, false),
+            b':' if !self.host_bracket => {
+                self.host_port = true;
+                true
+            }
+            b':' => true,
+            _ => c.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&c),
+        };
+        if ok {
+            Step::Byte(Fate::Keep)
+        } else {
+            self.keep_value = false;
+            Step::Byte(Fate::HeaderValue)
+        }
+    }
+
     /// The request's method is CONNECT: its target is `host:port`.
     pub fn method_is_connect(&self) -> bool {
         &self.token[..self.token_len] == b"CONNECT"
@@ -730,6 +774,19 @@ X-Forwarded-Proto: https://bob:s3cret@x\r\nConnection: Upgrade:s3cret\r\nSec-Web
         for cut in 1..head.len() {
             let split = redact_pieces(&[&head[..cut], &head[cut..]]);
             assert!(!split.contains("s3cret"), "cut at {cut}: {split}");
+        }
+        // A Host is a host and a port: the rest goes, a userinfo before it too.
+        for (host, kept) in [
+            ("ws.example.com:8080", "ws.example.com:8080"),
+            ("[2001:db8::1]:443", "[2001:db8::1]:443"),
+            ("bob:s3cret@ws.example.com:8080", "xxxxxxxxxxxws.example.com:8080"),
+            ("ws.example.com:s3cret", "ws.example.com:xxxxxx"),
+            ("ws.example.com/s3cret?x=s3cret", "ws.example.comxxxxxxxxxxxxxxxx"),
+            ("ws.example.com s3cret", "ws.example.comxxxxxxx"),
+        ] {
+            let head = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+            let out = redact_pieces(&[head.as_bytes()]);
+            assert!(out.contains(&format!("\r\nHost: {kept}\r\n")), "{host}: {out}");
         }
         // A server's list of the versions it speaks stays.
         let refusal: &[u8] = b"HTTP/1.1 426 Upgrade Required\r\nSec-WebSocket-Version: 13, 8, 7\r\n\r\n";
