@@ -52,16 +52,8 @@ const MAX_NAME_BYTES: usize = 40;
 enum At {
     /// First token: a method, or `HTTP/1.x` of a status line.
     FirstToken,
+    /// The request target, read as a URL value is (`url`).
     Target,
-    /// A path parameter (`/chat;jsessionid=…`, Java servlets' session ids): its name is
-    /// kept, its value goes as a query value does.
-    ParamName,
-    ParamValue,
-    QueryName,
-    QueryValue,
-    /// A fragment (`#access_token=…`), which browsers never send but a careless client may:
-    /// overwritten, as a Location's is.
-    Fragment,
     Version,
     Status,
     LineStart,
@@ -120,7 +112,8 @@ pub struct HeadRedactor {
     name_ok: Option<bool>,
     /// The last value byte was a CR: anything but LF after it ends what is kept of the value.
     cr: bool,
-    /// Where a kept URL value (Location) is: its query and fragment lose their values.
+    /// Where the request target or a kept URL value (Location) is: its path parameter and
+    /// query values and its fragment go.
     url: Url,
     /// In a Host value: past the port's colon, and inside an IP literal's brackets.
     host_port: bool,
@@ -180,10 +173,14 @@ fn word_userinfo(c: u8, line: &[u8]) -> Option<Option<usize>> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Url {
     Path,
+    /// A path parameter (`/chat;jsessionid=…`, Java servlets' session ids): its name is
+    /// kept, its value goes as a query value does.
     ParamName,
     ParamValue,
     QueryName,
     QueryValue,
+    /// A fragment (`#access_token=…`), which browsers never send in a request target but a
+    /// careless client may: overwritten.
     Fragment,
 }
 
@@ -373,9 +370,7 @@ impl HeadRedactor {
                 Step::Byte(Fate::Keep)
             }
             // A request line may end without a version (HTTP/0.9 style, `GET /`).
-            At::Target | At::ParamName | At::ParamValue | At::QueryName | At::QueryValue | At::Fragment => {
-                self.target_byte(c, rest)
-            }
+            At::Target => self.target_byte(c, rest),
             At::Version => {
                 if c == b'\n' {
                     self.at = At::LineStart;
@@ -412,8 +407,7 @@ impl HeadRedactor {
                 // obs-fold: a continuation of the previous value, never kept.
                 b' ' | b'\t' => {
                     self.at = At::Value;
-                    self.keep_value = false;
-                    Step::Byte(Fate::HeaderValue)
+                    self.value_goes()
                 }
                 _ => {
                     self.name_len = 0;
@@ -537,8 +531,7 @@ impl HeadRedactor {
                     // it speaks, `13, 8`): anything else is not what the header says, and it
                     // and the rest of the value go.
                     ValueKind::ContentLength | ValueKind::Number if !c.is_ascii_digit() && !b" \t,".contains(&c) => {
-                        self.keep_value = false;
-                        Step::Byte(Fate::HeaderValue)
+                        self.value_goes()
                     }
                     ValueKind::ContentLength | ValueKind::Number => Step::Byte(Fate::Keep),
                     _ => {
@@ -562,8 +555,7 @@ impl HeadRedactor {
                         }
                         if self.value_kind != ValueKind::Text && !token_byte(c) {
                             // No token: it and the rest of the value go.
-                            self.keep_value = false;
-                            return Step::Byte(Fate::HeaderValue);
+                            return self.value_goes();
                         }
                         Step::Byte(Fate::Keep)
                     }
@@ -588,51 +580,27 @@ impl HeadRedactor {
         if keep { Fate::Keep } else { Fate::HeaderValue }
     }
 
-    /// A byte of the request target: `;`, `?`, `#` and `/` move between the path, a path
-    /// parameter, the query and the fragment; a space ends the target and a line end the line.
-    /// Parameter and query values and the fragment are overwritten, the rest kept.
+    /// A byte of the request target: a space ends it and a line end the line; the rest is
+    /// read as a URL value is (`url_byte`).
     fn target_byte(&mut self, c: u8, rest: Rest<'_>) -> Step {
-        let keep = Step::Byte(Fate::Keep);
-        let next = match (self.at, c) {
-            (_, b' ') => At::Version,
-            (_, b'\n') => At::LineStart,
-            (_, b'\r') => return keep,
-            (At::Fragment, _) => return Step::Byte(Fate::QueryValue),
-            (_, b'#') => At::Fragment,
-            (At::Target | At::ParamName | At::ParamValue, b';') => return self.enter_param(rest),
-            (At::Target | At::ParamName | At::ParamValue, b'?') | (At::QueryValue, b'&' | b';') => {
-                return self.enter_query(rest, At::QueryName);
-            }
-            (At::ParamName | At::ParamValue, b'/') => At::Target,
-            (At::ParamName, b'=') => At::ParamValue,
-            (At::QueryName, b'=') => At::QueryValue,
-            (At::ParamValue | At::QueryValue, _) => return Step::Byte(Fate::QueryValue),
-            (at, _) => at,
-        };
-        self.at = next;
-        keep
-    }
-
-    /// After a `;` in a request target's path: a parameter without `=` is a value.
-    fn enter_param(&mut self, rest: Rest<'_>) -> Step {
-        self.at = if item_has_name(&rest.line(), PATH_PARAM_ENDS) { At::ParamName } else { At::ParamValue };
+        match c {
+            b' ' => self.at = At::Version,
+            b'\n' => self.at = At::LineStart,
+            b'\r' => {}
+            _ => return self.url_byte(c, rest),
+        }
         Step::Byte(Fate::Keep)
     }
 
-    /// After `?`, `&` or `;` in a request target: a query item without `=` is a value.
-    fn enter_query(&mut self, rest: Rest<'_>, name_state: At) -> Step {
-        self.at = if item_has_name(&rest.line(), QUERY_ITEM_ENDS) { name_state } else { At::QueryValue };
-        Step::Byte(Fate::Keep)
-    }
-
-    /// A byte of a kept URL value (Location): path kept, query and path parameter names kept,
-    /// their values (and items without `=`) and the fragment overwritten.
+    /// A byte of a URL (a request target, a kept Location): `;`, `?`, `#` and `/` move between
+    /// the path, a path parameter, the query and the fragment; path, query and path parameter
+    /// names kept, their values (and items without `=`) and the fragment overwritten.
     fn url_byte(&mut self, c: u8, rest: Rest<'_>) -> Step {
         let fill = Step::Byte(Fate::QueryValue);
         self.url =
             match (self.url, c) {
-                (_, b'#') => Url::Fragment,
                 (Url::Fragment, _) => return fill,
+                (_, b'#') => Url::Fragment,
                 (Url::Path | Url::ParamName | Url::ParamValue, b'?')
                 | (Url::QueryValue | Url::QueryName, b'&' | b';') => {
                     if item_has_name(&rest.line(), QUERY_ITEM_ENDS) {
@@ -678,12 +646,13 @@ impl HeadRedactor {
             b':' => true,
             _ => c.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&c),
         };
-        if ok {
-            Step::Byte(Fate::Keep)
-        } else {
-            self.keep_value = false;
-            Step::Byte(Fate::HeaderValue)
-        }
+        if ok { Step::Byte(Fate::Keep) } else { self.value_goes() }
+    }
+
+    /// This value byte and the rest of the value are overwritten.
+    fn value_goes(&mut self) -> Step {
+        self.keep_value = false;
+        Step::Byte(Fate::HeaderValue)
     }
 
     /// The request's method is CONNECT: its target is `host:port`.
@@ -691,9 +660,10 @@ impl HeadRedactor {
         &self.token[..self.token_len] == b"CONNECT"
     }
 
-    /// True while the request target is being read (an absolute-form target names a host).
+    /// True while the request target's path is being read (an absolute-form target names a
+    /// host).
     pub fn in_request_target(&self) -> bool {
-        self.at == At::Target
+        self.at == At::Target && self.url == Url::Path
     }
 
     /// The lower-case name of the header whose value (kept) is being read, if any. The
@@ -822,10 +792,15 @@ X-Forwarded-Proto: https://bob:s3cret@x\r\nConnection: Upgrade:s3cret\r\nSec-Web
             ("/chat?a=1#t=ABC&b=2", "/chat?a=x#xxxxxxxxx"),
             ("/chat?a#b", "/chat?x#x"),
             ("/p;s=1#k=v", "/p;s=x#xxx"),
+            ("/chat#a#b", "/chat#xxx"),
         ] {
             let req = format!("GET {target} HTTP/1.1\r\nHost: ws.example\r\n\r\n");
             let s = String::from_utf8(redact(req.as_bytes()).0).unwrap();
             assert!(s.starts_with(&format!("GET {want} HTTP/1.1\r\nHost: ws.example\r\n")), "{s}");
+            // A Location is read the same way.
+            let resp = format!("HTTP/1.1 302 Found\r\nLocation: https://a.example{target}\r\n\r\n");
+            let s = String::from_utf8(redact(resp.as_bytes()).0).unwrap();
+            assert!(s.contains(&format!("\r\nLocation: https://a.example{want}\r\n")), "{s}");
         }
     }
 
