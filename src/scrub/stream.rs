@@ -91,7 +91,8 @@ const MAX_FRAME_HEADER: usize = 14;
 
 /// When the next bytes of a direction (of `n`) begin with a run that one pattern overwrites
 /// (the rest of a frame's payload, of an application-data record's body), takes the run and
-/// returns its length and the pattern, as `step_mode` would have written it.
+/// returns its length and the pattern: `step_mode` writes it, `Work::patch` makes it a
+/// pattern patch.
 fn fill_run(mode: &mut Mode, n: usize, tally: &mut Tally) -> Option<(usize, [u8; 4])> {
     match mode {
         Mode::Frames(f) if f.left > 0 && (!f.close || f.pos >= 2) => {
@@ -719,6 +720,10 @@ fn step_mode(
     tunnel: bool,
     wait: bool,
 ) -> (usize, Event) {
+    if let Some((n, pattern)) = fill_run(mode, b.len(), tally) {
+        repeat(&mut b[..n], pattern);
+        return (n, Event::None);
+    }
     match mode {
         Mode::FramesAt { masked } => {
             if websocket::segment_is_frames(b) == Some(*masked) {
@@ -945,6 +950,7 @@ fn step_mode(
             (1, Event::None)
         }
         Mode::Frames(f) => {
+            // (A payload run that one pattern overwrites whole went to `fill_run`.)
             if f.left > 0 {
                 let n = f.left.min(b.len() as u64) as usize;
                 let (keep, pattern) = f.payload(n, tally);
@@ -1000,18 +1006,18 @@ fn step_mode(
                         }
                     }
                     // An alert is two bytes, a ChangeCipherSpec one: anything more is not
-                    // what they say, and goes.
-                    tls::CHANGE_CIPHER_SPEC | tls::ALERT => {
-                        let keep = if r.content_type == tls::ALERT { 2 } else { 1 };
+                    // what they say, and goes. (Other records' bodies went to `fill_run`.)
+                    _ => {
+                        let keep = match r.content_type {
+                            tls::ALERT => 2,
+                            tls::CHANGE_CIPHER_SPEC => 1,
+                            _ => 0,
+                        };
                         let from = (keep as u64).saturating_sub(r.pos).min(n as u64) as usize;
                         if from < n {
                             b[from..n].fill(FILL);
                             tally.add(Rule::TlsApplicationData, n - from);
                         }
-                    }
-                    _ => {
-                        b[..n].fill(FILL);
-                        tally.add(Rule::TlsApplicationData, n);
                     }
                 }
                 r.pos += n as u64;
