@@ -137,11 +137,10 @@ pub fn icmp(frame: &mut [u8], ip: usize, l4: usize, end: usize, v6: bool) -> u16
 /// means "no checksum").
 pub fn udp_over_filler(frame: &mut [u8], ip: usize, l4: usize, ulen: u16, fill: u8) -> u16 {
     frame[l4 + 6..l4 + 8].fill(0);
-    let filler = u64::from(ulen.saturating_sub(8));
+    let filler = usize::from(ulen.saturating_sub(8));
     let acc = pseudo_header(frame, ip, 17, usize::from(ulen)).unwrap_or(0)
         + u64::from(sum(&frame[l4..l4 + 8]))
-        + filler / 2 * u64::from(u16::from_be_bytes([fill, fill]))
-        + if filler % 2 == 1 { u64::from(fill) << 8 } else { 0 };
+        + u64::from(sum_of_fill(fill, 8, filler));
     match !fold(acc) {
         0 => 0xffff,
         v => v,
