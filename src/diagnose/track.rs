@@ -352,6 +352,8 @@ pub struct Lookup {
 /// quietest eighth is forgotten (counted, and said in a warning): a SYN flood or a million
 /// idle connections must not take the memory of a million conversations.
 pub const MAX_OPEN_CONVS: usize = 20_000;
+/// How many open conversations a full tracker forgets at once.
+const EVICTED_AT_ONCE: usize = MAX_OPEN_CONVS / 8;
 
 /// DNS lookups analysed per capture; a flood beyond is counted, not kept.
 pub const MAX_LOOKUPS: usize = 20_000;
@@ -409,7 +411,7 @@ pub struct Tracker {
 struct Spares(Vec<Box<Conv>>);
 
 /// Spare conversations kept at most: as many as one eviction forgets (more only hold memory).
-const MAX_SPARES: usize = MAX_OPEN_CONVS / 8;
+const MAX_SPARES: usize = EVICTED_AT_ONCE;
 
 impl Spares {
     fn keep(&mut self, c: Option<Box<Conv>>) {
@@ -532,7 +534,7 @@ impl Tracker {
 
     fn open_conv(&mut self, conv: u64, key: FlowKey, at: At) -> usize {
         if self.open >= MAX_OPEN_CONVS {
-            self.evict_oldest(MAX_OPEN_CONVS / 8);
+            self.evict_oldest(EVICTED_AT_ONCE);
         }
         self.open += 1;
         let c = self.spares.conv(key, self.next_seq, at);
